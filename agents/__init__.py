@@ -1,0 +1,1 @@
+"""The Faust app: classify and route agents, routing rules, sinks and metrics."""

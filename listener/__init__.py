@@ -1,0 +1,1 @@
+"""Sources -> Kafka: the Mention record, topics, error kinds, connectors and the producer."""

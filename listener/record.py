@@ -1,0 +1,213 @@
+"""The one record every stage reads and writes: ``Mention``, and its orjson codec.
+
+Stages add to a Mention (classification, signals, routing, stage timestamps); they
+never change what an earlier stage wrote. ``Mention.id`` is ``"<source>:<native id>"``
+and is the idempotency key at every sink.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from listener.errors import SkippableError
+
+SCHEMA_VERSION = 1
+"""Bumped on any incompatible change; decoders reject versions newer than they know."""
+
+LABELS: tuple[str, ...] = ("complaint", "praise", "question", "other")
+"""The four intent labels, in a fixed order (the classifier's score order)."""
+
+Label = Literal["complaint", "praise", "question", "other"]
+Priority = Literal["P1", "P2", "P3", "P4"]
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp must carry a timezone (UTC offset)")
+    return value.astimezone(UTC)
+
+
+class Author(BaseModel):
+    """Who wrote the post, as far as the source tells."""
+
+    model_config = _FROZEN
+
+    id: str | None = None
+    handle: str | None = None
+    name: str | None = None
+    followers: int | None = Field(default=None, ge=0)
+    url: str | None = None
+    verified: bool | None = None
+
+
+class Classification(BaseModel):
+    """The classifier's verdict: the label, a score for each of the four labels, the model."""
+
+    model_config = _FROZEN
+
+    label: Label
+    scores: dict[str, float]
+    model: str = Field(min_length=1, description="name@version of the model")
+
+    @field_validator("scores")
+    @classmethod
+    def _all_labels_scored(cls, scores: dict[str, float]) -> dict[str, float]:
+        if set(scores) != set(LABELS):
+            raise ValueError(f"scores must have exactly the labels {list(LABELS)}, got {sorted(scores)}")
+        return scores
+
+    @property
+    def confidence(self) -> float:
+        """The score of the chosen label."""
+        return self.scores[self.label]
+
+
+class Routing(BaseModel):
+    """The router's decision and why it was taken."""
+
+    model_config = _FROZEN
+
+    needs_response: bool
+    priority: Priority | None = None
+    team: str | None = None
+    sla_due_at: datetime | None = None
+    rule_ids: tuple[str, ...] = ()
+
+    @field_validator("sla_due_at")
+    @classmethod
+    def _sla_utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _utc(value)
+
+
+class Mention(BaseModel):
+    """A public post that mentions a brand, plus what each stage added to it."""
+
+    model_config = _FROZEN
+
+    schema_version: int = SCHEMA_VERSION
+    id: str = Field(min_length=3, description='"<source>:<native id>"')
+    source: str = Field(min_length=1, pattern=r"^[a-z0-9_.-]+$")
+    text: str
+    url: str | None = None
+    lang: str | None = None
+    author: Author = Author()
+    created_at: datetime
+    ingested_at: datetime
+    brands: tuple[str, ...] = ()
+    reply_to_id: str | None = None
+    thread_id: str | None = None
+    classification: Classification | None = None
+    signals: dict[str, Any] = Field(default_factory=dict)
+    routing: Routing | None = None
+    stage_times: dict[str, float] = Field(
+        default_factory=dict,
+        description="Unix seconds at which each stage finished with the record (ingested, classified, routed).",
+    )
+
+    @field_validator("text")
+    @classmethod
+    def _text_not_blank(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("text is empty")
+        return text
+
+    @field_validator("created_at", "ingested_at")
+    @classmethod
+    def _timestamps_utc(cls, value: datetime) -> datetime:
+        return _utc(value)
+
+    @model_validator(mode="after")
+    def _id_names_source(self) -> Mention:
+        if not self.id.startswith(f"{self.source}:") or len(self.id) <= len(self.source) + 1:
+            raise ValueError(f"id {self.id!r} must be '<source>:<native id>' with source {self.source!r}")
+        return self
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        source: str,
+        native_id: str,
+        text: str,
+        created_at: datetime | None = None,
+        **fields: Any,
+    ) -> Mention:
+        """Build a fresh Mention as a connector sees it, stamped as ingested now.
+
+        Args:
+            source: Connector name, e.g. ``"bluesky"``.
+            native_id: The post's id at the source.
+            text: Plain text of the post.
+            created_at: Source clock; defaults to now.
+            **fields: Any other Mention field (url, lang, author, brands, ...).
+
+        Raises:
+            SkippableError: The values do not make a valid Mention.
+        """
+        now = time.time()
+        stamp = datetime.fromtimestamp(now, UTC)
+        stage_times = dict(fields.pop("stage_times", {}))
+        stage_times.setdefault("ingested", now)
+        try:
+            return cls(
+                id=f"{source}:{native_id}",
+                source=source,
+                text=text,
+                created_at=created_at or stamp,
+                ingested_at=stamp,
+                stage_times=stage_times,
+                **fields,
+            )
+        except ValidationError as exc:
+            raise SkippableError("validation", describe_validation_error(exc)) from exc
+
+    def with_stage(self, stage: str, at: float | None = None, **updates: Any) -> Mention:
+        """Return a copy with ``updates`` applied and ``stage`` stamped at ``at`` (default now)."""
+        stage_times = {**self.stage_times, stage: time.time() if at is None else at}
+        return self.model_copy(update={**updates, "stage_times": stage_times})
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming every failing field, e.g. ``"author.followers: ... ; text: ..."``."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in error["loc"]) or "<record>"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def encode_mention(mention: Mention) -> bytes:
+    """Serialise a Mention to JSON bytes (orjson; datetimes as RFC 3339 UTC)."""
+    return orjson.dumps(mention.model_dump(mode="python"))
+
+
+def decode_mention(data: bytes | str) -> Mention:
+    """Parse and validate JSON bytes into a Mention.
+
+    Raises:
+        SkippableError: reason ``"decode"`` for bytes that are not a JSON object,
+            ``"schema_version"`` for a record from a newer schema, ``"validation"``
+            for a field that fails validation (the message names the field).
+    """
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise SkippableError("decode", f"not valid JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise SkippableError("decode", f"expected a JSON object, got {type(obj).__name__}")
+    version = obj.get("schema_version", SCHEMA_VERSION)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise SkippableError(
+            "schema_version", f"schema_version {version!r} is not supported (this build reads <= {SCHEMA_VERSION})"
+        )
+    try:
+        return Mention.model_validate(obj)
+    except ValidationError as exc:
+        raise SkippableError("validation", describe_validation_error(exc)) from exc

@@ -1,0 +1,46 @@
+"""Kafka topic names, defined once, with an optional deployment prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    """The pipeline's topic names.
+
+    Args:
+        prefix: Prepended verbatim to every name (e.g. ``"acme."``), so several
+            deployments can share one cluster.
+    """
+
+    prefix: str = ""
+
+    @property
+    def raw(self) -> str:
+        """Posts as ingested by the connectors."""
+        return f"{self.prefix}mentions.raw"
+
+    @property
+    def classified(self) -> str:
+        """Posts with a classification."""
+        return f"{self.prefix}mentions.classified"
+
+    @property
+    def needs_response(self) -> str:
+        """The human queue: posts that need an answer, keyed by Mention id."""
+        return f"{self.prefix}mentions.needs-response"
+
+    @property
+    def alerts(self) -> str:
+        """Spike and crisis alerts."""
+        return f"{self.prefix}mentions.alerts"
+
+    @property
+    def dead_letter(self) -> str:
+        """Anything that failed to decode, validate, classify or deliver, with its reason."""
+        return f"{self.prefix}mentions.dead-letter"
+
+    def all(self) -> tuple[str, ...]:
+        """Every topic name, in pipeline order."""
+        return (self.raw, self.classified, self.needs_response, self.alerts, self.dead_letter)
