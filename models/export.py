@@ -1,0 +1,326 @@
+"""Export the fine-tuned checkpoint to int8 ONNX and measure it on dev (needs the ``train`` extra).
+
+Steps: torch -> ONNX fp32 (TorchScript exporter, opset 17, dynamic batch and
+sequence axes) -> int8 dynamic quantisation with per-channel weight scales ->
+dev evaluation of both through the serving code (``OnnxIntentClassifier``) ->
+the shipped model folder: ``model.int8.onnx``, tokenizer, ``config.json``,
+``metrics.json`` and an fp16 safetensors copy of the torch checkpoint under
+``checkpoint/`` (usable with ``transformers.pipeline`` offline).
+
+Usage::
+
+    python -m models.export --checkpoint build/intent-minilm/best \
+        --data ../shared/data/intent --out models/intent-minilm
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+import onnxruntime  # noqa: E402
+import torch  # noqa: E402
+from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: E402
+from sklearn.metrics import f1_score, precision_recall_fscore_support  # noqa: E402
+from tokenizers import Tokenizer  # noqa: E402
+from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
+
+from models.runtime import OnnxIntentClassifier  # noqa: E402
+from models.train import LABELS, MAX_LENGTH, REPO_ROOT, read_jsonl  # noqa: E402
+
+MODEL_VERSION = "1.0.0"
+SPECIAL_TOKENS = ("cls_token", "sep_token", "pad_token", "unk_token", "mask_token")
+NEEDS_RESPONSE = frozenset({"complaint", "question"})
+DEFAULT_CHECKPOINT = REPO_ROOT / "build" / "intent-minilm" / "best"
+DEFAULT_OUT = REPO_ROOT / "models" / "intent-minilm"
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_fp32(checkpoint: Path, target: Path) -> None:
+    """Trace the checkpoint to an fp32 ONNX graph with dynamic batch and sequence axes.
+
+    Args:
+        checkpoint: ``save_pretrained`` folder of the fine-tuned classifier.
+        target: Path of the ``.onnx`` file to write.
+    """
+    model = AutoModelForSequenceClassification.from_pretrained(
+        checkpoint, attn_implementation="eager", dtype=torch.float32
+    )
+    model.eval()
+    model.config.return_dict = False
+    ids = torch.tensor([[101, 7592, 2088, 102], [101, 2054, 102, 0]], dtype=torch.long)
+    mask = (ids != 0).long()
+    types = torch.zeros_like(ids)
+    axes = {0: "batch", 1: "sequence"}
+    with torch.no_grad():
+        torch.onnx.export(
+            model,
+            (ids, mask, types),
+            str(target),
+            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=["logits"],
+            dynamic_axes={
+                "input_ids": axes,
+                "attention_mask": axes,
+                "token_type_ids": axes,
+                "logits": {0: "batch"},
+            },
+            opset_version=17,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    onnx.checker.check_model(str(target))
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    """Int8 dynamic quantisation, per-channel weight scales (per-tensor flips ~13% of labels).
+
+    Args:
+        source: fp32 ONNX file.
+        target: int8 ONNX file to write.
+    """
+    quantize_dynamic(
+        source,
+        target,
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+
+
+def write_tokenizer(checkpoint: Path, out: Path) -> None:
+    """Write the serving tokenizer: ``tokenizer.json`` without padding, truncated at 64.
+
+    Args:
+        checkpoint: Folder with the training tokenizer files.
+        out: Shipped model folder.
+    """
+    tok = Tokenizer.from_file(str(checkpoint / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(max_length=MAX_LENGTH)
+    tok.save(str(out / "tokenizer.json"))
+    config = json.loads((checkpoint / "tokenizer_config.json").read_text(encoding="utf-8"))
+    for key in ("is_local", "local_files_only"):  # facts about the training machine
+        config.pop(key, None)
+    config["max_length"] = MAX_LENGTH
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", "utf-8")
+    special = {k: config[k] for k in SPECIAL_TOKENS if k in config}
+    (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n", "utf-8")
+
+
+def save_fp16_checkpoint(checkpoint: Path, target: Path) -> None:
+    """Save the torch checkpoint with fp16 weights (config says float32: loads upcast).
+
+    Args:
+        checkpoint: fp32 ``save_pretrained`` folder.
+        target: Folder to (re)create.
+    """
+    if target.exists():
+        shutil.rmtree(target)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        checkpoint, attn_implementation="eager", dtype=torch.float32
+    )
+    model.half().save_pretrained(target, safe_serialization=True)
+    config = json.loads((target / "config.json").read_text(encoding="utf-8"))
+    config["dtype"] = "float32"  # CPU inference (the pipeline baseline) runs in fp32
+    (target / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    tokenizer.save_pretrained(target)
+
+
+def report(gold: Sequence[str], pred: Sequence[str], sources: Sequence[str]) -> dict[str, Any]:
+    """Dev metrics: macro-F1, per-class P/R/F1, per-source macro-F1, needs_response P/R.
+
+    Args:
+        gold: Gold labels.
+        pred: Predicted labels.
+        sources: Source of each item.
+
+    Returns:
+        A JSON-ready dict.
+    """
+    labels = list(LABELS)
+    p, r, f, n = precision_recall_fscore_support(gold, pred, labels=labels, zero_division=0)
+    per_source: dict[str, Any] = {}
+    for source in sorted(set(sources)):
+        idx = [i for i, s in enumerate(sources) if s == source]
+        g = [gold[i] for i in idx]
+        present = [lab for lab in labels if lab in g]
+        per_source[source] = {
+            "n": len(idx),
+            "macro_f1": round(
+                float(
+                    f1_score(g, [pred[i] for i in idx], labels=present, average="macro")
+                ),
+                4,
+            ),
+            "accuracy": round(float(np.mean([pred[i] == gold[i] for i in idx])), 4),
+        }
+    gold_nr = np.array([g in NEEDS_RESPONSE for g in gold])
+    pred_nr = np.array([q in NEEDS_RESPONSE for q in pred])
+    tp = int((gold_nr & pred_nr).sum())
+    return {
+        "macro_f1": round(float(f1_score(gold, pred, labels=labels, average="macro")), 4),
+        "accuracy": round(float(np.mean([a == b for a, b in zip(gold, pred, strict=True)])), 4),
+        "per_class": {
+            lab: {
+                "precision": round(float(p[i]), 4),
+                "recall": round(float(r[i]), 4),
+                "f1": round(float(f[i]), 4),
+                "support": int(n[i]),
+            }
+            for i, lab in enumerate(labels)
+        },
+        "per_source": per_source,
+        "needs_response": {
+            "precision": round(tp / max(1, int(pred_nr.sum())), 4),
+            "recall": round(tp / max(1, int(gold_nr.sum())), 4),
+            "support": int(gold_nr.sum()),
+        },
+    }
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(prog="python -m models.export", description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    p.add_argument("--data", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "intent")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--work", type=Path, default=None, help="scratch dir for the fp32 ONNX")
+    p.add_argument("--threads", type=int, default=2)
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Export, quantise, evaluate and write the shipped model folder; returns an exit code."""
+    args = parse_args(argv)
+    started = time.monotonic()
+    torch.set_num_threads(args.threads)
+    work = args.work or args.checkpoint.parent
+    work.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    fp32_path = work / "model.fp32.onnx"
+    int8_path = args.out / "model.int8.onnx"
+
+    export_fp32(args.checkpoint, fp32_path)
+    quantize_int8(fp32_path, int8_path)
+    write_tokenizer(args.checkpoint, args.out)
+    config = json.loads((args.checkpoint / "config.json").read_text(encoding="utf-8"))
+    config["model_version"] = MODEL_VERSION
+    (args.out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    save_fp16_checkpoint(args.checkpoint, args.out / "checkpoint")
+    print(f"exported in {time.monotonic() - started:.0f}s", flush=True)
+
+    rows = read_jsonl(args.data / "dev.jsonl")
+    texts = [row["text"] for row in rows]
+    gold = [row["label"] for row in rows]
+    sources = [row["source"] for row in rows]
+    fp32 = OnnxIntentClassifier(args.out, model_file=str(fp32_path.resolve()), threads=args.threads)
+    int8 = OnnxIntentClassifier(args.out, threads=args.threads)
+    p32 = fp32.predict_proba(texts)
+    p8 = int8.predict_proba(texts)
+    pred32 = [LABELS[i] for i in p32.argmax(1)]
+    pred8 = [LABELS[i] for i in p8.argmax(1)]
+    if tuple(fp32.labels) != LABELS:
+        raise RuntimeError(f"label order mismatch: {fp32.labels} != {LABELS}")
+
+    torch_check = check_against_torch(args.checkpoint, texts[:64], p32[:64])
+    train_log = json.loads((args.checkpoint.parent / "train_log.json").read_text(encoding="utf-8"))
+    metrics = {
+        "model": "intent-minilm",
+        "version": MODEL_VERSION,
+        "labels": list(LABELS),
+        "base_model": train_log["base_model"],
+        "dev_items": len(rows),
+        "int8": report(gold, pred8, sources),
+        "fp32": report(gold, pred32, sources),
+        "int8_vs_fp32": {
+            "argmax_agreement": round(float(np.mean(p32.argmax(1) == p8.argmax(1))), 4),
+            "max_abs_prob_diff": round(float(np.abs(p32 - p8).max()), 4),
+            "mean_abs_prob_diff": round(float(np.abs(p32 - p8).mean()), 5),
+        },
+        "onnx_fp32_vs_torch_max_abs_prob_diff": torch_check,
+        "artefact": {
+            "file": int8_path.name,
+            "bytes": int8_path.stat().st_size,
+            "sha256": sha256(int8_path),
+            "fp32_bytes": fp32_path.stat().st_size,
+        },
+        "training": {
+            key: train_log[key]
+            for key in (
+                "seed", "epochs", "epochs_requested", "best_epoch", "lr", "batch_size",
+                "max_length", "warmup_fraction", "class_weights", "threads", "history",
+                "wall_seconds", "command", "torch",
+            )
+        },
+        "export_seconds": round(time.monotonic() - started, 1),
+        "versions": {
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+        },
+        "serving": {"batch_size": int8.batch_size, "max_length": MAX_LENGTH, "bucketed": True},
+    }
+    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    summary = {
+        "int8_macro_f1": metrics["int8"]["macro_f1"],
+        "fp32_macro_f1": metrics["fp32"]["macro_f1"],
+        "agreement": metrics["int8_vs_fp32"]["argmax_agreement"],
+        "bytes": metrics["artefact"]["bytes"],
+        "sha256": metrics["artefact"]["sha256"],
+    }
+    print(json.dumps(summary), flush=True)
+    if metrics["artefact"]["bytes"] >= 30_000_000:
+        print("model.int8.onnx is not below 30 MB", file=sys.stderr)
+        return 1
+    return 0
+
+
+@torch.no_grad()
+def check_against_torch(checkpoint: Path, texts: Sequence[str], onnx_probs: np.ndarray) -> float:
+    """Largest probability difference between torch fp32 and ONNX fp32 on ``texts``.
+
+    Args:
+        checkpoint: fp32 checkpoint folder.
+        texts: A few dev texts.
+        onnx_probs: ONNX fp32 probabilities for ``texts``, same order.
+
+    Returns:
+        The maximum absolute difference.
+    """
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        checkpoint, attn_implementation="eager", dtype=torch.float32
+    ).eval()
+    worst = 0.0
+    for text, ref in zip(texts, onnx_probs, strict=True):
+        enc = tokenizer([text], truncation=True, max_length=MAX_LENGTH, return_tensors="pt")
+        probs = torch.softmax(model(**enc).logits, -1)[0].numpy()
+        worst = max(worst, float(np.abs(probs - ref).max()))
+    return round(worst, 7)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
