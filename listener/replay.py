@@ -1,0 +1,356 @@
+"""``brand-listener replay``: a JSON Lines file of posts into ``mentions.raw``, optionally paced.
+
+Each line is one JSON object. Only ``text`` is required; the other keys are
+``id``, ``source``, ``author`` (an object with id/handle/name/followers/url/
+verified, or a handle string), ``created_at`` (ISO 8601, or unix seconds),
+``url``, ``lang``, ``brands`` (a list, or one string), ``reply_to_id`` and
+``thread_id``. Unknown keys are ignored, so a dump of ``Mention`` records
+replays too. Blank lines are skipped.
+
+Defaults: ``source`` is ``--source`` (``"replay"``); ``created_at`` is now (a
+timestamp without an offset is read as UTC); a missing ``id`` becomes a hash
+of source, line number and text (:func:`stable_native_id`), so replaying the
+same file twice produces the same ids and downstream idempotency absorbs the
+second run. Editing the file above a line changes that line's id.
+
+A line that cannot become a Mention is reported on stderr with its line number
+and reason, produced to the dead-letter topic with ``origin={"file", "line"}``,
+and the replay goes on.
+
+Delivery: at-least-once, keyed by ``Mention.id`` (see :mod:`listener.producer`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import orjson
+from pydantic import ValidationError
+from tqdm import tqdm
+
+from listener.errors import MentionError, SkippableError
+from listener.pacing import Pacer
+from listener.producer import MentionProducer
+from listener.record import Mention, describe_validation_error
+from listener.settings import KafkaSettings, ListenerSettings
+
+DEFAULT_SOURCE = "replay"
+EXIT_OK, EXIT_FILE, EXIT_KAFKA = 0, 1, 3
+_OPTIONAL_STR_FIELDS = ("url", "lang", "reply_to_id", "thread_id")
+
+
+# --- pure: one line -> Mention --------------------------------------------------------------
+
+
+def stable_native_id(source: str, line_no: int, text: str) -> str:
+    """A deterministic native id for a line that has none: 20 hex chars of SHA-256."""
+    digest = hashlib.sha256(f"{source}\x1f{line_no}\x1f{text}".encode()).hexdigest()
+    return digest[:20]
+
+
+def _created_at(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise SkippableError("validation", "created_at: expected ISO 8601 text or unix seconds")
+    if isinstance(value, int | float):
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise SkippableError("validation", f"created_at: {value!r} is out of range") from exc
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError as exc:
+            raise SkippableError("validation", f"created_at: {value!r} is not ISO 8601") from exc
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    raise SkippableError("validation", "created_at: expected ISO 8601 text or unix seconds")
+
+
+def _author(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return {"handle": value}
+    if isinstance(value, dict):
+        known = ("id", "handle", "name", "followers", "url", "verified")
+        return {k: value[k] for k in known if k in value}
+    raise SkippableError("validation", "author: expected an object or a handle string")
+
+
+def _native_id(value: Any, source: str, line_no: int, text: str) -> str:
+    if value is None:
+        return stable_native_id(source, line_no, text)
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise SkippableError("validation", "id: expected a string or an integer")
+    native = str(value).strip()
+    native = native.removeprefix(f"{source}:")  # a dumped Mention's id
+    if not native:
+        raise SkippableError("validation", "id: is empty")
+    return native
+
+
+def parse_line(raw: bytes | str, line_no: int, *, default_source: str = DEFAULT_SOURCE) -> Mention:
+    """Turn one line of a replay file into a Mention.
+
+    Args:
+        raw: The line, with or without its newline.
+        line_no: 1-based line number (used for the default id).
+        default_source: ``source`` for lines that do not name one.
+
+    Returns:
+        A new Mention, stamped as ingested now.
+
+    Raises:
+        SkippableError: With ``reason`` ``"decode"`` (not UTF-8 or not JSON),
+            ``"not_object"`` (valid JSON but not an object), ``"missing_text"``
+            (no ``text``, or blank) or ``"validation"`` (a field has a bad
+            value; the message names it).
+    """
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise SkippableError("decode", f"not valid JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise SkippableError("not_object", f"expected a JSON object, got {type(obj).__name__}")
+    text = obj.get("text")
+    if text is None or (isinstance(text, str) and not text.strip()):
+        raise SkippableError("missing_text", "text is missing or empty")
+    if not isinstance(text, str):
+        raise SkippableError("validation", f"text: expected a string, got {type(text).__name__}")
+    source = obj.get("source", default_source)
+    if not isinstance(source, str):
+        raise SkippableError("validation", "source: expected a string")
+    fields: dict[str, Any] = {k: obj[k] for k in _OPTIONAL_STR_FIELDS if obj.get(k) is not None}
+    author = _author(obj.get("author"))
+    if author is not None:
+        fields["author"] = author
+    brands = obj.get("brands")
+    if brands is not None:
+        fields["brands"] = (brands,) if isinstance(brands, str) else brands
+    return Mention.create(
+        source=source,
+        native_id=_native_id(obj.get("id"), source, line_no, text),
+        text=text,
+        created_at=_created_at(obj.get("created_at")),
+        **fields,
+    )
+
+
+# --- I/O ----------------------------------------------------------------------------------
+
+
+class ReplayTarget(Protocol):
+    """Where replayed records go (``MentionProducer`` in production)."""
+
+    def send_mention(self, mention: Mention) -> None:
+        """Queue a Mention for ``mentions.raw``."""
+
+    def send_dead_letter(
+        self,
+        payload: bytes | str | None,
+        *,
+        stage: str,
+        reason: str,
+        error: str,
+        origin: dict[str, Any] | None = None,
+        key: str | None = None,
+    ) -> None:
+        """Queue a dead-letter record."""
+
+
+@dataclass(slots=True)
+class ReplayStats:
+    """What one replay did."""
+
+    produced: int = 0
+    dead_lettered: int = 0
+    blank: int = 0
+    elapsed: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Records (good and bad) per second of wall time."""
+        total = self.produced + self.dead_lettered
+        return total / self.elapsed if self.elapsed > 0 else 0.0
+
+    def summary(self, path: Path | str) -> str:
+        """One human line, e.g. ``"replayed f.jsonl: 98 produced, 2 dead-lettered, ..."``."""
+        return (
+            f"replayed {path}: {self.produced} produced, {self.dead_lettered} dead-lettered"
+            f" in {self.elapsed:.2f} s ({self.rate:.1f} posts/s)"
+        )
+
+
+def iter_lines(fh: IO[bytes], limit: int | None = None) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(line_no, line)`` for non-blank lines, 1-based, at most ``limit`` of them."""
+    taken = 0
+    for line_no, line in enumerate(fh, start=1):
+        if limit is not None and taken >= limit:
+            return
+        if not line.strip():
+            continue
+        taken += 1
+        yield line_no, line.rstrip(b"\r\n")
+
+
+def count_lines(path: Path, limit: int | None = None) -> int:
+    """Number of non-blank lines in ``path`` (capped at ``limit``): the progress bar's total."""
+    with path.open("rb") as fh:
+        total = sum(1 for line in fh if line.strip())
+    return total if limit is None else min(total, limit)
+
+
+def replay_file(
+    path: Path,
+    target: ReplayTarget,
+    *,
+    rate: float | None = None,
+    limit: int | None = None,
+    default_source: str = DEFAULT_SOURCE,
+    progress: bool | None = None,
+    err: IO[str] | None = None,
+) -> ReplayStats:
+    """Replay ``path`` line by line into ``target``; bad lines are reported and dead-lettered.
+
+    Args:
+        path: The JSON Lines file.
+        target: Where records go; the caller flushes it.
+        rate: Posts per second (good and bad lines both count); ``None`` for as fast as possible.
+        limit: Stop after this many non-blank lines.
+        default_source: ``source`` for lines that do not name one.
+        progress: Show a progress bar on ``err``; ``None`` shows one only on a terminal.
+        err: Where bad-line reports and the progress bar go (default stderr).
+
+    Raises:
+        OSError: The file cannot be opened or read.
+        RetryableError: The target could not queue a record.
+        FatalError: The target failed permanently.
+    """
+    err = sys.stderr if err is None else err
+    pacer = Pacer(rate) if rate else None
+    stats = ReplayStats()
+    total = count_lines(path, limit)
+    started = time.perf_counter()
+    with (
+        path.open("rb") as fh,
+        tqdm(total=total, unit="post", file=err, disable=None if progress is None else not progress)
+        as bar,
+    ):
+        for line_no, line in iter_lines(fh, limit):
+            if pacer is not None:
+                pacer.wait()
+            try:
+                mention = parse_line(line, line_no, default_source=default_source)
+            except SkippableError as exc:
+                bar.write(f"{path}:{line_no}: {exc.reason}: {exc}", file=err)
+                target.send_dead_letter(
+                    line,
+                    stage="replay",
+                    reason=exc.reason,
+                    error=str(exc),
+                    origin={"file": str(path), "line": line_no},
+                )
+                stats.dead_lettered += 1
+            else:
+                target.send_mention(mention)
+                stats.produced += 1
+            bar.update(1)
+    stats.elapsed = time.perf_counter() - started
+    return stats
+
+
+# --- command ------------------------------------------------------------------------------
+
+
+def register_commands(sub: argparse._SubParsersAction) -> None:
+    """Add ``replay`` to the top-level parser."""
+    p = sub.add_parser(
+        "replay",
+        help="replay a JSON Lines file of posts into mentions.raw",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="exit status: 0 file read through (bad lines included), 1 file missing or "
+        "unreadable, 3 Kafka unreachable or delivery failed",
+    )
+    p.add_argument("file", type=Path, metavar="FILE.jsonl", help="one JSON object per line")
+    p.add_argument("--rate", type=_positive_float, metavar="N", help="posts per second")
+    p.add_argument("--limit", type=_positive_int, metavar="N", help="stop after N lines")
+    p.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers")
+    p.add_argument("--topic-prefix", metavar="P", help="topic-name prefix")
+    p.add_argument(
+        "--source", default=DEFAULT_SOURCE, help="source for lines without one (default: replay)"
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=_positive_float,
+        metavar="S",
+        help="seconds to wait for a broker before giving up",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_replay)
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def kafka_settings_from_args(args: argparse.Namespace) -> KafkaSettings:
+    """The environment's Kafka settings with the command-line flags applied on top."""
+    return ListenerSettings().kafka.override(
+        bootstrap_servers=args.bootstrap,
+        topic_prefix=args.topic_prefix,
+        bootstrap_timeout_s=args.connect_timeout,
+    )
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    """Run ``brand-listener replay``; returns the exit status."""
+    path: Path = args.file
+    if not path.is_file():
+        print(f"error: {path}: no such file", file=sys.stderr)
+        return EXIT_FILE
+    try:
+        kafka = kafka_settings_from_args(args)
+    except ValidationError as exc:
+        print(f"error: bad Kafka setting: {describe_validation_error(exc)}", file=sys.stderr)
+        return EXIT_KAFKA
+    try:
+        with MentionProducer(kafka) as producer:
+            started = time.perf_counter()
+            stats = replay_file(
+                path,
+                producer,
+                rate=args.rate,
+                limit=args.limit,
+                default_source=args.source,
+                progress=False if args.no_progress else None,
+            )
+            producer.flush()
+            stats.elapsed = time.perf_counter() - started
+    except OSError as exc:
+        print(f"error: {path}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FILE
+    except MentionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_KAFKA
+    print(stats.summary(path))
+    return EXIT_OK
