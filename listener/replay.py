@@ -242,8 +242,9 @@ def replay_file(
     started = time.perf_counter()
     with (
         path.open("rb") as fh,
-        tqdm(total=total, unit="post", file=err, disable=None if progress is None else not progress)
-        as bar,
+        tqdm(
+            total=total, unit="post", file=err, disable=None if progress is None else not progress
+        ) as bar,
     ):
         for line_no, line in iter_lines(fh, limit):
             if pacer is not None:
