@@ -1,0 +1,123 @@
+"""Routing rules as data, and the one pure function that applies them.
+
+No I/O and no Faust here: :func:`route` maps a classified Mention to a
+:class:`~listener.record.Routing`, and ``agents/route.py`` is its only caller
+in the pipeline. To change who gets what, edit :data:`RULES` (first match
+wins) or :data:`SLA`; nothing else decides.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from listener.errors import SkippableError
+from listener.record import Mention, Priority, Routing
+
+URGENT_TERMS: tuple[str, ...] = (
+    "outage",
+    "hacked",
+    "lawsuit",
+    "lawyer",
+    "injured",
+    "injury",
+    "stolen",
+    "fraud",
+    "data breach",
+    "unsafe",
+)
+"""Words that make a complaint P1; matched case-insensitively on word boundaries."""
+
+SLA: dict[str, timedelta] = {
+    "P1": timedelta(hours=1),
+    "P2": timedelta(hours=4),
+    "P3": timedelta(hours=24),
+}
+"""Time to first response by priority, from the post's ``created_at``; P4 has none."""
+
+BELOW_THRESHOLD = "confidence.below_threshold"
+"""Rule id added when a label that wants a response is below the confidence threshold."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One routing rule.
+
+    Attributes:
+        id: Stable name, recorded in ``Routing.rule_ids``.
+        labels: Intent labels the rule matches.
+        priority: Priority given when it matches.
+        team: Team that owns the mention.
+        responds: Whether a matching mention needs a human response (subject to the
+            confidence threshold).
+        terms: If set, at least one of these must occur in the text.
+    """
+
+    id: str
+    labels: frozenset[str]
+    priority: Priority
+    team: str
+    responds: bool
+    terms: tuple[str, ...] = ()
+
+    def matches(self, mention: Mention, label: str) -> bool:
+        """Whether this rule applies to ``mention`` classified as ``label``."""
+        if label not in self.labels:
+            return False
+        return not self.terms or _terms_pattern(self.terms).search(mention.text) is not None
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("complaint.urgent", frozenset({"complaint"}), "P1", "escalations", True, URGENT_TERMS),
+    Rule("complaint", frozenset({"complaint"}), "P2", "support", True),
+    Rule("question", frozenset({"question"}), "P3", "support", True),
+    Rule("praise", frozenset({"praise"}), "P4", "community", False),
+    Rule("other", frozenset({"other"}), "P4", "social", False),
+)
+"""Ordered table; the first rule that matches decides."""
+
+_PATTERNS: dict[tuple[str, ...], re.Pattern[str]] = {}
+
+
+def _terms_pattern(terms: tuple[str, ...]) -> re.Pattern[str]:
+    pattern = _PATTERNS.get(terms)
+    if pattern is None:
+        alternatives = "|".join(r"\s+".join(map(re.escape, t.split())) for t in terms)
+        pattern = _PATTERNS[terms] = re.compile(rf"\b(?:{alternatives})\b", re.IGNORECASE)
+    return pattern
+
+
+def route(mention: Mention, threshold: float, rules: tuple[Rule, ...] = RULES) -> Routing:
+    """Decide whether ``mention`` needs a human response, how urgently and by whom.
+
+    Args:
+        mention: A classified Mention.
+        threshold: Minimum classifier confidence for a response (inclusive).
+        rules: The rule table, first match wins.
+
+    Returns:
+        The routing decision; ``sla_due_at`` is set only when a response is needed.
+
+    Raises:
+        SkippableError: reason ``"unclassified"`` when the mention has no classification,
+            ``"no_rule"`` when no rule matches its label.
+    """
+    classification = mention.classification
+    if classification is None:
+        raise SkippableError("unclassified", f"{mention.id} has no classification to route on")
+    label = classification.label
+    rule = next((r for r in rules if r.matches(mention, label)), None)
+    if rule is None:
+        raise SkippableError("no_rule", f"no routing rule matches label {label!r}")
+    confident = classification.confidence >= threshold
+    needs_response = rule.responds and confident
+    rule_ids = (rule.id,) if confident or not rule.responds else (rule.id, BELOW_THRESHOLD)
+    sla = SLA.get(rule.priority) if needs_response else None
+    return Routing(
+        needs_response=needs_response,
+        priority=rule.priority,
+        team=rule.team,
+        sla_due_at=mention.created_at + sla if sla is not None else None,
+        rule_ids=rule_ids,
+    )

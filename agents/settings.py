@@ -1,0 +1,106 @@
+"""The worker process's settings root: read once from the environment, passed down.
+
+Environment variables use the prefix ``AGENTS_`` and ``__`` as the nested
+delimiter, e.g. ``AGENTS_BOOTSTRAP_SERVERS=broker:9092`` or
+``AGENTS_NEEDS_RESPONSE_THRESHOLD=0.6``. Command-line flags win over the
+environment (see :meth:`AgentSettings.override`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from listener.topics import TopicNames
+
+
+class AgentSettings(BaseSettings):
+    """Everything the Faust worker (classify and route agents) is configured by."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AGENTS_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="ignore",
+    )
+
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        min_length=1,
+        description="Comma-separated host:port list of bootstrap brokers.",
+    )
+    topic_prefix: str = Field(default="", description="Prepended to every topic name.")
+    app_id: str = Field(
+        default="brand-listener",
+        min_length=1,
+        description="Faust app id; also the Kafka consumer group of every worker.",
+    )
+    model_dir: Path | None = Field(
+        default=None, description="Classifier model folder; None means the bundled model."
+    )
+    model_batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Posts per ONNX run inside one predict call; None keeps the runtime's default.",
+    )
+    batch_size: int = Field(
+        default=64,
+        ge=1,
+        le=4096,
+        description="Most events the classify agent takes from the stream at once.",
+    )
+    batch_window_s: float = Field(
+        default=0.05,
+        gt=0,
+        le=10,
+        description="Longest wait to fill a batch: latency bound vs. throughput.",
+    )
+    needs_response_threshold: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Complaints and questions at or above this confidence go to the queue.",
+    )
+    web_host: str = Field(default="0.0.0.0", description="Bind address of /metrics and /health.")
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    topic_partitions: int = Field(
+        default=4, ge=1, description="Partitions of topics the worker creates (unit of scale-out)."
+    )
+    topic_replication: int = Field(default=1, ge=1)
+    commit_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often acked offsets are committed; bounds duplicates after a crash.",
+    )
+    session_timeout_s: float = Field(
+        default=10.0,
+        ge=6,
+        description="Kafka group session timeout: how soon a dead worker's partitions move.",
+    )
+    data_dir: Path = Field(
+        default=Path(".brand-listener/agents"),
+        description="Faust data directory (table state; the tables use memory://).",
+    )
+    loglevel: str = Field(default="info", description="Worker log level.")
+
+    @property
+    def topics(self) -> TopicNames:
+        """The topic names under this deployment's prefix."""
+        return TopicNames(prefix=self.topic_prefix)
+
+    def bootstrap_list(self) -> list[str]:
+        """``bootstrap_servers`` split on commas, blanks dropped."""
+        return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
+
+    def override(self, **changes: object) -> AgentSettings:
+        """A validated copy with ``changes`` applied; ``None`` values are ignored.
+
+        Used for command-line flags, which win over the environment.
+
+        Raises:
+            pydantic.ValidationError: A change is not a valid value for its field.
+        """
+        updates = {k: v for k, v in changes.items() if v is not None}
+        return type(self).model_validate({**self.model_dump(), **updates})
