@@ -13,12 +13,16 @@ from listener.record import LABELS, Classification, Mention
 
 def _classified(ingested: float, classified: float, routed: float | None = None) -> Mention:
     mention = Mention.create(
-        source="hn", native_id="42", text="why is it down?", created_at=datetime.now(UTC),
+        source="hn",
+        native_id="42",
+        text="why is it down?",
+        created_at=datetime.now(UTC),
         stage_times={"ingested": ingested},
     )
     scores = dict.fromkeys(LABELS, 0.1) | {"question": 0.7}
     mention = mention.with_stage(
-        "classified", at=classified,
+        "classified",
+        at=classified,
         classification=Classification(label="question", scores=scores, model="kw@1"),
     )
     return mention if routed is None else mention.with_stage("routed", at=routed)
@@ -47,12 +51,14 @@ def test_observe_stage_latencies() -> None:
     registry = CollectorRegistry()
     metrics = create(registry)
     get = registry.get_sample_value
+    processed = "brandlistener_mentions_processed_total"
+    stage = "brandlistener_stage_latency_seconds_sum"
     metrics.observe_stage(_classified(100.0, 100.2), "classified")
     metrics.observe_stage(_classified(100.0, 100.2, 103.0), "routed")
-    assert get("brandlistener_mentions_processed_total", {"stage": "classified", "label": "question"}) == 1
-    assert get("brandlistener_mentions_processed_total", {"stage": "routed", "label": "question"}) == 1
-    assert get("brandlistener_stage_latency_seconds_sum", {"stage": "classified"}) == pytest.approx(0.2)
-    assert get("brandlistener_stage_latency_seconds_sum", {"stage": "routed"}) == pytest.approx(2.8)
+    assert get(processed, {"stage": "classified", "label": "question"}) == 1
+    assert get(processed, {"stage": "routed", "label": "question"}) == 1
+    assert get(stage, {"stage": "classified"}) == pytest.approx(0.2)
+    assert get(stage, {"stage": "routed"}) == pytest.approx(2.8)
     assert get("brandlistener_end_to_end_latency_seconds_sum") == pytest.approx(3.0)
     assert get("brandlistener_end_to_end_latency_seconds_bucket", {"le": "0.01"}) == 0
     assert get("brandlistener_end_to_end_latency_seconds_bucket", {"le": "5.0"}) == 1

@@ -35,7 +35,9 @@ def _mention(label: str | None, confidence: float = 0.9, text: str = "hello @bra
         ("other", "saw an ad on the bus", "P4", "social", False, "other"),
     ],
 )
-def test_each_rule(label: str, text: str, priority: str, team: str, needs: bool, rule_id: str) -> None:
+def test_each_rule(
+    label: str, text: str, priority: str, team: str, needs: bool, rule_id: str
+) -> None:
     routing = route(_mention(label, 0.9, text), threshold=0.5)
     assert routing.priority == priority
     assert routing.team == team
@@ -61,9 +63,14 @@ def test_threshold_is_inclusive(label: str) -> None:
     assert below.priority == at.priority  # priority still recorded
 
 
-@pytest.mark.parametrize(("text", "label", "hours"), [
-    ("hacked", "complaint", 1), ("late", "complaint", 4), ("how?", "question", 24),
-])
+@pytest.mark.parametrize(
+    ("text", "label", "hours"),
+    [
+        ("hacked", "complaint", 1),
+        ("late", "complaint", 4),
+        ("how?", "question", 24),
+    ],
+)
 def test_sla_due_from_created_at(text: str, label: str, hours: int) -> None:
     routing = route(_mention(label, 0.9, text), 0.5)
     assert routing.sla_due_at == CREATED + timedelta(hours=hours)

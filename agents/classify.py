@@ -1,0 +1,169 @@
+"""The ``classify_mentions`` agent: mentions.raw -> intent classifier -> mentions.classified.
+
+Delivery: at-least-once. How that follows from Faust 0.15.3 (faust/streams.py,
+faust/transport/consumer.py, faust/topics.py, read for this):
+
+* ``Stream.take_events(n, within)`` (like ``take``) sets ``enable_acks = False``
+  on the stream, buffers events through a processor, and acks them itself in
+  the ``finally`` after its ``yield``: i.e. only when our loop body has finished
+  with the batch and asks for the next one. While the body runs, the buffering
+  processor waits, so no further events of this stream are buffered.
+* An event's offset becomes committable only when acked (``Consumer.ack`` adds
+  it to ``_acked``; ``_new_offset`` commits up to the first gap). The commit
+  timer (``broker_commit_interval``) calls ``producer.flush()`` and then commits.
+* ``await topic.send(...)`` returns the producer's delivery future; it resolves
+  when the broker has acknowledged the record (``producer_acks=-1``) or fails.
+
+So the body below awaits every delivery future (:meth:`Outputs.deliver`)
+before it returns: an input is acked only after its output (or its dead
+letter) is durably in Kafka. The body never lets an exception escape: an
+escaping exception would end the ``async for``, and finalising the abandoned
+generator runs that same ``finally``, acking a batch that was never delivered.
+On shutdown and rebalance Faust waits for acks first (``stream_wait_empty``,
+``Consumer.wait_empty``), so an in-flight batch is finished, not dropped. A
+crash (kill -9) loses nothing: un-committed offsets are redelivered, and
+duplicates are absorbed downstream by ``Mention.id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from typing import cast
+
+import faust
+from faust.types import EventT, StreamT
+
+from agents.app import Failure, Outgoing, Outputs, event_origin, event_value
+from agents.metrics import AgentMetrics
+from listener.record import LABELS, Classification, Mention, decode_mention, encode_mention
+from listener.topics import TopicNames
+from models.interface import IntentClassifier, Prediction
+
+log = logging.getLogger(__name__)
+
+STAGE = "classify"
+
+
+class ClassifyStage:
+    """Classifies one batch of raw events and hands the results to :class:`Outputs`.
+
+    Args:
+        classifier: The intent model; ``predict`` runs on ``executor``.
+        outputs: Where classified mentions and dead letters go.
+        metrics: The worker's metrics.
+        executor: Runs inference off the event loop (one thread: the model
+            parallelises internally).
+        topics: Topic names.
+    """
+
+    def __init__(
+        self,
+        classifier: IntentClassifier,
+        outputs: Outputs,
+        metrics: AgentMetrics,
+        executor: Executor,
+        topics: TopicNames,
+    ) -> None:
+        self._classifier = classifier
+        self._outputs = outputs
+        self._metrics = metrics
+        self._executor = executor
+        self._topics = topics
+
+    @property
+    def outputs(self) -> Outputs:
+        """Where this stage's records and dead letters go."""
+        return self._outputs
+
+    async def process(self, events: Sequence[EventT]) -> None:
+        """Decode, classify and produce ``events``; returns once Kafka has them all."""
+        failures: list[Failure] = []
+        decoded: list[tuple[EventT, Mention]] = []
+        for event in events:
+            try:
+                decoded.append((event, decode_mention(event_value(event))))
+            except Exception as exc:  # noqa: BLE001 - one bad event is dead-lettered
+                failures.append(Failure.of(event, exc))
+        outgoing: list[Outgoing] = []
+        classified: list[Mention] = []
+        if decoded:
+            predictions = await self._predict([m.text for _, m in decoded], decoded, failures)
+            for (event, mention), prediction in zip(decoded, predictions, strict=False):
+                try:
+                    done = self._classified(mention, prediction)
+                    outgoing.append(
+                        Outgoing(
+                            self._topics.classified,
+                            mention.id.encode(),
+                            encode_mention(done),
+                            event_origin(event),
+                        )
+                    )
+                    classified.append(done)
+                except Exception as exc:  # noqa: BLE001 - one bad event is dead-lettered
+                    failures.append(Failure.of(event, exc, reason="classification"))
+        delivered = await self._outputs.deliver(STAGE, outgoing, failures)
+        for mention, ok in zip(classified, delivered, strict=True):
+            if ok:
+                self._metrics.observe_stage(mention, "classified")
+
+    async def _predict(
+        self,
+        texts: list[str],
+        decoded: list[tuple[EventT, Mention]],
+        failures: list[Failure],
+    ) -> list[Prediction]:
+        """Run the model on ``texts`` off the loop; on failure dead-letter the whole batch."""
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            predictions = await loop.run_in_executor(
+                self._executor, self._classifier.predict, texts
+            )
+            if len(predictions) != len(texts):
+                raise RuntimeError(
+                    f"classifier returned {len(predictions)} predictions for {len(texts)} texts"
+                )
+        except Exception as exc:  # noqa: BLE001 - the batch is dead-lettered, the agent goes on
+            log.exception("classifier failed on a batch of %d", len(texts))
+            failures.extend(Failure.of(event, exc, reason="classification") for event, _ in decoded)
+            return []
+        self._metrics.classifier_batch_seconds.observe(time.perf_counter() - started)
+        self._metrics.classifier_batch_size.observe(len(texts))
+        return predictions
+
+    def _classified(self, mention: Mention, prediction: Prediction) -> Mention:
+        scores = {label: float(prediction.scores[label]) for label in LABELS}
+        classification = Classification.model_validate(
+            {"label": prediction.label, "scores": scores, "model": self._classifier.name}
+        )
+        return mention.with_stage("classified", classification=classification)
+
+
+def register(
+    app: faust.App,
+    source: faust.TopicT,
+    stage: ClassifyStage,
+    *,
+    batch_size: int,
+    batch_window_s: float,
+) -> faust.types.AgentT:
+    """Add the ``classify_mentions`` agent to ``app``, reading ``source`` in batches."""
+
+    async def classify_mentions(stream: StreamT) -> None:
+        # StreamT (the interface) does not declare take_events; Faust passes a Stream.
+        async for events in cast(faust.Stream, stream).take_events(
+            batch_size, within=batch_window_s
+        ):
+            # Events are acked by take_events when this body returns (see the module docstring).
+            try:
+                await stage.process(events)
+            except Exception as exc:  # noqa: BLE001 - last resort: never crash the agent
+                log.exception("classify batch of %d failed unexpectedly", len(events))
+                await stage.outputs.dead_letter_batch(STAGE, events, exc)
+
+    return app.agent(source, name="classify_mentions")(classify_mentions)

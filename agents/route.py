@@ -1,0 +1,117 @@
+"""The ``route_mentions`` agent: mentions.classified -> rules -> mentions.needs-response.
+
+Every mention gets a routing decision (:func:`agents.rules.route`) and the
+``routed`` stage time; those that need a response are produced to the human
+queue keyed by ``Mention.id``, the rest are only counted. Delivery is
+at-least-once by the same rule as the classify agent (see
+``agents/classify.py``): a batch's input events are acked only after Kafka has
+acknowledged every record produced for them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import cast
+
+import faust
+from faust.types import EventT, StreamT
+
+from agents.app import Failure, Outgoing, Outputs, event_origin, event_value
+from agents.metrics import AgentMetrics
+from agents.rules import route
+from listener.record import Mention, decode_mention, encode_mention
+from listener.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+STAGE = "route"
+
+
+class RouteStage:
+    """Routes one batch of classified events and hands the queue items to :class:`Outputs`.
+
+    Args:
+        outputs: Where queue items and dead letters go.
+        metrics: The worker's metrics.
+        topics: Topic names.
+        threshold: Minimum confidence for a complaint or question to need a response.
+    """
+
+    def __init__(
+        self, outputs: Outputs, metrics: AgentMetrics, topics: TopicNames, threshold: float
+    ) -> None:
+        self._outputs = outputs
+        self._metrics = metrics
+        self._topics = topics
+        self._threshold = threshold
+
+    @property
+    def outputs(self) -> Outputs:
+        """Where this stage's records and dead letters go."""
+        return self._outputs
+
+    async def process(self, events: Sequence[EventT]) -> None:
+        """Decode, route and produce ``events``; returns once Kafka has them all."""
+        failures: list[Failure] = []
+        outgoing: list[Outgoing] = []
+        queued: list[Mention] = []
+        passed: list[Mention] = []
+        for event in events:
+            try:
+                mention = decode_mention(event_value(event))
+                routed = mention.with_stage("routed", routing=route(mention, self._threshold))
+                if routed.routing is not None and routed.routing.needs_response:
+                    outgoing.append(
+                        Outgoing(
+                            self._topics.needs_response,
+                            routed.id.encode(),
+                            encode_mention(routed),
+                            event_origin(event),
+                        )
+                    )
+                    queued.append(routed)
+                else:
+                    passed.append(routed)
+            except Exception as exc:  # noqa: BLE001 - one bad event is dead-lettered
+                failures.append(Failure.of(event, exc))
+        delivered = await self._outputs.deliver(STAGE, outgoing, failures)
+        for mention in passed:
+            self._metrics.observe_stage(mention, "routed")
+        for mention, ok in zip(queued, delivered, strict=True):
+            if ok:
+                self._metrics.observe_stage(mention, "routed")
+                self._count_queued(mention)
+
+    def _count_queued(self, mention: Mention) -> None:
+        routing, classification = mention.routing, mention.classification
+        if routing is None or classification is None:  # pragma: no cover - set above
+            return
+        self._metrics.needs_response.labels(
+            priority=routing.priority or "none", label=classification.label
+        ).inc()
+
+
+def register(
+    app: faust.App,
+    source: faust.TopicT,
+    stage: RouteStage,
+    *,
+    batch_size: int,
+    batch_window_s: float,
+) -> faust.types.AgentT:
+    """Add the ``route_mentions`` agent to ``app``, reading ``source`` in batches."""
+
+    async def route_mentions(stream: StreamT) -> None:
+        # StreamT (the interface) does not declare take_events; Faust passes a Stream.
+        async for events in cast(faust.Stream, stream).take_events(
+            batch_size, within=batch_window_s
+        ):
+            # Events are acked by take_events when this body returns (see agents/classify.py).
+            try:
+                await stage.process(events)
+            except Exception as exc:  # noqa: BLE001 - last resort: never crash the agent
+                log.exception("route batch of %d failed unexpectedly", len(events))
+                await stage.outputs.dead_letter_batch(STAGE, events, exc)
+
+    return app.agent(source, name="route_mentions")(route_mentions)

@@ -1,0 +1,194 @@
+"""The ``brand-listener worker`` command: build the pipeline (app, agents, views) and run it.
+
+:func:`build_worker` wires everything explicitly (no autodiscovery, no
+module-level app), so tests can build several pipelines in one process. The
+command runs Faust's own ``Worker``, whose SIGTERM/SIGINT handlers stop the app
+gracefully: in-flight batches finish, acked offsets are committed, the producer
+is flushed. Also runnable as ``python -m agents.worker``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.types import AgentT
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from agents import classify, route
+from agents.app import (
+    Outputs,
+    PipelineTopics,
+    SendFn,
+    bind_topics,
+    create_app,
+    declare_outputs,
+    kafka_sender,
+)
+from agents.metrics import AgentMetrics, create, register_views
+from agents.settings import AgentSettings
+from models.interface import IntentClassifier
+
+log = logging.getLogger(__name__)
+
+QUIET_LOGGERS = ("aiokafka", "faust.transport.drivers.aiokafka", "faust.tables", "faust.assignor")
+"""Loggers that are chatty at INFO (per-partition tables on every rebalance); kept at WARNING."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    """A built worker: the app and everything attached to it."""
+
+    app: faust.App
+    topics: PipelineTopics
+    metrics: AgentMetrics
+    classify_agent: AgentT
+    route_agent: AgentT
+    executor: ThreadPoolExecutor
+
+    def close(self) -> None:
+        """Release the classifier thread (after the app has stopped)."""
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def build_worker(
+    settings: AgentSettings,
+    classifier: IntentClassifier,
+    registry: CollectorRegistry,
+    *,
+    send: SendFn | None = None,
+) -> Pipeline:
+    """Build the app with the classify and route agents, metrics and web views.
+
+    Args:
+        settings: Worker settings.
+        classifier: The intent model.
+        registry: Where the metrics are registered (a fresh one per pipeline in tests).
+        send: How records are produced; defaults to the app's Kafka topics. Unit
+            tests pass an in-memory recorder.
+    """
+    app = create_app(settings)
+    names = settings.topics
+    topics = bind_topics(app, names, settings.topic_partitions)
+    declare_outputs(app, topics)
+    metrics = create(registry)
+    outputs = Outputs(send or kafka_sender(topics), names, metrics)
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classifier")
+    classify_agent = classify.register(
+        app,
+        topics.raw,
+        classify.ClassifyStage(classifier, outputs, metrics, executor, names),
+        batch_size=settings.batch_size,
+        batch_window_s=settings.batch_window_s,
+    )
+    route_agent = route.register(
+        app,
+        topics.classified,
+        route.RouteStage(outputs, metrics, names, settings.needs_response_threshold),
+        batch_size=settings.batch_size,
+        batch_window_s=settings.batch_window_s,
+    )
+    register_views(app, registry)
+    return Pipeline(app, topics, metrics, classify_agent, route_agent, executor)
+
+
+def load_classifier(settings: AgentSettings) -> IntentClassifier:
+    """The ONNX intent classifier from ``settings.model_dir`` (imported lazily: it is heavy)."""
+    from models.runtime import OnnxIntentClassifier
+
+    options: dict[str, Any] = {}
+    if settings.model_batch_size is not None:
+        options["batch_size"] = settings.model_batch_size
+    return OnnxIntentClassifier(settings.model_dir, **options)
+
+
+def run_worker(settings: AgentSettings) -> int:
+    """Run the worker until SIGTERM/SIGINT; returns the exit code."""
+    classifier = load_classifier(settings)
+    pipeline = build_worker(settings, classifier, REGISTRY)
+    worker = faust.Worker(pipeline.app, loglevel=settings.loglevel, quiet=True)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    log.info(
+        "worker %s: %s -> %s -> %s on %s, model %s, threshold %.2f, batch %d/%.3fs, web :%d",
+        settings.app_id,
+        settings.topics.raw,
+        settings.topics.classified,
+        settings.topics.needs_response,
+        settings.bootstrap_servers,
+        classifier.name,
+        settings.needs_response_threshold,
+        settings.batch_size,
+        settings.batch_window_s,
+        settings.web_port,
+    )
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        pipeline.close()
+    return 0  # pragma: no cover - execute_from_commandline always raises SystemExit
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The worker's flags; each wins over its ``AGENTS_*`` environment variable."""
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers, host:port[,host:port]")
+    parser.add_argument("--topic-prefix", help="prefix of every topic name")
+    parser.add_argument("--app-id", help="Faust app id = consumer group")
+    parser.add_argument("--web-port", type=int, help="port of /metrics and /health")
+    parser.add_argument("--model-dir", type=Path, help="classifier model folder")
+    parser.add_argument("--model-batch-size", type=int, help="posts per ONNX run")
+    parser.add_argument("--threshold", type=float, help="needs-response confidence threshold")
+    parser.add_argument("--batch-size", type=int, help="events per classify batch")
+
+
+def settings_from_args(args: argparse.Namespace) -> AgentSettings:
+    """Settings from the environment with the command-line flags applied on top."""
+    return AgentSettings().override(
+        bootstrap_servers=args.bootstrap,
+        topic_prefix=args.topic_prefix,
+        app_id=args.app_id,
+        web_port=args.web_port,
+        model_dir=args.model_dir,
+        model_batch_size=args.model_batch_size,
+        needs_response_threshold=args.threshold,
+        batch_size=args.batch_size,
+    )
+
+
+def _command(args: argparse.Namespace) -> int:
+    return run_worker(settings_from_args(args))
+
+
+def register_commands(sub: Any) -> None:
+    """Add the ``worker`` subcommand to the ``brand-listener`` parser."""
+    parser = sub.add_parser(
+        "worker",
+        help="run the Faust worker (classify and route agents)",
+        description="Consume mentions.raw, classify, route; serve /metrics and /health.",
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=_command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m agents.worker``: the worker command on its own."""
+    parser = argparse.ArgumentParser(prog="agents.worker", description=__doc__)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return _command(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from agents.settings import AgentSettings
+from agents.worker import register_commands, settings_from_args
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    register_commands(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["worker", *argv])
+
+
+def test_flags_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTS_BOOTSTRAP_SERVERS", "env-broker:9092")
+    monkeypatch.setenv("AGENTS_NEEDS_RESPONSE_THRESHOLD", "0.7")
+    monkeypatch.setenv("AGENTS_BATCH_SIZE", "32")
+    args = _parse(
+        [
+            "--bootstrap",
+            "flag-broker:9093",
+            "--threshold",
+            "0.6",
+            "--model-dir",
+            "/m",
+            "--topic-prefix",
+            "acme.",
+        ]
+    )
+    settings = settings_from_args(args)
+    assert settings.bootstrap_servers == "flag-broker:9093"
+    assert settings.needs_response_threshold == 0.6
+    assert settings.batch_size == 32  # from the environment
+    assert settings.model_dir == Path("/m")
+    assert settings.topics.raw == "acme.mentions.raw"
+    assert callable(args.func)
+
+
+def test_settings_defaults_and_validation() -> None:
+    settings = AgentSettings()
+    assert (settings.app_id, settings.web_port, settings.topic_partitions) == (
+        "brand-listener",
+        6066,
+        4,
+    )
+    assert settings.needs_response_threshold == 0.5
+    with pytest.raises(ValueError):
+        settings.override(needs_response_threshold=1.5)
+    assert AgentSettings(bootstrap_servers="a:1, b:2 ,").bootstrap_list() == ["a:1", "b:2"]
