@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 
@@ -104,3 +105,16 @@ def test_start_names_the_port_already_taken(tmp_path: Path, which: str) -> None:
     taken = port if which == "port" else controller_port
     assert f"127.0.0.1:{taken} is already in use" in str(excinfo.value)
     assert not broker.is_running()
+
+
+def test_broker_that_dies_while_starting_shows_its_log(tmp_path: Path) -> None:
+    port, controller_port = free_ports(2)
+    broker = KafkaBroker(tmp_path / "kafka", port=port, controller_port=controller_port)
+    assert broker.format()
+    assert not broker.format()  # already formatted: left alone
+    meta = broker.log_dir / "meta.properties"
+    meta.write_text(re.sub(r"node\.id=1", "node.id=2", meta.read_text()))  # data of another node
+    with pytest.raises(KafkaLocalError, match="exited with code 1") as excinfo:
+        broker.start(die_with_parent=True)
+    assert "Stored node id 2 doesn't match" in str(excinfo.value)
+    assert not broker.is_running() and not broker.pid_file.exists()

@@ -26,7 +26,6 @@ from listener.kafka_local import (
     new_cluster_id,
     port_in_use,
     render_pom,
-    render_properties,
     resolve_jars,
 )
 
@@ -82,7 +81,6 @@ def test_write_config_renders_properties_and_log4j(tmp_path: Path) -> None:
     log4j = (tmp_path / "d" / "log4j2.properties").read_text()
     assert f"appender.file.fileName = {tmp_path / 'd' / 'broker.log'}" in log4j
     assert "rootLogger.level = INFO" in log4j
-    assert render_properties({"a": "1", "b.c": "x,y"}) == "a=1\nb.c=x,y\n"
 
 
 def test_relative_data_dir_is_made_absolute(
