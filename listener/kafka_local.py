@@ -195,9 +195,13 @@ def _admin(bootstrap: str, timeout_ms: int) -> Any:
     return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="brand-listener", **timeouts)
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """A ``preexec_fn`` for ``subprocess.Popen``: the child gets SIGTERM when its parent dies."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: SIGTERM when the parent thread exits
+
+
+_pdeathsig = die_with_parent  # KafkaBroker.start's flag of the same name shadows it
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,7 +380,7 @@ class KafkaBroker:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if die_with_parent else None,
+                preexec_fn=_pdeathsig if die_with_parent else None,
             )
         self.pid_file.write_text(f"{self._proc.pid}\n")
         started = time.monotonic()
