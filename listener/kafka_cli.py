@@ -121,6 +121,7 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
         "kafka",
         help="run a local single-node Kafka broker (KRaft) for development and the demo",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = kafka.add_subparsers(dest="kafka_command", required=True, metavar="ACTION")
     common = argparse.ArgumentParser(add_help=False)
