@@ -41,6 +41,36 @@ log = logging.getLogger(__name__)
 QUIET_LOGGERS = ("aiokafka", "faust.transport.drivers.aiokafka", "faust.tables", "faust.assignor")
 """Loggers that are chatty at INFO (per-partition tables on every rebalance); kept at WARNING."""
 
+LIFECYCLE_NOISE = (
+    "Starting...",
+    "Stopping...",
+    "Cleanup",
+    "Gathering service tasks...",
+    "Gathering all futures...",
+    "Waiting for agents to start...",
+    "Waiting for tables to be registered...",
+)
+"""mode logs these for each of ~15 services at every start and stop; dropped below WARNING."""
+
+
+class _QuietLifecycle(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or not record.getMessage().rstrip().endswith(
+            LIFECYCLE_NOISE
+        )
+
+
+class QuietWorker(faust.Worker):
+    """Faust's worker with fewer INFO lines (see :data:`LIFECYCLE_NOISE`, :data:`QUIET_LOGGERS`)."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        """Add the lifecycle filter once mode has configured the root logger."""
+        super().on_setup_root_logger(logger, level)
+        for handler in logger.handlers:
+            handler.addFilter(_QuietLifecycle())
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(max(level, logging.WARNING))
+
 
 @dataclass(frozen=True, slots=True)
 class Pipeline:
@@ -113,9 +143,7 @@ def run_worker(settings: AgentSettings) -> int:
     """Run the worker until SIGTERM/SIGINT; returns the exit code."""
     classifier = load_classifier(settings)
     pipeline = build_worker(settings, classifier, REGISTRY)
-    worker = faust.Worker(pipeline.app, loglevel=settings.loglevel, quiet=True)
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+    worker = QuietWorker(pipeline.app, loglevel=settings.loglevel, quiet=True)
     log.info(
         "worker %s: %s -> %s -> %s on %s, model %s, threshold %.2f, batch %d/%.3fs, web :%d",
         settings.app_id,
