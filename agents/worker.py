@@ -176,6 +176,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-batch-size", type=int, help="posts per ONNX run")
     parser.add_argument("--threshold", type=float, help="needs-response confidence threshold")
     parser.add_argument("--batch-size", type=int, help="events per classify batch")
+    parser.add_argument("--data-dir", type=Path, help="Faust data directory")
 
 
 def settings_from_args(args: argparse.Namespace) -> AgentSettings:
@@ -189,6 +190,7 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
         model_batch_size=args.model_batch_size,
         needs_response_threshold=args.threshold,
         batch_size=args.batch_size,
+        data_dir=args.data_dir,
     )
 
 

@@ -36,6 +36,7 @@ def test_flags_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.needs_response_threshold == 0.6
     assert settings.batch_size == 32  # from the environment
     assert settings.model_dir == Path("/m")
+    assert settings.data_dir == Path("/d")
     assert settings.topics.raw == "acme.mentions.raw"
     assert callable(args.func)
 
