@@ -29,6 +29,8 @@ def test_flags_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             "/m",
             "--topic-prefix",
             "acme.",
+            "--data-dir",
+            "/d",
         ]
     )
     settings = settings_from_args(args)
