@@ -3,7 +3,8 @@
 Delivery: at-least-once. How that follows from Faust 0.15.3 (faust/streams.py,
 faust/transport/consumer.py, faust/topics.py, read for this):
 
-* ``Stream.take_events(n, within)`` (like ``take``) sets ``enable_acks = False``
+* ``Stream.take_events(n, within)`` (``take`` with the events, whose
+  topic/partition/offset we record on dead letters) sets ``enable_acks = False``
   on the stream, buffers events through a processor, and acks them itself in
   the ``finally`` after its ``yield``: i.e. only when our loop body has finished
   with the batch and asks for the next one. While the body runs, the buffering
@@ -17,8 +18,11 @@ faust/transport/consumer.py, faust/topics.py, read for this):
 So the body below awaits every delivery future (:meth:`Outputs.deliver`)
 before it returns: an input is acked only after its output (or its dead
 letter) is durably in Kafka. The body never lets an exception escape: an
-escaping exception would end the ``async for``, and finalising the abandoned
-generator runs that same ``finally``, acking a batch that was never delivered.
+escaping exception would end the ``async for``, and closing the abandoned
+generator (garbage collection, or ``Stream.on_stop`` which closes every
+take generator) runs that same ``finally``, acking a batch never delivered. If
+Kafka refuses even the dead letters, :meth:`Outputs.deliver` keeps retrying:
+the agent stalls (backpressure) rather than ack what it could not deliver.
 On shutdown and rebalance Faust waits for acks first (``stream_wait_empty``,
 ``Consumer.wait_empty``), so an in-flight batch is finished, not dropped. A
 crash (kill -9) loses nothing: un-committed offsets are redelivered, and
