@@ -1,4 +1,4 @@
-"""``brand-listener kafka start|stop|status|logs``: a local single-node Kafka broker (dev, demo).
+"""``brand-listener kafka fetch|start|stop|status|logs``: a local single-node Kafka broker (dev, demo).
 
 The broker runs in the background (``start`` returns once it accepts requests) and keeps
 its config, ``broker.log``, pid file and data in ``--data-dir`` (default ``.demo/kafka``
@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from listener.kafka_local import KafkaBroker, KafkaLocalError, create_topics
+from listener.kafka_local import KafkaBroker, KafkaLocalError, create_topics, resolve_jars
 from listener.topics import TopicNames
 
 DEFAULT_DATA_DIR = Path(".demo/kafka")
@@ -33,6 +33,17 @@ def _broker(args: argparse.Namespace) -> KafkaBroker:
                 host, _, port = line.split("//", 1)[1].rpartition(":")
                 broker.host, broker.port = host, int(port)
     return broker
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    """Resolve the broker jars with Maven now (CI, offline preparation); later starts reuse them."""
+    try:
+        libs = resolve_jars(args.kafka_home)
+    except KafkaLocalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"Kafka jars ready in {libs}")
+    return EXIT_OK
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -137,6 +148,11 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
         help="jar cache (default: $BRAND_LISTENER_KAFKA_HOME, else "
         "~/.cache/brand-listener/kafka-4.4.0)",
     )
+
+    fetch = actions.add_parser(
+        "fetch", parents=[common], help="resolve the broker jars from Maven Central (once)"
+    )
+    fetch.set_defaults(func=cmd_fetch)
 
     start = actions.add_parser(
         "start",
