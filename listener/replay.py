@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import sys
 import time
 from collections.abc import Iterator
@@ -43,6 +44,15 @@ from listener.record import Mention, describe_validation_error
 from listener.settings import KafkaSettings, ListenerSettings
 
 DEFAULT_SOURCE = "replay"
+_DESCRIPTION = (
+    "Replay a JSON Lines file of posts into mentions.raw (keyed by Mention id). Each line is "
+    'a JSON object with at least "text"; optional: id, source, author (object or handle), '
+    "created_at (ISO 8601 or unix seconds), url, lang, brands, reply_to_id, thread_id. "
+    "A line without an id gets a stable one (a hash of source, line number and text), so "
+    "replaying the same file twice produces the same ids. Bad lines are reported on stderr "
+    "with their line number and sent to the dead-letter topic; the replay goes on. Kafka "
+    "settings come from LISTENER_KAFKA_* variables unless given as flags."
+)
 EXIT_OK, EXIT_FILE, EXIT_KAFKA = 0, 1, 3
 _OPTIONAL_STR_FIELDS = ("url", "lang", "reply_to_id", "thread_id")
 
@@ -277,16 +287,17 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "replay",
         help="replay a JSON Lines file of posts into mentions.raw",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=_DESCRIPTION,
         epilog="exit status: 0 file read through (bad lines included), 1 file missing or "
         "unreadable, 3 Kafka unreachable or delivery failed",
     )
     p.add_argument("file", type=Path, metavar="FILE.jsonl", help="one JSON object per line")
     p.add_argument("--rate", type=_positive_float, metavar="N", help="posts per second")
     p.add_argument("--limit", type=_positive_int, metavar="N", help="stop after N lines")
-    p.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers")
-    p.add_argument("--topic-prefix", metavar="P", help="topic-name prefix")
+    p.add_argument(
+        "--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers (default 127.0.0.1:9092)"
+    )
+    p.add_argument("--topic-prefix", metavar="P", help="topic-name prefix (default none)")
     p.add_argument(
         "--source", default=DEFAULT_SOURCE, help="source for lines without one (default: replay)"
     )
@@ -326,6 +337,10 @@ def kafka_settings_from_args(args: argparse.Namespace) -> KafkaSettings:
 def run_replay(args: argparse.Namespace) -> int:
     """Run ``brand-listener replay``; returns the exit status."""
     path: Path = args.file
+    if not getattr(args, "verbose", False):
+        # kafka-python logs every connection attempt (and each refusal at ERROR); this
+        # command reports failures itself, in one line. -v brings the client's logs back.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
     if not path.is_file():
         print(f"error: {path}: no such file", file=sys.stderr)
         return EXIT_FILE
