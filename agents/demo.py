@@ -23,15 +23,15 @@ from listener.kafka_local import KafkaBroker, create_topics, die_with_parent, po
 from listener.producer import MentionProducer
 from listener.record import Mention, decode_mention
 from listener.replay import replay_file
+from listener.samples import BRAND_POSTS
 from listener.settings import KafkaSettings
 from listener.topics import TopicNames
 
-SAMPLE_STREAM = Path(__file__).resolve().parent.parent / "listener" / "samples" / "brand_posts.jsonl"
 
 _COLOURS = {"complaint": "31", "question": "33", "praise": "32", "other": "37"}
 
 
-def register_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``demo`` to the top-level parser."""
     parser = sub.add_parser(
         "demo",
@@ -42,7 +42,7 @@ def register_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     parser.add_argument("--data-dir", type=Path, default=Path(".demo"), help="state dir (default .demo)")
     parser.add_argument("--port", type=int, default=9092, help="Kafka client port (default 9092)")
     parser.add_argument("--web-port", type=int, default=6066, help="worker /metrics port (default 6066)")
-    parser.add_argument("--stream", type=Path, default=SAMPLE_STREAM, help="JSONL posts to replay")
+    parser.add_argument("--stream", type=Path, default=BRAND_POSTS, help="JSONL posts to replay")
     parser.add_argument("--rate", type=float, default=40.0, help="replay pace, posts/s (default 40)")
     parser.add_argument(
         "--exit-when-done",

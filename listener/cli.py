@@ -7,7 +7,7 @@ import argparse
 from listener import kafka_cli, replay
 
 
-def register_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register_commands(sub: argparse._SubParsersAction) -> None:
     """Add the listener's subcommands to the top-level parser."""
     kafka_cli.register_commands(sub)
     replay.register_commands(sub)
