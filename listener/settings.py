@@ -15,9 +15,13 @@ result to whatever needs it.
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from listener.brands import BrandSettings
 from listener.topics import TopicNames
 
 
@@ -68,6 +72,24 @@ class KafkaSettings(BaseSettings):
         return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
 
 
+class ListenSettings(BaseModel):
+    """How ``brand-listener listen`` runs its connectors (see :mod:`listener.runner`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cursor_dir: Path = Field(
+        default=Path(".brand-listener/cursors"),
+        description="One JSON cursor file per connector; keep it on a persistent volume.",
+    )
+    metrics_port: int | None = Field(
+        default=9464, ge=0, le=65535, description="Prometheus /metrics port; None = off."
+    )
+    metrics_host: str = "0.0.0.0"
+    backoff_base_s: float = Field(default=1.0, gt=0)
+    backoff_max_s: float = Field(default=300.0, gt=0)
+    dedup_size: int = Field(default=10_000, gt=0, description="Recent ids kept per connector.")
+
+
 class ListenerSettings(BaseSettings):
     """Root settings of the ``listen`` / ``replay`` processes."""
 
@@ -79,3 +101,12 @@ class ListenerSettings(BaseSettings):
     )
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    listen: ListenSettings = Field(default_factory=ListenSettings)
+    brands: tuple[BrandSettings, ...] = ()
+    connectors: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description=(
+            "Connector name -> its settings block; a block present means enabled. Each "
+            "block is validated by that connector's own Settings model at start-up."
+        ),
+    )

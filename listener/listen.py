@@ -1,0 +1,150 @@
+"""``brand-listener listen --config FILE.yaml``: run the enabled connectors into ``mentions.raw``.
+
+The YAML file has the shape of :class:`~listener.settings.ListenerSettings`
+(``kafka``, ``listen``, ``brands``, ``connectors``); see
+``deploy/listen.example.yaml`` and ``listener/connectors/README.md``. Values
+not in the file come from ``LISTENER_*`` variables; ``--bootstrap`` and
+``--topic-prefix`` win over both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prometheus_client import CollectorRegistry, start_http_server
+from pydantic import ValidationError
+
+from listener import connectors as registry
+from listener.brands import BrandMatcher
+from listener.connectors.base import Connector
+from listener.cursors import CursorStore
+from listener.errors import FatalError
+from listener.metrics import create as create_metrics
+from listener.producer import MentionProducer
+from listener.record import describe_validation_error
+from listener.runner import Runner
+from listener.settings import ListenerSettings
+
+log = logging.getLogger(__name__)
+EXIT_OK, EXIT_FATAL, EXIT_CONFIG = 0, 1, 2
+
+
+def load_settings(path: Path, **kafka_overrides: object) -> ListenerSettings:
+    """Settings from a YAML file (over the environment), with Kafka flag overrides.
+
+    Raises:
+        FatalError: The file is missing, not YAML, or not valid settings.
+    """
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise FatalError(f"{path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise FatalError(f"{path}: expected a mapping at the top level")
+    try:
+        settings = ListenerSettings(**data)
+        kafka = settings.kafka.override(**kafka_overrides)
+    except ValidationError as exc:
+        raise FatalError(f"{path}: {describe_validation_error(exc)}") from exc
+    return settings.model_copy(update={"kafka": kafka})
+
+
+def build_connectors(settings: ListenerSettings, matcher: BrandMatcher) -> list[Connector]:
+    """Instantiate every enabled connector block (``enabled: false`` switches one off).
+
+    Raises:
+        FatalError: An unknown connector name or an invalid block.
+    """
+    built: list[Connector] = []
+    for name, block in settings.connectors.items():
+        options: dict[str, Any] = dict(block or {})
+        if options.pop("enabled", True) is False:
+            continue
+        cls = registry.load(name)
+        try:
+            config = cls.settings_model.model_validate(options)
+        except ValidationError as exc:
+            raise FatalError(f"connectors.{name}: {describe_validation_error(exc)}") from exc
+        built.append(cls(config, matcher))
+    return built
+
+
+async def listen(settings: ListenerSettings, *, registry_: CollectorRegistry | None = None) -> int:
+    """Run until SIGINT/SIGTERM or until every connector stopped; returns the exit status."""
+    matcher = BrandMatcher(settings.brands)
+    connectors = build_connectors(settings, matcher)
+    if not connectors:
+        raise FatalError("no connector enabled: add a block under 'connectors'")
+    metrics = create_metrics(registry_)
+    opts = settings.listen
+    if opts.metrics_port is not None:
+        start_http_server(
+            opts.metrics_port, addr=opts.metrics_host, registry=metrics_registry(registry_)
+        )
+    runner = Runner(
+        connectors,
+        matcher,
+        lambda: MentionProducer(settings.kafka),
+        CursorStore(opts.cursor_dir),
+        metrics,
+        backoff_base_s=opts.backoff_base_s,
+        backoff_max_s=opts.backoff_max_s,
+        dedup_size=opts.dedup_size,
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, runner.stop)
+    names = ", ".join(c.name for c in connectors)
+    log.info("listening with %s; brands: %s", names, ", ".join(b.name for b in settings.brands))
+    results = await runner.run()
+    failed = {name: msg for name, msg in results.items() if msg}
+    for name, msg in failed.items():
+        print(f"error: connector {name} stopped: {msg}", file=sys.stderr)
+    return EXIT_FATAL if failed else EXIT_OK
+
+
+def metrics_registry(registry_: CollectorRegistry | None) -> CollectorRegistry:
+    """The registry to expose: the given one, or the client's default."""
+    from prometheus_client import REGISTRY
+
+    return REGISTRY if registry_ is None else registry_
+
+
+def run_listen(args: argparse.Namespace) -> int:
+    """Run ``brand-listener listen``; returns the exit status."""
+    if not getattr(args, "verbose", False):
+        logging.getLogger("kafka").setLevel(logging.WARNING)
+    try:
+        settings = load_settings(
+            args.config, bootstrap_servers=args.bootstrap, topic_prefix=args.topic_prefix
+        )
+        return asyncio.run(listen(settings))
+    except FatalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def register_commands(sub: argparse._SubParsersAction) -> None:
+    """Add ``listen`` to the top-level parser."""
+    p = sub.add_parser(
+        "listen",
+        help="run the configured source connectors into mentions.raw",
+        description=(
+            "Run the connectors enabled in the config file concurrently; produce posts that "
+            "match a configured brand to mentions.raw (keyed by Mention id) and keep each "
+            "connector's cursor so a restart resumes without gaps."
+        ),
+        epilog="exit status: 0 stopped by a signal, 1 a connector stopped on a fatal "
+        "error, 2 invalid configuration",
+    )
+    p.add_argument("--config", type=Path, required=True, metavar="FILE.yaml")
+    p.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers")
+    p.add_argument("--topic-prefix", metavar="P", help="topic-name prefix")
+    p.set_defaults(func=run_listen)

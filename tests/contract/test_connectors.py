@@ -1,0 +1,161 @@
+"""Contract suite: every registered connector against its local wire-format server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import pytest
+
+from listener.connectors import REGISTRY
+from listener.connectors.base import Batch, Connector, Skipped
+from listener.errors import RetryableError
+from listener.record import Mention, decode_mention, encode_mention
+
+from .servers import HARNESSES, Harness
+
+T = TypeVar("T")
+pytestmark = pytest.mark.timeout(30)
+
+
+def run(factory: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(factory())  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def started(name: str) -> AsyncIterator[Harness]:
+    harness = HARNESSES[name]()
+    await harness.start()
+    try:
+        yield harness
+    finally:
+        await harness.stop()
+
+
+async def drain(
+    harness: Harness, conn: Connector, cursor: str | None = None, max_polls: int = 8
+) -> tuple[list[Mention], list[Skipped], str | None]:
+    """Poll until caught up: no more pages, or a poll brings no new id."""
+    mentions: list[Mention] = []
+    skipped: list[Skipped] = []
+    await harness.feed()
+    for _ in range(max_polls):
+        try:
+            batch: Batch = await conn.poll(cursor)
+        except RetryableError:
+            break
+        seen = {m.id for m in mentions}
+        new = [m for m in batch.mentions if m.id not in seen]
+        mentions.extend(batch.mentions)
+        skipped.extend(batch.skipped)
+        cursor = batch.cursor if batch.cursor is not None else cursor
+        await conn.delivered(batch, None)
+        if not new or not batch.more:
+            break
+    return mentions, skipped, cursor
+
+
+connectors = pytest.mark.parametrize("name", sorted(REGISTRY))
+
+
+def test_every_connector_has_a_harness() -> None:
+    assert set(HARNESSES) == set(REGISTRY)
+
+
+@connectors
+def test_valid_mentions_with_stable_ids(name: str) -> None:
+    async def go() -> tuple[list[Mention], list[Mention]]:
+        async with started(name) as h:
+            first, second = h.connector(), h.connector()
+            try:
+                a, _, _ = await drain(h, first)
+                b, _, _ = await drain(h, second)
+            finally:
+                await first.close()
+                await second.close()
+            return a, b
+
+    a, b = run(go)
+    assert a, "the fixture yields posts"
+    for mention in a:
+        assert mention.source == name and mention.id.startswith(f"{name}:")
+        assert mention.created_at.utcoffset() is not None
+        assert decode_mention(encode_mention(mention)) == mention
+    assert sorted({m.id for m in a}) == sorted({m.id for m in b})
+
+
+@connectors
+def test_malformed_event_is_skipped_with_a_reason(name: str) -> None:
+    async def go() -> list[Skipped]:
+        async with started(name) as h:
+            conn = h.connector()
+            try:
+                return (await drain(h, conn))[1]
+            finally:
+                await conn.close()
+
+    skipped = run(go)
+    assert skipped and all(s.reason and s.detail for s in skipped)
+
+
+@connectors
+def test_rate_limit_raises_retryable_with_after(name: str) -> None:
+    if HARNESSES[name].push:
+        pytest.skip("push source: nothing upstream rate-limits it")
+
+    async def go() -> RetryableError:
+        async with started(name) as h:
+            h.rate_limit_next("7")
+            conn = h.connector()
+            try:
+                with pytest.raises(RetryableError) as info:
+                    await conn.poll(None)
+                return info.value
+            finally:
+                await conn.close()
+
+    assert run(go).after == pytest.approx(7.0)
+
+
+@connectors
+def test_resume_from_cursor_without_gaps(name: str) -> None:
+    async def go() -> tuple[set[str], list[Mention], list[Mention]]:
+        async with started(name) as h:
+            full_conn = h.connector()
+            full, _, _ = await drain(h, full_conn)
+            await full_conn.close()
+        async with started(name) as h:
+            conn = h.connector(small=True)
+            await h.feed()
+            batch = await conn.poll(None)
+            await conn.delivered(batch, None)
+            await conn.close()
+            resumed = h.connector(small=True)
+            rest, _, _ = await drain(h, resumed, batch.cursor, max_polls=20)
+            await resumed.close()
+            return {m.id for m in full}, list(batch.mentions), rest
+
+    full, first, rest = run(go)
+    first_ids, rest_ids = {m.id for m in first}, [m.id for m in rest]
+    assert first_ids and first_ids != full, "the small first batch is a strict part"
+    assert first_ids | set(rest_ids) == full
+    if not HARNESSES[name].overlap_allowed:
+        assert not first_ids & set(rest_ids)
+        assert len(rest_ids) == len(set(rest_ids))
+
+
+@connectors
+def test_close_is_safe(name: str) -> None:
+    async def go() -> None:
+        async with started(name) as h:
+            conn = h.connector()
+            await conn.close()
+            await conn.close()
+            used = h.connector()
+            await drain(h, used, max_polls=1)
+            await used.close()
+            await used.close()
+
+    run(go)
