@@ -1,0 +1,221 @@
+"""The Sink interface every ticketing/alert target implements, and its shared HTTP helpers.
+
+A sink turns one :class:`~listener.record.Mention` into one ticket, alert or
+message in an outside system. It does **one** attempt per call: retries,
+backoff, the circuit breaker, the idempotency ledger and dead-lettering are
+the :class:`~agents.sinks.delivery.Deliverer`'s job, decided in one place
+(STYLE R7, R11). A sink only says what went wrong, with the project's three
+error kinds:
+
+- :class:`~listener.errors.RetryableError` (``after`` = Retry-After seconds):
+  network errors, timeouts, 408, 429, 5xx;
+- :class:`~listener.errors.FatalError`: bad credentials or configuration
+  (401/403/404 of the endpoint); every item would fail the same way;
+- :class:`~listener.errors.SkippableError`: the remote side rejected this one
+  item (other 4xx); it goes to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import aiohttp
+
+from listener.errors import FatalError, RetryableError, SkippableError
+from listener.record import Mention
+
+DEFAULT_TIMEOUT_S = 10.0
+"""Total time for one HTTP request; a timeout is retryable."""
+
+USER_AGENT = "brand-listener/0.1 (+https://github.com/brand-listener)"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """What one delivery did in the target system.
+
+    Attributes:
+        external_id: The target's id for the ticket/alert/message (ticket number,
+            PagerDuty dedup key, webhook message id, ...).
+        created: True if this call created it; False if it already existed
+            (replayed idempotency key, duplicate, or found in the ledger).
+    """
+
+    external_id: str
+    created: bool
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """A ticketing or alerting target.
+
+    Attributes:
+        name: Registry name, also the metric label and the ledger key prefix.
+        idempotent: True if the target deduplicates on an id we send (Zendesk's
+            Idempotency-Key, PagerDuty's dedup_key, Standard Webhooks' webhook-id).
+            False means the deliverer must consult the ledger before creating.
+    """
+
+    name: ClassVar[str]
+    idempotent: ClassVar[bool]
+
+    async def deliver(self, mention: Mention) -> DeliveryResult:
+        """Make one attempt to create the ticket/alert for ``mention``.
+
+        Raises:
+            RetryableError: Transient failure; try again (after ``after`` seconds).
+            FatalError: Credentials or configuration are wrong.
+            SkippableError: The target rejected this item.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release connections; safe to call more than once."""
+        ...
+
+
+def retry_after(headers: Any, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date).
+
+    Args:
+        headers: A mapping of response headers (case-insensitive in aiohttp).
+        now: The current Unix time (for tests).
+
+    Returns:
+        Non-negative seconds, or None if the header is absent or unreadable.
+    """
+    value = headers.get("Retry-After")
+    if value is None:
+        return None
+    value = str(value).strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def classify_status(system: str, status: int, headers: Any, body: str) -> None:
+    """Raise the project error for a non-2xx HTTP status; return for 2xx.
+
+    Args:
+        system: Target name, for the message.
+        status: HTTP status code.
+        headers: Response headers (for Retry-After).
+        body: Response body (first 300 characters go into the message).
+
+    Raises:
+        RetryableError: 408, 425, 429 or 5xx, with ``after`` from Retry-After.
+        FatalError: 401, 403, 404 (wrong credentials, permissions or URL).
+        SkippableError: Any other 4xx (reason ``"rejected"``).
+    """
+    if 200 <= status < 300:
+        return
+    detail = f"{system} answered HTTP {status}: {body[:300].strip()}"
+    if status in (408, 425, 429) or status >= 500:
+        raise RetryableError(detail, after=retry_after(headers))
+    if status in (401, 403, 404):
+        raise FatalError(f"{detail} (check the {system} credentials and URL)")
+    raise SkippableError("rejected", detail)
+
+
+class HttpClient:
+    """One lazily-created aiohttp session with a total timeout, shared by a sink's requests.
+
+    Args:
+        system: Target name, for error messages.
+        timeout_s: Total time per request.
+        headers: Headers sent on every request (auth, content type).
+        auth: Basic auth, if the target uses it.
+    """
+
+    def __init__(
+        self,
+        system: str,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        headers: dict[str, str] | None = None,
+        auth: aiohttp.BasicAuth | None = None,
+    ) -> None:
+        self._system = system
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._headers = {"User-Agent": USER_AGENT, **(headers or {})}
+        self._auth = auth
+        self._session: aiohttp.ClientSession | None = None
+
+    async def request(
+        self, method: str, url: str, *, raw: bool = False, **kwargs: Any
+    ) -> tuple[int, Any, str]:
+        """Send one request; map network errors and timeouts to RetryableError.
+
+        Args:
+            method: HTTP method.
+            url: Absolute URL.
+            raw: Return non-2xx responses instead of raising (the caller maps them).
+            **kwargs: Passed to ``aiohttp.ClientSession.request`` (json, data, headers, params).
+
+        Returns:
+            Status, headers and body text.
+
+        Raises:
+            RetryableError: Connection error or timeout, or a retryable status.
+            FatalError: An auth/config status (see :func:`classify_status`).
+            SkippableError: Another 4xx.
+        """
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, headers=self._headers, auth=self._auth
+            )
+        try:
+            async with self._session.request(method, url, **kwargs) as response:
+                body = await response.text()
+                status, headers = response.status, response.headers
+        except TimeoutError as exc:
+            raise RetryableError(f"{self._system}: request timed out ({method} {url})") from exc
+        except aiohttp.ClientError as exc:
+            raise RetryableError(f"{self._system}: {type(exc).__name__}: {exc}") from exc
+        if not raw:
+            classify_status(self._system, status, headers, body)
+        return status, headers, body
+
+    async def close(self) -> None:
+        """Close the session (safe to call twice)."""
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+
+def summary(mention: Mention, limit: int = 120) -> str:
+    """A one-line title for a ticket: priority, label, brands, start of the text."""
+    routing, classification = mention.routing, mention.classification
+    parts = [
+        routing.priority if routing and routing.priority else None,
+        classification.label if classification else None,
+        "/".join(mention.brands) or None,
+    ]
+    head = " ".join(f"[{p}]" for p in parts if p)
+    text = " ".join(mention.text.split())
+    line = f"{head} {text}".strip()
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def description(mention: Mention) -> str:
+    """A plain-text ticket body: the post, its author and link, and why it was routed."""
+    author = mention.author
+    who = author.handle or author.name or author.id or "unknown author"
+    routing = mention.routing
+    lines = [mention.text, "", f"Author: {who}" + (f" ({author.url})" if author.url else "")]
+    if mention.url:
+        lines.append(f"Post: {mention.url}")
+    lines.append(f"Mention id: {mention.id}")
+    if routing is not None:
+        lines.append(f"Rules: {', '.join(routing.rule_ids) or '-'}")
+        if routing.sla_due_at is not None:
+            lines.append(f"SLA due: {routing.sla_due_at.isoformat()}")
+    return "\n".join(lines)

@@ -1,0 +1,174 @@
+"""The idempotency ledger: (sink, Mention id) -> external ticket id.
+
+Sinks whose target has no idempotency key of its own (Jira Service Management,
+Freshdesk, ServiceNow, Request Tracker, Slack) are protected by this ledger:
+the deliverer looks the pair up before creating and records it after.
+
+:class:`KafkaLedger` is durable: a compacted topic ``<prefix>mentions.sink-ledger``
+keyed ``"<sink>:<mention id>"`` (kafka-python), read whole at start-up into a
+dict and re-read (:meth:`KafkaLedger.catch_up`) after a rebalance, when another
+worker may have recorded deliveries for partitions this one now owns.
+:class:`MemoryLedger` is the same thing without Kafka, for unit tests.
+
+Remaining window: a crash after the target created the ticket and before the
+ledger write is acknowledged means one duplicate on redelivery; it is as
+narrow as one produce round-trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Protocol
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+log = logging.getLogger(__name__)
+
+
+def ledger_topic(prefix: str = "") -> str:
+    """The ledger topic name under a deployment prefix."""
+    return f"{prefix}mentions.sink-ledger"
+
+
+def ledger_key(sink: str, mention_id: str) -> str:
+    """The ledger key of one delivery: ``"<sink>:<mention id>"``."""
+    return f"{sink}:{mention_id}"
+
+
+class Ledger(Protocol):
+    """Where delivered (sink, Mention id) pairs are remembered."""
+
+    async def get(self, sink: str, mention_id: str) -> str | None:
+        """The external id recorded for this pair, or None."""
+        ...
+
+    async def record(self, sink: str, mention_id: str, external_id: str) -> None:
+        """Remember that ``mention_id`` became ``external_id`` in ``sink``; durable on return."""
+        ...
+
+
+class MemoryLedger:
+    """A ledger in a dict (unit tests and single-process runs; lost on exit)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, str] = {}
+
+    async def get(self, sink: str, mention_id: str) -> str | None:
+        """The external id recorded for this pair, or None."""
+        return self.entries.get(ledger_key(sink, mention_id))
+
+    async def record(self, sink: str, mention_id: str, external_id: str) -> None:
+        """Remember the pair."""
+        self.entries[ledger_key(sink, mention_id)] = external_id
+
+
+class KafkaLedger:
+    """A ledger on a compacted Kafka topic, mirrored in memory.
+
+    Args:
+        bootstrap_servers: Kafka bootstrap ``host:port`` list.
+        topic: The compacted ledger topic (see :func:`ledger_topic`).
+        partitions: Partitions to create the topic with if it is missing.
+        replication: Replication factor to create it with.
+    """
+
+    def __init__(
+        self, bootstrap_servers: list[str], topic: str, partitions: int = 4, replication: int = 1
+    ) -> None:
+        self._bootstrap = bootstrap_servers
+        self._topic = topic
+        self._partitions = partitions
+        self._replication = replication
+        self._entries: dict[str, str] = {}
+        self._producer: KafkaProducer | None = None
+        self._consumer: KafkaConsumer | None = None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def start(self) -> None:
+        """Create the topic if missing (compacted), then load it whole (blocking)."""
+        admin = KafkaAdminClient(bootstrap_servers=self._bootstrap, client_id="sink-ledger")
+        try:
+            admin.create_topics(
+                [
+                    NewTopic(
+                        self._topic,
+                        self._partitions,
+                        self._replication,
+                        topic_configs={"cleanup.policy": "compact"},
+                    )
+                ]
+            )
+        except TopicAlreadyExistsError:
+            pass
+        finally:
+            admin.close()
+        self._producer = KafkaProducer(
+            bootstrap_servers=self._bootstrap, acks="all", retries=5, linger_ms=0
+        )
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None
+        )
+        self._load()
+
+    def _load(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            raise RuntimeError("KafkaLedger.start() was not called")
+        deadline = time.monotonic() + 30
+        partitions = consumer.partitions_for_topic(self._topic)
+        while not partitions and time.monotonic() < deadline:
+            time.sleep(0.2)
+            partitions = consumer.partitions_for_topic(self._topic)
+        tps = [TopicPartition(self._topic, p) for p in sorted(partitions or ())]
+        consumer.assign(tps)
+        ends = consumer.end_offsets(tps)
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    if record.key is None:
+                        continue
+                    key = record.key.decode()
+                    if record.value is None:
+                        self._entries.pop(key, None)
+                    else:
+                        self._entries[key] = orjson.loads(record.value)["external_id"]
+        log.info("sink ledger %s: %d entries loaded", self._topic, len(self._entries))
+
+    async def catch_up(self) -> None:
+        """Read what other workers recorded since the last load (call after a rebalance)."""
+        await asyncio.to_thread(self._load)
+
+    async def get(self, sink: str, mention_id: str) -> str | None:
+        """The external id recorded for this pair, or None (from memory)."""
+        return self._entries.get(ledger_key(sink, mention_id))
+
+    async def record(self, sink: str, mention_id: str, external_id: str) -> None:
+        """Produce the pair to the ledger topic and wait for ``acks=all``.
+
+        Raises:
+            kafka.errors.KafkaError: Kafka did not take the record.
+        """
+        producer = self._producer
+        if producer is None:
+            raise RuntimeError("KafkaLedger.start() was not called")
+        key = ledger_key(sink, mention_id)
+        value = orjson.dumps({"external_id": external_id, "recorded_at": time.time()})
+        future = producer.send(self._topic, key=key.encode(), value=value)
+        await asyncio.to_thread(future.get, 30)
+        self._entries[key] = external_id
+
+    def close(self) -> None:
+        """Flush and close the Kafka clients."""
+        if self._producer is not None:
+            self._producer.close(timeout=10)
+            self._producer = None
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
