@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from html.parser import HTMLParser
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from listener.brands import BrandMatcher
@@ -122,3 +123,49 @@ def retry_after(headers: Any, default: float | None = None) -> float | None:
     except (TypeError, ValueError):
         return default
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def check_status(source: str, status: int, headers: Any) -> None:
+    """Map an HTTP status to the project's error kinds (the one place this is decided).
+
+    Raises:
+        RetryableError: 429, 5xx or 408 (with ``after`` from Retry-After when sent).
+        FatalError: 401/403 (credentials) or any other 4xx (a request we built wrong).
+    """
+    from listener.errors import FatalError, RetryableError
+
+    if status < 400:
+        return
+    if status in (408, 429) or status >= 500:
+        raise RetryableError(f"{source}: HTTP {status}", after=retry_after(headers))
+    if status in (401, 403):
+        raise FatalError(f"{source}: HTTP {status}: credentials rejected; check the token")
+    raise FatalError(f"{source}: HTTP {status}: request rejected")
+
+
+class _TextExtractor(HTMLParser):
+    _BREAKS = frozenset({"p", "br", "div", "li", "pre", "blockquote", "tr"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._BREAKS and self.parts:
+            self.parts.append("\n")
+        href = dict(attrs).get("href")
+        if tag == "a" and href:
+            self.links.append(href)
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def html_to_text(html: str) -> tuple[str, list[str]]:
+    """Plain text of an HTML fragment (paragraphs as newlines) and the links it holds."""
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    lines = [" ".join(line.split()) for line in "".join(parser.parts).splitlines()]
+    return "\n".join(line for line in lines if line), parser.links

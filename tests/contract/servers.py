@@ -8,11 +8,13 @@ payloads are recorded-shape fixtures from ``tests/fixtures/<platform>/``.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlparse
 
 import orjson
+from aiohttp import web
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -118,6 +120,97 @@ class JetstreamHarness(Harness):
         return BlueskyConnector(settings, BRANDS)
 
 
-HARNESSES: dict[str, type[Harness]] = {h.name: h for h in (JetstreamHarness,)}
+class HttpHarness(Harness):
+    """An aiohttp server on 127.0.0.1; subclasses add routes in ``routes``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runner: web.AppRunner | None = None
+        self.base = ""
+        self.requests: list[web.Request] = []
+
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    @web.middleware
+    async def _middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        self.requests.append(request)
+        if self.fail_next is not None:
+            status, after = self.fail_next
+            self.fail_next = None
+            return web.json_response(
+                {"message": "Too Many Requests"}, status=status, headers={"Retry-After": after}
+            )
+        return await handler(request)
+
+    async def start(self) -> None:
+        app = web.Application(middlewares=[self._middleware])
+        self.routes(app)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = self.runner.addresses[0][1]
+        self.base = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+class AlgoliaHarness(HttpHarness):
+    """HN Search ``/api/v1/search_by_date``: newest first, numericFilters, paging."""
+
+    name = "hackernews"
+    overlap_allowed = True
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/api/v1/search_by_date", self._search)
+
+    async def _search(self, request: web.Request) -> web.Response:
+        hits = fixture("hackernews", "search_by_date_hits.json")
+        query = request.query.get("query", "").lower()
+        floor = 0
+        for part in request.query.get("numericFilters", "").split(","):
+            if part.startswith("created_at_i>="):
+                floor = int(part.split(">=")[1])
+        per_page = int(request.query.get("hitsPerPage", "20"))
+        page = int(request.query.get("page", "0"))
+
+        def text(hit: dict[str, Any]) -> str:
+            return " ".join(str(hit.get(k) or "") for k in ("title", "comment_text", "story_text"))
+
+        found = [
+            h for h in hits if query in text(h).lower() and h.get("created_at_i", floor) >= floor
+        ]
+        found.sort(key=lambda h: h.get("created_at_i", 0), reverse=True)
+        pages = max(1, -(-len(found) // per_page))
+        body = {
+            "hits": found[page * per_page : (page + 1) * per_page],
+            "nbHits": len(found),
+            "page": page,
+            "nbPages": pages,
+            "hitsPerPage": per_page,
+            "exhaustiveNbHits": True,
+            "query": query,
+            "params": request.query_string,
+        }
+        return web.json_response(body)
+
+    def connector(self, small: bool = False) -> Connector:
+        from listener.connectors.hackernews import HackerNewsConnector, HackerNewsSettings
+
+        settings = HackerNewsSettings(
+            base_url=f"{self.base}/api/v1",
+            hits_per_page=2 if small else 100,
+            poll_interval_s=0,
+            lookback_s=10 * 365 * 86400,
+        )
+        return HackerNewsConnector(settings, BRANDS)
+
+
+HARNESSES: dict[str, type[Harness]] = {h.name: h for h in (JetstreamHarness, AlgoliaHarness)}
 
 __all__ = ["HARNESSES", "BRANDS", "Harness", "Headers", "fixture"]
