@@ -13,7 +13,7 @@ from listener.errors import FatalError
 REGISTRY: dict[str, str] = {
     "bluesky": "listener.connectors.bluesky:BlueskyConnector",
     "hackernews": "listener.connectors.hackernews:HackerNewsConnector",
-    # "rss": "listener.connectors.rss:RssConnector",
+    "rss": "listener.connectors.rss:RssConnector",
     # "mastodon": "listener.connectors.mastodon:MastodonConnector",
     # "webhook": "listener.connectors.webhook:WebhookConnector",
 }

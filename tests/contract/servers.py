@@ -7,6 +7,7 @@ payloads are recorded-shape fixtures from ``tests/fixtures/<platform>/``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -211,6 +212,47 @@ class AlgoliaHarness(HttpHarness):
         return HackerNewsConnector(settings, BRANDS)
 
 
-HARNESSES: dict[str, type[Harness]] = {h.name: h for h in (JetstreamHarness, AlgoliaHarness)}
+class FeedHarness(HttpHarness):
+    """Two static feeds (RSS 2.0 comments, Atom) with ETag / Last-Modified; 304 when unchanged."""
+
+    name = "rss"
+    FEEDS: ClassVar[dict[str, tuple[str, str]]] = {
+        "/comments.rss": ("comments.rss.xml", "application/rss+xml"),
+        "/news.atom": ("news.atom.xml", "application/atom+xml"),
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.not_modified = 0
+
+    def routes(self, app: web.Application) -> None:
+        for path in self.FEEDS:
+            app.router.add_get(path, self._feed)
+
+    async def _feed(self, request: web.Request) -> web.Response:
+        name, ctype = self.FEEDS[request.path]
+        body = (FIXTURES / "rss" / name).read_bytes()
+        etag = '"' + hashlib.sha1(body).hexdigest()[:16] + '"'
+        modified = "Tue, 10 Sep 2024 10:00:00 GMT"
+        if request.headers.get("If-None-Match") == etag:
+            self.not_modified += 1
+            return web.Response(status=304, headers={"ETag": etag})
+        headers = {"ETag": etag, "Last-Modified": modified}
+        return web.Response(body=body, content_type=ctype, headers=headers)
+
+    def connector(self, small: bool = False) -> Connector:
+        from listener.connectors.rss import RssConnector, RssSettings
+
+        settings = RssSettings(
+            feeds=tuple(self.base + path for path in self.FEEDS),
+            poll_interval_s=0,
+            max_entries_per_poll=1 if small else 1000,
+        )
+        return RssConnector(settings, BRANDS)
+
+
+HARNESSES: dict[str, type[Harness]] = {
+    h.name: h for h in (JetstreamHarness, AlgoliaHarness, FeedHarness)
+}
 
 __all__ = ["HARNESSES", "BRANDS", "Harness", "Headers", "fixture"]

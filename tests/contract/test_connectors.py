@@ -37,7 +37,7 @@ async def started(name: str) -> AsyncIterator[Harness]:
 async def drain(
     harness: Harness, conn: Connector, cursor: str | None = None, max_polls: int = 8
 ) -> tuple[list[Mention], list[Skipped], str | None]:
-    """Poll until caught up: no more pages, or a poll brings no new id."""
+    """Poll until caught up: no more pages, or a poll brings nothing new at all."""
     mentions: list[Mention] = []
     skipped: list[Skipped] = []
     await harness.feed()
@@ -50,9 +50,10 @@ async def drain(
         new = [m for m in batch.mentions if m.id not in seen]
         mentions.extend(batch.mentions)
         skipped.extend(batch.skipped)
+        stuck = not new and batch.cursor in (None, cursor)
         cursor = batch.cursor if batch.cursor is not None else cursor
         await conn.delivered(batch, None)
-        if not new or not batch.more:
+        if stuck or not batch.more:
             break
     return mentions, skipped, cursor
 
@@ -126,7 +127,6 @@ def test_resume_from_cursor_without_gaps(name: str) -> None:
             full_conn = h.connector()
             full, _, _ = await drain(h, full_conn)
             await full_conn.close()
-        async with started(name) as h:
             conn = h.connector(small=True)
             await h.feed()
             batch = await conn.poll(None)
@@ -159,3 +159,24 @@ def test_close_is_safe(name: str) -> None:
             await used.close()
 
     run(go)
+
+
+def test_rss_second_poll_is_a_304() -> None:
+    from .servers import FeedHarness
+
+    async def go() -> tuple[int, int, list[str | None]]:
+        h = FeedHarness()
+        await h.start()
+        conn = h.connector()
+        try:
+            _, _, cursor = await drain(h, conn)
+            again, _, _ = await drain(h, conn, cursor)
+            sent = [r.headers.get("If-None-Match") for r in h.requests]
+            return h.not_modified, len(again), sent
+        finally:
+            await conn.close()
+            await h.stop()
+
+    not_modified, again, sent = run(go)
+    assert not_modified == 2 and again == 0
+    assert sent[:2] == [None, None] and all(sent[2:])
