@@ -41,6 +41,10 @@ test-unit: install ## Unit tests only (no broker)
 test-integration: install ## Integration tests on a real Kafka broker the suite starts
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
+.PHONY: test-deploy
+test-deploy: install ## Deploy checks: promtool rules, dashboards vs a live worker + Prometheus, compose/Helm (needs the prometheus package)
+	$(BIN)/pytest tests/deploy $(PYTEST_ARGS)
+
 lint: install ## Ruff lint and format check
 	$(BIN)/ruff check listener agents models tests
 	$(BIN)/ruff format --check listener agents models tests

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -33,3 +38,58 @@ def require(tool: str) -> str:
         hint = INSTALL_HINTS.get(tool, "see deploy/README.md")
         raise AssertionError(f"{tool} not found on PATH; install it with: {hint}")
     return path
+
+
+GRAFANA_DASHBOARDS = DEPLOY / "grafana" / "dashboards"
+
+RATE_INTERVAL = "1m"
+"""What ``$__rate_interval`` stands for when a dashboard query is run outside Grafana."""
+
+_SELECTOR = re.compile(
+    r"(?<![\w:])((?:[a-z_]*:)?brandlistener_[a-z_]+(?::[a-z0-9_]+)?|up)(\{[^}]*\})?(?![\w(:])"
+)
+
+
+def dashboard_queries(path: Path) -> list[tuple[str, str]]:
+    """Every PromQL expression in a Grafana dashboard, with the panel title it belongs to.
+
+    Panels nested in collapsed rows are included. ``$__rate_interval`` is replaced
+    with :data:`RATE_INTERVAL`.
+
+    Args:
+        path: A dashboard JSON file.
+
+    Returns:
+        ``(panel title, expression)`` pairs in panel order.
+    """
+    found: list[tuple[str, str]] = []
+
+    def walk(panels: list[dict[str, Any]]) -> None:
+        for panel in panels:
+            for target in panel.get("targets", []):
+                if target.get("expr"):
+                    expr = target["expr"].replace("$__rate_interval", RATE_INTERVAL)
+                    found.append((panel.get("title", "?"), expr))
+            walk(panel.get("panels", []))
+
+    walk(json.loads(path.read_text())["panels"])
+    return found
+
+
+def rules(path: Path = RULES) -> list[dict[str, Any]]:
+    """Every rule (recording and alerting) in a Prometheus rules file, in file order."""
+    groups = yaml.safe_load(path.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def selectors(expr: str) -> list[str]:
+    """The instant-vector selectors of worker metrics (and ``up``) that ``expr`` reads.
+
+    Args:
+        expr: A PromQL expression.
+
+    Returns:
+        Selectors such as ``brandlistener_dead_letter_total`` or
+        ``brandlistener_mentions_processed_total{stage="routed"}``, without range or offset.
+    """
+    return sorted({name + (labels or "") for name, labels in _SELECTOR.findall(expr)})
