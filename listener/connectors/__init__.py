@@ -14,7 +14,7 @@ REGISTRY: dict[str, str] = {
     "bluesky": "listener.connectors.bluesky:BlueskyConnector",
     "hackernews": "listener.connectors.hackernews:HackerNewsConnector",
     "rss": "listener.connectors.rss:RssConnector",
-    # "mastodon": "listener.connectors.mastodon:MastodonConnector",
+    "mastodon": "listener.connectors.mastodon:MastodonConnector",
     # "webhook": "listener.connectors.webhook:WebhookConnector",
 }
 

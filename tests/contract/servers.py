@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlparse
 
 import orjson
 from aiohttp import web
+from pydantic import SecretStr
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -251,8 +252,43 @@ class FeedHarness(HttpHarness):
         return RssConnector(settings, BRANDS)
 
 
+class MastodonHarness(HttpHarness):
+    """``/api/v1/timelines/tag/:hashtag``: newest first, ``min_id`` / ``limit``, bearer token."""
+
+    name = "mastodon"
+    TOKEN = "test-token"
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/api/v1/timelines/tag/{tag}", self._timeline)
+
+    async def _timeline(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {self.TOKEN}":
+            return web.json_response({"error": "The access token is invalid"}, status=401)
+        statuses = fixture("mastodon", "tag_timeline.json")
+        limit = min(40, int(request.query.get("limit", "20")))
+        ordered = sorted(statuses, key=lambda s: int(s["id"]))
+        if "min_id" in request.query:
+            after = [s for s in ordered if int(s["id"]) > int(request.query["min_id"])]
+            page = after[:limit]
+        else:
+            page = ordered[-limit:]
+        return web.json_response(list(reversed(page)))
+
+    def connector(self, small: bool = False) -> Connector:
+        from listener.connectors.mastodon import MastodonConnector, MastodonSettings
+
+        settings = MastodonSettings(
+            instance=self.base,
+            access_token=SecretStr(self.TOKEN),
+            limit=2 if small else 40,
+            start_min_id="0",
+            poll_interval_s=0,
+        )
+        return MastodonConnector(settings, BRANDS)
+
+
 HARNESSES: dict[str, type[Harness]] = {
-    h.name: h for h in (JetstreamHarness, AlgoliaHarness, FeedHarness)
+    h.name: h for h in (JetstreamHarness, AlgoliaHarness, FeedHarness, MastodonHarness)
 }
 
 __all__ = ["HARNESSES", "BRANDS", "Harness", "Headers", "fixture"]
