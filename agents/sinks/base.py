@@ -23,14 +23,33 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import aiohttp
+from pydantic import BaseModel, ConfigDict, Field
 
 from listener.errors import FatalError, RetryableError, SkippableError
-from listener.record import Mention
+from listener.record import Mention, Priority
 
 DEFAULT_TIMEOUT_S = 10.0
 """Total time for one HTTP request; a timeout is retryable."""
 
 USER_AGENT = "brand-listener/0.1 (+https://github.com/brand-listener)"
+
+
+class SinkSettings(BaseModel):
+    """What every sink's settings have; each sink's own model extends this in its file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str = Field(pattern=r"^https?://", description="Base URL (or full endpoint URL).")
+    timeout_s: float = Field(default=DEFAULT_TIMEOUT_S, gt=0, description="Per request.")
+    priorities: tuple[Priority, ...] = Field(
+        default=("P1", "P2", "P3", "P4"), description="Routed priorities this sink receives."
+    )
+
+    def accepts(self, mention: Mention) -> bool:
+        """Whether ``mention``'s priority is one this sink receives (unrouted: P4)."""
+        routing = mention.routing
+        priority = routing.priority if routing is not None and routing.priority else "P4"
+        return priority in self.priorities
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +73,20 @@ class Sink(Protocol):
 
     Attributes:
         name: Registry name, also the metric label and the ledger key prefix.
-        idempotent: True if the target deduplicates on an id we send (Zendesk's
-            Idempotency-Key, PagerDuty's dedup_key, Standard Webhooks' webhook-id).
-            False means the deliverer must consult the ledger before creating.
+        uses_ledger: True if the deliverer must look the Mention id up in the
+            ledger before creating and record it after: every target whose own
+            deduplication is missing (Jira SM, Freshdesk, ServiceNow, RT, Slack)
+            or bounded in time (Zendesk keys live 2 hours, a PagerDuty dedup_key
+            only while its alert is open). False only where the receiver's
+            contract is to deduplicate by the id we send (Standard Webhooks).
     """
 
     name: ClassVar[str]
-    idempotent: ClassVar[bool]
+    uses_ledger: ClassVar[bool]
+
+    def accepts(self, mention: Mention) -> bool:
+        """Whether this sink wants ``mention`` at all (e.g. PagerDuty: P1 only)."""
+        ...
 
     async def deliver(self, mention: Mention) -> DeliveryResult:
         """Make one attempt to create the ticket/alert for ``mention``.

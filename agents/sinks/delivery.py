@@ -2,8 +2,8 @@
 
 :class:`Deliverer` wraps one :class:`~agents.sinks.base.Sink`. For each mention it
 
-1. consults the idempotency ledger first if the sink's target has no
-   idempotency key of its own (``sink.idempotent`` is False);
+1. consults the idempotency ledger first when ``sink.uses_ledger`` (the
+   target's own deduplication is missing or bounded in time);
 2. calls ``sink.deliver`` until it succeeds, retrying
    :class:`~listener.errors.RetryableError` with exponential backoff and full
    jitter (never sooner than the target's Retry-After), while a per-sink
@@ -149,7 +149,7 @@ class Deliverer:
 
     Args:
         sink: The target.
-        ledger: Consulted before and written after delivery when ``sink.idempotent`` is False.
+        ledger: Consulted before and written after delivery when ``sink.uses_ledger`` is True.
         metrics: The sink metrics bundle.
         policy: The retry budget and backoff.
         breaker: This sink's breaker (a fresh default one if None).
@@ -202,7 +202,7 @@ class Deliverer:
         return outcome
 
     async def _deliver(self, mention: Mention, started: float) -> Outcome:
-        if not self.sink.idempotent:
+        if self.sink.uses_ledger:
             existing = await self.ledger.get(self.name, mention.id)
             if existing is not None:
                 return Outcome(self.name, DeliveryResult(existing, created=False))
@@ -251,7 +251,7 @@ class Deliverer:
                 return Outcome(self.name, None, exc, attempt)
             self.breaker.success()
             self._set_gauge()
-            if not self.sink.idempotent:
+            if self.sink.uses_ledger:
                 await self._record(mention, result)
             return Outcome(self.name, result, None, attempt)
 

@@ -16,8 +16,6 @@ class MemorySettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    idempotent: bool = True
-
 
 class MemorySink:
     """Keeps delivered mentions in a dict keyed by Mention id.
@@ -33,7 +31,8 @@ class MemorySink:
     """
 
     name: ClassVar[str] = "memory"
-    idempotent: ClassVar[bool] = True
+    uses_ledger: ClassVar[bool] = False
+    settings_model: ClassVar[type[BaseModel]] = MemorySettings
 
     def __init__(
         self, settings: MemorySettings | None = None, failures: Iterator[Exception] | None = None
@@ -54,6 +53,10 @@ class MemorySink:
         created = mention.id not in self.delivered
         self.delivered.setdefault(mention.id, mention)
         return DeliveryResult(external_id=f"memory-{mention.id}", created=created)
+
+    def accepts(self, mention: Mention) -> bool:
+        """Every mention."""
+        return True
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import orjson
 from aiohttp import web
+from pydantic import SecretStr
 
 from agents.sinks.freshdesk import FreshdeskSettings, FreshdeskSink
 from agents.sinks.jira_sm import JiraSMSettings, JiraSMSink
@@ -94,7 +95,7 @@ class SinkServer:
             return self.error(503)
         return response
 
-    def sink(self, good_auth: bool = True) -> Any:
+    def sink(self, good_auth: bool = True, clock: Any = None) -> Any:
         raise NotImplementedError
 
     def authorized(self, request: web.Request) -> bool:
@@ -121,9 +122,11 @@ class ZendeskServer(SinkServer):
         super().__init__()
         self.keys: dict[str, tuple[str, int, dict[str, Any]]] = {}
 
-    def sink(self, good_auth: bool = True) -> ZendeskSink:
+    def sink(self, good_auth: bool = True, clock: Any = None) -> ZendeskSink:
         token = "tok" if good_auth else "wrong"
-        return ZendeskSink(ZendeskSettings(url=self.url, email="agent@acme.test", api_token=token))
+        return ZendeskSink(
+            ZendeskSettings(url=self.url, email="agent@acme.test", api_token=SecretStr(token))
+        )
 
     def authorized(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == basic("agent@acme.test/token", "tok")
@@ -169,9 +172,9 @@ class PagerDutyServer(SinkServer):
     name = "pagerduty"
     routes = [("POST", "/v2/enqueue")]
 
-    def sink(self, good_auth: bool = True) -> PagerDutySink:
+    def sink(self, good_auth: bool = True, clock: Any = None) -> PagerDutySink:
         key = "R0UTINGKEY0000000000000000000000" if good_auth else "nope"
-        return PagerDutySink(PagerDutySettings(url=self.url, routing_key=key))
+        return PagerDutySink(PagerDutySettings(url=self.url, routing_key=SecretStr(key)))
 
     def authorized(self, request: web.Request) -> bool:
         return True  # the routing key is in the body
@@ -202,10 +205,13 @@ class SlackServer(SinkServer):
     name = "slack"
     routes = [("POST", "/services/{team}/{bot}/{secret}")]
 
-    def sink(self, good_auth: bool = True) -> SlackSink:
+    def sink(self, good_auth: bool = True, clock: Any = None) -> SlackSink:
         secret = "XXXXgoodsecret" if good_auth else "revoked"
         url = f"{self.url}/services/T000/B000/{secret}"
-        return SlackSink(SlackSettings(url=url, min_interval_s=0))
+        settings = SlackSettings(url=url, min_interval_s=0)
+        if clock is None:
+            return SlackSink(settings)
+        return SlackSink(settings, clock=clock, sleep=clock.sleep)
 
     def error(self, status: int, headers: dict[str, str] | None = None) -> web.Response:
         return web.Response(text="rate_limited" if status == 429 else "server_error",
@@ -233,9 +239,9 @@ class WebhookServer(SinkServer):
     name = "webhook"
     routes = [("POST", "/hooks/brand")]
 
-    def sink(self, good_auth: bool = True) -> WebhookSink:
+    def sink(self, good_auth: bool = True, clock: Any = None) -> WebhookSink:
         secret = SECRET if good_auth else "whsec_" + base64.b64encode(b"other").decode()
-        return WebhookSink(WebhookSettings(url=f"{self.url}/hooks/brand", secret=secret))
+        return WebhookSink(WebhookSettings(url=f"{self.url}/hooks/brand", secret=SecretStr(secret)))
 
     def authorized(self, request: web.Request) -> bool:
         return True  # checked in handle, where the raw body is at hand
@@ -265,10 +271,10 @@ class JiraSMServer(SinkServer):
     name = "jira_sm"
     routes = [("POST", "/rest/servicedeskapi/request")]
 
-    def sink(self, good_auth: bool = True) -> JiraSMSink:
+    def sink(self, good_auth: bool = True, clock: Any = None) -> JiraSMSink:
         token = "atl-token" if good_auth else "expired"
         settings = JiraSMSettings(
-            url=self.url, email="bot@acme.test", api_token=token,
+            url=self.url, email="bot@acme.test", api_token=SecretStr(token),
             service_desk_id="10", request_type_id="25",
         )  # fmt: skip
         return JiraSMSink(settings)
@@ -309,9 +315,9 @@ class FreshdeskServer(SinkServer):
     name = "freshdesk"
     routes = [("POST", "/api/v2/tickets")]
 
-    def sink(self, good_auth: bool = True) -> FreshdeskSink:
+    def sink(self, good_auth: bool = True, clock: Any = None) -> FreshdeskSink:
         key = "fd-key" if good_auth else "bad"
-        return FreshdeskSink(FreshdeskSettings(url=self.url, api_key=key))
+        return FreshdeskSink(FreshdeskSettings(url=self.url, api_key=SecretStr(key)))
 
     def authorized(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == basic("fd-key", "X")
@@ -352,9 +358,11 @@ class ServiceNowServer(SinkServer):
     name = "servicenow"
     routes = [("GET", "/api/now/table/incident"), ("POST", "/api/now/table/incident")]
 
-    def sink(self, good_auth: bool = True) -> ServiceNowSink:
+    def sink(self, good_auth: bool = True, clock: Any = None) -> ServiceNowSink:
         password = "sn-pass" if good_auth else "old"
-        return ServiceNowSink(ServiceNowSettings(url=self.url, user="integ", password=password))
+        return ServiceNowSink(
+            ServiceNowSettings(url=self.url, user="integ", password=SecretStr(password))
+        )
 
     def authorized(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == basic("integ", "sn-pass")
@@ -391,9 +399,9 @@ class RequestTrackerServer(SinkServer):
     name = "request_tracker"
     routes = [("POST", "/REST/2.0/ticket")]
 
-    def sink(self, good_auth: bool = True) -> RequestTrackerSink:
+    def sink(self, good_auth: bool = True, clock: Any = None) -> RequestTrackerSink:
         token = "1-14-abcdef" if good_auth else "1-14-revoked"
-        return RequestTrackerSink(RequestTrackerSettings(url=self.url, token=token))
+        return RequestTrackerSink(RequestTrackerSettings(url=self.url, token=SecretStr(token)))
 
     def authorized(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == "token 1-14-abcdef"

@@ -149,7 +149,7 @@ def test_non_retryable_errors_fail_at_once(error: Exception) -> None:
 
 class LedgerSink(MemorySink):
     name: ClassVar[str] = "noidem"
-    idempotent: ClassVar[bool] = False
+    uses_ledger: ClassVar[bool] = True
 
     async def deliver(self, mention: Mention) -> DeliveryResult:
         await super().deliver(mention)
