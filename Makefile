@@ -32,11 +32,11 @@ kafka-jars: install ## Resolve the Apache Kafka broker jars from Maven Central i
 demo: install ## Run the whole pipeline locally: broker, worker, bundled sample stream, live queue
 	$(BIN)/brand-listener demo
 
-test: install ## Unit + integration tests (starts its own Kafka broker)
-	$(BIN)/pytest tests/unit tests/integration $(PYTEST_ARGS)
+test: install ## Everything CI runs: unit, contract, integration (own Kafka broker) and deploy checks
+	$(BIN)/pytest tests/unit tests/contract tests/integration tests/deploy $(PYTEST_ARGS)
 
-test-unit: install ## Unit tests only (no broker)
-	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+test-unit: install ## Unit and contract tests only (no broker, a few seconds)
+	$(BIN)/pytest tests/unit tests/contract $(PYTEST_ARGS)
 
 test-integration: install ## Integration tests on a real Kafka broker the suite starts
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
