@@ -1,0 +1,297 @@
+"""The delivery loop: mentions.needs-response -> every configured sink, concurrently.
+
+Why a plain aiokafka consumer and not a Faust agent: Faust acks a stream's
+events in order, batch by batch, so one slow or failing sink would hold the
+partition for every other sink. Here each sink has its own asyncio queue and
+workers (:class:`SinkLane`), items complete out of order, and an
+:class:`OffsetTracker` commits a partition only up to the first item not yet
+finished by *every* sink (delivered, found existing, or dead-lettered with
+reason ``"sink:<name>"``). It runs in its own consumer group
+(``<app_id>-deliver``), so delivery scales and restarts independently of the
+classify/route agents. At-least-once: after a crash or rebalance the
+uncommitted items are delivered again and the ledger/idempotency keys absorb
+the repeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from agents.sinks import SINKS
+from agents.sinks.delivery import Deliverer, Outcome
+from agents.sinks.ledger import KafkaLedger, Ledger
+from agents.sinks.metrics import SinkMetrics
+from listener.dead_letter import dead_letter_record, reason_of
+from listener.record import Mention, decode_mention
+from listener.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+STAGE = "deliver"
+
+DeadLetterFn = Callable[[bytes, bytes | None, str, str, dict[str, Any]], Awaitable[None]]
+"""``await dead_letter(payload, key, reason, error, origin)``: returns once Kafka has it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One queue record: where it came from and what it carries."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+class OffsetTracker:
+    """Per-partition offsets in flight; what may be committed is below the oldest unfinished."""
+
+    def __init__(self) -> None:
+        self._pending: dict[int, dict[int, int]] = {}
+        self._high: dict[int, int] = {}
+
+    def add(self, partition: int, offset: int, parts: int) -> None:
+        """Track ``offset`` until ``parts`` completions (one per sink) have been reported."""
+        self._high[partition] = max(self._high.get(partition, -1), offset)
+        if parts > 0:
+            self._pending.setdefault(partition, {})[offset] = parts
+
+    def done(self, partition: int, offset: int) -> None:
+        """One sink finished with ``offset``."""
+        pending = self._pending.get(partition)
+        if pending is None or offset not in pending:
+            return  # partition revoked meanwhile
+        pending[offset] -= 1
+        if pending[offset] <= 0:
+            del pending[offset]
+
+    def committable(self) -> dict[int, int]:
+        """For each partition, the offset to commit (next to read) given what is finished."""
+        result = {}
+        for partition, high in self._high.items():
+            pending = self._pending.get(partition)
+            result[partition] = min(pending) if pending else high + 1
+        return result
+
+    def forget(self, partitions: Sequence[int]) -> None:
+        """Stop tracking revoked partitions (their items are redelivered to the new owner)."""
+        for partition in partitions:
+            self._pending.pop(partition, None)
+            self._high.pop(partition, None)
+
+    @property
+    def in_flight(self) -> int:
+        """Items not yet finished by every sink."""
+        return sum(len(p) for p in self._pending.values())
+
+
+@dataclass
+class SinkLane:
+    """One sink's queue and workers, so a slow sink only delays itself."""
+
+    deliverer: Deliverer
+    concurrency: int = 4
+    queue: asyncio.Queue[tuple[Item, Mention]] = field(default_factory=asyncio.Queue)
+
+
+class DeliveryLoop:
+    """Hands each queue item to every sink that accepts it and tracks completion.
+
+    Args:
+        deliverers: One per configured sink.
+        dead_letter: Produces a dead letter and waits for Kafka's ack.
+        topic: The needs-response topic name (for dead-letter origins).
+        concurrency: Workers per sink (Slack digests need more than one).
+        max_in_flight: Items read but not finished; reading pauses above it.
+    """
+
+    def __init__(
+        self,
+        deliverers: Sequence[Deliverer],
+        dead_letter: DeadLetterFn,
+        topic: str,
+        concurrency: int = 4,
+        max_in_flight: int = 1000,
+    ) -> None:
+        self.lanes = [SinkLane(d, concurrency) for d in deliverers]
+        self.tracker = OffsetTracker()
+        self._dead_letter = dead_letter
+        self._topic = topic
+        self._room = asyncio.Semaphore(max_in_flight)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        """Start every lane's workers."""
+        for lane in self.lanes:
+            for _ in range(lane.concurrency):
+                self._tasks.append(asyncio.create_task(self._work(lane)))
+
+    async def submit(self, item: Item) -> None:
+        """Queue ``item`` for every sink that accepts it (waits while too many are in flight)."""
+        try:
+            mention = decode_mention(item.value)
+        except Exception as exc:  # noqa: BLE001 - an undecodable record is dead-lettered
+            self.tracker.add(item.partition, item.offset, 0)
+            await self._dead_letter(
+                item.value, item.key, reason_of(exc), f"{exc}", self._origin(item)
+            )
+            return
+        lanes = [lane for lane in self.lanes if lane.deliverer.sink.accepts(mention)]
+        self.tracker.add(item.partition, item.offset, len(lanes))
+        for lane in lanes:
+            await self._room.acquire()
+            lane.queue.put_nowait((item, mention))
+
+    async def _work(self, lane: SinkLane) -> None:
+        while True:
+            item, mention = await lane.queue.get()
+            try:
+                outcome = await lane.deliverer.deliver(mention)
+                if not outcome.ok:
+                    await self._dead_letter_outcome(item, outcome)
+            except Exception:  # noqa: BLE001 - never lose the lane; retry the item later
+                log.exception("%s: unexpected error for %s", lane.deliverer.name, mention.id)
+                await asyncio.sleep(1.0)
+                lane.queue.put_nowait((item, mention))
+                continue
+            finally:
+                lane.queue.task_done()
+            self.tracker.done(item.partition, item.offset)
+            self._room.release()
+
+    async def _dead_letter_outcome(self, item: Item, outcome: Outcome) -> None:
+        error = f"{type(outcome.error).__name__}: {outcome.error}"
+        await self._dead_letter(item.value, item.key, outcome.reason, error, self._origin(item))
+
+    def _origin(self, item: Item) -> dict[str, Any]:
+        return {"topic": self._topic, "partition": item.partition, "offset": item.offset}
+
+    async def drain(self) -> None:
+        """Wait until every queued item is finished by its sinks."""
+        for lane in self.lanes:
+            await lane.queue.join()
+
+    async def stop(self) -> None:
+        """Cancel the workers and close the sinks."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for lane in self.lanes:
+            await lane.deliverer.sink.close()
+
+
+def build_deliverers(
+    sinks: Mapping[str, BaseModel], ledger: Ledger, metrics: SinkMetrics
+) -> list[Deliverer]:
+    """One :class:`Deliverer` per configured sink.
+
+    Args:
+        sinks: Registry name -> that sink's settings (its ``settings_model``).
+        ledger: The idempotency ledger (a started :class:`~agents.sinks.ledger.KafkaLedger`).
+        metrics: The sink metrics bundle.
+
+    Raises:
+        ValueError: An unknown sink name, or settings of the wrong model.
+    """
+    deliverers = []
+    for name, settings in sinks.items():
+        cls: Any = SINKS.get(name)
+        if cls is None:
+            raise ValueError(f"unknown sink {name!r}; known: {', '.join(sorted(SINKS))}")
+        if not isinstance(settings, cls.settings_model):
+            raise ValueError(f"sink {name!r} needs {cls.settings_model.__name__} settings")
+        deliverers.append(Deliverer(cls(settings), ledger, metrics))
+    return deliverers
+
+
+async def run_delivery(
+    bootstrap_servers: list[str],
+    topics: TopicNames,
+    group_id: str,
+    deliverers: Sequence[Deliverer],
+    ledger: KafkaLedger,
+    stop: asyncio.Event,
+    commit_interval_s: float = 1.0,
+) -> None:
+    """Consume the needs-response topic into ``loop`` until ``stop`` is set.
+
+    Offsets are committed every ``commit_interval_s`` up to what every sink has
+    finished; on shutdown the loop stops reading, commits what is finished and
+    leaves the rest to be redelivered.
+
+    Args:
+        bootstrap_servers: Kafka bootstrap ``host:port`` list.
+        topics: Topic names (needs-response in, dead-letter out).
+        group_id: The delivery consumer group, e.g. ``"<app_id>-deliver"``.
+        deliverers: One per configured sink (see :func:`build_deliverers`).
+        ledger: The started ledger; caught up after every rebalance.
+        stop: Set to stop.
+        commit_interval_s: How often finished offsets are committed.
+    """
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka.abc import ConsumerRebalanceListener
+
+    topic = topics.needs_response
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+
+    async def commit() -> None:
+        offsets = {TopicPartition(topic, p): o for p, o in loop.tracker.committable().items()}
+        if offsets:
+            await consumer.commit(offsets)
+
+    class Rebalance(ConsumerRebalanceListener):
+        async def on_partitions_revoked(self, revoked: Any) -> None:
+            await commit()
+            loop.tracker.forget([tp.partition for tp in revoked])
+
+        async def on_partitions_assigned(self, assigned: Any) -> None:
+            await ledger.catch_up()
+
+    async def dead_letter(
+        payload: bytes, key: bytes | None, reason: str, error: str, origin: dict[str, Any]
+    ) -> None:
+        value = dead_letter_record(payload, stage=STAGE, reason=reason, error=error, origin=origin)
+        delay = 0.5
+        while True:
+            try:
+                await producer.send_and_wait(topics.dead_letter, value, key=key)
+                return
+            except Exception as exc:  # noqa: BLE001 - retried: a dead letter must not be lost
+                log.error("dead-letter produce failed (%r); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
+
+    loop = DeliveryLoop(deliverers, dead_letter, topic)
+    await producer.start()
+    await consumer.start()
+    consumer.subscribe([topic], listener=Rebalance())
+    loop.start()
+    last_commit = asyncio.get_running_loop().time()
+    try:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=200, max_records=100)
+            for tp, records in batches.items():
+                for record in records:
+                    value = record.value or b""
+                    await loop.submit(Item(tp.partition, record.offset, record.key, value))
+            now = asyncio.get_running_loop().time()
+            if now - last_commit >= commit_interval_s:
+                await commit()
+                last_commit = now
+    finally:
+        await loop.stop()
+        await commit()
+        await consumer.stop()
+        await producer.stop()

@@ -1,0 +1,102 @@
+"""The delivery loop without Kafka: sinks run independently; offsets wait for every sink."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+from prometheus_client import CollectorRegistry
+
+from agents.deliver import DeliveryLoop, Item, OffsetTracker
+from agents.sinks.base import DeliveryResult
+from agents.sinks.delivery import Deliverer, RetryPolicy
+from agents.sinks.ledger import MemoryLedger
+from agents.sinks.memory import MemorySink
+from agents.sinks.metrics import create
+from listener.errors import FatalError
+from listener.record import Mention, encode_mention
+
+
+class GatedSink(MemorySink):
+    """Blocks every delivery until ``gate`` is set."""
+
+    name: ClassVar[str] = "gated"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def deliver(self, mention: Mention) -> DeliveryResult:
+        await self.gate.wait()
+        return await super().deliver(mention)
+
+
+class BrokenSink(MemorySink):
+    name: ClassVar[str] = "broken"
+
+    async def deliver(self, mention: Mention) -> DeliveryResult:
+        raise FatalError("broken answered HTTP 401: bad token")
+
+
+def item(n: int, partition: int = 0) -> Item:
+    m = Mention.create(source="test", native_id=str(n), text=f"post {n}")
+    return Item(partition, n, m.id.encode(), encode_mention(m))
+
+
+def test_offset_tracker_commits_below_oldest_unfinished() -> None:
+    tracker = OffsetTracker()
+    for offset in (5, 6, 7):
+        tracker.add(0, offset, 2)
+    tracker.done(0, 6)
+    tracker.done(0, 6)
+    assert tracker.committable() == {0: 5}
+    tracker.done(0, 5)
+    tracker.done(0, 5)
+    assert tracker.committable() == {0: 7}
+    tracker.done(0, 7)
+    tracker.done(0, 7)
+    assert tracker.committable() == {0: 8} and tracker.in_flight == 0
+    tracker.forget([0])
+    assert tracker.committable() == {}
+
+
+def test_slow_sink_does_not_block_others_and_commit_waits_for_all() -> None:
+    async def scenario() -> None:
+        registry = CollectorRegistry()
+        metrics = create(registry)
+        fast, slow, broken = MemorySink(), GatedSink(), BrokenSink()
+        dead: list[tuple[str, str, dict[str, Any]]] = []
+
+        async def dead_letter(payload: bytes, key: bytes | None, reason: str, error: str,
+                              origin: dict[str, Any]) -> None:  # fmt: skip
+            dead.append((reason, error, origin))
+
+        deliverers = [
+            Deliverer(s, MemoryLedger(), metrics, RetryPolicy(max_attempts=1))
+            for s in (fast, slow, broken)
+        ]
+        loop = DeliveryLoop(deliverers, dead_letter, "needs-response", concurrency=2)
+        loop.start()
+        for n in range(3):
+            await loop.submit(item(n))
+        await loop.submit(Item(0, 3, None, b"not json"))
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert len(fast.delivered) == 3  # not held back by the slow sink
+        assert not slow.delivered
+        assert loop.tracker.committable() == {0: 0}  # nothing committed before every sink
+        assert sorted(r for r, _, _ in dead) == [
+            "decode",
+            "sink:broken",
+            "sink:broken",
+            "sink:broken",
+        ]
+        assert "401" in dead[0][1] or "401" in dead[1][1]
+        slow.gate.set()
+        await loop.drain()
+        assert len(slow.delivered) == 3
+        assert loop.tracker.committable() == {0: 4}
+        await loop.stop()
+        assert fast.closed and slow.closed
+
+    asyncio.run(scenario())
