@@ -1,0 +1,178 @@
+"""OnnxIntentClassifier on the committed int8 model (no torch needed)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.interface import IntentClassifier, Prediction
+from models.runtime import DEFAULT_MODEL_DIR, OnnxIntentClassifier
+
+LABELS = ("complaint", "praise", "question", "other")
+
+# Unambiguous per GUIDELINE.md, and labelled correctly by the shipped model.
+OBVIOUS = [
+    ("my order never arrived and support won't answer", "complaint"),
+    (
+        "@united you lost my bag again and nobody at the desk will help. worst airline ever",
+        "complaint",
+    ),
+    ("thank you so much, the team was wonderful", "praise"),
+    ("@JetBlue the crew on my flight today was amazing, thanks for a great trip!", "praise"),
+    ("what time does the store open on sunday?", "question"),
+    ("@Delta do you allow pets in the cabin on international flights?", "question"),
+]
+
+TEXTS = [
+    "my order never arrived and support won't answer",
+    "thank you so much, the team was wonderful",
+    "what time does the store open on sunday?",
+    "ok",
+    "Sent",
+    "@AmericanAir flight 2301 delayed 3 hours and now cancelled. No hotel, no food vouchers, "
+    "no answers from anyone at the gate. This is the third time this month, absolutely "
+    "unacceptable, I'm switching to another airline for good",
+    "Apple announces new iPad event for next week http://t.co/abc",
+    "@SouthwestAir can I change the name on my booking?",
+    "loving my new phone, battery lasts forever",
+    "is there an outage in Tempe? my internet has been down since noon",
+    "Chipotle tonight!!!",
+    "someone stole our parcel off the porch",
+    "@VirginAmerica thanks!",
+    "the app keeps crashing every time I open it",
+    "how do I reset my password?",
+    "RT @news: Microsoft reports quarterly earnings",
+    "Great job losing my bag again",
+    "please follow back",
+    "Flight 2h late but the crew is GREAT",
+    "iPhone 7, iOS 11.0.3",
+]
+
+
+@pytest.fixture(scope="module")
+def classifier() -> OnnxIntentClassifier:
+    return OnnxIntentClassifier()
+
+
+def test_satisfies_the_classifier_protocol(classifier: OnnxIntentClassifier) -> None:
+    contract: IntentClassifier = classifier
+    assert contract.labels == LABELS
+    assert re.fullmatch(r"intent-minilm@\d+\.\d+\.\d+", contract.name)
+
+
+@pytest.mark.parametrize(("text", "label"), OBVIOUS)
+def test_obvious_posts_get_the_obvious_label(
+    classifier: OnnxIntentClassifier, text: str, label: str
+) -> None:
+    assert classifier.predict([text])[0].label == label
+
+
+def test_scores_are_probabilities_over_the_four_labels(classifier: OnnxIntentClassifier) -> None:
+    for pred in classifier.predict(TEXTS):
+        assert isinstance(pred, Prediction)
+        assert tuple(pred.scores) == LABELS
+        assert sum(pred.scores.values()) == pytest.approx(1.0, abs=1e-5)
+        assert all(0.0 <= p <= 1.0 for p in pred.scores.values())
+        assert pred.label == max(pred.scores, key=pred.scores.__getitem__)
+
+
+def test_empty_input_gives_empty_output(classifier: OnnxIntentClassifier) -> None:
+    assert classifier.predict([]) == []
+    assert classifier.predict_proba([]).shape == (0, len(LABELS))
+
+
+def test_rejects_a_bare_string_and_non_strings(classifier: OnnxIntentClassifier) -> None:
+    with pytest.raises(TypeError):
+        classifier.predict("one post")
+    with pytest.raises(TypeError):
+        classifier.predict(["fine", None])  # type: ignore[list-item]
+
+
+def test_empty_and_very_long_texts_are_classified(classifier: OnnxIntentClassifier) -> None:
+    preds = classifier.predict(["", "delayed " * 500])
+    assert len(preds) == 2
+    assert preds[1].label == "complaint"
+
+
+def test_input_order_is_restored_exactly_within_one_batch() -> None:
+    # One batch holds the same posts whatever their order, so results are identical.
+    big = OnnxIntentClassifier(batch_size=64)
+    base = big.predict_proba(TEXTS)
+    perm = list(range(len(TEXTS)))
+    random.Random(7).shuffle(perm)
+    shuffled = big.predict_proba([TEXTS[i] for i in perm])
+    np.testing.assert_allclose(shuffled, base[perm], atol=1e-6)
+
+
+def test_bucketed_batch_matches_one_post_at_a_time(classifier: OnnxIntentClassifier) -> None:
+    batched = classifier.predict(TEXTS)
+    single = [classifier.predict([text])[0] for text in TEXTS]
+    for a, b in zip(batched, single, strict=True):
+        # int8 activations are scaled per run, so batch-mates move scores slightly.
+        assert max(abs(a.scores[k] - b.scores[k]) for k in LABELS) < 0.2
+    agree = np.mean([a.label == b.label for a, b in zip(batched, single, strict=True)])
+    assert agree >= 0.9
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 7, 32])
+def test_batch_size_invariance(classifier: OnnxIntentClassifier, batch_size: int) -> None:
+    reference = classifier.predict_proba(TEXTS)
+    other = OnnxIntentClassifier(batch_size=batch_size).predict_proba(TEXTS)
+    # int8 activation scales are per run: borderline posts move most, labels barely.
+    diff = np.abs(other - reference)
+    assert diff.max() < 0.2
+    assert diff.mean() < 0.02
+    assert np.mean(other.argmax(1) == reference.argmax(1)) >= 0.9
+
+
+def test_concurrent_calls_from_threads(classifier: OnnxIntentClassifier) -> None:
+    expected = classifier.predict_proba(TEXTS)
+    results: list[np.ndarray] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            results.append(classifier.predict_proba(TEXTS))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for got in results:
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_invalid_options_are_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        OnnxIntentClassifier(batch_size=0)
+    with pytest.raises(ValueError):
+        OnnxIntentClassifier(provider="tpu")
+    with pytest.raises(FileNotFoundError):
+        OnnxIntentClassifier(tmp_path)
+
+
+def test_artefact_hash_matches_metrics_and_model_card() -> None:
+    model = DEFAULT_MODEL_DIR / "model.int8.onnx"
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    metrics = json.loads((DEFAULT_MODEL_DIR / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["artefact"]["sha256"] == digest
+    assert metrics["artefact"]["bytes"] == model.stat().st_size < 30_000_000
+    card = (DEFAULT_MODEL_DIR / "README.md").read_text(encoding="utf-8")
+    assert digest in card
+
+
+def test_config_label_mapping_is_the_fixed_order() -> None:
+    config = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text(encoding="utf-8"))
+    assert config["id2label"] == {str(i): label for i, label in enumerate(LABELS)}
+    assert config["label2id"] == {label: i for i, label in enumerate(LABELS)}
