@@ -113,7 +113,10 @@ class KafkaLedger:
             bootstrap_servers=self._bootstrap, acks="all", retries=5, linger_ms=0
         )
         self._consumer = KafkaConsumer(
-            bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None
+            bootstrap_servers=self._bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            auto_offset_reset="earliest",
         )
         self._load()
 
@@ -127,7 +130,9 @@ class KafkaLedger:
             time.sleep(0.2)
             partitions = consumer.partitions_for_topic(self._topic)
         tps = [TopicPartition(self._topic, p) for p in sorted(partitions or ())]
-        consumer.assign(tps)
+        if set(tps) != consumer.assignment():
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
         ends = consumer.end_offsets(tps)
         while any(consumer.position(tp) < end for tp, end in ends.items()):
             for records in consumer.poll(timeout_ms=500).values():
