@@ -1,4 +1,4 @@
-"""Fixtures for tests against a real Apache Kafka broker, started once per test session.
+"""Real Apache Kafka broker fixtures, started once per test session and shared by every suite.
 
 The broker is the project's own tooling (:mod:`listener.kafka_local`): official jars from
 Maven Central, single-node KRaft, on free loopback ports, in a temporary data directory.
