@@ -27,7 +27,6 @@ from listener.samples import BRAND_POSTS
 from listener.settings import KafkaSettings
 from listener.topics import TopicNames
 
-
 _COLOURS = {"complaint": "31", "question": "33", "praise": "32", "other": "37"}
 
 
@@ -39,17 +38,25 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--data-dir", type=Path, default=Path(".demo"), help="state dir (default .demo)")
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(".demo"), help="state dir (default .demo)"
+    )
     parser.add_argument("--port", type=int, default=9092, help="Kafka client port (default 9092)")
-    parser.add_argument("--web-port", type=int, default=6066, help="worker /metrics port (default 6066)")
+    parser.add_argument(
+        "--web-port", type=int, default=6066, help="worker /metrics port (default 6066)"
+    )
     parser.add_argument("--stream", type=Path, default=BRAND_POSTS, help="JSONL posts to replay")
-    parser.add_argument("--rate", type=float, default=40.0, help="replay pace, posts/s (default 40)")
+    parser.add_argument(
+        "--rate", type=float, default=40.0, help="replay pace, posts/s (default 40)"
+    )
     parser.add_argument(
         "--exit-when-done",
         action="store_true",
         help="stop once the stream is replayed and the queue is quiet (default: keep running)",
     )
-    parser.add_argument("--keep-broker", action="store_true", help="leave the broker running on exit")
+    parser.add_argument(
+        "--keep-broker", action="store_true", help="leave the broker running on exit"
+    )
     parser.set_defaults(func=run_demo)
 
 
@@ -75,7 +82,9 @@ def _wait_healthy(url: str, worker: subprocess.Popen[bytes], log: Path, timeout:
     while time.monotonic() < deadline:
         if worker.poll() is not None:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
-            raise RuntimeError(f"the worker exited with code {worker.returncode}; its log ends:\n{tail}")
+            raise RuntimeError(
+                f"the worker exited with code {worker.returncode}; its log ends:\n{tail}"
+            )
         with contextlib.suppress(OSError):
             with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
                 if response.status == 200:
@@ -84,7 +93,9 @@ def _wait_healthy(url: str, worker: subprocess.Popen[bytes], log: Path, timeout:
     raise RuntimeError(f"the worker did not answer {url} within {timeout:.0f}s (log: {log})")
 
 
-def _start_worker(args: argparse.Namespace, bootstrap: str, log: IO[bytes]) -> subprocess.Popen[bytes]:
+def _start_worker(
+    args: argparse.Namespace, bootstrap: str, log: IO[bytes]
+) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable, "-m", "agents.cli", "worker",
         "--bootstrap", bootstrap,
@@ -149,9 +160,12 @@ def run_demo(args: argparse.Namespace) -> int:
             _say(f"reusing the Kafka broker already running at {broker.bootstrap}")
         else:
             if port_in_use(broker.host, args.port):
-                print(f"error: port {args.port} is taken by something else; use --port", file=sys.stderr)
+                print(
+                    f"error: port {args.port} is taken by something else; use --port",
+                    file=sys.stderr,
+                )
                 return 2
-            _say("starting Apache Kafka (KRaft, single node); the first run resolves the jars with Maven")
+            _say("starting Apache Kafka (KRaft, single node); the first run fetches its jars")
             broker.start(die_with_parent=not args.keep_broker)
             started_broker = True
             _say(f"Kafka is up at {broker.bootstrap} (data in {broker.data_dir})")
@@ -162,7 +176,9 @@ def run_demo(args: argparse.Namespace) -> int:
         with open(worker_log_path, "ab") as worker_log:
             worker = _start_worker(args, broker.bootstrap, worker_log)
         metrics_url = f"http://127.0.0.1:{args.web_port}/metrics"
-        _wait_healthy(f"http://127.0.0.1:{args.web_port}/health", worker, worker_log_path, timeout=180)
+        _wait_healthy(
+            f"http://127.0.0.1:{args.web_port}/health", worker, worker_log_path, timeout=180
+        )
         consumer = _queue_consumer(broker.bootstrap, topics.needs_response)
 
         replay_done = threading.Event()
@@ -177,7 +193,7 @@ def run_demo(args: argparse.Namespace) -> int:
             finally:
                 replay_done.set()
 
-        _say(f"replaying {args.stream.name} at {args.rate:g} posts/s; posts routed to the human queue:")
+        _say(f"replaying {args.stream.name} at {args.rate:g} posts/s; routed to the human queue:")
         print(f"{'prio':<4}  {'label':<9} {'conf':>4}  {'source':<10} text", flush=True)
         threading.Thread(target=replay, name="replay", daemon=True).start()
 
@@ -195,7 +211,10 @@ def run_demo(args: argparse.Namespace) -> int:
                         latencies.append(stages["routed"] - stages["ingested"])
                     quiet_since = time.monotonic()
             if worker.poll() is not None:
-                print(f"error: the worker exited (code {worker.returncode}); see {worker_log_path}", file=sys.stderr)
+                print(
+                    f"error: the worker exited (code {worker.returncode}); see {worker_log_path}",
+                    file=sys.stderr,
+                )
                 return 1
             if replay_done.is_set() and not summary_printed and time.monotonic() - quiet_since > 8:
                 if replay_error:
@@ -204,12 +223,15 @@ def run_demo(args: argparse.Namespace) -> int:
                 summary_printed = True
                 _say(
                     f"{shown} posts need a human answer; ingest -> routed latency "
-                    f"p50 {_percentile(latencies, 0.5) * 1000:.0f} ms, p99 {_percentile(latencies, 0.99) * 1000:.0f} ms"
+                    f"p50 {_percentile(latencies, 0.5) * 1000:.0f} ms, "
+                    f"p99 {_percentile(latencies, 0.99) * 1000:.0f} ms"
                 )
                 _say(f"metrics: {metrics_url}   worker log: {worker_log_path}")
                 if args.exit_when_done:
                     break
-                _say("still listening: replay more with `brand-listener replay FILE.jsonl`; Ctrl-C to stop")
+                _say(
+                    "still listening (replay more: brand-listener replay FILE.jsonl); Ctrl-C stops"
+                )
         consumer.close()
         return 0
     except KeyboardInterrupt:

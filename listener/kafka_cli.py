@@ -1,4 +1,4 @@
-"""``brand-listener kafka fetch|start|stop|status|logs``: a local single-node Kafka broker (dev, demo).
+"""``brand-listener kafka fetch|start|stop|status|logs``: a local single-node Kafka broker.
 
 The broker runs in the background (``start`` returns once it accepts requests) and keeps
 its config, ``broker.log``, pid file and data in ``--data-dir`` (default ``.demo/kafka``

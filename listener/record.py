@@ -60,7 +60,9 @@ class Classification(BaseModel):
     @classmethod
     def _all_labels_scored(cls, scores: dict[str, float]) -> dict[str, float]:
         if set(scores) != set(LABELS):
-            raise ValueError(f"scores must have exactly the labels {list(LABELS)}, got {sorted(scores)}")
+            raise ValueError(
+                f"scores must have exactly the labels {list(LABELS)}, got {sorted(scores)}"
+            )
         return scores
 
     @property
@@ -108,7 +110,7 @@ class Mention(BaseModel):
     routing: Routing | None = None
     stage_times: dict[str, float] = Field(
         default_factory=dict,
-        description="Unix seconds at which each stage finished with the record (ingested, classified, routed).",
+        description="Unix seconds at which each stage finished (ingested, classified, routed).",
     )
 
     @field_validator("text")
@@ -126,7 +128,9 @@ class Mention(BaseModel):
     @model_validator(mode="after")
     def _id_names_source(self) -> Mention:
         if not self.id.startswith(f"{self.source}:") or len(self.id) <= len(self.source) + 1:
-            raise ValueError(f"id {self.id!r} must be '<source>:<native id>' with source {self.source!r}")
+            raise ValueError(
+                f"id {self.id!r} must be '<source>:<native id>' with source {self.source!r}"
+            )
         return self
 
     @classmethod
@@ -205,7 +209,8 @@ def decode_mention(data: bytes | str) -> Mention:
     version = obj.get("schema_version", SCHEMA_VERSION)
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise SkippableError(
-            "schema_version", f"schema_version {version!r} is not supported (this build reads <= {SCHEMA_VERSION})"
+            "schema_version",
+            f"schema_version {version!r} is not supported (this build reads <= {SCHEMA_VERSION})",
         )
     try:
         return Mention.model_validate(obj)

@@ -55,7 +55,9 @@ def bench_hf_pipeline(texts: list[str], checkpoint: Path) -> float:
     from transformers import pipeline
 
     torch.set_num_threads(available_cores())
-    classify = pipeline("text-classification", model=str(checkpoint), dtype=torch.float32, device="cpu")
+    classify = pipeline(
+        "text-classification", model=str(checkpoint), dtype=torch.float32, device="cpu"
+    )
     for text in texts[:16]:  # warm-up
         classify(text)
     started = time.perf_counter()
@@ -67,9 +69,15 @@ def bench_hf_pipeline(texts: list[str], checkpoint: Path) -> float:
 def main() -> None:
     """Print both figures and their ratio."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--posts", type=Path, default=DEFAULT_POSTS if DEFAULT_POSTS.is_file() else SAMPLE_STREAM)
-    parser.add_argument("--limit", type=int, default=2000, help="posts for the runtime (default 2000)")
-    parser.add_argument("--baseline-limit", type=int, default=400, help="posts for the slow baseline")
+    parser.add_argument(
+        "--posts", type=Path, default=DEFAULT_POSTS if DEFAULT_POSTS.is_file() else SAMPLE_STREAM
+    )
+    parser.add_argument(
+        "--limit", type=int, default=2000, help="posts for the runtime (default 2000)"
+    )
+    parser.add_argument(
+        "--baseline-limit", type=int, default=400, help="posts for the slow baseline"
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_MODEL_DIR / "checkpoint")
@@ -79,12 +87,18 @@ def main() -> None:
     texts = load_texts(args.posts, args.limit)
     print(f"posts: {len(texts)} from {args.posts} | cores: {available_cores()}")
     runtime = bench_runtime(texts, args.batch_size, args.repeats)
-    print(f"project runtime (ONNX int8, length-bucketed batch {args.batch_size}): {runtime:,.0f} posts/s "
-          f"(median of {args.repeats}); {runtime / INT8_CEILING_2_CORES:.0%} of the ~3,500 posts/s "
-          "int8 compute ceiling of a 2-core machine")
+    print(
+        f"project runtime (ONNX int8, length-bucketed batch {args.batch_size}): "
+        f"{runtime:,.0f} posts/s "
+        f"(median of {args.repeats}); {runtime / INT8_CEILING_2_CORES:.0%} of the ~3,500 posts/s "
+        "int8 compute ceiling of a 2-core machine"
+    )
     baseline = bench_hf_pipeline(texts[: args.baseline_limit], args.checkpoint)
-    print(f"baseline HF pipeline (torch fp32, one post per call, {min(len(texts), args.baseline_limit)} posts): "
-          f"{baseline:,.0f} posts/s")
+    print(
+        f"baseline HF pipeline (torch fp32, one post per call, "
+        f"{min(len(texts), args.baseline_limit)} posts): "
+        f"{baseline:,.0f} posts/s"
+    )
     print(f"ratio runtime / baseline: {runtime / baseline:.1f}x")
 
 

@@ -35,10 +35,16 @@ SAMPLE_STREAM = ROOT / "listener" / "samples" / "brand_posts.jsonl"
 
 def sample_texts() -> list[str]:
     """Texts of the bundled sample stream."""
-    return [orjson.loads(line)["text"] for line in SAMPLE_STREAM.read_bytes().splitlines() if line.strip()]
+    return [
+        orjson.loads(line)["text"]
+        for line in SAMPLE_STREAM.read_bytes().splitlines()
+        if line.strip()
+    ]
 
 
-def produce(settings: KafkaSettings, texts: list[str], prefix: str, count: int, rate: float | None) -> float:
+def produce(
+    settings: KafkaSettings, texts: list[str], prefix: str, count: int, rate: float | None
+) -> float:
     """Produce ``count`` posts (cycling ``texts``) at ``rate``/s; returns the wall time taken."""
     pacer = Pacer(rate) if rate else None
     started = time.perf_counter()
@@ -46,7 +52,11 @@ def produce(settings: KafkaSettings, texts: list[str], prefix: str, count: int, 
         for i in range(count):
             if pacer is not None:
                 pacer.wait()
-            producer.send_mention(Mention.create(source="bench", native_id=f"{prefix}-{i}", text=texts[i % len(texts)]))
+            producer.send_mention(
+                Mention.create(
+                    source="bench", native_id=f"{prefix}-{i}", text=texts[i % len(texts)]
+                )
+            )
     return time.perf_counter() - started
 
 
@@ -57,10 +67,14 @@ class Collector:
         self.classified: dict[str, float] = {}
         self.latencies: dict[str, float] = {}
         self._stop = threading.Event()
-        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
+        )
         parts = []
         for topic in (topics.classified, topics.needs_response):
-            parts += [TopicPartition(topic, p) for p in self._consumer.partitions_for_topic(topic) or ()]
+            parts += [
+                TopicPartition(topic, p) for p in self._consumer.partitions_for_topic(topic) or ()
+            ]
         self._consumer.assign(parts)
         self._needs = topics.needs_response
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -117,7 +131,8 @@ def main() -> None:
         log = open(Path(tmp) / "worker.log", "wb")  # noqa: SIM115 - closed below
         worker = subprocess.Popen(  # noqa: S603
             [sys.executable, "-m", "agents.cli", "worker", "--bootstrap", broker.bootstrap,
-             "--topic-prefix", topics.prefix, "--web-port", str(web), "--data-dir", str(Path(tmp) / "worker")],
+             "--topic-prefix", topics.prefix, "--web-port", str(web),
+             "--data-dir", str(Path(tmp) / "worker")],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         collector = Collector(broker.bootstrap, topics)
@@ -128,9 +143,10 @@ def main() -> None:
                 try:
                     urllib.request.urlopen(f"http://127.0.0.1:{web}/health", timeout=2)  # noqa: S310
                     break
-                except OSError:
+                except OSError as exc:
                     if worker.poll() is not None or time.monotonic() > deadline:
-                        raise SystemExit("worker did not start; log:\n" + (Path(tmp) / "worker.log").read_text())
+                        log_text = (Path(tmp) / "worker.log").read_text()
+                        raise SystemExit(f"worker did not start; log:\n{log_text}") from exc
                     time.sleep(0.5)
             produce(settings, texts, "warmup", 300, None)
             if not collector.wait_for("warmup", 300, 120):
@@ -143,18 +159,23 @@ def main() -> None:
             ok = collector.wait_for("steady", n, 120)
             done = max(v for k, v in collector.classified.items() if k.startswith("bench:steady-"))
             lat = [v for k, v in collector.latencies.items() if k.startswith("bench:steady-")]
-            print(f"phase 1: offered {args.rate:g} posts/s for {args.seconds:g} s ({n} posts): "
-                  f"{'all' if ok else 'NOT all'} classified; achieved {n / (done - t0):,.0f} posts/s; "
-                  f"ingest->routed latency over {len(lat)} queued posts: p50 {pct(lat, 0.5) * 1000:.0f} ms, "
-                  f"p99 {pct(lat, 0.99) * 1000:.0f} ms, max {max(lat) * 1000:.0f} ms")
+            print(
+                f"phase 1: offered {args.rate:g} posts/s for {args.seconds:g} s ({n} posts): "
+                f"{'all' if ok else 'NOT all'} classified; "
+                f"achieved {n / (done - t0):,.0f} posts/s; ingest->routed latency over "
+                f"{len(lat)} queued posts: p50 {pct(lat, 0.5) * 1000:.0f} ms, "
+                f"p99 {pct(lat, 0.99) * 1000:.0f} ms, max {max(lat) * 1000:.0f} ms"
+            )
 
             t0 = time.time()
             produce(settings, texts, "burst", args.burst, None)
             ok = collector.wait_for("burst", args.burst, 300)
             done = max(v for k, v in collector.classified.items() if k.startswith("bench:burst-"))
             burst_rate = args.burst / (done - t0)
-            print(f"phase 2: burst of {args.burst} posts {'drained' if ok else 'NOT drained'} at "
-                  f"{burst_rate:,.0f} posts/s end to end")
+            print(
+                f"phase 2: burst of {args.burst} posts {'drained' if ok else 'NOT drained'} at "
+                f"{burst_rate:,.0f} posts/s end to end"
+            )
         finally:
             collector.close()
             worker.terminate()
@@ -168,8 +189,10 @@ def main() -> None:
     started = time.perf_counter()
     classifier.predict(batch)
     inproc = len(batch) / (time.perf_counter() - started)
-    print(f"baseline, same run: in-process classifier alone {inproc:,.0f} posts/s on the same texts; "
-          f"pipeline burst reaches {burst_rate / inproc:.0%} of it")
+    print(
+        f"baseline, same run: in-process classifier alone {inproc:,.0f} posts/s on the same texts; "
+        f"pipeline burst reaches {burst_rate / inproc:.0%} of it"
+    )
 
 
 if __name__ == "__main__":
