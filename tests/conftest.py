@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from kafka_fixtures import group_id, kafka_bootstrap, kafka_broker, topics
 
 __all__ = ["group_id", "kafka_bootstrap", "kafka_broker", "topics"]
