@@ -15,6 +15,7 @@ REGISTRY: dict[str, str] = {
     "hackernews": "listener.connectors.hackernews:HackerNewsConnector",
     "rss": "listener.connectors.rss:RssConnector",
     "mastodon": "listener.connectors.mastodon:MastodonConnector",
+    "webhook": "listener.connectors.webhook:WebhookConnector",
 }
 
 

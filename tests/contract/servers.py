@@ -7,13 +7,17 @@ payloads are recorded-shape fixtures from ``tests/fixtures/<platform>/``.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import hashlib
 import json
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlparse
 
+import aiohttp
 import orjson
 from aiohttp import web
 from pydantic import SecretStr
@@ -63,6 +67,9 @@ class Harness:
 
     async def feed(self) -> None:
         """Push sources: deliver the fixture events (pull sources: nothing)."""
+
+    def replay(self) -> None:
+        """Push sources: forget what was acknowledged, so a new connector gets it all again."""
 
 
 class JetstreamHarness(Harness):
@@ -287,8 +294,110 @@ class MastodonHarness(HttpHarness):
         return MastodonConnector(settings, BRANDS)
 
 
+class WebhookHarness(Harness):
+    """A Standard Webhooks *sender*: signs each fixture delivery and POSTs it to the connector.
+
+    Like a real sender it retries (on the next :meth:`feed`) what was not answered 2xx,
+    and posts concurrently, not waiting for one answer before the next request.
+    """
+
+    name = "webhook"
+    push = True
+    SECRET = "whsec_" + base64.b64encode(b"contract-test-secret-0123456789ab").decode()
+
+    def __init__(self) -> None:
+        super().__init__()
+        raw = fixture("webhook", "deliveries.json")
+        self.bodies = [b.encode() if isinstance(b, str) else orjson.dumps(b) for b in raw]
+        self.conns: list[Any] = []
+        self.acked: set[int] = set()
+        self.inflight: dict[int, set[int]] = {}
+        self.answers: list[int] = []
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.closing: dict[int, set[asyncio.Task[None]]] = {}
+        self.session: aiohttp.ClientSession | None = None
+
+    def connector(self, small: bool = False) -> Connector:
+        from listener.connectors.webhook import WebhookConnector, WebhookSettings
+
+        settings = WebhookSettings(
+            host="127.0.0.1",
+            port=0,
+            secrets=(SecretStr(self.SECRET),),
+            batch_wait_s=0.3,
+            batch_max=1 if small else 100,
+        )
+        conn = WebhookConnector(settings, BRANDS)
+        self.conns.append(conn)
+        self.inflight[id(conn)] = set()
+        return conn
+
+    def replay(self) -> None:
+        """A fresh sender: every delivery is sent again (to the next connector)."""
+        self.acked.clear()
+
+    async def post(self, port: int, body: bytes, msg_id: str, stamp: int | None = None) -> int:
+        from listener.connectors.webhook import decode_secret, sign
+
+        if self.session is None:
+            self.session = aiohttp.ClientSession()
+        ts = str(int(time.time()) if stamp is None else stamp)
+        headers = {
+            "webhook-id": msg_id,
+            "webhook-timestamp": ts,
+            "webhook-signature": sign(decode_secret(self.SECRET), msg_id, ts, body),
+            "content-type": "application/json",
+        }
+        url = f"http://127.0.0.1:{port}/webhooks/mentions"
+        async with self.session.post(url, data=body, headers=headers) as response:
+            await response.read()
+            return response.status
+
+    async def _send(self, conn: Any, index: int) -> None:
+        try:
+            status = await self.post(conn.port, self.bodies[index], f"msg_{index}")
+        except aiohttp.ClientError:
+            status = 0
+        self.answers.append(status)
+        self.inflight[id(conn)].discard(index)
+        if 200 <= status < 300 or status == 400:
+            self.acked.add(index)  # a 400 is final: a sender does not retry it
+
+    async def feed(self) -> None:
+        closed = [t for c in self.conns if c.closed for t in self.closing.get(id(c), ())]
+        await asyncio.gather(*closed, return_exceptions=True)  # their 503s: retry below
+        for conn in self.conns:
+            if conn.closed:
+                continue
+            await conn.start()
+            pending = self.inflight[id(conn)]
+            for index in range(len(self.bodies)):
+                if index in self.acked or index in pending:
+                    continue
+                pending.add(index)
+                task = asyncio.create_task(self._send(conn, index))
+                self.tasks.add(task)
+                self.closing.setdefault(id(conn), set()).add(task)
+                task.add_done_callback(self.tasks.discard)
+        await asyncio.sleep(0.05)  # let the requests reach the endpoint
+
+    async def stop(self) -> None:
+        for conn in self.conns:
+            await conn.close()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()
+
+
 HARNESSES: dict[str, type[Harness]] = {
-    h.name: h for h in (JetstreamHarness, AlgoliaHarness, FeedHarness, MastodonHarness)
+    h.name: h
+    for h in (
+        JetstreamHarness,
+        AlgoliaHarness,
+        FeedHarness,
+        MastodonHarness,
+        WebhookHarness,
+    )
 }
 
 __all__ = ["HARNESSES", "BRANDS", "Harness", "Headers", "fixture"]

@@ -127,6 +127,7 @@ def test_resume_from_cursor_without_gaps(name: str) -> None:
             full_conn = h.connector()
             full, _, _ = await drain(h, full_conn)
             await full_conn.close()
+            h.replay()
             conn = h.connector(small=True)
             await h.feed()
             batch = await conn.poll(None)

@@ -1,0 +1,316 @@
+"""Signed webhook ingest: an HTTP endpoint other tools push posts to (Standard Webhooks).
+
+Auth: every request carries ``webhook-id``, ``webhook-timestamp`` (unix seconds)
+and ``webhook-signature``: space-separated ``v1,<base64 HMAC-SHA256>`` over
+``<id>.<timestamp>.<raw body>``, keyed with the base64 key of a ``whsec_...``
+secret. Several secrets may be configured at once (key rotation: add the new
+one, switch the sender, remove the old one); a request passes when any ``v1``
+signature matches any secret. Other versions (``v1a`` asymmetric) are ignored.
+
+Answers (what the sender sees):
+
+* ``200`` ``{"accepted": true, "id": ...}`` once the posts are acknowledged by Kafka (or were
+  not about a configured brand, which is decided in the runner);
+* ``200`` ``{"duplicate": true}`` for a ``webhook-id`` already accepted within
+  the last ``2 * tolerance_s``: the spec makes ``webhook-id`` the idempotency
+  key, and a sender retries anything that is not 2xx, so a retry whose first
+  answer was lost must *succeed*, not fail with 409. A retry of an id still in
+  flight waits for, and shares, the first one's answer;
+* ``400`` with a reason: headers missing or malformed, body not JSON, or not a
+  valid payload (the authenticated body also goes to the dead-letter topic);
+* ``401``: no signature matches, or the timestamp is more than ``tolerance_s``
+  from our clock (a replay of an old signed message or a skewed clock);
+* ``413``: body over ``max_body_bytes``;
+* ``503`` + ``Retry-After``: Kafka did not acknowledge in ``ack_timeout_s`` or
+  the listener is stopping; the sender retries later (same id).
+
+Payload: the Standard Webhooks envelope ``{"type": ..., "timestamp": ...,
+"data": POST | [POST, ...]}`` where a POST is ``{"id", "text", "created_at",
+"url", "lang", "platform", "author": {"id", "handle", "name", "followers",
+"url"}, "reply_to_id"}`` (``id`` and ``text`` required). Mention ids are
+``webhook:<platform>/<id>`` (``webhook:<id>`` without a platform).
+Rate limits: none applied here; put the endpoint behind a proxy that limits.
+Cursor: none (a push source); progress is each sender's own retry queue.
+Delivery: at-least-once: 2xx is sent only after the runner's ``delivered``
+hook reports the Kafka produce acknowledged, so nothing answered 2xx is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from listener.brands import BrandMatcher
+from listener.connectors.base import BaseConnector, Batch, Skipped, parse_time
+from listener.errors import FatalError, SkippableError
+from listener.record import Author, Mention
+
+log = logging.getLogger(__name__)
+
+
+class WebhookSettings(BaseModel):
+    """The ``connectors.webhook`` config block."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=8088, ge=0, le=65535, description="0 = any free port.")
+    path: str = "/webhooks/mentions"
+    secrets: tuple[SecretStr, ...] = Field(description="whsec_<base64>; several while rotating.")
+    tolerance_s: float = Field(default=300.0, gt=0, description="Allowed timestamp skew.")
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    max_posts: int = Field(default=100, gt=0, description="Most posts in one delivery.")
+    ack_timeout_s: float = Field(default=25.0, gt=0, description="Kafka ack wait before 503.")
+    batch_max: int = Field(default=500, gt=0, description="Most deliveries handed per poll.")
+    batch_wait_s: float = Field(default=1.0, gt=0, description="Longest a poll waits.")
+
+
+def decode_secret(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_<base64>`` secret (the prefix is optional).
+
+    Raises:
+        FatalError: Not base64.
+    """
+    raw = secret.removeprefix("whsec_")
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise FatalError("webhook: a secret is not whsec_<base64>") from exc
+
+
+def sign(key: bytes, msg_id: str, timestamp: str, body: bytes) -> str:
+    """The ``v1,<base64>`` signature of one message (also used by tests and senders)."""
+    digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+@dataclass(slots=True)
+class _Delivery:
+    """One accepted request waiting for Kafka (``future`` is None for a dead letter)."""
+
+    msg_id: str
+    mentions: tuple[Mention, ...]
+    skipped: Skipped | None
+    future: asyncio.Future[BaseException | None] | None
+
+
+class WebhookConnector(BaseConnector):
+    """Serves the ingest endpoint; each poll hands the runner what arrived (see module doc)."""
+
+    name: ClassVar[str] = "webhook"
+    settings_model: ClassVar[type[BaseModel]] = WebhookSettings
+
+    def __init__(self, settings: WebhookSettings, brands: BrandMatcher) -> None:
+        super().__init__(brands, poll_interval_s=0.0)
+        self.settings = settings
+        self.keys = tuple(decode_secret(s.get_secret_value()) for s in settings.secrets)
+        if not self.keys:
+            raise FatalError("webhook: configure at least one secret")
+        self.port: int | None = None
+        self.closed = False
+        self._queue: asyncio.Queue[_Delivery] = asyncio.Queue()
+        self._inflight: dict[str, asyncio.Future[BaseException | None]] = {}
+        self._done: OrderedDict[str, float] = OrderedDict()
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        """Bind the endpoint (idempotent; ``poll`` calls it).
+
+        Raises:
+            FatalError: The address cannot be bound.
+        """
+        if self._runner is not None or self.closed:
+            return
+        app = web.Application(client_max_size=self.settings.max_body_bytes)
+        app.router.add_post(self.settings.path, self._handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.settings.host, self.settings.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise FatalError(f"webhook: cannot listen on port {self.settings.port}: {exc}") from exc
+        self._runner = runner
+        self.port = runner.addresses[0][1]
+        log.info("webhook: listening on %s:%s%s", self.settings.host, self.port, self.settings.path)
+
+    async def poll(self, cursor: str | None) -> Batch:
+        """Wait up to ``batch_wait_s`` for deliveries; hand over what arrived (cursor: None)."""
+        await self.start()
+        items: list[_Delivery] = []
+        try:
+            items.append(await asyncio.wait_for(self._queue.get(), self.settings.batch_wait_s))
+        except TimeoutError:
+            return Batch(more=True)
+        while len(items) < self.settings.batch_max and not self._queue.empty():
+            items.append(self._queue.get_nowait())
+        mentions = tuple(m for item in items for m in item.mentions)
+        skipped = tuple(item.skipped for item in items if item.skipped is not None)
+        return Batch(mentions, None, skipped, more=True, token=tuple(items))
+
+    async def delivered(self, batch: Batch, error: BaseException | None) -> None:
+        """Release the waiting requests: 2xx when ``error`` is None, else 503."""
+        for item in batch.token or ():
+            if item.future is not None and not item.future.done():
+                item.future.set_result(error)
+
+    async def close(self) -> None:
+        """Stop the endpoint; requests still waiting are answered 503 (the sender retries)."""
+        self.closed = True
+        stopping = ConnectionAbortedError("listener stopping")
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item.future is not None and not item.future.done():
+                item.future.set_result(stopping)
+        for future in self._inflight.values():
+            if not future.done():
+                future.set_result(stopping)
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    def _remember(self, msg_id: str) -> None:
+        now = time.monotonic()
+        self._done[msg_id] = now
+        self._done.move_to_end(msg_id)
+        horizon = now - 2 * self.settings.tolerance_s
+        while self._done and next(iter(self._done.values())) < horizon:
+            self._done.popitem(last=False)
+
+    def _verify(self, headers: Any, body: bytes) -> tuple[str, web.Response | None]:
+        """The webhook id, and an error response when the request is not authentic."""
+        msg_id = headers.get("webhook-id", "")
+        stamp = headers.get("webhook-timestamp", "")
+        signatures = headers.get("webhook-signature", "")
+        if not msg_id or not stamp or not signatures:
+            return msg_id, _error(400, "missing webhook-id, webhook-timestamp or webhook-signature")
+        if not stamp.isdigit():
+            return msg_id, _error(400, "webhook-timestamp is not unix seconds")
+        offered = {s.encode() for s in signatures.split() if s.startswith("v1,")}
+        expected = [sign(key, msg_id, stamp, body).encode() for key in self.keys]
+        if not any(hmac.compare_digest(e, o) for e in expected for o in offered):
+            return msg_id, _error(401, "no valid signature")
+        if abs(time.time() - int(stamp)) > self.settings.tolerance_s:
+            return msg_id, _error(401, "webhook-timestamp outside the tolerance window")
+        return msg_id, None
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if (request.content_length or 0) > self.settings.max_body_bytes:
+            return _error(413, f"body over {self.settings.max_body_bytes} bytes")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"body over {self.settings.max_body_bytes} bytes")
+        msg_id, failure = self._verify(request.headers, body)
+        if failure is not None:
+            return failure
+        if msg_id in self._done:
+            return web.json_response({"duplicate": True})
+        future = self._inflight.get(msg_id)
+        if future is None:
+            try:
+                mentions = _parse(body, self.settings.max_posts)
+            except SkippableError as exc:
+                payload = body.decode("utf-8", "replace")
+                skip = Skipped(exc.reason, f"webhook {msg_id}: {exc}", payload)
+                self._queue.put_nowait(_Delivery(msg_id, (), skip, None))
+                return _error(400, str(exc))
+            if self.closed:
+                return _error(503, "listener stopping", retry_after=5)
+            future = asyncio.get_running_loop().create_future()
+            self._inflight[msg_id] = future
+            future.add_done_callback(lambda f: self._settle(msg_id, f))
+            self._queue.put_nowait(_Delivery(msg_id, mentions, None, future))
+        try:
+            error = await asyncio.wait_for(asyncio.shield(future), self.settings.ack_timeout_s)
+        except TimeoutError:
+            return _error(503, "not yet acknowledged by Kafka; retry", retry_after=5)
+        if error is not None:
+            return _error(503, f"not stored: {type(error).__name__}", retry_after=5)
+        return web.json_response({"accepted": True, "id": msg_id})
+
+    def _settle(self, msg_id: str, future: asyncio.Future[BaseException | None]) -> None:
+        if self._inflight.get(msg_id) is future:
+            del self._inflight[msg_id]
+        if future.result() is None:
+            self._remember(msg_id)
+
+
+def _error(status: int, reason: str, retry_after: int | None = None) -> web.Response:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return web.json_response({"error": reason}, status=status, headers=headers)
+
+
+def _parse(body: bytes, max_posts: int) -> tuple[Mention, ...]:
+    """The posts of one delivery as Mentions.
+
+    Raises:
+        SkippableError: ``decode`` (not JSON) or ``validation`` (not a valid payload).
+    """
+    try:
+        envelope = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise SkippableError("decode", f"body is not JSON: {exc}") from exc
+    if not isinstance(envelope, dict) or "data" not in envelope:
+        raise SkippableError("validation", "expected an object with 'type' and 'data'")
+    data = envelope["data"]
+    posts = data if isinstance(data, list) else [data]
+    if not posts or len(posts) > max_posts:
+        raise SkippableError("validation", f"'data' must hold 1 to {max_posts} posts")
+    return tuple(_to_mention(post, n) for n, post in enumerate(posts))
+
+
+def _to_mention(post: Any, n: int) -> Mention:
+    """One pushed post as a Mention.
+
+    Raises:
+        SkippableError: A post without a string ``id`` and a non-empty ``text``.
+    """
+    where = f"data[{n}]"
+    if not isinstance(post, dict):
+        raise SkippableError("validation", f"{where}: not an object")
+    pid, text = post.get("id"), post.get("text")
+    if not isinstance(pid, str | int) or isinstance(pid, bool) or not str(pid):
+        raise SkippableError("validation", f"{where}.id: required string")
+    if not isinstance(text, str) or not text.strip():
+        raise SkippableError("validation", f"{where}.text: required, non-empty")
+    created = None
+    if post.get("created_at") is not None:
+        created = parse_time(post["created_at"])
+        if created is None:
+            raise SkippableError("validation", f"{where}.created_at: not a time")
+    platform = post.get("platform")
+    native = f"{platform}/{pid}" if isinstance(platform, str) and platform else str(pid)
+    author: dict[str, Any] = post["author"] if isinstance(post.get("author"), dict) else {}
+    fields = {k: author.get(k) for k in ("id", "handle", "name", "followers", "url")}
+    if fields["id"] is not None:
+        fields["id"] = str(fields["id"])
+    try:
+        author_ = Author(**fields)
+    except ValueError as exc:
+        raise SkippableError("validation", f"{where}.author: {exc}") from exc
+    reply = post.get("reply_to_id")
+    return Mention.create(
+        source="webhook",
+        native_id=native,
+        text=text,
+        created_at=created,
+        url=post.get("url") if isinstance(post.get("url"), str) else None,
+        lang=post.get("lang") if isinstance(post.get("lang"), str) else None,
+        author=author_,
+        reply_to_id=str(reply) if reply else None,
+        signals={"platform": platform} if isinstance(platform, str) and platform else {},
+    )
