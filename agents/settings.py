@@ -9,10 +9,12 @@ environment (see :meth:`AgentSettings.override`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field, SerializeAsAny, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agents.sinks.config import DeliverySettings, validate_sinks
 from listener.topics import TopicNames
 
 
@@ -24,6 +26,7 @@ class AgentSettings(BaseSettings):
         env_nested_delimiter="__",
         frozen=True,
         extra="ignore",
+        hide_input_in_errors=True,  # sink blocks carry tokens
     )
 
     bootstrap_servers: str = Field(
@@ -84,6 +87,21 @@ class AgentSettings(BaseSettings):
         description="Faust data directory (table state; the tables use memory://).",
     )
     loglevel: str = Field(default="info", description="Worker log level.")
+    sinks: dict[str, SerializeAsAny[BaseModel]] = Field(
+        default_factory=dict,
+        description=(
+            "Sink name -> its settings block (see agents/sinks/); a block present means "
+            "enabled. Validated at start-up by that sink's own settings model."
+        ),
+    )
+    delivery: DeliverySettings = Field(
+        default_factory=DeliverySettings, description="Retry budget and breaker of every sink."
+    )
+
+    @field_validator("sinks", mode="before")
+    @classmethod
+    def _validate_sinks(cls, value: Any) -> dict[str, BaseModel]:
+        return validate_sinks(value)
 
     @property
     def topics(self) -> TopicNames:

@@ -22,7 +22,7 @@ import faust
 from faust.types import AgentT
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from agents import classify, route
+from agents import classify, delivery_service, route
 from agents.app import (
     Outputs,
     PipelineTopics,
@@ -82,6 +82,7 @@ class Pipeline:
     classify_agent: AgentT
     route_agent: AgentT
     executor: ThreadPoolExecutor
+    delivery: delivery_service.DeliveryService | None = None
 
     def close(self) -> None:
         """Release the classifier thread (after the app has stopped)."""
@@ -95,7 +96,10 @@ def build_worker(
     *,
     send: SendFn | None = None,
 ) -> Pipeline:
-    """Build the app with the classify and route agents, metrics and web views.
+    """Build the app with the classify and route agents, metrics, web views and delivery.
+
+    Delivery to the sinks (:mod:`agents.delivery_service`) is attached only
+    when ``settings.sinks`` has at least one block.
 
     Args:
         settings: Worker settings.
@@ -126,7 +130,8 @@ def build_worker(
         batch_window_s=settings.batch_window_s,
     )
     register_views(app, registry)
-    return Pipeline(app, topics, metrics, classify_agent, route_agent, executor)
+    delivery = delivery_service.register(app, settings, registry)
+    return Pipeline(app, topics, metrics, classify_agent, route_agent, executor, delivery)
 
 
 def load_classifier(settings: AgentSettings) -> IntentClassifier:
@@ -177,11 +182,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, help="needs-response confidence threshold")
     parser.add_argument("--batch-size", type=int, help="events per classify batch")
     parser.add_argument("--data-dir", type=Path, help="Faust data directory")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE.yaml",
+        help="YAML of AgentSettings fields (e.g. a sinks block); wins over AGENTS_* variables",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> AgentSettings:
-    """Settings from the environment with the command-line flags applied on top."""
-    return AgentSettings().override(
+    """Settings from the environment, then ``--config``, then the command-line flags on top."""
+    base = AgentSettings(**load_config(args.config)) if args.config else AgentSettings()
+    return base.override(
         bootstrap_servers=args.bootstrap,
         topic_prefix=args.topic_prefix,
         app_id=args.app_id,
@@ -192,6 +204,20 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
         batch_size=args.batch_size,
         data_dir=args.data_dir,
     )
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """The mapping in a worker config file (YAML).
+
+    Raises:
+        ValueError: The file does not hold a mapping.
+    """
+    import yaml
+
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    return data
 
 
 def _command(args: argparse.Namespace) -> int:

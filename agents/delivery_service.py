@@ -1,0 +1,137 @@
+"""Delivery inside the worker: a service started and stopped with the Faust app.
+
+Why inside the worker and not a separate ``brand-listener deliver`` process:
+one process to deploy, configure and scale is simplest for users, and the
+delivery loop already runs in its own consumer group (``<app_id>-deliver``)
+with its own per-sink lanes (see :mod:`agents.deliver`), so a slow sink never
+holds the classify/route agents and scaling out workers scales delivery too.
+The service is a :class:`mode.Service` child of the app, so it starts after
+the app's own services and stops before them: the delivery loop stops
+reading, commits what every sink has finished and leaves the rest to be
+redelivered (the ledger and idempotency keys absorb the repeats).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+from mode import Service
+from prometheus_client import CollectorRegistry
+
+from agents.deliver import run_delivery
+from agents.settings import AgentSettings
+from agents.sinks import SINKS
+from agents.sinks.delivery import Deliverer
+from agents.sinks.ledger import KafkaLedger, Ledger, ledger_topic
+from agents.sinks.metrics import SinkMetrics
+from agents.sinks.metrics import create as create_sink_metrics
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryService(Service):
+    """Runs :func:`agents.deliver.run_delivery` for the configured sinks.
+
+    Args:
+        settings: Worker settings; ``settings.sinks`` must not be empty.
+        metrics: The sink metrics bundle.
+        **kwargs: Passed to :class:`mode.Service`.
+    """
+
+    def __init__(self, settings: AgentSettings, metrics: SinkMetrics, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._settings = settings
+        self._metrics = metrics
+        self._stop_event = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._ledger: KafkaLedger | None = None
+
+    async def on_start(self) -> None:
+        """Load the ledger (blocking, in a thread) and start the delivery loop."""
+        s = self._settings
+        ledger = KafkaLedger(
+            s.bootstrap_list(),
+            ledger_topic(s.topic_prefix),
+            s.topic_partitions,
+            s.topic_replication,
+        )
+        await asyncio.to_thread(ledger.start)
+        self._ledger = ledger
+        deliverers = build_deliverers(s, ledger, self._metrics)
+        self._stop_event.clear()
+        self._task = asyncio.create_task(
+            run_delivery(
+                s.bootstrap_list(),
+                s.topics,
+                f"{s.app_id}-deliver",
+                deliverers,
+                ledger,
+                self._stop_event,
+                s.commit_interval_s,
+            ),
+            name="deliver_mentions",
+        )
+        self._task.add_done_callback(self._on_done)
+        log.info("delivering %s to %s", s.topics.needs_response, ", ".join(s.sinks))
+
+    def _on_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None and not self._stop_event.is_set():
+            error = task.exception()
+            log.critical("delivery loop died; stopping the worker", exc_info=error)
+            asyncio.ensure_future(self.crash(error or RuntimeError("delivery loop died")))
+
+    async def on_stop(self) -> None:
+        """Stop reading, commit what is finished, close the sinks and the ledger."""
+        self._stop_event.set()
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                await asyncio.wait_for(task, timeout=30)
+            except TimeoutError:
+                log.error("delivery loop did not stop in 30s; cancelled")
+            except Exception as exc:  # noqa: BLE001 - already reported by _on_done
+                log.debug("delivery loop ended with %r", exc)
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+
+
+def build_deliverers(
+    settings: AgentSettings, ledger: Ledger, metrics: SinkMetrics
+) -> list[Deliverer]:
+    """One :class:`Deliverer` per configured sink, with the configured retry budget and breaker.
+
+    Args:
+        settings: Worker settings (``sinks`` already validated, ``delivery``).
+        ledger: The idempotency ledger.
+        metrics: The sink metrics bundle.
+    """
+    d = settings.delivery
+    deliverers = []
+    for name, config in settings.sinks.items():
+        cls: Any = SINKS[name]  # the Sink protocol has no constructor; each takes its settings
+        deliverers.append(Deliverer(cls(config), ledger, metrics, d.policy(), d.breaker()))
+    return deliverers
+
+
+def register(
+    app: faust.App, settings: AgentSettings, registry: CollectorRegistry
+) -> DeliveryService | None:
+    """Attach a :class:`DeliveryService` to ``app`` when sinks are configured.
+
+    Args:
+        app: The worker's app (not yet started).
+        settings: Worker settings.
+        registry: Where the sink metrics are registered.
+
+    Returns:
+        The service, or None when ``settings.sinks`` is empty.
+    """
+    if not settings.sinks:
+        return None
+    service = DeliveryService(settings, create_sink_metrics(registry))
+    app.add_dependency(service)
+    return service
