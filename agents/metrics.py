@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import faust
 from faust import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
 from listener.record import Mention
@@ -27,6 +27,38 @@ BATCH_SIZE_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 
 STAGE_PREVIOUS: dict[str, str] = {"classified": "ingested", "routed": "classified"}
 """For each stage whose latency is measured, the stage it is measured from."""
 
+QUEUE_BUCKETS: tuple[float, ...] = (
+    10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0, 172800.0,
+)  # fmt: skip
+"""Seconds an item waits for a human, from 10 s to 2 days (the SLAs are 1 h, 4 h, 24 h)."""
+
+OTHER = "other"
+"""The label value every source or brand beyond a :class:`LabelCap` is counted under."""
+
+
+class LabelCap:
+    """Keeps a label's values bounded: the first ``limit`` distinct values, then :data:`OTHER`.
+
+    Sources are a handful of connector names and brands are the configured ones,
+    so the cap is a guard against a misconfiguration, not a sampling scheme.
+
+    Args:
+        limit: How many distinct values get their own series.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        """``value`` itself while under the cap (or already seen), else :data:`OTHER`."""
+        if value in self._seen:
+            return value
+        if len(self._seen) < self._limit:
+            self._seen.add(value)
+            return value
+        return OTHER
+
 
 @dataclass(frozen=True, slots=True)
 class AgentMetrics:
@@ -39,6 +71,16 @@ class AgentMetrics:
     classifier_batch_seconds: Histogram
     dead_letter: Counter
     needs_response: Counter
+    created_to_routed: Histogram
+    by_source: Counter
+    by_brand: Counter
+    consumer_lag: Gauge
+    queue_depth: Gauge
+    sla_overdue: Gauge
+    sla_breaches: Counter
+    time_in_queue: Histogram
+    sources: LabelCap
+    brands: LabelCap
 
     def observe_stage(self, mention: Mention, stage: str) -> None:
         """Count ``mention`` as done with ``stage`` and observe that stage's latency.
@@ -59,13 +101,21 @@ class AgentMetrics:
         if stage == "routed":
             ingested = times.get("ingested", mention.ingested_at.timestamp())
             self.end_to_end_latency.observe(max(0.0, done - ingested))
+            self.created_to_routed.observe(max(0.0, done - mention.created_at.timestamp()))
+            self.by_source.labels(source=self.sources(mention.source), label=label).inc()
+            for brand in mention.brands or (OTHER,):
+                self.by_brand.labels(brand=self.brands(brand), label=label).inc()
 
 
-def create(registry: CollectorRegistry) -> AgentMetrics:
+def create(
+    registry: CollectorRegistry, *, source_limit: int = 16, brand_limit: int = 20
+) -> AgentMetrics:
     """Build every worker metric on ``registry``.
 
     Args:
         registry: Where the metrics are registered (one bundle per registry).
+        source_limit: Distinct ``source`` label values before :data:`OTHER`.
+        brand_limit: Distinct ``brand`` label values before :data:`OTHER`.
 
     Raises:
         ValueError: The metrics are already registered on ``registry``.
@@ -109,10 +159,61 @@ def create(registry: CollectorRegistry) -> AgentMetrics:
         ),
         needs_response=Counter(
             "brandlistener_needs_response_total",
-            "Mentions queued for a human response, by priority and intent label.",
-            ("priority", "label"),
+            "Mentions queued for a human response, by priority, team and intent label.",
+            ("priority", "team", "label"),
             registry=registry,
         ),
+        created_to_routed=Histogram(
+            "brandlistener_created_to_routed_seconds",
+            "Time from the post's created_at (source clock) to the routing decision.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        by_source=Counter(
+            "brandlistener_routed_by_source_total",
+            "Routed mentions by source connector and intent label.",
+            ("source", "label"),
+            registry=registry,
+        ),
+        by_brand=Counter(
+            "brandlistener_routed_by_brand_total",
+            "Routed mentions by matched brand and intent label (one count per brand).",
+            ("brand", "label"),
+            registry=registry,
+        ),
+        consumer_lag=Gauge(
+            "brandlistener_consumer_lag",
+            "Log end offset minus the worker group's committed offset, per assigned partition.",
+            ("topic", "partition"),
+            registry=registry,
+        ),
+        queue_depth=Gauge(
+            "brandlistener_queue_depth",
+            "Needs-response items not yet acknowledged, by priority and team.",
+            ("priority", "team"),
+            registry=registry,
+        ),
+        sla_overdue=Gauge(
+            "brandlistener_sla_overdue",
+            "Unacknowledged needs-response items past their SLA due time, by priority and team.",
+            ("priority", "team"),
+            registry=registry,
+        ),
+        sla_breaches=Counter(
+            "brandlistener_sla_breaches_total",
+            "Needs-response items seen unacknowledged past their SLA due time, by priority, team.",
+            ("priority", "team"),
+            registry=registry,
+        ),
+        time_in_queue=Histogram(
+            "brandlistener_time_in_queue_seconds",
+            "Time from the routing decision to the acknowledgement, by priority and team.",
+            ("priority", "team"),
+            buckets=QUEUE_BUCKETS,
+            registry=registry,
+        ),
+        sources=LabelCap(source_limit),
+        brands=LabelCap(brand_limit),
     )
 
 
@@ -122,18 +223,11 @@ def render(registry: CollectorRegistry) -> tuple[bytes, str]:
 
 
 def register_views(app: faust.App, registry: CollectorRegistry) -> None:
-    """Serve ``GET /metrics`` (Prometheus text) and ``GET /health`` on the Faust web server."""
+    """Serve ``GET /metrics`` (Prometheus text) on the Faust web server (health: agents.health)."""
 
     class MetricsView(web.View):
         async def get(self, request: web.Request) -> web.Response:
             body, content_type = render(registry)
             return self.bytes(body, headers={"Content-Type": content_type})
 
-    class HealthView(web.View):
-        async def get(self, request: web.Request) -> web.Response:
-            crashed = self.app.crash_reason is not None
-            status = 503 if crashed else 200
-            return self.json({"status": "crashed" if crashed else "ok"}, status=status)
-
     app.page("/metrics", name="brandlistener_metrics")(MetricsView)
-    app.page("/health", name="brandlistener_health")(HealthView)

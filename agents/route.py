@@ -88,7 +88,9 @@ class RouteStage:
         if routing is None or classification is None:  # pragma: no cover - set above
             return
         self._metrics.needs_response.labels(
-            priority=routing.priority or "none", label=classification.label
+            priority=routing.priority or "none",
+            team=routing.team or "none",
+            label=classification.label,
         ).inc()
 
 

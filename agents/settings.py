@@ -87,6 +87,17 @@ class AgentSettings(BaseSettings):
         description="Faust data directory (table state; the tables use memory://).",
     )
     loglevel: str = Field(default="info", description="Worker log level.")
+    lag_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="How often consumer lag and the queue/SLA gauges are read.",
+    )
+    stall_after_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="A partition with lag and no committed progress this long fails liveness.",
+    )
     sinks: dict[str, SerializeAsAny[BaseModel]] = Field(
         default_factory=dict,
         description=(

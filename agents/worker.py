@@ -22,7 +22,7 @@ import faust
 from faust.types import AgentT
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from agents import classify, delivery_service, route
+from agents import classify, delivery_service, observe, route
 from agents.app import (
     Outputs,
     PipelineTopics,
@@ -130,6 +130,7 @@ def build_worker(
         batch_window_s=settings.batch_window_s,
     )
     register_views(app, registry)
+    observe.attach(app, settings, metrics)
     delivery = delivery_service.register(app, settings, registry)
     return Pipeline(app, topics, metrics, classify_agent, route_agent, executor, delivery)
 

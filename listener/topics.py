@@ -37,10 +37,22 @@ class TopicNames:
         return f"{self.prefix}mentions.alerts"
 
     @property
+    def acks(self) -> str:
+        """Acknowledgements of queue items: keyed by Mention id, written by the support tooling."""
+        return f"{self.prefix}mentions.acks"
+
+    @property
     def dead_letter(self) -> str:
         """Anything that failed to decode, validate, classify or deliver, with its reason."""
         return f"{self.prefix}mentions.dead-letter"
 
     def all(self) -> tuple[str, ...]:
         """Every topic name, in pipeline order."""
-        return (self.raw, self.classified, self.needs_response, self.alerts, self.dead_letter)
+        return (
+            self.raw,
+            self.classified,
+            self.needs_response,
+            self.acks,
+            self.alerts,
+            self.dead_letter,
+        )

@@ -32,12 +32,13 @@ def test_create_registers_every_metric_on_the_given_registry_only() -> None:
     registry = CollectorRegistry()
     metrics = create(registry)
     metrics.dead_letter.labels(stage="classify", reason="decode").inc()
-    metrics.needs_response.labels(priority="P3", label="question").inc(2)
+    metrics.needs_response.labels(priority="P3", team="support", label="question").inc(2)
     metrics.classifier_batch_size.observe(16)
     metrics.classifier_batch_seconds.observe(0.02)
     get = registry.get_sample_value
     assert get("brandlistener_dead_letter_total", {"stage": "classify", "reason": "decode"}) == 1
-    assert get("brandlistener_needs_response_total", {"priority": "P3", "label": "question"}) == 2
+    queued = {"priority": "P3", "team": "support", "label": "question"}
+    assert get("brandlistener_needs_response_total", queued) == 2
     assert get("brandlistener_classifier_batch_size_count") == 1
     assert get("brandlistener_classifier_batch_size_bucket", {"le": "16.0"}) == 1
     assert get("brandlistener_classifier_batch_seconds_sum") == pytest.approx(0.02)
@@ -76,17 +77,38 @@ def test_render_is_prometheus_text() -> None:
 def test_views_are_registered_on_the_app() -> None:
     app = faust.App("test-metrics-views", broker="kafka://127.0.0.1:1", store="memory://")
     registry = CollectorRegistry()
-    create(registry).needs_response.labels(priority="P1", label="complaint").inc()
+    create(registry).needs_response.labels(priority="P1", team="esc", label="complaint").inc()
     register_views(app, registry)
     metrics_view = app.web.views["/metrics"]
-    health_view = app.web.views["/health"]
 
-    async def call() -> tuple[int, bytes, int]:
+    async def call() -> tuple[int, bytes]:
         metrics = await metrics_view.get(None)  # type: ignore[arg-type]
-        health = await health_view.get(None)  # type: ignore[arg-type]
-        return metrics.status, metrics.body, health.status
+        return metrics.status, metrics.body
 
-    status, body, health_status = asyncio.run(call())
+    status, body = asyncio.run(call())
     assert status == 200
-    assert b'brandlistener_needs_response_total{label="complaint",priority="P1"} 1.0' in body
-    assert health_status == 200
+    expected = b'brandlistener_needs_response_total{label="complaint",priority="P1",team="esc"} 1.0'
+    assert expected in body
+
+
+def test_routed_counts_by_capped_source_and_brand_and_created_latency() -> None:
+    registry = CollectorRegistry()
+    metrics = create(registry, source_limit=1, brand_limit=2)
+    get = registry.get_sample_value
+    created = datetime.fromtimestamp(90.0, UTC)
+    for source, brands in (("hn", ("acme", "zeta")), ("rss", ("omega",)), ("hn", ())):
+        mention = _classified(100.0, 100.2, 103.0).model_copy(
+            update={"source": source, "brands": brands, "created_at": created}
+        )
+        metrics.observe_stage(mention, "routed")
+    by_source = "brandlistener_routed_by_source_total"
+    by_brand = "brandlistener_routed_by_brand_total"
+    assert get(by_source, {"source": "hn", "label": "question"}) == 2
+    assert get(by_source, {"source": "other", "label": "question"}) == 1  # over the cap
+    assert get(by_source, {"source": "rss", "label": "question"}) is None
+    assert get(by_brand, {"brand": "acme", "label": "question"}) == 1
+    assert get(by_brand, {"brand": "zeta", "label": "question"}) == 1
+    assert get(by_brand, {"brand": "other", "label": "question"}) == 2  # omega, and no brand
+    assert get("brandlistener_created_to_routed_seconds_sum") == pytest.approx(39.0)
+    assert get("brandlistener_created_to_routed_seconds_bucket", {"le": "10.0"}) == 0
+    assert get("brandlistener_created_to_routed_seconds_bucket", {"le": "30.0"}) == 3

@@ -51,8 +51,10 @@ def test_only_posts_needing_response_are_queued(build, sender, make_mention, wai
     assert all(m.routing.needs_response and m.routing.sla_due_at for m in routed)
     assert all("routed" in m.stage_times for m in routed)
     get = registry.get_sample_value
-    assert get("brandlistener_needs_response_total", {"priority": "P1", "label": "complaint"}) == 1
-    assert get("brandlistener_needs_response_total", {"priority": "P3", "label": "question"}) == 1
+    p1 = {"priority": "P1", "team": "escalations", "label": "complaint"}
+    assert get("brandlistener_needs_response_total", p1) == 1
+    p3 = {"priority": "P3", "team": "support", "label": "question"}
+    assert get("brandlistener_needs_response_total", p3) == 1
     assert (
         get("brandlistener_mentions_processed_total", {"stage": "routed", "label": "question"}) == 2
     )

@@ -1,0 +1,37 @@
+"""Attach the worker's operational views to an app: consumer lag, the SLA clock, health.
+
+One call from :func:`agents.worker.build_worker` wires :mod:`agents.lag`,
+:mod:`agents.sla` and :mod:`agents.health` onto the app; each module documents
+what it measures.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from agents import health, lag, sla
+from agents.metrics import AgentMetrics
+from agents.settings import AgentSettings
+
+
+def attach(app: faust.App, settings: AgentSettings, metrics: AgentMetrics) -> health.Health:
+    """Register the lag monitor, the queue/SLA tracker and the health views on ``app``.
+
+    The classifier is loaded before the pipeline is built, so the returned
+    :class:`~agents.health.Health` starts with ``model_loaded`` set.
+
+    Args:
+        app: The worker's Faust app.
+        settings: Worker settings (stall threshold, reading interval, topics).
+        metrics: The worker's metrics.
+
+    Returns:
+        The health state the views report.
+    """
+    state = health.Health(settings.stall_after_s)
+    state.model_loaded = True
+    monitor = lag.LagMonitor(app, settings.bootstrap_list(), settings.app_id, metrics, state)
+    lag.register(app, monitor, settings.lag_interval_s)
+    sla.register(app, metrics, settings.topics, settings.topic_partitions, settings.lag_interval_s)
+    health.register_views(app, state)
+    return state

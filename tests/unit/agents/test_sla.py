@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+from prometheus_client import CollectorRegistry
+
+from agents.metrics import create
+from agents.sla import QueueTracker
+from listener.record import Mention, Routing, encode_mention
+from listener.topics import TopicNames
+
+TOPICS = TopicNames()
+NOW = 10_000.0
+
+
+def _queued(native_id: str, due_in_s: float, priority: str = "P2") -> tuple[bytes, bytes]:
+    created = datetime.fromtimestamp(NOW - 100, UTC)
+    mention = Mention.create(source="hn", native_id=native_id, text="broken", created_at=created)
+    routing = Routing(
+        needs_response=True,
+        priority=priority,  # type: ignore[arg-type]
+        team="support",
+        sla_due_at=datetime.fromtimestamp(NOW, UTC) + timedelta(seconds=due_in_s),
+    )
+    routed = mention.with_stage("routed", at=NOW - 50, routing=routing)
+    return routed.id.encode(), encode_mention(routed)
+
+
+def _tracker() -> tuple[QueueTracker, dict[bytes, bytes], CollectorRegistry]:
+    registry = CollectorRegistry()
+    table: dict[bytes, bytes] = {}
+    return QueueTracker(table, create(registry), TOPICS, clock=lambda: NOW), table, registry
+
+
+def test_queue_depth_overdue_and_breaches_are_counted_once() -> None:
+    tracker, table, registry = _tracker()
+    get = registry.get_sample_value
+    labels = {"priority": "P2", "team": "support"}
+    for native_id, due_in in (("late", -1.0), ("early", 3600.0)):
+        key, value = _queued(native_id, due_in)
+        tracker.on_record(TOPICS.needs_response, key, value, 0, NOW - 50)
+        tracker.on_record(TOPICS.needs_response, key, value, 0, NOW - 40)  # redelivery
+    other_key, other_value = _queued("elsewhere", -10.0)
+    tracker.on_record(TOPICS.needs_response, other_key, other_value, 3, NOW)
+    tracker.refresh([0])
+    tracker.refresh([0])
+    assert len(table) == 3
+    assert get("brandlistener_queue_depth", labels) == 2  # partition 3 is not ours
+    assert get("brandlistener_sla_overdue", labels) == 1
+    assert get("brandlistener_sla_breaches_total", labels) == 1
+
+
+def test_ack_removes_the_item_and_observes_time_in_queue() -> None:
+    tracker, table, registry = _tracker()
+    get = registry.get_sample_value
+    labels = {"priority": "P1", "team": "support"}
+    key, value = _queued("a", -1.0, priority="P1")
+    tracker.on_record(TOPICS.needs_response, key, value, 0, NOW)
+    tracker.refresh([0])
+    ack = orjson.dumps({"acked_at": NOW + 250})
+    tracker.on_record(TOPICS.acks, key, ack, 0, NOW + 300)
+    tracker.refresh([0])
+    assert table == {}
+    assert get("brandlistener_time_in_queue_seconds_sum", labels) == 300  # from routed
+    assert get("brandlistener_queue_depth", labels) == 0
+    assert get("brandlistener_sla_overdue", labels) == 0
+    assert get("brandlistener_sla_breaches_total", labels) == 1
+
+
+def test_an_ack_before_its_item_closes_it_on_arrival() -> None:
+    tracker, table, registry = _tracker()
+    key, value = _queued("b", 60.0, priority="P3")
+    tracker.on_record(TOPICS.acks, key, None, 1, NOW + 10)  # no body: record timestamp
+    tracker.on_record(TOPICS.needs_response, key, value, 1, NOW)
+    tracker.refresh([1])
+    labels = {"priority": "P3", "team": "support"}
+    assert table == {}
+    assert registry.get_sample_value("brandlistener_time_in_queue_seconds_count", labels) == 1
+    assert registry.get_sample_value("brandlistener_time_in_queue_seconds_sum", labels) == 60
+
+
+def test_records_without_key_or_that_do_not_decode_are_ignored() -> None:
+    tracker, table, _ = _tracker()
+    tracker.on_record(TOPICS.needs_response, None, b"{}", 0, NOW)
+    tracker.on_record(TOPICS.needs_response, b"hn:1", b"not json", 0, NOW)
+    tracker.on_record(TOPICS.acks, b"hn:2", b"not json either", 0, NOW)
+    tracker.refresh([0])
+    assert list(table) == [b"hn:2"]  # an ack marker, waiting for its item
