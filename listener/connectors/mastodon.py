@@ -1,24 +1,32 @@
-"""Mastodon hashtag timelines over the REST API, paged forward with ``min_id``.
+"""Mastodon: hashtag (and optionally public/local) timelines, paged with ``min_id`` or streamed.
 
 Auth: an optional bearer access token (``read:statuses``); many instances serve
-public tag timelines without one, some require it. 401/403 are fatal.
+public tag timelines without one, some require it, and streaming usually does.
+401/403 are fatal.
 Rate limits: 300 requests per 5 minutes per token/IP by default; a 429 raises
 RetryableError waiting for ``Retry-After`` or, failing that, ``X-RateLimit-Reset``.
-Cursor: a JSON object ``{tag: newest status id seen}``. Each poll asks
-``GET /api/v1/timelines/tag/:tag?min_id=<id>&limit=40`` (statuses *right after*
-that id, so nothing is skipped however many arrive); a full page means more.
-The first poll of a tag without a cursor reads its newest page, or pages forward
-from ``start_min_id`` when that is set (a backfill).
+Cursor: a JSON object ``{timeline: newest status id seen}``; a timeline is a tag
+name, ``public`` or ``public:local``. Paging asks ``GET /api/v1/timelines/tag/:tag``
+(or ``/timelines/public[?local=true]``) with ``min_id=<id>&limit=40``: statuses
+*right after* that id, so nothing is skipped however many arrive; a full page
+means more. The first poll of a timeline without a cursor reads its newest page,
+or pages forward from ``start_min_id`` when that is set (a backfill).
+Streaming (``streaming: true``): one SSE connection per timeline
+(``/api/v1/streaming/hashtag?tag=``, ``/public``, ``/public/local``); on every
+(re)connect the streams are opened *first* and then each timeline is gap-filled
+by REST ``min_id`` paging from the cursor, so what was posted while disconnected
+is read and what arrives meanwhile waits in the stream (repeats are dropped by
+id in the runner). ``update`` events become Mentions, heartbeats (``:thump``)
+and ``delete`` events are ignored, a malformed event is skipped. A dropped
+stream raises RetryableError (the runner backs off) and the next poll reconnects.
 Delivery: at-least-once. Boosts (reblogs) are not new posts and are ignored.
-Streaming (SSE ``/api/v1/streaming/hashtag``) is not used: paging is gap-free
-and restart-safe on its own; lower latency is a possible addition.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlparse
 
 import aiohttp
@@ -33,6 +41,7 @@ from listener.connectors.base import (
     html_to_text,
     parse_time,
 )
+from listener.connectors.sse import SseStreams, mastodon_stream_urls
 from listener.errors import FatalError, RetryableError, SkippableError
 from listener.record import Author, Mention
 
@@ -45,6 +54,15 @@ class MastodonSettings(BaseModel):
     instance: str = Field(description="Base URL, e.g. https://mastodon.social")
     access_token: SecretStr | None = None
     hashtags: tuple[str, ...] = Field(default=(), description="Default: every brand's hashtags.")
+    timelines: tuple[Literal["public", "public:local"], ...] = Field(
+        default=(), description="Whole-instance timelines to read as well (brand-matched here)."
+    )
+    streaming: bool = Field(default=False, description="SSE streaming with REST gap-fill.")
+    streaming_url: str | None = Field(
+        default=None, description="Streaming base URL if not the instance (see /api/v2/instance)."
+    )
+    batch_max: int = Field(default=200, gt=0, description="Streaming: most events per poll.")
+    batch_wait_s: float = Field(default=1.0, gt=0, description="Streaming: longest poll wait.")
     start_min_id: str | None = Field(
         default=None,
         description="Without a cursor, page forward from this status id (0 = whole tag history); "
@@ -56,7 +74,7 @@ class MastodonSettings(BaseModel):
 
 
 class MastodonConnector(BaseConnector):
-    """Pages each hashtag timeline forward (see module docstring)."""
+    """Pages or streams each timeline (see module docstring)."""
 
     name: ClassVar[str] = "mastodon"
     settings_model: ClassVar[type[BaseModel]] = MastodonSettings
@@ -64,29 +82,88 @@ class MastodonConnector(BaseConnector):
     def __init__(self, settings: MastodonSettings, brands: BrandMatcher) -> None:
         super().__init__(brands, poll_interval_s=settings.poll_interval_s)
         self.settings = settings
-        self.tags = tuple(t.lstrip("#") for t in settings.hashtags) or brands.hashtags()
-        if not self.tags:
+        tags = tuple(t.lstrip("#") for t in settings.hashtags) or brands.hashtags()
+        self.timelines: tuple[str, ...] = tags + tuple(settings.timelines)
+        if not self.timelines:
             raise FatalError("mastodon: no hashtags: set 'hashtags' or give a brand hashtags")
         self.host = urlparse(settings.instance).netloc or settings.instance
         self._next = 0
         self._session: aiohttp.ClientSession | None = None
+        self._stream: SseStreams | None = None
+        self._filling: list[str] = []
 
     async def poll(self, cursor: str | None) -> Batch:
-        """Read the next page of the next tag; ``more`` while pages are full or tags remain."""
+        """Paging: the next page of the next timeline. Streaming: gap-fill, then stream events.
+
+        Raises:
+            RetryableError: 429/5xx/network, or the stream dropped before any event was read.
+        """
         state: dict[str, str] = json.loads(cursor) if cursor else {}
-        tag = self.tags[self._next]
-        statuses = await self._get(tag, state.get(tag, self.settings.start_min_id))
+        if not self.settings.streaming:
+            key = self.timelines[self._next]
+            mentions, skipped, full = await self._page(key, state)
+            if not full:
+                self._next = (self._next + 1) % len(self.timelines)
+            more = full or self._next != 0
+            return Batch(mentions, json.dumps(state, sort_keys=True), skipped, more)
+        if self._stream is None:
+            urls = mastodon_stream_urls(self._streaming_base(), self.timelines)
+            stream = SseStreams(self._client(), urls, self.settings.timeout_s)
+            await stream.open("mastodon")  # before the gap-fill: nothing falls between
+            self._stream = stream
+            self._filling = list(self.timelines)
+        while self._filling:  # gap-fill timeline by timeline; an empty page falls through
+            mentions, skipped, full = await self._page(self._filling[0], state)
+            if not full:
+                self._filling.pop(0)
+            if mentions or skipped or full:
+                return Batch(mentions, json.dumps(state, sort_keys=True), skipped, more=True)
+        return await self._read_stream(state)
+
+    async def _read_stream(self, state: dict[str, str]) -> Batch:
+        assert self._stream is not None
+        events, closed = await self._stream.read(
+            self.settings.batch_max, self.settings.batch_wait_s
+        )
         mentions: list[Mention] = []
         skipped: list[Skipped] = []
-        newest = state.get(tag)
+        for key, kind, data in events:
+            if kind != "update":
+                continue  # delete, status.update (edits), notification, ...
+            try:
+                status = json.loads(data)
+                self._advance(state, key, status)
+                mention = _to_mention(self.host, status)
+            except ValueError as exc:
+                skipped.append(Skipped("decode", f"{key}: update is not JSON: {exc}", data))
+                continue
+            except SkippableError as exc:
+                skipped.append(Skipped(exc.reason, str(exc), data))
+                continue
+            if mention is not None:
+                mentions.append(mention)
+        if closed is not None:
+            await self._close_stream()
+            if not events:
+                raise RetryableError(f"mastodon: stream closed: {closed}")
+        return Batch(tuple(mentions), json.dumps(state, sort_keys=True), tuple(skipped), True)
+
+    @staticmethod
+    def _advance(state: dict[str, str], key: str, status: Any) -> None:
+        sid = status.get("id") if isinstance(status, dict) else None
+        newest = state.get(key)
+        if isinstance(sid, str) and sid.isdigit() and (newest is None or int(sid) > int(newest)):
+            state[key] = sid
+
+    async def _page(
+        self, key: str, state: dict[str, str]
+    ) -> tuple[tuple[Mention, ...], tuple[Skipped, ...], bool]:
+        """One REST page of ``key`` after ``state[key]``; advances ``state``; True if full."""
+        statuses = await self._get(key, state.get(key, self.settings.start_min_id))
+        mentions: list[Mention] = []
+        skipped: list[Skipped] = []
         for status in statuses:
-            sid = status.get("id") if isinstance(status, dict) else None
-            if (
-                isinstance(sid, str)
-                and sid.isdigit()
-                and (newest is None or int(sid) > int(newest))
-            ):
-                newest = sid
+            self._advance(state, key, status)
             try:
                 mention = _to_mention(self.host, status)
             except SkippableError as exc:
@@ -94,28 +171,34 @@ class MastodonConnector(BaseConnector):
                 continue
             if mention is not None:
                 mentions.append(mention)
-        if newest is not None:
-            state[tag] = newest
-        full = len(statuses) >= self.settings.limit
-        if not full:
-            self._next = (self._next + 1) % len(self.tags)
-        more = full or self._next != 0
-        return Batch(tuple(mentions), json.dumps(state, sort_keys=True), tuple(skipped), more)
+        return tuple(mentions), tuple(skipped), len(statuses) >= self.settings.limit
 
-    async def _get(self, tag: str, min_id: str | None) -> list[Any]:
+    def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             headers = {}
             if self.settings.access_token is not None:
                 token = self.settings.access_token.get_secret_value()
                 headers["Authorization"] = f"Bearer {token}"
-            timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
-            self._session = aiohttp.ClientSession(timeout=timeout, headers=headers)
+            self._session = aiohttp.ClientSession(headers=headers)
+        return self._session
+
+    def _streaming_base(self) -> str:
+        return (self.settings.streaming_url or self.settings.instance).rstrip("/")
+
+    async def _get(self, key: str, min_id: str | None) -> list[Any]:
         params = {"limit": str(self.settings.limit)}
         if min_id is not None:
             params["min_id"] = min_id
-        url = f"{self.settings.instance.rstrip('/')}/api/v1/timelines/tag/{quote(tag)}"
+        base = f"{self.settings.instance.rstrip('/')}/api/v1/timelines"
+        if key in ("public", "public:local"):
+            url = f"{base}/public"
+            if key == "public:local":
+                params["local"] = "true"
+        else:
+            url = f"{base}/tag/{quote(key)}"
+        timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
         try:
-            async with self._session.get(url, params=params) as response:
+            async with self._client().get(url, params=params, timeout=timeout) as response:
                 if response.status == 429 and "Retry-After" not in response.headers:
                     reset = parse_time(response.headers.get("X-RateLimit-Reset"))
                     wait = (reset - datetime.now(UTC)).total_seconds() if reset else None
@@ -128,8 +211,14 @@ class MastodonConnector(BaseConnector):
             raise RetryableError("mastodon: timeline response is not a JSON array")
         return body
 
+    async def _close_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            await stream.close()
+
     async def close(self) -> None:
-        """Close the HTTP session."""
+        """Close the streams and the HTTP session."""
+        await self._close_stream()
         session, self._session = self._session, None
         if session is not None:
             await session.close()
