@@ -4,7 +4,8 @@ Every ``interval_s`` the monitor takes the partitions assigned to *this* worker
 (so summing over workers counts each partition once), asks the broker for the
 group's committed offsets (``OffsetFetch`` through aiokafka's admin client) and
 for the partitions' end offsets (Faust's ``consumer.highwaters``), and sets
-``brandlistener_consumer_lag{topic,partition}`` = end - committed. Series of
+``brandlistener_consumer_lag{topic,partition}`` = end - committed (and
+``brandlistener_consumer_committed_offset``, whose changes are progress). Series of
 partitions that moved to another worker are removed. The same numbers feed
 :class:`agents.health.Health`, which decides whether a stream has stalled.
 Labels stay bounded: the group's topics times their partition counts.
@@ -87,10 +88,13 @@ class LagMonitor:
         current = set(committed) & set(ends)
         for tp in sorted(current):
             lag = max(0, ends[tp] - max(committed[tp], 0))
-            self._metrics.consumer_lag.labels(topic=tp[0], partition=str(tp[1])).set(lag)
+            labels = {"topic": tp[0], "partition": str(tp[1])}
+            self._metrics.consumer_lag.labels(**labels).set(lag)
+            self._metrics.consumer_committed.labels(**labels).set(committed[tp])
             self._health.observe(tp, committed[tp], ends[tp])
         for topic, partition in self._published - current:
             self._metrics.consumer_lag.remove(topic, str(partition))
+            self._metrics.consumer_committed.remove(topic, str(partition))
         self._health.forget(current)
         self._published = current
 

@@ -75,6 +75,7 @@ class AgentMetrics:
     by_source: Counter
     by_brand: Counter
     consumer_lag: Gauge
+    consumer_committed: Gauge
     queue_depth: Gauge
     sla_overdue: Gauge
     sla_breaches: Counter
@@ -184,6 +185,12 @@ def create(
         consumer_lag=Gauge(
             "brandlistener_consumer_lag",
             "Log end offset minus the worker group's committed offset, per assigned partition.",
+            ("topic", "partition"),
+            registry=registry,
+        ),
+        consumer_committed=Gauge(
+            "brandlistener_consumer_committed_offset",
+            "The worker group's committed offset per assigned partition (progress: its changes).",
             ("topic", "partition"),
             registry=registry,
         ),

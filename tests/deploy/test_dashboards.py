@@ -4,15 +4,22 @@ Real parts: the suite's Kafka broker, ``brand-listener worker`` as a subprocess
 with the bundled ONNX model, the bundled sample posts replayed with the
 project's producer, and the Debian ``prometheus`` binary scraping the worker
 every second with deploy/prometheus/rules.yml loaded (rules evaluated every
-second). One poison record makes the dead-letter counter exist.
+second). One poison record makes the dead-letter counter exist. The worker
+delivers the queue to a signed-webhook sink, a local receiver that answers 503
+once (a retry), 400 once (a dead letter) and 204 after that, so every sink
+metric has data; one item is acknowledged on ``mentions.acks`` so the
+time-in-queue histogram has an observation. The sample posts were created
+months ago, so their SLAs have passed: breaches and overdue items exist.
 """
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -22,10 +29,11 @@ from typing import Any
 
 import pytest
 import yaml
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer
 from prometheus_client import CollectorRegistry
 
 from agents.metrics import create
+from agents.sinks.metrics import create as create_sink_metrics
 from listener.kafka_local import free_port
 from listener.producer import MentionProducer
 from listener.replay import replay_file
@@ -137,12 +145,68 @@ class Prometheus:
         return float(result[0]["value"][1]) if result else 0.0
 
 
+class Receiver(http.server.BaseHTTPRequestHandler):
+    """A webhook receiver: 503 on the first request, 400 on the second, then 204."""
+
+    answers = iter((503, 400))
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(next(Receiver.answers, 204))
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[str]:
+    """The URL of a local :class:`Receiver`."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hooks"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def acknowledge_one(bootstrap: str, topics: TopicNames) -> None:
+    """Read one item from the queue and write its acknowledgement to ``mentions.acks``."""
+    consumer = KafkaConsumer(
+        topics.needs_response,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=20_000,
+    )
+    try:
+        key = next(iter(consumer)).key
+    finally:
+        consumer.close()
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    try:
+        producer.send(topics.acks, key=key, value=json.dumps({"acked_at": time.time()}).encode())
+        producer.flush(30)
+    finally:
+        producer.close()
+
+
 @pytest.fixture
 def stack(
-    kafka_bootstrap: str, topics: TopicNames, group_id: str, tmp_path: Path
+    kafka_bootstrap: str, topics: TopicNames, group_id: str, tmp_path: Path, receiver: str
 ) -> Iterator[Prometheus]:
     """A worker that has processed the sample posts, and a Prometheus that has scraped it."""
     web_port = free_port()
+    config = tmp_path / "worker.yaml"
+    sink = {"url": receiver, "secret": "whsec_" + "c2VjcmV0LWZvci10ZXN0cw=="}
+    config.write_text(
+        yaml.safe_dump(
+            {"sinks": {"webhook": sink}, "delivery": {"retry_base_s": 0.1}, "lag_interval_s": 1}
+        )
+    )
     worker = Process(
         [
             sys.executable,
@@ -159,6 +223,8 @@ def stack(
             str(web_port),
             "--data-dir",
             str(tmp_path / "faust-data"),
+            "--config",
+            str(config),
         ],  # fmt: skip
         tmp_path / "worker.log",
         env={**os.environ, "AGENTS_WEB_HOST": "127.0.0.1", "AGENTS_SESSION_TIMEOUT_S": "6"},
@@ -168,11 +234,13 @@ def stack(
         prometheus = Prometheus(tmp_path, f"127.0.0.1:{web_port}")
         logs = [worker.log, prometheus.process.log]
 
-        def worker_healthy() -> bool:
+        def worker_ready() -> bool:
             assert worker.alive(), f"worker exited\n{tail(worker.log)}"
-            return http_get(f"http://127.0.0.1:{web_port}/health")[0] == 200
+            return http_get(f"http://127.0.0.1:{web_port}/health/ready")[0] == 200
 
-        wait_for("the worker's /health", worker_healthy, 90, logs)
+        wait_for("the worker's /health/ready", worker_ready, 90, logs)
+        assert http_get(f"http://127.0.0.1:{web_port}/health")[0] == 200
+        assert http_get(f"http://127.0.0.1:{web_port}/health/live")[0] == 200
         wait_for("prometheus /-/ready", prometheus.ready, 30, logs)
 
         settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=topics.prefix)
@@ -191,12 +259,16 @@ def stack(
             60,
             logs,
         )
-        wait_for(
-            "the dead-letter counter in Prometheus",
-            lambda: prometheus.query("brandlistener_dead_letter_total"),
-            20,
-            logs,
-        )
+        acknowledge_one(kafka_bootstrap, topics)
+        for series in (
+            "brandlistener_dead_letter_total",
+            "brandlistener_time_in_queue_seconds_count",
+            'brandlistener_sink_deliveries_total{outcome="dead_letter"}',
+            "brandlistener_sink_retries_total",
+            "brandlistener_sla_breaches_total",
+            f'brandlistener_consumer_lag{{topic="{topics.raw}"}}',
+        ):
+            wait_for(f"{series} in Prometheus", lambda s=series: prometheus.query(s), 30, logs)
         time.sleep(3)  # a few more scrapes and rule evaluations after the last increment
         yield prometheus
     finally:
@@ -236,6 +308,7 @@ def test_dashboards_and_rules_return_data_from_a_live_worker(stack: Prometheus) 
 def test_dashboards_read_only_metrics_the_worker_exports() -> None:
     registry = CollectorRegistry()
     create(registry)
+    create_sink_metrics(registry)
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
     exported = {
         family.name + suffix

@@ -97,6 +97,10 @@ def test_lag_monitor_publishes_lag_and_removes_revoked_partitions() -> None:
     monitor.publish({("raw", 0): 5, ("raw", 1): -1}, {("raw", 0): 12, ("raw", 1): 3})
     assert get("brandlistener_consumer_lag", {"topic": "raw", "partition": "0"}) == 7
     assert get("brandlistener_consumer_lag", {"topic": "raw", "partition": "1"}) == 3
+    assert get("brandlistener_consumer_committed_offset", {"topic": "raw", "partition": "0"}) == 5
     monitor.publish({("raw", 1): 3}, {("raw", 1): 3})
     assert get("brandlistener_consumer_lag", {"topic": "raw", "partition": "0"}) is None
+    assert (
+        get("brandlistener_consumer_committed_offset", {"topic": "raw", "partition": "0"}) is None
+    )
     assert get("brandlistener_consumer_lag", {"topic": "raw", "partition": "1"}) == 0
