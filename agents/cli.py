@@ -11,6 +11,8 @@ from agents import demo, worker
 from listener import cli as listener_cli
 from models import cli as models_cli
 
+QUIET_CLIENT_LOGGERS = ("kafka", "aiokafka")
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (every subcommand sets ``func``)."""
@@ -34,6 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # The Kafka clients narrate every connection at INFO; their failures surface as our errors.
+        for name in QUIET_CLIENT_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
