@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from agents import demo, worker
+from agents import demo, rules_cli, worker
 from listener import cli as listener_cli
 from models import cli as models_cli
 
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     listener_cli.register_commands(sub)
     models_cli.register_commands(sub)
     worker.register_commands(sub)
+    rules_cli.register_commands(sub)
     demo.register_commands(sub)
     return parser
 

@@ -142,7 +142,9 @@ class DeliveryLoop:
                 item.value, item.key, reason_of(exc), f"{exc}", self._origin(item)
             )
             return
+        named = mention.routing.sinks if mention.routing is not None else ()  # the rule's choice
         lanes = [lane for lane in self.lanes if lane.deliverer.sink.accepts(mention)]
+        lanes = [lane for lane in lanes if not named or lane.deliverer.name in named]
         self.tracker.add(item.partition, item.offset, len(lanes))
         for lane in lanes:
             await self._room.acquire()

@@ -11,7 +11,8 @@ acknowledged every record produced for them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import cast
 
 import faust
@@ -19,8 +20,8 @@ from faust.types import EventT, StreamT
 
 from agents.app import Failure, Outgoing, Outputs, event_origin, event_value
 from agents.metrics import AgentMetrics
-from agents.rules import route
-from listener.record import Mention, decode_mention, encode_mention
+from agents.rules import RULES, SLA, Rule, route
+from listener.record import Mention, Routing, decode_mention, encode_mention
 from listener.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -36,20 +37,34 @@ class RouteStage:
         metrics: The worker's metrics.
         topics: Topic names.
         threshold: Minimum confidence for a complaint or question to need a response.
+        rules: The rule table (the built-in one, or a deployment's rules file).
+        sla: Time to first response by priority.
     """
 
     def __init__(
-        self, outputs: Outputs, metrics: AgentMetrics, topics: TopicNames, threshold: float
+        self,
+        outputs: Outputs,
+        metrics: AgentMetrics,
+        topics: TopicNames,
+        threshold: float,
+        rules: tuple[Rule, ...] = RULES,
+        sla: Mapping[str, timedelta] = SLA,
     ) -> None:
         self._outputs = outputs
         self._metrics = metrics
         self._topics = topics
         self._threshold = threshold
+        self._rules = rules
+        self._sla = sla
 
     @property
     def outputs(self) -> Outputs:
         """Where this stage's records and dead letters go."""
         return self._outputs
+
+    def decide(self, mention: Mention) -> Routing:
+        """The routing decision for one classified mention (see :func:`agents.rules.route`)."""
+        return route(mention, self._threshold, self._rules, self._sla)
 
     async def process(self, events: Sequence[EventT]) -> None:
         """Decode, route and produce ``events``; returns once Kafka has them all."""
@@ -60,7 +75,7 @@ class RouteStage:
         for event in events:
             try:
                 mention = decode_mention(event_value(event))
-                routed = mention.with_stage("routed", routing=route(mention, self._threshold))
+                routed = mention.with_stage("routed", routing=self.decide(mention))
                 if routed.routing is not None and routed.routing.needs_response:
                     outgoing.append(
                         Outgoing(

@@ -2,15 +2,18 @@
 
 No I/O and no Faust here: :func:`route` maps a classified Mention to a
 :class:`~listener.record.Routing`, and ``agents/route.py`` is its only caller
-in the pipeline. To change who gets what, edit :data:`RULES` (first match
-wins) or :data:`SLA`; nothing else decides.
+in the pipeline. The built-in table is :data:`RULES` with :data:`SLA`; a
+deployment replaces both with a YAML file (``agents/rules_file.py``). First
+match wins; nothing else decides.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import time, timedelta
+from zoneinfo import ZoneInfo
 
 from listener.errors import SkippableError
 from listener.record import Mention, Priority, Routing
@@ -51,7 +54,19 @@ class Rule:
         team: Team that owns the mention.
         responds: Whether a matching mention needs a human response (subject to the
             confidence threshold).
-        terms: If set, at least one of these must occur in the text.
+        terms: If set, at least one of these words/phrases must occur in the text.
+        min_confidence: If set, the classifier's confidence must be at least this.
+        brands: If set, one of the mention's brands must be one of these (any case).
+        sources: If set, the mention's source must be one of these.
+        languages: If set, the mention's language must be one of these.
+        min_followers: If set, the author must have at least this many followers.
+        verified: If set, the author's verified flag must equal it.
+        hours: If set, ``(start, end)`` local time of ``created_at`` in ``timezone``;
+            the window may wrap midnight (22:00-06:00).
+        timezone: IANA zone of ``hours``.
+        sinks: Sinks to notify; empty means every configured sink that accepts it.
+
+    An empty ``labels`` matches every label.
     """
 
     id: str
@@ -60,10 +75,35 @@ class Rule:
     team: str
     responds: bool
     terms: tuple[str, ...] = ()
+    min_confidence: float | None = None
+    brands: frozenset[str] = frozenset()
+    sources: frozenset[str] = frozenset()
+    languages: frozenset[str] = frozenset()
+    min_followers: int | None = None
+    verified: bool | None = None
+    hours: tuple[time, time] | None = None
+    timezone: str = "UTC"
+    sinks: tuple[str, ...] = ()
 
     def matches(self, mention: Mention, label: str) -> bool:
         """Whether this rule applies to ``mention`` classified as ``label``."""
-        if label not in self.labels:
+        if self.labels and label not in self.labels:
+            return False
+        confidence = mention.classification.confidence if mention.classification else 0.0
+        if self.min_confidence is not None and confidence < self.min_confidence:
+            return False
+        if self.brands and not self.brands & {b.lower() for b in mention.brands}:
+            return False
+        if self.sources and mention.source not in self.sources:
+            return False
+        if self.languages and (mention.lang or "") not in self.languages:
+            return False
+        author = mention.author
+        if self.min_followers is not None and (author.followers or 0) < self.min_followers:
+            return False
+        if self.verified is not None and bool(author.verified) != self.verified:
+            return False
+        if self.hours is not None and not _in_hours(self.hours, self.timezone, mention):
             return False
         return not self.terms or _terms_pattern(self.terms).search(mention.text) is not None
 
@@ -80,6 +120,12 @@ RULES: tuple[Rule, ...] = (
 _PATTERNS: dict[tuple[str, ...], re.Pattern[str]] = {}
 
 
+def _in_hours(hours: tuple[time, time], timezone: str, mention: Mention) -> bool:
+    start, end = hours
+    local = mention.created_at.astimezone(ZoneInfo(timezone)).time()
+    return start <= local < end if start <= end else local >= start or local < end
+
+
 def _terms_pattern(terms: tuple[str, ...]) -> re.Pattern[str]:
     pattern = _PATTERNS.get(terms)
     if pattern is None:
@@ -88,13 +134,19 @@ def _terms_pattern(terms: tuple[str, ...]) -> re.Pattern[str]:
     return pattern
 
 
-def route(mention: Mention, threshold: float, rules: tuple[Rule, ...] = RULES) -> Routing:
+def route(
+    mention: Mention,
+    threshold: float,
+    rules: tuple[Rule, ...] = RULES,
+    sla: Mapping[str, timedelta] = SLA,
+) -> Routing:
     """Decide whether ``mention`` needs a human response, how urgently and by whom.
 
     Args:
         mention: A classified Mention.
         threshold: Minimum classifier confidence for a response (inclusive).
         rules: The rule table, first match wins.
+        sla: Time to first response by priority (a priority not in it has none).
 
     Returns:
         The routing decision; ``sla_due_at`` is set only when a response is needed.
@@ -113,11 +165,12 @@ def route(mention: Mention, threshold: float, rules: tuple[Rule, ...] = RULES) -
     confident = classification.confidence >= threshold
     needs_response = rule.responds and confident
     rule_ids = (rule.id,) if confident or not rule.responds else (rule.id, BELOW_THRESHOLD)
-    sla = SLA.get(rule.priority) if needs_response else None
+    due = sla.get(rule.priority) if needs_response else None
     return Routing(
         needs_response=needs_response,
         priority=rule.priority,
         team=rule.team,
-        sla_due_at=mention.created_at + sla if sla is not None else None,
+        sla_due_at=mention.created_at + due if due is not None else None,
         rule_ids=rule_ids,
+        sinks=rule.sinks,
     )

@@ -105,6 +105,10 @@ class AgentSettings(BaseSettings):
             "enabled. Validated at start-up by that sink's own settings model."
         ),
     )
+    rules_file: Path | None = Field(
+        default=None,
+        description="Routing rules YAML (see deploy/rules.example.yaml); None = built-in table.",
+    )
     delivery: DeliverySettings = Field(
         default_factory=DeliverySettings, description="Retry budget and breaker of every sink."
     )

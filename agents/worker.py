@@ -33,6 +33,8 @@ from agents.app import (
     kafka_sender,
 )
 from agents.metrics import AgentMetrics, create, register_views
+from agents.rules import RULES, SLA
+from agents.rules_file import RuleTable, load_rules
 from agents.settings import AgentSettings
 from models.interface import IntentClassifier
 
@@ -125,7 +127,9 @@ def build_worker(
     route_agent = route.register(
         app,
         topics.classified,
-        route.RouteStage(outputs, metrics, names, settings.needs_response_threshold),
+        route.RouteStage(
+            outputs, metrics, names, settings.needs_response_threshold, *routing_rules(settings)
+        ),
         batch_size=settings.batch_size,
         batch_window_s=settings.batch_window_s,
     )
@@ -133,6 +137,17 @@ def build_worker(
     observe.attach(app, settings, metrics)
     delivery = delivery_service.register(app, settings, registry)
     return Pipeline(app, topics, metrics, classify_agent, route_agent, executor, delivery)
+
+
+def routing_rules(settings: AgentSettings) -> RuleTable:
+    """The rule table and SLA: ``settings.rules_file`` if set, else the built-in ones.
+
+    Raises:
+        RulesError: The rules file is unreadable or invalid (the worker does not start).
+    """
+    if settings.rules_file is None:
+        return RULES, dict(SLA)
+    return load_rules(settings.rules_file)
 
 
 def load_classifier(settings: AgentSettings) -> IntentClassifier:
@@ -183,6 +198,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, help="needs-response confidence threshold")
     parser.add_argument("--batch-size", type=int, help="events per classify batch")
     parser.add_argument("--data-dir", type=Path, help="Faust data directory")
+    parser.add_argument("--rules", type=Path, metavar="FILE.yaml", help="routing rules file")
     parser.add_argument(
         "--config",
         type=Path,
@@ -204,6 +220,7 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
         needs_response_threshold=args.threshold,
         batch_size=args.batch_size,
         data_dir=args.data_dir,
+        rules_file=args.rules,
     )
 
 

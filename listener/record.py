@@ -81,6 +81,9 @@ class Routing(BaseModel):
     team: str | None = None
     sla_due_at: datetime | None = None
     rule_ids: tuple[str, ...] = ()
+    sinks: tuple[str, ...] = Field(
+        default=(), description="Sinks to notify; empty means every sink that accepts it."
+    )
 
     @field_validator("sla_due_at")
     @classmethod

@@ -14,7 +14,7 @@ from agents.sinks.ledger import MemoryLedger
 from agents.sinks.memory import MemorySink
 from agents.sinks.metrics import create
 from listener.errors import FatalError
-from listener.record import Mention, encode_mention
+from listener.record import Mention, Routing, encode_mention
 
 
 class GatedSink(MemorySink):
@@ -98,5 +98,31 @@ def test_slow_sink_does_not_block_others_and_commit_waits_for_all() -> None:
         assert loop.tracker.committable() == {0: 4}
         await loop.stop()
         assert fast.closed and slow.closed
+
+    asyncio.run(scenario())
+
+
+def test_rule_named_sinks_are_the_only_ones_used() -> None:
+    async def scenario() -> None:
+        metrics = create(CollectorRegistry())
+        memory, gated = MemorySink(), GatedSink()
+        gated.gate.set()
+
+        async def dead_letter(*args: Any) -> None:
+            raise AssertionError(f"unexpected dead letter {args}")
+
+        deliverers = [Deliverer(s, MemoryLedger(), metrics) for s in (memory, gated)]
+        loop = DeliveryLoop(deliverers, dead_letter, "needs-response")
+        loop.start()
+        base = Mention.create(source="test", native_id="r", text="post")
+        for n, sinks in enumerate([("gated",), ()]):
+            routing = Routing(needs_response=True, priority="P2", sinks=sinks)
+            m = base.model_copy(update={"id": f"test:r{n}", "routing": routing})
+            await loop.submit(Item(0, n, None, encode_mention(m)))
+        await loop.drain()
+        assert sorted(gated.delivered) == ["test:r0", "test:r1"]
+        assert list(memory.delivered) == ["test:r1"]
+        assert loop.tracker.committable() == {0: 2}
+        await loop.stop()
 
     asyncio.run(scenario())

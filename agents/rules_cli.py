@@ -1,0 +1,127 @@
+"""``brand-listener rules test FILE.jsonl [--rules rules.yaml]``: what each post would get.
+
+Classifies every post with the real model (no Kafka) and routes it with the
+deployment's rules file (or the built-in table), printing one line per post:
+label and confidence, whether it is queued, priority, team, SLA, sinks and
+the rule ids that decided. ``--json`` prints each routed Mention instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+from agents.rules import route
+from agents.rules_file import RulesError
+from agents.settings import AgentSettings
+from agents.worker import load_classifier, routing_rules
+from listener.errors import SkippableError
+from listener.record import Classification, Mention
+from listener.replay import parse_line
+from models.interface import IntentClassifier
+
+BATCH = 32
+
+
+def read_posts(path: Path, out: TextIO) -> list[Mention]:
+    """The posts of a JSONL file (replay format); bad lines are reported and skipped."""
+    posts = []
+    with path.open("rb") as fh:
+        for line_no, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                posts.append(parse_line(raw, line_no))
+            except SkippableError as exc:
+                print(f"{path}:{line_no}: skipped ({exc.reason}): {exc}", file=out)
+    return posts
+
+
+def classified(classifier: IntentClassifier, posts: list[Mention]) -> Iterator[Mention]:
+    """Each post with the model's classification, in batches."""
+    for start in range(0, len(posts), BATCH):
+        chunk = posts[start : start + BATCH]
+        for post, p in zip(chunk, classifier.predict([m.text for m in chunk]), strict=True):
+            c = Classification.model_validate(
+                {"label": p.label, "scores": p.scores, "model": classifier.name}
+            )
+            yield post.with_stage("classified", classification=c)
+
+
+def describe(mention: Mention) -> str:
+    """One line: id, label@confidence, queue flag, priority, team, SLA, sinks, rules, text."""
+    c, r = mention.classification, mention.routing
+    assert c is not None and r is not None
+    due = (r.sla_due_at - mention.created_at) if r.sla_due_at else None
+    text = " ".join(mention.text.split())
+    return "  ".join(
+        [
+            mention.id,
+            f"{c.label}@{c.confidence:.2f}",
+            "QUEUE" if r.needs_response else "-",
+            r.priority or "-",
+            r.team or "-",
+            f"sla={due}" if due is not None else "sla=-",
+            f"sinks={','.join(r.sinks) or '*'}",
+            f"rules={','.join(r.rule_ids)}",
+            text[:70] + ("…" if len(text) > 70 else ""),
+        ]
+    )
+
+
+def run(
+    posts: Iterable[Mention],
+    settings: AgentSettings,
+    classifier: IntentClassifier,
+    out: TextIO,
+    as_json: bool = False,
+) -> int:
+    """Route every post and print it; returns how many would be queued."""
+    rules, sla = routing_rules(settings)
+    queued = 0
+    for mention in classified(classifier, list(posts)):
+        routed = mention.with_stage(
+            "routed", routing=route(mention, settings.needs_response_threshold, rules, sla)
+        )
+        queued += bool(routed.routing and routed.routing.needs_response)
+        line = orjson.dumps(routed.model_dump(mode="json")).decode() if as_json else None
+        print(line or describe(routed), file=out)
+    return queued
+
+
+def _command(args: argparse.Namespace) -> int:
+    settings = AgentSettings().override(
+        rules_file=args.rules, needs_response_threshold=args.threshold, model_dir=args.model_dir
+    )
+    try:
+        routing_rules(settings)  # fail on a bad file before loading the model
+    except RulesError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    posts = read_posts(args.file, sys.stderr)
+    queued = run(posts, settings, load_classifier(settings), sys.stdout, args.json)
+    print(f"{len(posts)} posts, {queued} queued", file=sys.stderr)
+    return 0
+
+
+def register_commands(sub: Any) -> None:
+    """Add ``rules test`` to the ``brand-listener`` parser."""
+    rules = sub.add_parser("rules", help="routing rules tools")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True, metavar="SUBCOMMAND")
+    test = rules_sub.add_parser(
+        "test",
+        help="classify and route posts from a JSONL file (no Kafka)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    test.add_argument("file", type=Path, metavar="FILE.jsonl", help="posts, one JSON per line")
+    test.add_argument("--rules", type=Path, metavar="FILE.yaml", help="rules file (else built-in)")
+    test.add_argument("--threshold", type=float, help="needs-response confidence threshold")
+    test.add_argument("--model-dir", type=Path, help="classifier model folder")
+    test.add_argument("--json", action="store_true", help="print each routed Mention as JSON")
+    test.set_defaults(func=_command)

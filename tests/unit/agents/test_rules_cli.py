@@ -1,0 +1,63 @@
+"""``brand-listener rules test``: routing sample posts without Kafka."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import orjson
+import pytest
+
+from agents.cli import main
+from agents.rules_cli import read_posts, run
+from agents.settings import AgentSettings
+from agents.worker import routing_rules
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "deploy" / "rules.example.yaml"
+
+
+def _posts(tmp_path: Path) -> Path:
+    path = tmp_path / "posts.jsonl"
+    lines = [
+        {"id": "1", "text": "total outage again, calling my lawyer", "brands": ["acme"]},
+        {"id": "2", "text": "how do I reset my password?"},
+        {"id": "3", "text": "love it, thanks"},
+        "not an object",
+    ]
+    path.write_bytes(b"\n".join(orjson.dumps(line) for line in lines) + b"\n\n")
+    return path
+
+
+def test_each_post_gets_its_routing(tmp_path: Path, keyword_classifier: type) -> None:
+    errors, out = io.StringIO(), io.StringIO()
+    posts = read_posts(_posts(tmp_path), errors)
+    assert len(posts) == 3 and "posts.jsonl:4: skipped (not_object)" in errors.getvalue()
+    settings = AgentSettings(rules_file=EXAMPLE)
+    assert run(posts, settings, keyword_classifier(), out) == 2
+    lines = out.getvalue().splitlines()
+    assert (
+        "QUEUE  P1  legal  sla=1:00:00  sinks=zendesk,pagerduty  rules=complaint.legal" in lines[0]
+    )
+    assert "QUEUE  P3  support" in lines[1] and "rules=question" in lines[1]
+    assert "  -  P4  community" in lines[2]
+    as_json = io.StringIO()
+    run(posts[:1], AgentSettings(), keyword_classifier(), as_json, as_json=True)
+    routing = orjson.loads(as_json.getvalue())["routing"]
+    assert routing["rule_ids"] == ["complaint.urgent"] and routing["sinks"] == []
+
+
+def test_bad_rules_file_fails_before_the_model_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - id: x\n    then: {needs_response: maybe}\ndefault: {}\n")
+    assert main(["rules", "test", str(_posts(tmp_path)), "--rules", str(rules)]) == 2
+    err = capsys.readouterr().err
+    assert "rules[0] (x): then.needs_response:" in err and "default.then: Field required" in err
+
+
+def test_worker_uses_built_in_table_unless_a_file_is_set() -> None:
+    built_in, _ = routing_rules(AgentSettings())
+    assert built_in[0].id == "complaint.urgent"
+    from_file, sla = routing_rules(AgentSettings(rules_file=EXAMPLE))
+    assert from_file[0].id == "complaint.legal" and "P1" in sla

@@ -1,0 +1,99 @@
+"""Routing rules from YAML: validation errors that name the rule and field; each condition."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from agents.rules import route
+from agents.rules_file import RulesError, load_rules, parse_rules
+from listener.record import LABELS, Author, Classification, Mention
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "deploy" / "rules.example.yaml"
+CREATED = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+def _mention(label: str, text: str = "hi @acme", confidence: float = 0.9, **fields: Any) -> Mention:
+    fields.setdefault("created_at", CREATED)
+    mention = Mention.create(source="bluesky", native_id="1", text=text, **fields)
+    rest = (1.0 - confidence) / 3
+    scores = {name: (confidence if name == label else rest) for name in LABELS}
+    return mention.model_copy(
+        update={"classification": Classification(label=label, scores=scores, model="kw@1")}
+    )
+
+
+def test_example_file_loads_and_routes() -> None:
+    rules, sla = load_rules(EXAMPLE)
+    assert rules[-1].id == "other" and sla["P1"] == timedelta(hours=1)
+    legal = route(_mention("complaint", "I will call my lawyer"), 0.5, rules, sla)
+    assert (legal.priority, legal.team, legal.sinks) == ("P1", "legal", ("zendesk", "pagerduty"))
+    assert legal.rule_ids == ("complaint.legal",)
+    assert legal.sla_due_at == CREATED + timedelta(hours=1)
+    plain = route(_mention("complaint", "bill wrong"), 0.5, rules, sla)
+    assert (plain.rule_ids, plain.sinks, plain.team) == (("complaint",), (), "support")
+    big = _mention("complaint", "bill wrong", author=Author(handle="x", followers=50_000))
+    assert route(big, 0.5, rules, sla).rule_ids == ("complaint.influencer",)
+    night = _mention("complaint", "bill wrong", created_at=datetime(2026, 3, 2, 23, tzinfo=UTC))
+    assert route(night, 0.5, rules, sla).team == "night-shift"
+    fan = _mention("praise", "love it", 0.95, author=Author(handle="y", verified=True))
+    assert route(fan, 0.5, rules, sla).sinks == ("slack",)
+    assert route(_mention("praise", "love it", 0.7), 0.5, rules, sla).needs_response is False
+    other = route(_mention("other"), 0.5, rules, sla)
+    assert (other.rule_ids, other.needs_response) == (("other",), False)
+
+
+def test_brand_source_language_conditions() -> None:
+    doc = {
+        "rules": [
+            {
+                "id": "acme.fr",
+                "when": {"brand": "ACME", "source": ["mastodon"], "language": "fr"},
+                "then": {"needs_response": True, "priority": "P3", "team": "fr"},
+            }
+        ],
+        "default": {"then": {"needs_response": False}},
+    }
+    rules, sla = parse_rules(doc)
+    hit = _mention("other", brands=("acme",), lang="fr").model_copy(update={"source": "mastodon"})
+    assert route(hit, 0.5, rules, sla).team == "fr"
+    assert route(hit.model_copy(update={"lang": "de"}), 0.5, rules, sla).rule_ids == ("default",)
+    assert sla == {}
+
+
+def test_errors_name_rule_and_field() -> None:
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    doc["rules"][2]["when"]["min_confidence"] = 1.5
+    doc["rules"][3]["when"]["hours"] = "late"
+    doc["rules"][4]["then"]["priority"] = "P9"
+    doc["rules"][5]["then"]["sinks"] = ["zendsk"]
+    doc["rules"][6]["when"]["labl"] = "praise"
+    doc["rules"].append({"id": "complaint", "then": {"needs_response": False}})
+    with pytest.raises(RulesError) as info:
+        parse_rules(doc, "rules.yaml")
+    text = str(info.value)
+    assert "rules[2] (complaint.influencer): when.min_confidence:" in text
+    assert (
+        'rules[3] (complaint.night): when.hours: Value error, hours must look like "09:00' in text
+    )
+    assert "rules[4] (complaint): then.priority:" in text
+    assert "rules[5] (question): then.sinks: Value error, unknown sink(s) ['zendsk']" in text
+    assert "rules[6] (praise.thank): when.labl: Extra inputs are not permitted" in text
+    clean = yaml.safe_load(EXAMPLE.read_text())
+    with pytest.raises(RulesError, match="rules: Value error, duplicate rule id 'question'"):
+        parse_rules({**clean, "rules": clean["rules"][5:6] * 2})
+    with pytest.raises(RulesError, match="default: Field required"):
+        parse_rules({"rules": []})
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(RulesError, match="cannot read"):
+        load_rules(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules: [\n")
+    with pytest.raises(RulesError, match="cannot read"):
+        load_rules(bad)
