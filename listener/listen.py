@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from listener import connectors as registry
@@ -26,6 +26,7 @@ from listener.brands import BrandMatcher
 from listener.connectors.base import Connector
 from listener.cursors import CursorStore
 from listener.errors import FatalError
+from listener.health import Heartbeat, serve
 from listener.metrics import create as create_metrics
 from listener.producer import MentionProducer
 from listener.record import describe_validation_error
@@ -84,10 +85,10 @@ async def listen(settings: ListenerSettings, *, registry_: CollectorRegistry | N
         raise FatalError("no connector enabled: add a block under 'connectors'")
     metrics = create_metrics(registry_)
     opts = settings.listen
+    heartbeat = Heartbeat()
+    server = None
     if opts.metrics_port is not None:
-        start_http_server(
-            opts.metrics_port, addr=opts.metrics_host, registry=metrics_registry(registry_)
-        )
+        server = serve(opts.metrics_host, opts.metrics_port, metrics_registry(registry_), heartbeat)
     runner = Runner(
         connectors,
         matcher,
@@ -103,7 +104,14 @@ async def listen(settings: ListenerSettings, *, registry_: CollectorRegistry | N
         loop.add_signal_handler(sig, runner.stop)
     names = ", ".join(c.name for c in connectors)
     log.info("listening with %s; brands: %s", names, ", ".join(b.name for b in settings.brands))
-    results = await runner.run()
+    beating = asyncio.create_task(heartbeat.run())
+    try:
+        results = await runner.run()
+    finally:
+        beating.cancel()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
     failed = {name: msg for name, msg in results.items() if msg}
     for name, msg in failed.items():
         print(f"error: connector {name} stopped: {msg}", file=sys.stderr)
