@@ -16,6 +16,8 @@ REGISTRY: dict[str, str] = {
     "rss": "listener.connectors.rss:RssConnector",
     "mastodon": "listener.connectors.mastodon:MastodonConnector",
     "webhook": "listener.connectors.webhook:WebhookConnector",
+    "x": "listener.connectors.x:XConnector",
+    "reddit": "listener.connectors.reddit:RedditConnector",
 }
 
 

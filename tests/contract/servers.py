@@ -389,6 +389,8 @@ class WebhookHarness(Harness):
             await self.session.close()
 
 
+from .paid_servers import RedditHarness, XHarness  # noqa: E402  (they build on the above)
+
 HARNESSES: dict[str, type[Harness]] = {
     h.name: h
     for h in (
@@ -397,6 +399,8 @@ HARNESSES: dict[str, type[Harness]] = {
         FeedHarness,
         MastodonHarness,
         WebhookHarness,
+        XHarness,
+        RedditHarness,
     )
 }
 
