@@ -1,0 +1,82 @@
+"""End to end: Jetstream-shaped websocket -> ``listen`` -> real Kafka -> a real worker
+subprocess with the real model -> ``mentions.needs-response``.
+
+The ids that must arrive are computed here from what ``listen`` produced to
+``mentions.raw``, with the same model and :func:`agents.rules.route`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+import yaml
+from contract.servers import JetstreamHarness
+from prometheus_client import CollectorRegistry
+
+from integration.test_pipeline import Tail, Worker, classifier, needing_response, running
+from listener.listen import listen, load_settings
+from listener.record import decode_mention
+from listener.topics import TopicNames
+
+__all__ = ["classifier"]  # the module-scoped model fixture, shared with test_pipeline
+pytestmark = pytest.mark.timeout(180)
+MATCHING = 4  # acme posts in tests/fixtures/bluesky/jetstream_events.json
+
+
+def test_jetstream_to_needs_response(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    topics: TopicNames,
+    group_id: str,
+    classifier,  # type: ignore[no-untyped-def]  # noqa: F811
+) -> None:
+    started = time.monotonic()
+    harness = JetstreamHarness()
+    config = tmp_path / "listen.yaml"
+    worker = Worker(tmp_path, kafka_bootstrap, topics, group_id)
+    raw, queue = Tail(kafka_bootstrap, topics.raw), Tail(kafka_bootstrap, topics.needs_response)
+
+    async def go() -> int:
+        await harness.start()
+        try:
+            config.write_text(
+                yaml.safe_dump(
+                    {
+                        "listen": {"cursor_dir": str(tmp_path / "cursors"), "metrics_port": None},
+                        "brands": [{"name": "acme", "keywords": ["acme"]}],
+                        "connectors": {"bluesky": {"url": harness.url, "rewind_s": 0.002}},
+                    }
+                )
+            )
+            settings = load_settings(
+                config, bootstrap_servers=kafka_bootstrap, topic_prefix=topics.prefix
+            )
+            task = asyncio.create_task(listen(settings, registry_=CollectorRegistry()))
+            await asyncio.to_thread(raw.until, lambda: len(raw.records) >= MATCHING, 30)
+            os.kill(os.getpid(), signal.SIGTERM)  # listen's own handler stops the runner
+            return await asyncio.wait_for(task, 30)
+        finally:
+            await harness.stop()
+
+    try:
+        with running(worker):
+            assert asyncio.run(go()) == 0
+            posts = [decode_mention(value) for _, value in raw.records]
+            assert len(posts) == MATCHING
+            expected = needing_response(classifier, posts)
+            assert expected, "the fixture holds a complaint and a question"
+            queue.until(lambda: set(queue.ids()) >= expected, timeout=40, quiet_s=1.0)
+            routed = [orjson.loads(v) for _, v in queue.records]
+    finally:
+        raw.close()
+        queue.close()
+    assert {r["id"] for r in routed} == expected, worker.tail()
+    assert all(r["routing"]["needs_response"] and r["classification"] for r in routed)
+    assert {r["classification"]["label"] for r in routed} <= {"complaint", "question"}
+    assert time.monotonic() - started < 60
