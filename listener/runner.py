@@ -1,10 +1,12 @@
 """Runs the enabled connectors concurrently and owns everything they share.
 
 For every connector, once (R3): load its cursor, poll, drop repeats by id (a
-bounded LRU of recent ids), match brands, produce matched Mentions to
-``mentions.raw`` and skipped events to the dead-letter topic, wait for Kafka's
-acknowledgement, *then* save the cursor (at-least-once: a crash between produce
-and save re-fetches, never loses), count metrics, and back off.
+bounded LRU of recent ids), detect the language of posts the source gave none
+(:mod:`listener.lang`, marked ``signals["lang_detected"]``), match brands,
+produce matched Mentions to ``mentions.raw`` and skipped events to the
+dead-letter topic, wait for Kafka's acknowledgement, *then* save the cursor
+(at-least-once: a crash between produce and save re-fetches, never loses),
+count metrics, and back off.
 
 Error policy (R7), decided here only:
 
@@ -32,6 +34,7 @@ from listener.brands import BrandMatcher
 from listener.connectors.base import Batch, Connector, Skipped
 from listener.cursors import CursorStore
 from listener.errors import FatalError, RetryableError
+from listener.lang import detect as detect_lang
 from listener.metrics import ListenerMetrics
 from listener.producer import MentionProducer
 from listener.record import Mention
@@ -197,6 +200,9 @@ class Runner:
         for mention in batch.mentions:
             if mention.id in recent or any(m.id == mention.id for m in fresh):
                 continue
+            if mention.lang is None and (lang := detect_lang(mention.text)) is not None:
+                signals = {**mention.signals, "lang_detected": True}
+                mention = mention.model_copy(update={"lang": lang, "signals": signals})
             matched = self.matcher.apply(mention)
             if matched is not None:
                 fresh.append(matched)
