@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from agents import demo, rules_cli, worker
+from agents import ack, demo, rules_cli, worker
 from listener import cli as listener_cli
 from models import cli as models_cli
 
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     models_cli.register_commands(sub)
     worker.register_commands(sub)
     rules_cli.register_commands(sub)
+    ack.register_commands(sub)
     demo.register_commands(sub)
     return parser
 
