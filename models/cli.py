@@ -1,12 +1,20 @@
-"""The ``classify`` subcommand: one-off intent classification of texts given on the command line."""
+"""The ``classify`` and ``eval`` subcommands: intent classification and its evaluation.
+
+``classify`` takes texts on the command line or a JSONL file; ``eval`` scores
+the model on a labelled JSONL file.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
 import orjson
+
+CHUNK = 512  # posts read, classified and written at a time by --input
 
 
 def register_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,9 +26,20 @@ def register_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser = sub.add_parser(
         "classify",
         help="classify texts as complaint / praise / question / other",
-        description="Classify each TEXT with the intent model and print its label and scores.",
+        description=(
+            "Classify each TEXT with the intent model and print its label and scores, or "
+            "classify a JSONL file (--input) into another (--output), keeping every input "
+            'field and adding "label", "scores" and "needs_response".'
+        ),
     )
-    parser.add_argument("texts", nargs="+", metavar="TEXT", help="post text (quote it)")
+    parser.add_argument("texts", nargs="*", metavar="TEXT", help="post text (quote it)")
+    parser.add_argument(
+        "--input", type=Path, default=None, help='JSONL with a "text" field per line ("-": stdin)'
+    )
+    parser.add_argument(
+        "--output", type=Path, default=None, help='JSONL written in input order ("-": stdout)'
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--json", action="store_true", help="print one JSON object per text")
     parser.add_argument(
         "--model-dir",
@@ -33,6 +52,32 @@ def register_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.set_defaults(func=classify_command)
 
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate the intent model on a labelled JSONL file",
+        description=(
+            'Classify a JSONL file with "text" and "label" (optionally "needs_response") and '
+            "print per-class precision/recall/F1, macro-F1 and needs_response precision/recall."
+        ),
+    )
+    ev.add_argument("--input", type=Path, required=True, help="labelled JSONL")
+    ev.add_argument(
+        "--labels",
+        type=Path,
+        default=None,
+        help='labels JSONL joined on "id" or "<source>:<id>" (e.g. brand_posts.labels.jsonl)',
+    )
+    ev.add_argument("--json", action="store_true", help="print the report as JSON")
+    ev.add_argument("--model-dir", type=Path, default=None, help="model folder")
+    ev.add_argument("--provider", choices=("cpu", "cuda"), default="cpu")
+    ev.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="needs_response threshold on P(complaint)+P(question) (default: the model's)",
+    )
+    ev.set_defaults(func=eval_command)
+
 
 def classify_command(args: argparse.Namespace) -> int:
     """Run ``brand-listener classify``.
@@ -43,13 +88,14 @@ def classify_command(args: argparse.Namespace) -> int:
     Returns:
         0 on success, 2 when the model cannot be loaded.
     """
-    from models.runtime import OnnxIntentClassifier  # lazy: keeps --help fast
-
-    try:
-        classifier = OnnxIntentClassifier(args.model_dir, provider=args.provider)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        print(f"brand-listener classify: {exc}", file=sys.stderr)
+    if bool(args.texts) == (args.input is not None):
+        print("brand-listener classify: give TEXT arguments or --input, not both", file=sys.stderr)
         return 2
+    classifier = _load(args, "classify")
+    if classifier is None:
+        return 2
+    if args.input is not None:
+        return _classify_file(classifier, args)
     predictions = classifier.predict(args.texts)
     out = sys.stdout
     for text, prediction in zip(args.texts, predictions, strict=True):
@@ -65,4 +111,124 @@ def classify_command(args: argparse.Namespace) -> int:
             scores = "  ".join(f"{k}={v:.3f}" for k, v in prediction.scores.items())
             out.write(f"{prediction.label:<9}  {scores}  {text}\n")
     out.flush()
+    return 0
+
+
+def _load(args: argparse.Namespace, command: str, threshold: float | None = None) -> Any:
+    from models.runtime import OnnxIntentClassifier  # lazy: keeps --help fast
+
+    try:
+        return OnnxIntentClassifier(
+            args.model_dir, provider=args.provider, needs_response_threshold=threshold
+        )
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"brand-listener {command}: {exc}", file=sys.stderr)
+        return None
+
+
+def _chunks(lines: IO[bytes], size: int) -> Iterator[list[bytes]]:
+    chunk: list[bytes] = []
+    for line in lines:
+        if line.strip():
+            chunk.append(line)
+            if len(chunk) == size:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk
+
+
+def _count_lines(path: Path) -> int | None:
+    if str(path) == "-":
+        return None
+    with path.open("rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def _classify_file(classifier: Any, args: argparse.Namespace) -> int:
+    """Classify ``--input`` JSONL into ``--output`` JSONL, chunk by chunk, in input order."""
+    from tqdm import tqdm  # lazy, like the model
+
+    src = sys.stdin.buffer if str(args.input) == "-" else None
+    if src is None and not args.input.is_file():
+        print(f"brand-listener classify: no such file: {args.input}", file=sys.stderr)
+        return 2
+    to_stdout = args.output is None or str(args.output) == "-"
+    total = _count_lines(args.input)
+    bar = tqdm(total=total, unit="post", disable=args.no_progress, file=sys.stderr)
+    inp = src if src is not None else args.input.open("rb")
+    out = sys.stdout.buffer if to_stdout else args.output.open("wb")
+    line_no = 0
+    try:
+        for chunk in _chunks(inp, CHUNK):
+            rows = []
+            for line in chunk:
+                line_no += 1
+                row = orjson.loads(line)
+                if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                    print(
+                        f'brand-listener classify: line {line_no}: no "text" string',
+                        file=sys.stderr,
+                    )
+                    return 2
+                rows.append(row)
+            predictions = classifier.predict([row["text"] for row in rows])
+            for row, pred in zip(rows, predictions, strict=True):
+                row["label"] = pred.label
+                row["scores"] = {k: round(v, 6) for k, v in pred.scores.items()}
+                row["needs_response"] = classifier.needs_response(pred)
+                out.write(orjson.dumps(row) + b"\n")
+            bar.update(len(rows))
+    except orjson.JSONDecodeError as exc:
+        print(f"brand-listener classify: line {line_no}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        bar.close()
+        out.flush()
+        if not to_stdout:
+            out.close()
+        if src is None:
+            inp.close()
+    return 0
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    """Run ``brand-listener eval``.
+
+    Args:
+        args: Parsed arguments (``input``, ``labels``, ``json``, ``model_dir``, ``provider``,
+            ``threshold``).
+
+    Returns:
+        0 on success, 2 on unreadable input or model.
+    """
+    from models.evaluation import classification_report, format_report, load_labelled
+
+    try:
+        rows = load_labelled(args.input, args.labels)
+    except (OSError, ValueError) as exc:
+        print(f"brand-listener eval: {exc}", file=sys.stderr)
+        return 2
+    classifier = _load(args, "eval", args.threshold)
+    if classifier is None:
+        return 2
+    predictions = classifier.predict([row["text"] for row in rows])
+    gold_needs = None
+    if all(isinstance(row.get("needs_response"), bool) for row in rows):
+        gold_needs = [bool(row["needs_response"]) for row in rows]
+    report = classification_report(
+        [row["label"] for row in rows],
+        [p.label for p in predictions],
+        gold_needs=gold_needs,
+        pred_needs=[classifier.needs_response(p) for p in predictions],
+    )
+    report["model"] = classifier.name
+    report["needs_response_threshold"] = classifier.needs_response_threshold
+    if args.json:
+        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        threshold = classifier.needs_response_threshold
+        rule = "top label" if threshold is None else f"P(complaint)+P(question) >= {threshold}"
+        title = f"{classifier.name} on {args.input} ({len(rows)} posts; needs_response: {rule})"
+        print(format_report(report, title))
     return 0

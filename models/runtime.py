@@ -18,10 +18,12 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
+from models.evaluation import needs_response as _needs_response
 from models.interface import Prediction
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "intent-minilm"
 DEFAULT_MODEL_FILE = "model.int8.onnx"
+GPU_MODEL_FILE = "model.fp16.onnx"
 MODEL_NAME = "intent-minilm"
 
 __all__ = ["DEFAULT_MODEL_DIR", "OnnxIntentClassifier"]
@@ -72,12 +74,18 @@ class OnnxIntentClassifier:
     Args:
         model_dir: Folder with the ONNX file, ``tokenizer.json`` and ``config.json``
             (``id2label``). Defaults to the model shipped in this package.
-        model_file: ONNX file name inside ``model_dir`` (or an absolute path).
+        model_file: ONNX file name inside ``model_dir`` (or an absolute path). With
+            ``provider="cuda"`` and the default file, ``model.fp16.onnx`` is used
+            when the folder has one (int8 kernels are CPU kernels).
         batch_size: Posts per inference run after length sorting; 16 was fastest
             on the 2-core machines.
         max_length: Tokens kept per post (longer posts are truncated).
         provider: ``"cpu"`` or ``"cuda"`` (needs onnxruntime-gpu).
         threads: Intra-op threads; defaults to the cores this process may use.
+        needs_response_threshold: Minimum ``P(complaint) + P(question)`` for
+            :meth:`needs_response`; defaults to ``metrics.json``
+            ``thresholds.needs_response`` and, without one, to "top label is
+            complaint or question".
 
     Raises:
         FileNotFoundError: A model file is missing.
@@ -93,12 +101,16 @@ class OnnxIntentClassifier:
         max_length: int = 64,
         provider: str = "cpu",
         threads: int | None = None,
+        needs_response_threshold: float | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not 8 <= max_length <= 512:
             raise ValueError(f"max_length must be within 8..512, got {max_length}")
         self._dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+        if provider.lower() == "cuda" and model_file == DEFAULT_MODEL_FILE:
+            if (self._dir / GPU_MODEL_FILE).is_file():
+                model_file = GPU_MODEL_FILE
         model_path = self._dir / model_file
         for required in (model_path, self._dir / "tokenizer.json", self._dir / "config.json"):
             if not required.is_file():
@@ -116,6 +128,10 @@ class OnnxIntentClassifier:
         metrics = _read_json(self._dir / "metrics.json")
         version = metrics.get("version") or config.get("model_version") or "unversioned"
         self._name = f"{metrics.get('model', MODEL_NAME)}@{version}"
+        if needs_response_threshold is None:
+            stored = (metrics.get("thresholds") or {}).get("needs_response")
+            needs_response_threshold = float(stored) if stored is not None else None
+        self._threshold = needs_response_threshold
 
         self._tokenizer = Tokenizer.from_file(str(self._dir / "tokenizer.json"))
         self._tokenizer.no_padding()
@@ -148,6 +164,23 @@ class OnnxIntentClassifier:
     def batch_size(self) -> int:
         """Posts per inference run."""
         return self._batch_size
+
+    @property
+    def needs_response_threshold(self) -> float | None:
+        """Minimum ``P(complaint) + P(question)`` for a response; ``None``: top-label rule."""
+        return self._threshold
+
+    def needs_response(self, prediction: Prediction) -> bool:
+        """Whether a post with this prediction goes to the human queue.
+
+        Args:
+            prediction: A Prediction from this classifier.
+
+        Returns:
+            ``P(complaint) + P(question) >= needs_response_threshold`` (or, with no
+            threshold, whether the top label is complaint or question).
+        """
+        return _needs_response(prediction.scores, self._threshold)
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         """Classify ``texts``.

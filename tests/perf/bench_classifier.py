@@ -37,9 +37,15 @@ def load_texts(path: Path, limit: int) -> list[str]:
     return texts
 
 
-def bench_runtime(texts: list[str], batch_size: int, repeats: int) -> float:
+def bench_runtime(
+    texts: list[str],
+    batch_size: int,
+    repeats: int,
+    model_dir: Path = DEFAULT_MODEL_DIR,
+    model_file: str = "model.int8.onnx",
+) -> float:
     """Median posts/s of OnnxIntentClassifier.predict over ``texts`` (tokenisation included)."""
-    classifier = OnnxIntentClassifier(batch_size=batch_size)
+    classifier = OnnxIntentClassifier(model_dir, model_file=model_file, batch_size=batch_size)
     classifier.predict(texts[:64])  # warm-up
     rates = []
     for _ in range(repeats):
@@ -80,20 +86,35 @@ def main() -> None:
     )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_MODEL_DIR / "checkpoint")
+    parser.add_argument("--checkpoint", type=Path, default=None)
+    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument(
+        "--model-file",
+        action="append",
+        default=None,
+        help="ONNX file(s) in --model-dir to compare, one after another (default model.int8.onnx)",
+    )
+    parser.add_argument("--no-baseline", action="store_true", help="skip the HF pipeline")
     args = parser.parse_args()
+    checkpoint = args.checkpoint or args.model_dir / "checkpoint"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     texts = load_texts(args.posts, args.limit)
-    print(f"posts: {len(texts)} from {args.posts} | cores: {available_cores()}")
-    runtime = bench_runtime(texts, args.batch_size, args.repeats)
-    print(
-        f"project runtime (ONNX int8, length-bucketed batch {args.batch_size}): "
-        f"{runtime:,.0f} posts/s "
-        f"(median of {args.repeats}); {runtime / INT8_CEILING_2_CORES:.0%} of the ~3,500 posts/s "
-        "int8 compute ceiling of a 2-core machine"
-    )
-    baseline = bench_hf_pipeline(texts[: args.baseline_limit], args.checkpoint)
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"posts: {len(texts)} from {args.posts} | cores: {available_cores()} | load {load}")
+    runtime = 0.0
+    for model_file in args.model_file or ["model.int8.onnx"]:
+        runtime = bench_runtime(texts, args.batch_size, args.repeats, args.model_dir, model_file)
+        print(
+            f"project runtime ({args.model_dir.name}/{model_file}, length-bucketed batch "
+            f"{args.batch_size}): {runtime:,.0f} posts/s (median of {args.repeats}); "
+            f"{runtime / INT8_CEILING_2_CORES:.0%} of the ~3,500 posts/s MiniLM-L6 int8 compute "
+            "ceiling of a 2-core machine"
+        )
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.no_baseline:
+        return
+    baseline = bench_hf_pipeline(texts[: args.baseline_limit], checkpoint)
     print(
         f"baseline HF pipeline (torch fp32, one post per call, "
         f"{min(len(texts), args.baseline_limit)} posts): "
