@@ -78,12 +78,19 @@ class PipelineTopics:
     classified: faust.TopicT
     needs_response: faust.TopicT
     dead_letter: faust.TopicT
+    alerts: faust.TopicT
 
     def by_name(self) -> dict[str, faust.TopicT]:
         """Each bound topic under its Kafka name."""
         return {
             t.get_topic_name(): t
-            for t in (self.raw, self.classified, self.needs_response, self.dead_letter)
+            for t in (
+                self.raw,
+                self.classified,
+                self.needs_response,
+                self.dead_letter,
+                self.alerts,
+            )
         }
 
 
@@ -111,6 +118,7 @@ def bind_topics(app: faust.App, names: TopicNames, partitions: int) -> PipelineT
         classified=bind(names.classified),
         needs_response=bind(names.needs_response),
         dead_letter=bind(names.dead_letter),
+        alerts=bind(names.alerts),
     )
 
 
@@ -118,7 +126,7 @@ def declare_outputs(app: faust.App, topics: PipelineTopics) -> None:
     """Add a startup task creating the output topics the agents only write to."""
 
     async def declare_output_topics() -> None:
-        for topic in (topics.needs_response, topics.dead_letter):
+        for topic in (topics.needs_response, topics.dead_letter, topics.alerts):
             await topic.maybe_declare()
 
     app.task(declare_output_topics)

@@ -6,7 +6,9 @@ delivery loop already runs in its own consumer group (``<app_id>-deliver``)
 with its own per-sink lanes (see :mod:`agents.deliver`), so a slow sink never
 holds the classify/route agents and scaling out workers scales delivery too.
 The service is a :class:`mode.Service` child of the app, so it starts after
-the app's own services and stops before them: the delivery loop stops
+the app's own services and stops before them. Alerts (``mentions.alerts``)
+go to the sinks that deliver them in a second loop, group ``<app_id>-alerts``
+(:mod:`agents.sinks.alerting`). On stop, the delivery loop stops
 reading, commits what every sink has finished and leaves the rest to be
 redelivered (the ledger and idempotency keys absorb the repeats).
 """
@@ -24,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from agents.deliver import run_delivery
 from agents.settings import AgentSettings
 from agents.sinks import SINKS
+from agents.sinks.alerting import delivers_alerts, run_alert_delivery
 from agents.sinks.delivery import Deliverer
 from agents.sinks.ledger import KafkaLedger, Ledger, ledger_topic
 from agents.sinks.metrics import SinkMetrics
@@ -47,6 +50,7 @@ class DeliveryService(Service):
         self._metrics = metrics
         self._stop_event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._alert_task: asyncio.Task[None] | None = None
         self._ledger: KafkaLedger | None = None
 
     async def on_start(self) -> None:
@@ -76,6 +80,23 @@ class DeliveryService(Service):
         )
         self._task.add_done_callback(self._on_done)
         log.info("delivering %s to %s", s.topics.needs_response, ", ".join(s.sinks))
+        alerting = [
+            d for d in build_deliverers(s, ledger, self._metrics) if delivers_alerts(d.sink)
+        ]
+        if alerting:  # own sink instances: each loop closes its own on the way out
+            self._alert_task = asyncio.create_task(
+                run_alert_delivery(
+                    s.bootstrap_list(),
+                    s.topics,
+                    f"{s.app_id}-alerts",
+                    alerting,
+                    ledger,
+                    self._stop_event,
+                ),
+                name="deliver_alerts",
+            )
+            self._alert_task.add_done_callback(self._on_done)
+            log.info("delivering %s to %s", s.topics.alerts, ", ".join(d.name for d in alerting))
 
     def _on_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None and not self._stop_event.is_set():
@@ -86,14 +107,15 @@ class DeliveryService(Service):
     async def on_stop(self) -> None:
         """Stop reading, commit what is finished, close the sinks and the ledger."""
         self._stop_event.set()
-        task, self._task = self._task, None
-        if task is not None:
+        tasks = [t for t in (self._task, self._alert_task) if t is not None]
+        self._task = self._alert_task = None
+        for task in tasks:
             try:
                 await asyncio.wait_for(task, timeout=30)
             except TimeoutError:
-                log.error("delivery loop did not stop in 30s; cancelled")
+                log.error("%s did not stop in 30s; cancelled", task.get_name())
             except Exception as exc:  # noqa: BLE001 - already reported by _on_done
-                log.debug("delivery loop ended with %r", exc)
+                log.debug("%s ended with %r", task.get_name(), exc)
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = None

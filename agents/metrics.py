@@ -80,6 +80,7 @@ class AgentMetrics:
     sla_overdue: Gauge
     sla_breaches: Counter
     time_in_queue: Histogram
+    spike_alerts: Counter
     sources: LabelCap
     brands: LabelCap
 
@@ -217,6 +218,12 @@ def create(
             "Time from the routing decision to the acknowledgement, by priority and team.",
             ("priority", "team"),
             buckets=QUEUE_BUCKETS,
+            registry=registry,
+        ),
+        spike_alerts=Counter(
+            "brandlistener_spike_alerts_total",
+            "Spike alerts raised, by brand (the configured ones, else 'other') and intent label.",
+            ("brand", "label"),
             registry=registry,
         ),
         sources=LabelCap(source_limit),

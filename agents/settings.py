@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, SerializeAsAny, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents.sinks.config import DeliverySettings, validate_sinks
+from agents.spikes import SpikeConfig
 from listener.topics import TopicNames
 
 
@@ -111,6 +112,11 @@ class AgentSettings(BaseSettings):
     )
     delivery: DeliverySettings = Field(
         default_factory=DeliverySettings, description="Retry budget and breaker of every sink."
+    )
+
+    spikes: SpikeConfig = Field(
+        default_factory=SpikeConfig,
+        description="Spike detector: window, k, min count, enabled (alerts to mentions.alerts).",
     )
 
     @field_validator("sinks", mode="before")

@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from listener.record import Mention
 
 Clock = Callable[[], float]
@@ -58,6 +60,39 @@ class SpikeSettings:
     rearm_k: float = 1.0
     min_count: int = 10
     examples: int = 3
+
+
+class SpikeConfig(BaseModel):
+    """The worker's ``spikes`` settings block (``AGENTS_SPIKES__WINDOW_S=300`` etc.)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(default=True, description="Run the spike detector agent.")
+    labels: tuple[str, ...] = Field(default=("complaint",), description="Labels watched.")
+    window_s: float = Field(default=300.0, gt=0, description="Tumbling window length.")
+    baseline_windows: int = Field(default=12, ge=1, description="Closed windows in the baseline.")
+    min_history: int = Field(default=3, ge=1, description="Closed windows before any alert.")
+    k: float = Field(default=3.0, ge=0, description="Alert above mean + k * sigma.")
+    rearm_k: float = Field(default=1.0, ge=0, description="Re-arm at or below mean+rearm_k*sigma.")
+    min_count: int = Field(default=10, ge=1, description="Never alert below this count.")
+    examples: int = Field(default=3, ge=0, le=20, description="Example posts per alert.")
+    brands: tuple[str, ...] = Field(
+        default=(),
+        description="The configured brands: the metric's brand label values (others: 'other').",
+    )
+
+    def detector(self) -> SpikeSettings:
+        """The detector tuning these settings describe."""
+        return SpikeSettings(
+            labels=frozenset(self.labels),
+            window_s=self.window_s,
+            baseline_windows=self.baseline_windows,
+            min_history=self.min_history,
+            k=self.k,
+            rearm_k=self.rearm_k,
+            min_count=self.min_count,
+            examples=self.examples,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ import faust
 from faust.types import AgentT
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from agents import classify, delivery_service, observe, route
+from agents import classify, delivery_service, detect, observe, route
 from agents.app import (
     Outputs,
     PipelineTopics,
@@ -36,6 +36,7 @@ from agents.metrics import AgentMetrics, create, register_views
 from agents.rules import RULES, SLA
 from agents.rules_file import RuleTable, load_rules
 from agents.settings import AgentSettings
+from agents.spikes import SpikeDetector
 from models.interface import IntentClassifier
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class Pipeline:
     route_agent: AgentT
     executor: ThreadPoolExecutor
     delivery: delivery_service.DeliveryService | None = None
+    spikes: detect.SpikeStage | None = None
 
     def close(self) -> None:
         """Release the classifier thread (after the app has stopped)."""
@@ -133,10 +135,27 @@ def build_worker(
         batch_size=settings.batch_size,
         batch_window_s=settings.batch_window_s,
     )
+    spikes = None
+    if settings.spikes.enabled:
+        spikes = detect.SpikeStage(
+            SpikeDetector(settings.spikes.detector()),
+            outputs,
+            metrics,
+            names,
+            settings.spikes.brands,
+        )
+        detect.register(
+            app,
+            topics.classified,
+            spikes,
+            batch_size=settings.batch_size,
+            batch_window_s=settings.batch_window_s,
+            tick_s=min(5.0, settings.spikes.window_s / 4),
+        )
     register_views(app, registry)
     observe.attach(app, settings, metrics)
     delivery = delivery_service.register(app, settings, registry)
-    return Pipeline(app, topics, metrics, classify_agent, route_agent, executor, delivery)
+    return Pipeline(app, topics, metrics, classify_agent, route_agent, executor, delivery, spikes)
 
 
 def routing_rules(settings: AgentSettings) -> RuleTable:

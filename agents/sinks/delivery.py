@@ -20,8 +20,9 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from agents.sinks.base import DeliveryResult, Sink
 from agents.sinks.ledger import Ledger
@@ -190,8 +191,24 @@ class Deliverer:
         Returns:
             The outcome; when not :attr:`Outcome.ok`, the caller must dead-letter the item.
         """
+        return await self._measured(mention.id, lambda: self.sink.deliver(mention))
+
+    async def deliver_alert(self, alert: Mapping[str, Any]) -> Outcome:
+        """Deliver an alert record (key: ``alert["id"]``) with the same retries, breaker, ledger.
+
+        So one alert id is sent once, even when redelivered after a restart.
+
+        Raises:
+            TypeError: The sink has no ``deliver_alert``.
+        """
+        send = getattr(self.sink, "deliver_alert", None)
+        if send is None:
+            raise TypeError(f"sink {self.name} does not deliver alerts")
+        return await self._measured(str(alert["id"]), lambda: send(alert))
+
+    async def _measured(self, key: str, call: Callable[[], Awaitable[DeliveryResult]]) -> Outcome:
         started = self._clock()
-        outcome = await self._deliver(mention, started)
+        outcome = await self._deliver(key, call, started)
         kind = (
             "dead_letter"
             if outcome.result is None
@@ -201,9 +218,11 @@ class Deliverer:
         self.metrics.delivery_seconds.labels(sink=self.name).observe(self._clock() - started)
         return outcome
 
-    async def _deliver(self, mention: Mention, started: float) -> Outcome:
+    async def _deliver(
+        self, key: str, call: Callable[[], Awaitable[DeliveryResult]], started: float
+    ) -> Outcome:
         if self.sink.uses_ledger:
-            existing = await self.ledger.get(self.name, mention.id)
+            existing = await self.ledger.get(self.name, key)
             if existing is not None:
                 return Outcome(self.name, DeliveryResult(existing, created=False))
         attempt = 0
@@ -218,7 +237,7 @@ class Deliverer:
                 continue
             attempt += 1
             try:
-                result = await self.sink.deliver(mention)
+                result = await call()
             except RetryableError as exc:
                 self.breaker.failure()
                 self._set_gauge()
@@ -227,13 +246,13 @@ class Deliverer:
                 if attempt >= self.policy.max_attempts or elapsed > self.policy.max_elapsed_s:
                     log.warning(
                         "%s: giving up on %s after %d attempts: %s",
-                        *(self.name, mention.id, attempt, exc),
+                        *(self.name, key, attempt, exc),
                     )
                     return Outcome(self.name, None, exc, attempt)
                 self.metrics.retries.labels(sink=self.name).inc()
                 log.info(
                     "%s: attempt %d for %s failed (%s); retrying in %.2fs",
-                    *(self.name, attempt, mention.id, exc, delay),
+                    *(self.name, attempt, key, exc, delay),
                 )
                 await self._sleep(delay)
                 continue
@@ -242,35 +261,35 @@ class Deliverer:
                 # breaker (it opens, the gauge alerts) and dead-letter this item.
                 self.breaker.failure()
                 self._set_gauge()
-                log.critical("%s: fatal error for %s: %s", self.name, mention.id, exc)
+                log.critical("%s: fatal error for %s: %s", self.name, key, exc)
                 return Outcome(self.name, None, exc, attempt)
             except Exception as exc:  # noqa: BLE001 - skippable or a bug: this item is dead-lettered
                 self.breaker.success()  # the target answered: it is up
                 self._set_gauge()
-                log.warning("%s: %s rejected: %r", self.name, mention.id, exc)
+                log.warning("%s: %s rejected: %r", self.name, key, exc)
                 return Outcome(self.name, None, exc, attempt)
             self.breaker.success()
             self._set_gauge()
             if self.sink.uses_ledger:
-                await self._record(mention, result)
+                await self._record(key, result)
             return Outcome(self.name, result, None, attempt)
 
-    async def _record(self, mention: Mention, result: DeliveryResult) -> None:
+    async def _record(self, key: str, result: DeliveryResult) -> None:
         """Write the ledger entry, retrying a few times: the ticket exists whatever happens."""
         for attempt in range(1, 6):
             try:
-                await self.ledger.record(self.name, mention.id, result.external_id)
+                await self.ledger.record(self.name, key, result.external_id)
                 return
             except Exception as exc:  # noqa: BLE001 - logged; the delivery itself succeeded
                 log.error(
                     "%s: ledger write for %s failed (attempt %d): %r",
-                    *(self.name, mention.id, attempt, exc),
+                    *(self.name, key, attempt, exc),
                 )
                 await self._sleep(self.policy.backoff(attempt, None, self._rand))
         log.critical(
             "%s: %s delivered as %s but not recorded; a redelivery may duplicate it",
             self.name,
-            mention.id,
+            key,
             result.external_id,
         )
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import orjson
 from pydantic import BaseModel, Field, SecretStr
 
+from agents.sinks.alerting import alert_summary
 from agents.sinks.base import DeliveryResult, HttpClient, SinkSettings, classify_status, summary
 from listener.errors import FatalError
 from listener.record import Mention, Priority
@@ -21,6 +24,7 @@ class PagerDutySettings(SinkSettings):
     routing_key: SecretStr = Field(description="Integration key of an Events API v2 integration.")
     priorities: tuple[Priority, ...] = ("P1",)
     source: str = Field(default="brand-listener", min_length=1)
+    alerts: bool = Field(default=True, description="Also trigger an alert per spike alert.")
 
 
 class PagerDutySink:
@@ -33,6 +37,8 @@ class PagerDutySink:
     repeated trigger while the alert is open is merged into it; the ledger
     (``uses_ledger``) keeps a redelivery after the alert was resolved from
     paging again. Guarantee: at-least-once, at most one alert per Mention id.
+    Spike alerts (``deliver_alert``, unless ``alerts`` is off) trigger with
+    ``dedup_key`` = the alert id, ledger-guarded the same way.
 
     Args:
         settings: PagerDuty settings.
@@ -85,14 +91,39 @@ class PagerDutySink:
 
     async def deliver(self, mention: Mention) -> DeliveryResult:
         """Enqueue the trigger event; the external id is the dedup key PagerDuty echoes."""
-        status, headers, body = await self._http.request(
-            "POST", self._url, json=self.event(mention), raw=True
-        )
+        return await self._enqueue(self.event(mention), mention.id)
+
+    async def _enqueue(self, event: dict[str, Any], dedup_key: str) -> DeliveryResult:
+        status, headers, body = await self._http.request("POST", self._url, json=event, raw=True)
         if status == 400 and "routing" in body.lower() and "key" in body.lower():
             raise FatalError(f"pagerduty answered HTTP 400, check the routing key: {body[:300]}")
         classify_status("pagerduty", status, headers, body)
         answer = orjson.loads(body)
-        return DeliveryResult(str(answer.get("dedup_key") or mention.id), created=True)
+        return DeliveryResult(str(answer.get("dedup_key") or dedup_key), created=True)
+
+    def alert_event(self, alert: Mapping[str, Any]) -> dict[str, Any]:
+        """The trigger event for a spike alert: ``dedup_key`` is the alert id."""
+        start = datetime.fromtimestamp(float(alert.get("window_start", 0)), UTC)
+        return {
+            "routing_key": self.settings.routing_key.get_secret_value(),
+            "event_action": "trigger",
+            "dedup_key": str(alert["id"]),
+            "payload": {
+                "summary": alert_summary(alert)[:1024],
+                "source": self.settings.source,
+                "severity": "critical",
+                "timestamp": start.isoformat(),
+                "component": "spike-detector",
+                "group": str(alert.get("brand", "unknown")),
+                "class": f"{alert.get('label', 'mention')} spike",
+                "custom_details": dict(alert),
+            },
+            "client": "brand-listener",
+        }
+
+    async def deliver_alert(self, alert: Mapping[str, Any]) -> DeliveryResult:
+        """Trigger (or merge into) the PagerDuty alert whose dedup key is the alert id."""
+        return await self._enqueue(self.alert_event(alert), str(alert["id"]))
 
     async def close(self) -> None:
         """Close the HTTP session."""

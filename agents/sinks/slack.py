@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar
 
 import orjson
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
+from agents.sinks.alerting import alert_text
 from agents.sinks.base import DeliveryResult, HttpClient, SinkSettings, classify_status, summary
 from listener.errors import FatalError, RetryableError, SkippableError
 from listener.record import Mention
@@ -28,6 +29,7 @@ class SlackSettings(SinkSettings):
     channel: str | None = Field(default=None, description="Channel id for chat.postMessage.")
     min_interval_s: float = Field(default=1.0, ge=0, description="Slack allows ~1 msg/s.")
     digest_max: int = Field(default=20, ge=1, le=50, description="Most mentions in one digest.")
+    alerts: bool = Field(default=True, description="Also post spike alerts (with examples).")
 
     @model_validator(mode="after")
     def _channel_with_token(self) -> SlackSettings:
@@ -44,7 +46,9 @@ class SlackSink:
     per channel; mentions arriving faster wait for the next slot and go out
     together as one digest (at most ``digest_max``); a 429's Retry-After pushes
     the next slot back. Idempotency: Slack has none, so the ledger
-    (``uses_ledger``) records each Mention id once posted. Guarantee:
+    (``uses_ledger``) records each Mention id once posted. Spike alerts
+    (``deliver_alert``, unless ``alerts`` is off) are posted on their own in
+    the next slot, ledger-keyed by alert id. Guarantee:
     at-least-once; a crash between posting and the ledger write can repeat a
     message.
 
@@ -125,11 +129,24 @@ class SlackSink:
             body["channel"] = self.settings.channel
         return body
 
+    async def deliver_alert(self, alert: Mapping[str, Any]) -> DeliveryResult:
+        """Post a spike alert (with example posts) in the channel's next slot."""
+        wait = self._next_slot - self._clock()
+        if wait > 0:
+            await self._sleep(wait)
+        self._next_slot = self._clock() + self.settings.min_interval_s
+        body: dict[str, Any] = {"text": alert_text(alert), "unfurl_links": False}
+        if self.settings.channel:
+            body["channel"] = self.settings.channel
+        return DeliveryResult(await self._send(body, str(alert["id"])), created=True)
+
     async def _post(self, mentions: list[Mention]) -> str:
-        body = self.message(mentions)
+        return await self._send(self.message(mentions), mentions[0].id)
+
+    async def _send(self, body: dict[str, Any], first_id: str) -> str:
         if self.settings.token is None:
             await self._http.request("POST", self.settings.url, json=body)
-            return f"webhook:{mentions[0].id}"
+            return f"webhook:{first_id}"
         url = self.settings.url.rstrip("/") + "/chat.postMessage"
         status, headers, text = await self._http.request("POST", url, json=body, raw=True)
         classify_status("slack", status, headers, text)

@@ -1,0 +1,157 @@
+"""The alert path: mentions.alerts -> every configured sink that delivers alerts.
+
+An alert is the JSON object on ``mentions.alerts`` (see
+:meth:`agents.spikes.SpikeAlert.record`), keyed by its stable ``id``. A sink
+that can page or post about it (PagerDuty, Slack) has an
+``async deliver_alert(alert) -> DeliveryResult`` beside ``deliver`` and an
+``alerts`` switch in its settings (on by default); :class:`AlertSink` is that
+shape. Delivery goes through the same
+:meth:`~agents.sinks.delivery.Deliverer.deliver_alert` as mentions: retries
+with backoff, the sink's breaker, and the ledger keyed by the alert id, so an
+alert that is read again after a restart or rebalance is not sent twice.
+
+:func:`run_alert_delivery` is a plain aiokafka consumer in its own group
+(``<app_id>-alerts``), one alert at a time (alerts are rare); its offset is
+committed only after every sink has delivered the alert or it was
+dead-lettered with reason ``"sink:<name>"``. Guarantee: at-least-once, at most
+one message per (sink, alert id) while the ledger holds the entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import orjson
+
+from agents.sinks.base import DeliveryResult, Sink
+from agents.sinks.delivery import Deliverer
+from agents.sinks.ledger import KafkaLedger
+from listener.dead_letter import dead_letter_record, reason_of
+from listener.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+STAGE = "alert"
+
+
+@runtime_checkable
+class AlertSink(Protocol):
+    """A sink that can also deliver alert records (one attempt per call, like ``deliver``)."""
+
+    async def deliver_alert(self, alert: Mapping[str, Any]) -> DeliveryResult:
+        """Make one attempt to send ``alert``; raises the sink error kinds like ``deliver``."""
+        ...
+
+
+def delivers_alerts(sink: Sink) -> bool:
+    """Whether ``sink`` has ``deliver_alert`` and its settings leave ``alerts`` on."""
+    settings = getattr(sink, "settings", None)
+    return isinstance(sink, AlertSink) and bool(getattr(settings, "alerts", True))
+
+
+def alert_summary(alert: Mapping[str, Any]) -> str:
+    """One line: what spiked, how much, against which baseline."""
+    return (
+        f"{alert.get('label', '?')} spike for {alert.get('brand', '?')}: "
+        f"{alert.get('count', '?')} in {float(alert.get('window_s', 0)):.0f}s "
+        f"(baseline {alert.get('baseline_mean', '?')}, threshold {alert.get('threshold', '?')})"
+    )
+
+
+def alert_text(alert: Mapping[str, Any], examples: int = 3) -> str:
+    """The summary plus up to ``examples`` example posts, for chat messages."""
+    lines = [alert_summary(alert)]
+    for example in list(alert.get("examples") or ())[:examples]:
+        text = " ".join(str(example.get("text", "")).split())[:150]
+        lines.append(f"• {text} ({example.get('id', '?')})")
+    return "\n".join(lines)
+
+
+async def deliver_alert(
+    deliverers: Sequence[Deliverer], alert: Mapping[str, Any]
+) -> list[tuple[str, BaseException]]:
+    """Send ``alert`` to every deliverer concurrently; returns ``(sink, error)`` of failures."""
+    outcomes = await asyncio.gather(*(d.deliver_alert(alert) for d in deliverers))
+    return [(o.sink, o.error or RuntimeError("not delivered")) for o in outcomes if not o.ok]
+
+
+async def run_alert_delivery(
+    bootstrap_servers: list[str],
+    topics: TopicNames,
+    group_id: str,
+    deliverers: Sequence[Deliverer],
+    ledger: KafkaLedger,
+    stop: asyncio.Event,
+) -> None:
+    """Consume ``topics.alerts`` and deliver each alert to ``deliverers`` until ``stop`` is set.
+
+    Args:
+        bootstrap_servers: Kafka bootstrap ``host:port`` list.
+        topics: Topic names (alerts in, dead-letter out).
+        group_id: The alert consumer group, e.g. ``"<app_id>-alerts"``.
+        deliverers: One per sink that delivers alerts (see :func:`delivers_alerts`).
+        ledger: The started ledger; caught up after every rebalance.
+        stop: Set to stop; the alert in hand is finished first.
+    """
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka.abc import ConsumerRebalanceListener
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        metadata_max_age_ms=5000,  # the topic may be created after we subscribe
+    )
+
+    class Rebalance(ConsumerRebalanceListener):
+        async def on_partitions_revoked(self, revoked: Any) -> None:
+            return None  # offsets are committed after each alert
+
+        async def on_partitions_assigned(self, assigned: Any) -> None:
+            await ledger.catch_up()
+
+    async def dead_letter(value: bytes, key: bytes | None, reason: str, error: str) -> None:
+        record = dead_letter_record(
+            value, stage=STAGE, reason=reason, error=error, origin={"topic": topics.alerts}
+        )
+        delay = 0.5
+        while True:
+            try:
+                await producer.send_and_wait(topics.dead_letter, record, key=key)
+                return
+            except Exception as exc:  # noqa: BLE001 - retried: a dead letter must not be lost
+                log.error("dead-letter produce failed (%r); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
+
+    await producer.start()
+    await consumer.start()
+    consumer.subscribe([topics.alerts], listener=Rebalance())
+    try:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=200, max_records=20)
+            for records in batches.values():
+                for record in records:
+                    value = record.value or b""
+                    try:
+                        alert = orjson.loads(value)
+                        if not isinstance(alert, dict) or "id" not in alert:
+                            raise ValueError("an alert must be a JSON object with an id")
+                    except ValueError as exc:
+                        await dead_letter(value, record.key, reason_of(exc), f"{exc}")
+                        continue
+                    for sink, failure in await deliver_alert(deliverers, alert):
+                        error = f"{type(failure).__name__}: {failure}"
+                        await dead_letter(value, record.key, f"sink:{sink}", error)
+            if batches:
+                await consumer.commit()
+    finally:
+        for deliverer in deliverers:
+            await deliverer.sink.close()
+        await consumer.stop()
+        await producer.stop()

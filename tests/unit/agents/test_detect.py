@@ -1,0 +1,123 @@
+"""The spike stage on a fake clock and an in-memory sender: one alert record per incident."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry
+
+from agents.app import Outputs
+from agents.detect import SpikeStage
+from agents.metrics import create
+from agents.spikes import SpikeConfig, SpikeDetector
+from listener.record import LABELS, Classification, Label, Mention, encode_mention
+from listener.topics import TopicNames
+
+_IDS = itertools.count()
+TOPICS = TopicNames(prefix="unit.")
+
+
+def sync(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test body on a fresh event loop (no pytest async plugin here)."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(fn(*args, **kwargs))
+
+    return run
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Message:
+    def __init__(self, value: bytes) -> None:
+        self.topic, self.partition, self.offset = TOPICS.classified, 0, next(_IDS)
+        self.value = value
+
+
+class Event:
+    def __init__(self, value: bytes) -> None:
+        self.key, self.value, self.message = None, value, Message(value)
+
+
+def event(brand: str, label: Label = "complaint") -> Any:
+    n = next(_IDS)
+    mention = Mention.create(source="t", native_id=str(n), text=f"post {n}", brands=(brand,))
+    scores = {name: (0.9 if name == label else 0.1 / 3) for name in LABELS}
+    classified = mention.model_copy(
+        update={"classification": Classification(label=label, scores=scores, model="kw@1")}
+    )
+    return Event(encode_mention(classified))
+
+
+def stage(sender: Any, brands: tuple[str, ...]) -> tuple[SpikeStage, FakeClock, CollectorRegistry]:
+    clock, registry = FakeClock(), CollectorRegistry()
+    config = SpikeConfig(window_s=10, min_history=2, min_count=4, k=2, brands=brands)
+    metrics = create(registry)
+    detector = SpikeDetector(config.detector(), clock)
+    return (
+        SpikeStage(detector, Outputs(sender, TOPICS, metrics), metrics, TOPICS, brands),
+        clock,
+        registry,
+    )
+
+
+@sync
+async def test_burst_after_calm_baseline_produces_one_alert_record(sender: Any) -> None:
+    spikes, clock, registry = stage(sender, ("Acme",))
+    for _ in range(3):  # calm: one complaint a window
+        assert await spikes.process([event("Acme")]) == []
+        clock.now += 10
+        await spikes.tick()
+    sent = await spikes.process([event("Acme") for _ in range(10)] + [Event(b"not json")])
+    assert [a.count for a in sent] == [4]
+    records = sender.on(TOPICS.alerts)
+    assert len(records) == 1
+    key, value = records[0]
+    alert = orjson.loads(value)
+    assert key == alert["id"].encode() and alert["id"].startswith("spike:acme:complaint:")
+    assert alert["brand"] == "acme" and alert["count"] == 4 and len(alert["examples"]) == 3
+    assert {"window_start", "window_s", "baseline_mean", "threshold"} <= set(alert)
+    labels = {"brand": "acme", "label": "complaint"}
+    assert registry.get_sample_value("brandlistener_spike_alerts_total", labels) == 1
+    assert await spikes.process([event("Acme") for _ in range(10)]) == [], "same incident"
+
+
+@sync
+async def test_metric_brand_label_is_bounded_by_the_configured_brands(sender: Any) -> None:
+    spikes, clock, registry = stage(sender, ("Acme",))
+    for _ in range(3):
+        await spikes.process([event("Rogue")])
+        clock.now += 10
+    assert len(await spikes.process([event("Rogue") for _ in range(5)])) == 1
+    labels = {"brand": "other", "label": "complaint"}
+    assert registry.get_sample_value("brandlistener_spike_alerts_total", labels) == 1
+    assert sender.on(TOPICS.alerts), "the alert itself still names the brand"
+
+
+@sync
+async def test_refused_alert_is_dead_lettered_and_not_counted(sender: Any) -> None:
+    spikes, clock, registry = stage(sender, ())
+    for _ in range(3):
+        await spikes.process([event("Acme")])
+        clock.now += 10
+    sender.refuse[TOPICS.alerts] = 1
+    assert await spikes.process([event("Acme") for _ in range(4)]) == []
+    assert len(sender.on(TOPICS.dead_letter)) == 1
+    assert (
+        registry.get_sample_value(
+            "brandlistener_spike_alerts_total", {"brand": "acme", "label": "complaint"}
+        )
+        is None
+    )
