@@ -10,6 +10,12 @@ once (a retry), 400 once (a dead letter) and 204 after that, so every sink
 metric has data; one item is acknowledged on ``mentions.acks`` so the
 time-in-queue histogram has an observation. The sample posts were created
 months ago, so their SLAs have passed: breaches and overdue items exist.
+
+``brand-listener listen --config <generated yaml>`` runs too, as a subprocess into
+the same broker, scraped by the same Prometheus: its RSS connector reads a local
+aiohttp feed of a few brand posts (one 503 first: a retryable error and a
+reconnect), and its Hacker News connector gets 403 (a fatal error, the connector
+stops), so every connector panel and alert selector has data.
 """
 
 from __future__ import annotations
@@ -17,12 +23,9 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,117 +35,30 @@ import yaml
 from kafka import KafkaConsumer, KafkaProducer
 from prometheus_client import CollectorRegistry
 
+from agents.cli import main as cli_main
 from agents.metrics import create
 from agents.sinks.metrics import create as create_sink_metrics
 from listener.kafka_local import free_port
+from listener.metrics import create as create_listener_metrics
 from listener.producer import MentionProducer
 from listener.replay import replay_file
 from listener.samples import BRAND_POSTS
 from listener.settings import KafkaSettings
 from listener.topics import TopicNames
 
-from .tools import GRAFANA_DASHBOARDS, ROOT, RULES, dashboard_queries, require, rules, selectors
+from .live import FeedServer, Process, Prometheus, http_get, listen_config, tail, wait_for
+from .tools import GRAFANA_DASHBOARDS, dashboard_queries, rules, selectors
 
 pytestmark = pytest.mark.integration
 
 POSTS = 300
+FEED_POSTS = (
+    "Acme support never answered my ticket about the broken export.",
+    "Loving the new Acme dashboard, thanks team!",
+    "Does Acme have an EU data region yet?",
+    "A post about something else entirely.",
+)
 DASHBOARDS = sorted(GRAFANA_DASHBOARDS.glob("*.json"))
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    text = path.read_text(errors="replace") if path.exists() else "<no log>"
-    return f"--- {path.name} ---\n" + "\n".join(text.splitlines()[-lines:])
-
-
-def http_get(url: str, timeout: float = 3.0) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except OSError:
-        return 0, b""
-
-
-def wait_for(what: str, check: Any, timeout: float, logs: list[Path], step: float = 0.5) -> Any:
-    """Poll ``check()`` until it returns something truthy; fail with the logs after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(step)
-    raise AssertionError(
-        f"timed out after {timeout}s waiting for {what}\n" + "\n".join(map(tail, logs))
-    )
-
-
-class Process:
-    """A subprocess writing to a log file; stopped with SIGTERM, then SIGKILL."""
-
-    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
-        self.log = log
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-
-class Prometheus:
-    """The Debian ``prometheus`` binary scraping ``target`` every second, with the rules loaded."""
-
-    def __init__(self, tmp: Path, target: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(RULES)],
-            "scrape_configs": [
-                {"job_name": "brand-listener-worker", "static_configs": [{"targets": [target]}]}
-            ],
-        }
-        config_path = tmp / "prometheus.yml"
-        config_path.write_text(yaml.safe_dump(config))
-        self.process = Process(
-            [
-                require("prometheus"),
-                f"--config.file={config_path}",
-                f"--storage.tsdb.path={tmp / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--log.level=warn",
-            ],
-            tmp / "prometheus.log",
-        )
-
-    def ready(self) -> bool:
-        assert self.process.alive(), f"prometheus exited\n{tail(self.process.log)}"
-        return http_get(f"{self.url}/-/ready")[0] == 200
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        """Instant query; raises with Prometheus's error message on a bad expression."""
-        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        status, body = http_get(url, timeout=10)
-        assert status == 200, f"query failed ({status}): {expr}\n{body.decode(errors='replace')}"
-        payload = json.loads(body)
-        assert payload["status"] == "success", f"{expr}: {payload}"
-        return list(payload["data"]["result"])
-
-    def value(self, expr: str) -> float:
-        result = self.query(expr)
-        return float(result[0]["value"][1]) if result else 0.0
 
 
 class Receiver(http.server.BaseHTTPRequestHandler):
@@ -174,7 +90,7 @@ def receiver() -> Iterator[str]:
 
 
 def acknowledge_one(bootstrap: str, topics: TopicNames) -> None:
-    """Read one item from the queue and write its acknowledgement to ``mentions.acks``."""
+    """Read one item from the queue and acknowledge it with ``brand-listener ack``."""
     consumer = KafkaConsumer(
         topics.needs_response,
         bootstrap_servers=bootstrap,
@@ -186,12 +102,8 @@ def acknowledge_one(bootstrap: str, topics: TopicNames) -> None:
         key = next(iter(consumer)).key
     finally:
         consumer.close()
-    producer = KafkaProducer(bootstrap_servers=bootstrap)
-    try:
-        producer.send(topics.acks, key=key, value=json.dumps({"acked_at": time.time()}).encode())
-        producer.flush(30)
-    finally:
-        producer.close()
+    argv = ["ack", key.decode(), "--by", "deploy-test", "--bootstrap", bootstrap]
+    assert cli_main([*argv, "--topic-prefix", topics.prefix]) == 0
 
 
 @pytest.fixture
@@ -229,18 +141,41 @@ def stack(
         tmp_path / "worker.log",
         env={**os.environ, "AGENTS_WEB_HOST": "127.0.0.1", "AGENTS_SESSION_TIMEOUT_S": "6"},
     )
+    feeds = FeedServer(FEED_POSTS)
+    listen_port = free_port()
+    listen: Process | None = None
     prometheus: Prometheus | None = None
     try:
-        prometheus = Prometheus(tmp_path, f"127.0.0.1:{web_port}")
-        logs = [worker.log, prometheus.process.log]
+        feeds.start()
+        listen = Process(
+            [
+                sys.executable,
+                "-m",
+                "agents.cli",
+                "listen",
+                "--config",
+                str(listen_config(tmp_path, feeds, listen_port)),
+                "--bootstrap",
+                kafka_bootstrap,
+                "--topic-prefix",
+                topics.prefix,
+            ],  # fmt: skip
+            tmp_path / "listen.log",
+        )
+        jobs = {"brand-listener-worker": f"127.0.0.1:{web_port}"}
+        jobs["brand-listener-listen"] = f"127.0.0.1:{listen_port}"
+        prometheus = Prometheus(tmp_path, jobs)
+        logs = [worker.log, listen.log, prometheus.process.log]
 
         def worker_ready() -> bool:
             assert worker.alive(), f"worker exited\n{tail(worker.log)}"
+            assert listen is not None and listen.alive(), f"listen exited\n{tail(listen.log)}"
             return http_get(f"http://127.0.0.1:{web_port}/health/ready")[0] == 200
 
         wait_for("the worker's /health/ready", worker_ready, 90, logs)
         assert http_get(f"http://127.0.0.1:{web_port}/health")[0] == 200
         assert http_get(f"http://127.0.0.1:{web_port}/health/live")[0] == 200
+        assert http_get(f"http://127.0.0.1:{listen_port}/health")[0] == 200
         wait_for("prometheus /-/ready", prometheus.ready, 30, logs)
 
         settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=topics.prefix)
@@ -267,14 +202,21 @@ def stack(
             "brandlistener_sink_retries_total",
             "brandlistener_sla_breaches_total",
             f'brandlistener_consumer_lag{{topic="{topics.raw}"}}',
+            'brandlistener_connector_posts_produced_total{connector="rss"} >= 3',
+            'brandlistener_connector_errors_total{kind="fatal"}',
+            "brandlistener_connector_reconnects_total",
+            "brandlistener_connector_cursor_lag_seconds",
         ):
             wait_for(f"{series} in Prometheus", lambda s=series: prometheus.query(s), 30, logs)
         time.sleep(3)  # a few more scrapes and rule evaluations after the last increment
         yield prometheus
     finally:
         worker.stop()
+        if listen is not None:
+            listen.stop()
         if prometheus is not None:
             prometheus.process.stop()
+        feeds.stop()
 
 
 def test_dashboards_and_rules_return_data_from_a_live_worker(stack: Prometheus) -> None:
@@ -305,10 +247,11 @@ def test_dashboards_and_rules_return_data_from_a_live_worker(stack: Prometheus) 
     assert checked > 40
 
 
-def test_dashboards_read_only_metrics_the_worker_exports() -> None:
+def test_dashboards_read_only_metrics_worker_and_listen_export() -> None:
     registry = CollectorRegistry()
     create(registry)
     create_sink_metrics(registry)
+    create_listener_metrics(registry)
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
     exported = {
         family.name + suffix

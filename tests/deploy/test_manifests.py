@@ -91,11 +91,12 @@ def test_compose_stack_is_complete_and_its_files_exist() -> None:
     assert "./grafana/provisioning:/etc/grafana/provisioning" in grafana
 
 
-def test_compose_prometheus_scrapes_both_workers_and_passes_promtool(tmp_path: Path) -> None:
+def test_compose_prometheus_scrapes_workers_and_listen_and_passes_promtool(tmp_path: Path) -> None:
     config = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     targets = jobs["brand-listener-worker"]["static_configs"][0]["targets"]
     assert sorted(t.split(":")[0] for t in targets) == ["worker-1", "worker-2"]
+    assert jobs["brand-listener-listen"]["static_configs"][0]["targets"] == ["listen:9464"]
     alertmanager = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert alertmanager == ["alertmanager:9093"]
     # The container path of the rules file, pointed at the repository's copy.
@@ -184,7 +185,7 @@ def test_helm_lint() -> None:
 
 def test_helm_template_renders_the_expected_objects() -> None:
     kinds = sorted(doc["kind"] for doc in rendered())
-    assert kinds == ["ConfigMap", "Deployment", "Deployment", "Service"]
+    assert kinds == ["ConfigMap", "Deployment", "Deployment", "Service", "Service"]
     docs = {(d["kind"], d["metadata"]["name"]): d for d in rendered(*EVERYTHING)}
     assert set(docs) == {
         ("ConfigMap", "bl-brand-listener"), ("Secret", "bl-brand-listener"),
@@ -192,10 +193,24 @@ def test_helm_template_renders_the_expected_objects() -> None:
         ("Deployment", "bl-brand-listener-listen"),
         ("PersistentVolumeClaim", "bl-brand-listener-listen"),
         ("ServiceMonitor", "bl-brand-listener-worker"),
+        ("Service", "bl-brand-listener-listen"), ("ServiceMonitor", "bl-brand-listener-listen"),
         ("ScaledObject", "bl-brand-listener-worker"),
     }  # fmt: skip
     listen = docs[("Deployment", "bl-brand-listener-listen")]["spec"]
     assert listen["replicas"] == 1 and listen["strategy"]["type"] == "Recreate"
+    container = listen["template"]["spec"]["containers"][0]
+    assert container["ports"] == [
+        {"name": "http-metrics", "containerPort": 9464, "protocol": "TCP"}
+    ]
+    assert {"name": "LISTENER_LISTEN__METRICS_PORT", "value": "9464"} in container["env"]
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert container[probe]["httpGet"] == {"path": "/health", "port": "http-metrics"}
+    service = docs[("Service", "bl-brand-listener-listen")]["spec"]
+    assert service["selector"]["app.kubernetes.io/component"] == "listen"
+    assert service["ports"][0]["targetPort"] == "http-metrics"
+    monitor = docs[("ServiceMonitor", "bl-brand-listener-listen")]["spec"]
+    assert monitor["selector"]["matchLabels"] == service["selector"]
+    assert monitor["endpoints"][0]["port"] == "http-metrics"
     worker = docs[("Deployment", "bl-brand-listener-worker")]["spec"]
     assert "replicas" not in worker, "KEDA owns the replica count when enabled"
     trigger = docs[("ScaledObject", "bl-brand-listener-worker")]["spec"]["triggers"][0]
@@ -228,8 +243,8 @@ def test_rendered_manifests_pass_the_kubernetes_schema() -> None:
             continue  # CRDs: no schema shipped (see deploy/README.md)
         kubernetes_validate.validate(doc, version, strict=True)
         checked.append(doc["kind"])
-    assert len(checked) == 6, checked
-    broken = rendered()[2]  # a Deployment with an unknown field must be rejected
+    assert len(checked) == 7, checked
+    broken = next(d for d in rendered() if d["kind"] == "Deployment")  # must be rejected with:
     broken["spec"]["replicaz"] = 1
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, version, strict=True)
