@@ -79,6 +79,13 @@ def test_compose_stack_is_complete_and_its_files_exist() -> None:
     assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
     assert "ZOOKEEPER" not in json.dumps(kafka).upper()
     assert services["worker-1"]["command"] == ["worker"] == services["worker-2"]["command"]
+    for name, url in (
+        ("worker-1", "http://127.0.0.1:6066/health/live"),
+        ("worker-2", "http://127.0.0.1:6066/health/live"),
+        ("listen", "http://127.0.0.1:9464/health"),
+    ):
+        assert f"'{url}'" in " ".join(services[name]["healthcheck"]["test"]), name
+    assert services["listen"]["environment"]["LISTENER_LISTEN__METRICS_PORT"] == "9464"
     env = services["worker-1"]["environment"]
     assert env["AGENTS_APP_ID"] == services["worker-2"]["environment"]["AGENTS_APP_ID"]
     mounts = " ".join(services["prometheus"]["volumes"])
