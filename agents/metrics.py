@@ -81,6 +81,7 @@ class AgentMetrics:
     sla_breaches: Counter
     time_in_queue: Histogram
     spike_alerts: Counter
+    duplicates: Counter
     sources: LabelCap
     brands: LabelCap
 
@@ -224,6 +225,12 @@ def create(
             "brandlistener_spike_alerts_total",
             "Spike alerts raised, by brand (the configured ones, else 'other') and intent label.",
             ("brand", "label"),
+            registry=registry,
+        ),
+        duplicates=Counter(
+            "brandlistener_duplicates_total",
+            "Copy-paste copies of a queued post kept out of the queue, by intent label.",
+            ("label",),
             registry=registry,
         ),
         sources=LabelCap(source_limit),

@@ -1,6 +1,8 @@
 """The ``route_mentions`` agent: mentions.classified -> rules -> mentions.needs-response.
 
-Every mention gets a routing decision (:func:`agents.rules.route`) and the
+Before the rules, the author vetting signals are added (``agents/vetting.py``);
+after them, copy-paste copies of a queued post are kept out of the queue
+(``agents/dedup.py``). Every mention gets a routing decision (:func:`agents.rules.route`) and the
 ``routed`` stage time; those that need a response are produced to the human
 queue keyed by ``Mention.id``, the rest are only counted. Delivery is
 at-least-once by the same rule as the classify agent (see
@@ -19,8 +21,10 @@ import faust
 from faust.types import EventT, StreamT
 
 from agents.app import Failure, Outgoing, Outputs, event_origin, event_value
+from agents.dedup import CopyDedup
 from agents.metrics import AgentMetrics
 from agents.rules import RULES, SLA, Rule, route
+from agents.vetting import AuthorVetter
 from listener.record import Mention, Routing, decode_mention, encode_mention
 from listener.topics import TopicNames
 
@@ -39,6 +43,8 @@ class RouteStage:
         threshold: Minimum confidence for a complaint or question to need a response.
         rules: The rule table (the built-in one, or a deployment's rules file).
         sla: Time to first response by priority.
+        vetter: Adds ``signals["vetting"]`` before the rules run (see ``agents/vetting.py``).
+        dedup: Keeps copy-paste copies of a queued post out of the queue (``agents/dedup.py``).
     """
 
     def __init__(
@@ -49,7 +55,11 @@ class RouteStage:
         threshold: float,
         rules: tuple[Rule, ...] = RULES,
         sla: Mapping[str, timedelta] = SLA,
+        vetter: AuthorVetter | None = None,
+        dedup: CopyDedup | None = None,
     ) -> None:
+        self._vetter = vetter
+        self._dedup = dedup
         self._outputs = outputs
         self._metrics = metrics
         self._topics = topics
@@ -75,8 +85,15 @@ class RouteStage:
         for event in events:
             try:
                 mention = decode_mention(event_value(event))
+                if self._vetter is not None:
+                    mention = self._vetter.annotate(mention)
                 routed = mention.with_stage("routed", routing=self.decide(mention))
-                if routed.routing is not None and routed.routing.needs_response:
+                queue = routed.routing is not None and routed.routing.needs_response
+                if queue and self._dedup is not None:
+                    routed, queue = self._dedup.check(routed)
+                    if not queue:
+                        self._metrics.duplicates.labels(label=_label(routed)).inc()
+                if queue:
                     outgoing.append(
                         Outgoing(
                             self._topics.needs_response,
@@ -107,6 +124,10 @@ class RouteStage:
             team=routing.team or "none",
             label=classification.label,
         ).inc()
+
+
+def _label(mention: Mention) -> str:
+    return mention.classification.label if mention.classification else "none"
 
 
 def register(

@@ -65,6 +65,12 @@ class Rule:
             the window may wrap midnight (22:00-06:00).
         timezone: IANA zone of ``hours``.
         sinks: Sinks to notify; empty means every configured sink that accepts it.
+        min_vetting_score: If set, ``signals["vetting"]["score"]`` must be at least this
+            (a mention with no vetting counts as 0).
+        max_vetting_score: If set, the vetting score must be at most this.
+        author_flags: If set, the author must have one of these vetting flags
+            (``repost_only``, ``link_heavy``, ``many_domains``, ``self_promotion``,
+            ``mass_mentions``, ``high_rate``, ``duplicate_text``; see ``agents/vetting.py``).
 
     An empty ``labels`` matches every label.
     """
@@ -84,6 +90,9 @@ class Rule:
     hours: tuple[time, time] | None = None
     timezone: str = "UTC"
     sinks: tuple[str, ...] = ()
+    min_vetting_score: float | None = None
+    max_vetting_score: float | None = None
+    author_flags: frozenset[str] = frozenset()
 
     def matches(self, mention: Mention, label: str) -> bool:
         """Whether this rule applies to ``mention`` classified as ``label``."""
@@ -105,7 +114,19 @@ class Rule:
             return False
         if self.hours is not None and not _in_hours(self.hours, self.timezone, mention):
             return False
+        if not self._vetting_matches(mention):
+            return False
         return not self.terms or _terms_pattern(self.terms).search(mention.text) is not None
+
+    def _vetting_matches(self, mention: Mention) -> bool:
+        vetting = mention.signals.get("vetting")
+        vetting = vetting if isinstance(vetting, dict) else {}
+        score = float(vetting.get("score", 0.0))
+        if self.min_vetting_score is not None and score < self.min_vetting_score:
+            return False
+        if self.max_vetting_score is not None and score > self.max_vetting_score:
+            return False
+        return not self.author_flags or bool(self.author_flags & set(vetting.get("flags", ())))
 
 
 RULES: tuple[Rule, ...] = (

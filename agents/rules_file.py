@@ -46,6 +46,13 @@ def _as_tuple(value: Any) -> Any:
     return (value,) if isinstance(value, str | int | float) else value
 
 
+VettingFlag = Literal[
+    "repost_only", "link_heavy", "many_domains", "self_promotion", "mass_mentions", "high_rate",
+    "duplicate_text",
+]  # fmt: skip
+"""The author flags of ``agents/vetting.py`` (its ``WEIGHTS`` keys)."""
+
+
 class When(BaseModel):
     """A rule's conditions; all given conditions must hold (none given: always)."""
 
@@ -61,10 +68,13 @@ class When(BaseModel):
     keywords: tuple[str, ...] = Field(default=(), description="Words or phrases, any case.")
     hours: str | None = Field(default=None, description='Local time window "HH:MM-HH:MM".')
     timezone: str = "UTC"
+    min_vetting_score: float | None = Field(default=None, ge=0, le=1)
+    max_vetting_score: float | None = Field(default=None, ge=0, le=1)
+    author_flags: tuple[VettingFlag, ...] = Field(default=(), description="Any of these flags.")
 
-    _tuple = field_validator("label", "brand", "source", "language", "keywords", mode="before")(
-        _as_tuple
-    )
+    _tuple = field_validator(
+        "label", "brand", "source", "language", "keywords", "author_flags", mode="before"
+    )(_as_tuple)
 
     @field_validator("hours")
     @classmethod
@@ -198,6 +208,9 @@ def to_rule(spec: RuleSpec | DefaultSpec) -> Rule:
         hours=parse_hours(when.hours) if when.hours else None,
         timezone=when.timezone,
         sinks=then.sinks,
+        min_vetting_score=when.min_vetting_score,
+        max_vetting_score=when.max_vetting_score,
+        author_flags=frozenset(when.author_flags),
     )
 
 

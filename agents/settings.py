@@ -119,6 +119,17 @@ class AgentSettings(BaseSettings):
         description="Spike detector: window, k, min count, enabled (alerts to mentions.alerts).",
     )
 
+    vetting_window_s: float = Field(
+        default=86_400.0,
+        ge=0,
+        description="Sliding window of author vetting (signals['vetting']); 0 turns it off.",
+    )
+    dedup_window_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Copies of a queued post within this window are not queued; 0 = off.",
+    )
+
     @field_validator("sinks", mode="before")
     @classmethod
     def _validate_sinks(cls, value: Any) -> dict[str, BaseModel]:

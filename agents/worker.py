@@ -32,11 +32,13 @@ from agents.app import (
     declare_outputs,
     kafka_sender,
 )
+from agents.dedup import CopyDedup
 from agents.metrics import AgentMetrics, create, register_views
 from agents.rules import RULES, SLA
 from agents.rules_file import RuleTable, load_rules
 from agents.settings import AgentSettings
 from agents.spikes import SpikeDetector
+from agents.vetting import AuthorVetter, VettingSettings
 from models.interface import IntentClassifier
 
 log = logging.getLogger(__name__)
@@ -119,6 +121,7 @@ def build_worker(
     metrics = create(registry)
     outputs = Outputs(send or kafka_sender(topics), names, metrics)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classifier")
+    vetting_s = settings.vetting_window_s
     classify_agent = classify.register(
         app,
         topics.raw,
@@ -130,7 +133,13 @@ def build_worker(
         app,
         topics.classified,
         route.RouteStage(
-            outputs, metrics, names, settings.needs_response_threshold, *routing_rules(settings)
+            outputs,
+            metrics,
+            names,
+            settings.needs_response_threshold,
+            *routing_rules(settings),
+            vetter=AuthorVetter(VettingSettings(window_s=vetting_s)) if vetting_s else None,
+            dedup=CopyDedup(settings.dedup_window_s) if settings.dedup_window_s else None,
         ),
         batch_size=settings.batch_size,
         batch_window_s=settings.batch_window_s,

@@ -66,26 +66,26 @@ def test_brand_source_language_conditions() -> None:
 
 
 def test_errors_name_rule_and_field() -> None:
-    doc = yaml.safe_load(EXAMPLE.read_text())
-    doc["rules"][2]["when"]["min_confidence"] = 1.5
-    doc["rules"][3]["when"]["hours"] = "late"
-    doc["rules"][4]["then"]["priority"] = "P9"
-    doc["rules"][5]["then"]["sinks"] = ["zendsk"]
-    doc["rules"][6]["when"]["labl"] = "praise"
+    doc = yaml.safe_load(EXAMPLE.read_text())  # rules[0:2]: the author vetting rules
+    doc["rules"][4]["when"]["min_confidence"] = 1.5
+    doc["rules"][5]["when"]["hours"] = "late"
+    doc["rules"][6]["then"]["priority"] = "P9"
+    doc["rules"][7]["then"]["sinks"] = ["zendsk"]
+    doc["rules"][8]["when"]["labl"] = "praise"
     doc["rules"].append({"id": "complaint", "then": {"needs_response": False}})
     with pytest.raises(RulesError) as info:
         parse_rules(doc, "rules.yaml")
     text = str(info.value)
-    assert "rules[2] (complaint.influencer): when.min_confidence:" in text
+    assert "rules[4] (complaint.influencer): when.min_confidence:" in text
     assert (
-        'rules[3] (complaint.night): when.hours: Value error, hours must look like "09:00' in text
+        'rules[5] (complaint.night): when.hours: Value error, hours must look like "09:00' in text
     )
-    assert "rules[4] (complaint): then.priority:" in text
-    assert "rules[5] (question): then.sinks: Value error, unknown sink(s) ['zendsk']" in text
-    assert "rules[6] (praise.thank): when.labl: Extra inputs are not permitted" in text
+    assert "rules[6] (complaint): then.priority:" in text
+    assert "rules[7] (question): then.sinks: Value error, unknown sink(s) ['zendsk']" in text
+    assert "rules[8] (praise.thank): when.labl: Extra inputs are not permitted" in text
     clean = yaml.safe_load(EXAMPLE.read_text())
     with pytest.raises(RulesError, match="rules: Value error, duplicate rule id 'question'"):
-        parse_rules({**clean, "rules": clean["rules"][5:6] * 2})
+        parse_rules({**clean, "rules": clean["rules"][7:8] * 2})
     with pytest.raises(RulesError, match="default: Field required"):
         parse_rules({"rules": []})
 
