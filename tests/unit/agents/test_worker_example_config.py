@@ -1,0 +1,18 @@
+"""The shipped worker config example is valid as it stands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agents.settings import AgentSettings
+from agents.worker import load_config
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "deploy" / "worker.example.yaml"
+
+
+def test_worker_example_config_validates_with_its_sinks() -> None:
+    settings = AgentSettings(**load_config(EXAMPLE))
+    assert set(settings.sinks) == {"zendesk", "pagerduty", "slack"}
+    assert settings.rules_file == Path("deploy/rules.example.yaml")
+    assert settings.spikes.brands == ("acme",)
+    assert "change-me" not in repr(settings.sinks["zendesk"])  # tokens are SecretStr
