@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from agents.dead_letters import produce_until_acked
 from agents.sinks import SINKS
 from agents.sinks.delivery import Deliverer, Outcome
 from agents.sinks.ledger import KafkaLedger, Ledger
@@ -265,15 +266,7 @@ async def run_delivery(
         payload: bytes, key: bytes | None, reason: str, error: str, origin: dict[str, Any]
     ) -> None:
         value = dead_letter_record(payload, stage=STAGE, reason=reason, error=error, origin=origin)
-        delay = 0.5
-        while True:
-            try:
-                await producer.send_and_wait(topics.dead_letter, value, key=key)
-                return
-            except Exception as exc:  # noqa: BLE001 - retried: a dead letter must not be lost
-                log.error("dead-letter produce failed (%r); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(30.0, delay * 2)
+        await produce_until_acked(producer, topics.dead_letter, value, key)
 
     loop = DeliveryLoop(deliverers, dead_letter, topic)
     await producer.start()

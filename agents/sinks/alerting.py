@@ -26,6 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
+from agents.dead_letters import produce_until_acked
 from agents.sinks.base import DeliveryResult, Sink
 from agents.sinks.delivery import Deliverer
 from agents.sinks.ledger import KafkaLedger
@@ -119,15 +120,7 @@ async def run_alert_delivery(
         record = dead_letter_record(
             value, stage=STAGE, reason=reason, error=error, origin={"topic": topics.alerts}
         )
-        delay = 0.5
-        while True:
-            try:
-                await producer.send_and_wait(topics.dead_letter, record, key=key)
-                return
-            except Exception as exc:  # noqa: BLE001 - retried: a dead letter must not be lost
-                log.error("dead-letter produce failed (%r); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(30.0, delay * 2)
+        await produce_until_acked(producer, topics.dead_letter, record, key)
 
     await producer.start()
     await consumer.start()

@@ -1,0 +1,53 @@
+"""Producing a dead letter that must not be lost: retry until Kafka acknowledges it.
+
+Used by the plain aiokafka consumers (:mod:`agents.deliver`,
+:mod:`agents.sinks.alerting`), which commit an input's offset only after its
+dead letter is acknowledged. The Faust agents batch theirs through
+:class:`agents.app.Outputs` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+class DeadLetterProducer(Protocol):
+    """The part of ``aiokafka.AIOKafkaProducer`` used here."""
+
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None) -> Any:
+        """Produce one record; return once the broker has acknowledged it."""
+
+
+async def produce_until_acked(
+    producer: DeadLetterProducer,
+    topic: str,
+    value: bytes,
+    key: bytes | None,
+    *,
+    backoff_s: tuple[float, float] = (0.5, 30.0),
+) -> None:
+    """Produce ``value`` to ``topic``, retrying with doubling backoff until it is acknowledged.
+
+    Never gives up: the caller's offset waits on this record, so returning
+    without it would lose the input.
+
+    Args:
+        producer: A started producer (``acks="all"``).
+        topic: The dead-letter topic.
+        value: The record, from :func:`listener.dead_letter.dead_letter_record`.
+        key: The input's key, kept so the dead letter lands beside its siblings.
+        backoff_s: First and longest wait between attempts.
+    """
+    delay, longest = backoff_s
+    while True:
+        try:
+            await producer.send_and_wait(topic, value, key=key)
+            return
+        except Exception as exc:  # noqa: BLE001 - retried: a dead letter must not be lost
+            log.error("dead-letter produce failed (%r); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(longest, delay * 2)
