@@ -25,11 +25,11 @@ from listener.connectors.base import (
     BaseConnector,
     Batch,
     Skipped,
-    check_status,
     html_to_text,
     parse_time,
 )
-from listener.errors import FatalError, RetryableError, SkippableError
+from listener.connectors.http import request_json
+from listener.errors import FatalError, SkippableError
 from listener.record import Author, Mention
 
 ITEM_URL = "https://news.ycombinator.com/item?id={}"
@@ -105,15 +105,9 @@ class HackerNewsConnector(BaseConnector):
             "page": str(page),
         }
         url = f"{self.settings.base_url}/search_by_date"
-        try:
-            async with self._session.get(url, params=params) as response:
-                check_status("hackernews", response.status, response.headers)
-                body = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise RetryableError(f"hackernews: {type(exc).__name__}: {exc}") from exc
-        if not isinstance(body, dict):
-            raise RetryableError("hackernews: response is not a JSON object")
-        return body
+        return await request_json(
+            self._session, "hackernews", "GET", url, params=params, expect=dict
+        )
 
     async def close(self) -> None:
         """Close the HTTP session."""

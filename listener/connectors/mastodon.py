@@ -25,6 +25,7 @@ Delivery: at-least-once. Boosts (reblogs) are not new posts and are ignored.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlparse
@@ -37,10 +38,10 @@ from listener.connectors.base import (
     BaseConnector,
     Batch,
     Skipped,
-    check_status,
     html_to_text,
     parse_time,
 )
+from listener.connectors.http import request_json
 from listener.connectors.sse import SseStreams, mastodon_stream_urls
 from listener.errors import FatalError, RetryableError, SkippableError
 from listener.record import Author, Mention
@@ -197,19 +198,17 @@ class MastodonConnector(BaseConnector):
         else:
             url = f"{base}/tag/{quote(key)}"
         timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
-        try:
-            async with self._client().get(url, params=params, timeout=timeout) as response:
-                if response.status == 429 and "Retry-After" not in response.headers:
-                    reset = parse_time(response.headers.get("X-RateLimit-Reset"))
-                    wait = (reset - datetime.now(UTC)).total_seconds() if reset else None
-                    raise RetryableError("mastodon: HTTP 429", after=max(0.0, wait or 0.0))
-                check_status("mastodon", response.status, response.headers)
-                body = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise RetryableError(f"mastodon: {type(exc).__name__}: {exc}") from exc
-        if not isinstance(body, list):
-            raise RetryableError("mastodon: timeline response is not a JSON array")
-        return body
+        return await request_json(
+            self._client(),
+            "mastodon",
+            "GET",
+            url,
+            params=params,
+            timeout=timeout,
+            expect=list,
+            what="timeline response",
+            reset_after=_rate_limit_reset,
+        )
 
     async def _close_stream(self) -> None:
         stream, self._stream = self._stream, None
@@ -222,6 +221,13 @@ class MastodonConnector(BaseConnector):
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+
+def _rate_limit_reset(headers: Mapping[str, str]) -> float:
+    """Seconds until ``X-RateLimit-Reset`` (an ISO time; 0 when absent or past)."""
+    reset = parse_time(headers.get("X-RateLimit-Reset"))
+    wait = (reset - datetime.now(UTC)).total_seconds() if reset else None
+    return max(0.0, wait or 0.0)
 
 
 def _to_mention(host: str, status: Any) -> Mention | None:

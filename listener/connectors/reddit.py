@@ -27,13 +27,15 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from listener.brands import BrandMatcher
-from listener.connectors.base import BaseConnector, Batch, Skipped, check_status, parse_time
+from listener.connectors.base import BaseConnector, Batch, Skipped, parse_time
+from listener.connectors.http import raise_for_status
 from listener.errors import FatalError, RetryableError, SkippableError
 from listener.record import Author, Mention
 
@@ -100,7 +102,7 @@ class RedditConnector(BaseConnector):
                 data={"grant_type": "client_credentials"},
                 auth=aiohttp.BasicAuth(self.settings.client_id, secret),
             ) as response:
-                _raise_for(response)
+                raise_for_status("reddit", response, _rate_limit_reset)
                 body = await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise RetryableError(f"reddit: token request failed: {exc}") from exc
@@ -131,7 +133,7 @@ class RedditConnector(BaseConnector):
                     if response.status == 401 and attempt == 1:
                         self._token = None  # expired or revoked: get a new one once
                         continue
-                    _raise_for(response)
+                    raise_for_status("reddit", response, _rate_limit_reset)
                     body = await response.json(content_type=None)
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 raise RetryableError(f"reddit: {type(exc).__name__}: {exc}") from exc
@@ -212,16 +214,12 @@ def _has_name(child: Any) -> bool:
     return isinstance(child, dict) and isinstance((child.get("data") or {}).get("name"), str)
 
 
-def _raise_for(response: aiohttp.ClientResponse) -> None:
-    """check_status, with ``X-Ratelimit-Reset`` (seconds) when a 429 has no Retry-After."""
-    if response.status == 429 and "Retry-After" not in response.headers:
-        reset = response.headers.get("X-Ratelimit-Reset", "")
-        try:
-            after: float | None = max(0.0, float(reset))
-        except ValueError:
-            after = None
-        raise RetryableError("reddit: HTTP 429", after=after)
-    check_status("reddit", response.status, response.headers)
+def _rate_limit_reset(headers: Mapping[str, str]) -> float | None:
+    """Seconds from ``X-Ratelimit-Reset``, or None without a number."""
+    try:
+        return max(0.0, float(headers.get("X-Ratelimit-Reset", "")))
+    except ValueError:
+        return None
 
 
 def _to_mention(child: Any) -> Mention:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -34,7 +35,8 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from listener.brands import BrandMatcher
-from listener.connectors.base import BaseConnector, Batch, Skipped, check_status, parse_time
+from listener.connectors.base import BaseConnector, Batch, Skipped, parse_time
+from listener.connectors.http import raise_for_status, request_json
 from listener.errors import FatalError, RetryableError, SkippableError
 from listener.record import Author, Mention
 
@@ -110,12 +112,15 @@ class XConnector(BaseConnector):
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         url = self.settings.base_url.rstrip("/") + path
         timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
-        try:
-            async with self._client().request(method, url, timeout=timeout, **kwargs) as r:
-                _raise_for(r)
-                return await r.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise RetryableError(f"x: {type(exc).__name__}: {exc}") from exc
+        return await request_json(
+            self._client(),
+            "x",
+            method,
+            url,
+            timeout=timeout,
+            reset_after=_rate_limit_reset,
+            **kwargs,
+        )
 
     async def reconcile_rules(self) -> None:
         """Make the server's rules with our tag prefix equal the configured ones.
@@ -152,7 +157,7 @@ class XConnector(BaseConnector):
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise RetryableError(f"x: cannot connect to the stream: {exc}") from exc
         try:
-            _raise_for(response)
+            raise_for_status("x", response, _rate_limit_reset)
         except Exception:
             response.close()
             raise
@@ -220,13 +225,11 @@ class XConnector(BaseConnector):
             await session.close()
 
 
-def _raise_for(response: aiohttp.ClientResponse) -> None:
-    """check_status, with ``x-rate-limit-reset`` (epoch seconds) when a 429 has no Retry-After."""
-    if response.status == 429 and "Retry-After" not in response.headers:
-        reset = response.headers.get("x-rate-limit-reset", "")
-        wait = float(reset) - time.time() if reset.isdigit() else None
-        raise RetryableError("x: HTTP 429", after=None if wait is None else max(0.0, wait))
-    check_status("x", response.status, response.headers)
+def _rate_limit_reset(headers: Mapping[str, str]) -> float | None:
+    """Seconds until ``x-rate-limit-reset`` (epoch seconds), or None without one."""
+    reset = headers.get("x-rate-limit-reset", "")
+    wait = float(reset) - time.time() if reset.isdigit() else None
+    return None if wait is None else max(0.0, wait)
 
 
 def _to_mention(message: Any) -> Mention:

@@ -1,0 +1,76 @@
+"""One JSON request to a source's REST API, with the project's error kinds.
+
+:func:`request_json` is the request every polling connector makes: send it,
+map the status with :func:`~listener.connectors.base.check_status` (plus the
+source's own rate-limit header, see :func:`raise_for_status`), read the body as
+JSON, and turn network failures and malformed bodies into
+:class:`~listener.errors.RetryableError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+
+from listener.connectors.base import check_status
+from listener.errors import RetryableError
+
+ResetAfter = Callable[[Mapping[str, str]], float | None]
+"""Reads a source's own rate-limit header: the ``after`` of a 429 sent without Retry-After."""
+
+
+def raise_for_status(
+    source: str, response: aiohttp.ClientResponse, reset_after: ResetAfter | None = None
+) -> None:
+    """:func:`~listener.connectors.base.check_status`, with ``reset_after`` on a bare 429.
+
+    Raises:
+        RetryableError: 429 (``after`` from Retry-After, else from ``reset_after``), 5xx, 408.
+        FatalError: Any other 4xx.
+    """
+    if reset_after is not None and response.status == 429:
+        if "Retry-After" not in response.headers:
+            raise RetryableError(f"{source}: HTTP 429", after=reset_after(response.headers))
+    check_status(source, response.status, response.headers)
+
+
+async def request_json(
+    session: aiohttp.ClientSession,
+    source: str,
+    method: str,
+    url: str,
+    *,
+    expect: type[dict[str, Any]] | type[list[Any]] | None = None,
+    what: str = "response",
+    reset_after: ResetAfter | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Send one request and return its JSON body.
+
+    Args:
+        session: The connector's session.
+        source: The connector's name, the prefix of every error message.
+        method: ``"GET"``, ``"POST"``, ...
+        url: The full URL.
+        expect: ``dict`` or ``list``: a body of another type is a RetryableError.
+        what: The body's name in that error (``"<source>: <what> is not a JSON array"``).
+        reset_after: The source's rate-limit header reader (see :func:`raise_for_status`).
+        **kwargs: Passed to ``session.request`` (``params``, ``json``, ``timeout``, ...).
+
+    Raises:
+        RetryableError: 429, 5xx, 408, a network failure or timeout, a body that is
+            not JSON or not of the ``expect`` type.
+        FatalError: Any other 4xx.
+    """
+    try:
+        async with session.request(method, url, **kwargs) as response:
+            raise_for_status(source, response, reset_after)
+            body = await response.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        raise RetryableError(f"{source}: {type(exc).__name__}: {exc}") from exc
+    if expect is not None and not isinstance(body, expect):
+        kind = "object" if expect is dict else "array"
+        raise RetryableError(f"{source}: {what} is not a JSON {kind}")
+    return body
