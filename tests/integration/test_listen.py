@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 from pathlib import Path
 
 import orjson
 import pytest
-import yaml
 from contract.servers import JetstreamHarness
 from kafka import KafkaConsumer
-from prometheus_client import CollectorRegistry
 
+from integration.helpers import start_listen_on_jetstream, stop_listen
 from listener.cursors import CursorStore
-from listener.listen import listen, load_settings
 from listener.record import Mention, decode_mention
 from listener.topics import TopicNames
 
@@ -46,27 +42,13 @@ def test_listen_jetstream_to_kafka(
     tmp_path: Path, kafka_bootstrap: str, topics: TopicNames, group_id: str
 ) -> None:
     harness = JetstreamHarness()
-    config = tmp_path / "listen.yaml"
 
     async def go() -> tuple[int, list[Mention]]:
         await harness.start()
         try:
-            config.write_text(
-                yaml.safe_dump(
-                    {
-                        "listen": {"cursor_dir": str(tmp_path / "cursors"), "metrics_port": None},
-                        "brands": [{"name": "acme", "keywords": ["acme"]}],
-                        "connectors": {"bluesky": {"url": harness.url, "rewind_s": 0.002}},
-                    }
-                )
-            )
-            settings = load_settings(
-                config, bootstrap_servers=kafka_bootstrap, topic_prefix=topics.prefix
-            )
-            task = asyncio.create_task(listen(settings, registry_=CollectorRegistry()))
+            task = start_listen_on_jetstream(tmp_path, harness.url, kafka_bootstrap, topics)
             got = await asyncio.to_thread(consume, kafka_bootstrap, topics.raw, group_id, MATCHING)
-            os.kill(os.getpid(), signal.SIGTERM)  # listen's own handler stops the runner
-            return await asyncio.wait_for(task, 30), got
+            return await stop_listen(task), got
         finally:
             await harness.stop()
 

@@ -8,19 +8,15 @@ The ids that must arrive are computed here from what ``listen`` produced to
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 from pathlib import Path
 
 import orjson
 import pytest
-import yaml
 from contract.servers import JetstreamHarness
-from prometheus_client import CollectorRegistry
 
+from integration.helpers import start_listen_on_jetstream, stop_listen
 from integration.test_pipeline import Tail, Worker, classifier, needing_response, running
-from listener.listen import listen, load_settings
 from listener.record import decode_mention
 from listener.topics import TopicNames
 
@@ -38,29 +34,15 @@ def test_jetstream_to_needs_response(
 ) -> None:
     started = time.monotonic()
     harness = JetstreamHarness()
-    config = tmp_path / "listen.yaml"
     worker = Worker(tmp_path, kafka_bootstrap, topics, group_id)
     raw, queue = Tail(kafka_bootstrap, topics.raw), Tail(kafka_bootstrap, topics.needs_response)
 
     async def go() -> int:
         await harness.start()
         try:
-            config.write_text(
-                yaml.safe_dump(
-                    {
-                        "listen": {"cursor_dir": str(tmp_path / "cursors"), "metrics_port": None},
-                        "brands": [{"name": "acme", "keywords": ["acme"]}],
-                        "connectors": {"bluesky": {"url": harness.url, "rewind_s": 0.002}},
-                    }
-                )
-            )
-            settings = load_settings(
-                config, bootstrap_servers=kafka_bootstrap, topic_prefix=topics.prefix
-            )
-            task = asyncio.create_task(listen(settings, registry_=CollectorRegistry()))
+            task = start_listen_on_jetstream(tmp_path, harness.url, kafka_bootstrap, topics)
             await asyncio.to_thread(raw.until, lambda: len(raw.records) >= MATCHING, 30)
-            os.kill(os.getpid(), signal.SIGTERM)  # listen's own handler stops the runner
-            return await asyncio.wait_for(task, 30)
+            return await stop_listen(task)
         finally:
             await harness.stop()
 
