@@ -24,7 +24,6 @@ from typing import Any, TypeVar
 
 import orjson
 from contract.sink_servers import PagerDutyServer, SinkServer, SlackServer, ZendeskServer
-from kafka import KafkaConsumer, TopicPartition
 
 from listener.record import decode_mention, encode_mention
 from listener.topics import TopicNames
@@ -33,6 +32,7 @@ from .test_pipeline import (  # noqa: F401 - classifier is a fixture
     Tail,
     Worker,
     classifier,
+    committed_lag,
     make_posts,
     needing_response,
     produce,
@@ -79,17 +79,6 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.2)
-
-
-def delivery_lag(bootstrap: str, topic: str, group_id: str) -> int:
-    """Records of ``topic`` not yet committed by the delivery group."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id)
-    try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        ends = consumer.end_offsets(parts)
-        return sum(ends[tp] - (consumer.committed(tp) or 0) for tp in parts)
-    finally:
-        consumer.close()
 
 
 @contextmanager
@@ -149,7 +138,7 @@ def test_one_ticket_per_mention_through_outage_replay_and_restart(
             wait_for(lambda: set(pages()) >= p1, 30, "a page for every P1 id")
             dead.until(lambda: sum(slack_letters().values()) >= rounds * len(expected), 30)
             wait_for(
-                lambda: delivery_lag(kafka_bootstrap, topics.needs_response, deliver_group) == 0,
+                lambda: committed_lag(kafka_bootstrap, topics.needs_response, deliver_group) == 0,
                 30,
                 "the delivery group to commit the queue",
             )

@@ -196,6 +196,7 @@ class Tail:
 
 
 def committed_lag(bootstrap: str, topic: str, group_id: str) -> int:
+    """Records of ``topic`` not yet committed by ``group_id``."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id)
     try:
         parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
