@@ -2,7 +2,9 @@
 
 Before the rules, the author vetting signals are added (``agents/vetting.py``);
 after them, copy-paste copies of a queued post are kept out of the queue
-(``agents/dedup.py``). Every mention gets a routing decision (:func:`agents.rules.route`) and the
+(``agents/dedup.py``) and the queued original is produced again under its own
+key with the copy count (one update per original per batch, the latest
+count). Every mention gets a routing decision (:func:`agents.rules.route`) and the
 ``routed`` stage time; those that need a response are produced to the human
 queue keyed by ``Mention.id``, the rest are only counted. Delivery is
 at-least-once by the same rule as the classify agent (see
@@ -82,6 +84,7 @@ class RouteStage:
         outgoing: list[Outgoing] = []
         queued: list[Mention] = []
         passed: list[Mention] = []
+        updates: dict[str, Outgoing] = {}
         for event in events:
             try:
                 mention = decode_mention(event_value(event))
@@ -90,30 +93,35 @@ class RouteStage:
                 routed = mention.with_stage("routed", routing=self.decide(mention))
                 queue = routed.routing is not None and routed.routing.needs_response
                 if queue and self._dedup is not None:
-                    routed, queue = self._dedup.check(routed)
-                    if not queue:
+                    verdict = self._dedup.check(routed)
+                    routed, queue = verdict.mention, verdict.queue
+                    if verdict.original is not None:
                         self._metrics.duplicates.labels(label=_label(routed)).inc()
+                        updates[verdict.original.id] = self._queue_record(verdict.original, event)
                 if queue:
-                    outgoing.append(
-                        Outgoing(
-                            self._topics.needs_response,
-                            routed.id.encode(),
-                            encode_mention(routed),
-                            event_origin(event),
-                        )
-                    )
+                    outgoing.append(self._queue_record(routed, event))
                     queued.append(routed)
                 else:
                     passed.append(routed)
             except Exception as exc:  # noqa: BLE001 - one bad event is dead-lettered
                 failures.append(Failure.of(event, exc))
-        delivered = await self._outputs.deliver(STAGE, outgoing, failures)
+        # Count updates go last: same key, same partition, so the latest count is last.
+        counts = list(updates.values())
+        delivered = await self._outputs.deliver(STAGE, outgoing + counts, failures)
         for mention in passed:
             self._metrics.observe_stage(mention, "routed")
-        for mention, ok in zip(queued, delivered, strict=True):
+        for mention, ok in zip(queued, delivered[: len(queued)], strict=True):
             if ok:
                 self._metrics.observe_stage(mention, "routed")
                 self._count_queued(mention)
+
+    def _queue_record(self, mention: Mention, event: EventT) -> Outgoing:
+        return Outgoing(
+            self._topics.needs_response,
+            mention.id.encode(),
+            encode_mention(mention),
+            event_origin(event),
+        )
 
     def _count_queued(self, mention: Mention) -> None:
         routing, classification = mention.routing, mention.classification

@@ -12,7 +12,8 @@ The ``track_queue`` agent reads ``mentions.needs-response`` and
 table (changelog-backed, so a restarted or rebalanced worker gets its open
 items back): an item is added when queued and removed when acknowledged
 (observing ``brandlistener_time_in_queue_seconds``). An ack that arrives
-before its item is kept as a marker. A timer counts, over the partitions this
+before its item is kept as a marker. A copy-count update of an item (see
+``agents/dedup.py``) never reopens an acknowledged one. A timer counts, over the partitions this
 worker owns, the open items by priority and team (``brandlistener_queue_depth``),
 those past due (``brandlistener_sla_overdue``), and increments
 ``brandlistener_sla_breaches_total`` the first time this process sees an item
@@ -34,7 +35,7 @@ from faust.types import EventT, StreamT
 
 from agents.metrics import AgentMetrics
 from listener.errors import SkippableError
-from listener.record import decode_mention
+from listener.record import Mention, decode_mention
 from listener.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,12 @@ def _ack_time(value: bytes | None, fallback: float) -> float:
         if isinstance(body, dict) and isinstance(body.get("acked_at"), int | float):
             return float(body["acked_at"])
     return fallback
+
+
+def _is_count_update(mention: Mention) -> bool:
+    """A queue record the route stage re-produced with a copy count (``agents/dedup.py``)."""
+    duplicates = mention.signals.get("duplicates")
+    return isinstance(duplicates, dict) and duplicates.get("of") == mention.id
 
 
 class QueueTracker:
@@ -108,6 +115,8 @@ class QueueTracker:
         routing = mention.routing
         if routing is None or not routing.needs_response:
             return
+        if item is None and _is_count_update(mention):
+            return  # the item was acknowledged: a copy count must not reopen it
         queued = {
             "priority": routing.priority or "none",
             "team": routing.team or "none",

@@ -126,14 +126,23 @@ def test_request_shape_and_auth(name: str) -> None:
     run(name, scenario)
 
 
+def counted(m: Mention, count: int) -> Mention:
+    """``m`` as the route stage re-produces it when a copy arrives (``agents/dedup.py``)."""
+    signals = {**m.signals, "duplicates": {"of": m.id, "count": count}}
+    return m.model_copy(update={"signals": signals})
+
+
+@pytest.mark.parametrize("update", [False, True], ids=["redelivery", "count-update"])
 @pytest.mark.parametrize("name", NAMES)
-def test_same_mention_twice_creates_one(name: str) -> None:
-    """A redelivery (restart, rebalance): a fresh sink instance, the durable ledger kept."""
+def test_same_mention_twice_creates_one(name: str, update: bool) -> None:
+    """A redelivery (restart, rebalance) or the original re-produced with a copy count:
+    a fresh sink instance, the durable ledger kept."""
 
     async def scenario(server: SinkServer) -> None:
         clock, ledger, m = FakeClock(), MemoryLedger(), mention()
         first = await deliver_with(server.sink(), clock, m, ledger)
-        second = await deliver_with(server.sink(), clock, m, ledger)
+        again = counted(m, 5) if update else m
+        second = await deliver_with(server.sink(), clock, again, ledger)
         assert first.ok and second.ok and first.result and second.result
         assert first.result.created
         if SINKS[name].uses_ledger:  # else the receiver dedupes on webhook-id

@@ -1,4 +1,4 @@
-"""Copy-paste dedup on a fake clock: first queued, copies counted, window, redelivery, brands."""
+"""Copy-paste dedup on a fake clock: copies counted, the original re-counted, window, redelivery."""
 
 from __future__ import annotations
 
@@ -27,26 +27,47 @@ def post(text: str, brands: tuple[str, ...] = ("acme",), native: str | None = No
 def test_copies_collapse_into_the_first_with_a_count() -> None:
     clock = FakeClock()
     dedup = CopyDedup(window_s=600, clock=clock)
-    first, queued = dedup.check(post(CAMPAIGN.format(n=0)))
-    assert queued and "duplicates" not in first.signals
-    results = [dedup.check(post(CAMPAIGN.format(n=i).upper())) for i in range(1, 4)]
-    assert [q for _, q in results] == [False, False, False]
-    assert [m.signals["duplicates"] for m, _ in results][-1] == {"of": first.id, "count": 4}
-    again, queued = dedup.check(first)  # the original redelivered: deduped by id downstream
-    assert queued and "duplicates" not in again.signals
+    first = dedup.check(post(CAMPAIGN.format(n=0)))
+    assert first.queue and first.original is None and "duplicates" not in first.mention.signals
+    copies = [dedup.check(post(CAMPAIGN.format(n=i).upper())) for i in range(1, 4)]
+    assert [v.queue for v in copies] == [False, False, False]
+    assert copies[-1].mention.signals["duplicates"] == {"of": first.mention.id, "count": 4}
     clock.now += 601
-    assert dedup.check(post(CAMPAIGN.format(n=9)))[1], "a new window starts a new item"
+    assert dedup.check(post(CAMPAIGN.format(n=9))).queue, "a new window starts a new item"
+
+
+def test_each_copy_hands_back_the_original_with_the_new_count() -> None:
+    dedup = CopyDedup(clock=FakeClock())
+    first = dedup.check(post(CAMPAIGN.format(n=0))).mention
+    originals = [dedup.check(post(CAMPAIGN.format(n=i))).original for i in range(1, 3)]
+    assert [o.id if o else None for o in originals] == [first.id, first.id]
+    assert [o.signals["duplicates"] for o in originals if o] == [
+        {"of": first.id, "count": 2},
+        {"of": first.id, "count": 3},
+    ]
+    assert originals[-1] is not None and originals[-1].text == first.text
+
+
+def test_a_redelivered_original_is_queued_again_with_the_count_so_far() -> None:
+    dedup = CopyDedup(clock=FakeClock())
+    first = post(CAMPAIGN.format(n=0))
+    assert dedup.check(first).queue
+    again = dedup.check(first)
+    assert again.queue and again.original is None and "duplicates" not in again.mention.signals
+    dedup.check(post(CAMPAIGN.format(n=1)))
+    again = dedup.check(first)  # never rolls the queue item back to no count
+    assert again.queue and again.mention.signals["duplicates"] == {"of": first.id, "count": 2}
 
 
 def test_other_brands_and_short_texts_are_never_collapsed() -> None:
     dedup = CopyDedup(clock=FakeClock())
-    assert dedup.check(post(CAMPAIGN.format(n=1)))[1]
-    assert dedup.check(post(CAMPAIGN.format(n=1), brands=("globex",)))[1]
-    assert dedup.check(post("thanks @acme!"))[1] and dedup.check(post("thanks @acme!"))[1]
+    assert dedup.check(post(CAMPAIGN.format(n=1))).queue
+    assert dedup.check(post(CAMPAIGN.format(n=1), brands=("globex",))).queue
+    assert dedup.check(post("thanks @acme!")).queue and dedup.check(post("thanks @acme!")).queue
 
 
 def test_bounded_memory() -> None:
     dedup = CopyDedup(max_entries=2, clock=FakeClock())
     for i in range(3):
         dedup.check(post(f"a long enough campaign text number {i}"))
-    assert dedup.check(post("a long enough campaign text number 0"))[1], "evicted: queued again"
+    assert dedup.check(post("a long enough campaign text number 0")).queue, "evicted: queued again"

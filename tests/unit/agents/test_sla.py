@@ -87,3 +87,25 @@ def test_records_without_key_or_that_do_not_decode_are_ignored() -> None:
     tracker.on_record(TOPICS.acks, b"hn:2", b"not json either", 0, NOW)
     tracker.refresh([0])
     assert list(table) == [b"hn:2"]  # an ack marker, waiting for its item
+
+
+def _count_update(value: bytes, count: int) -> bytes:
+    """The original as the route stage re-produces it when a copy arrives (agents/dedup.py)."""
+    mention = Mention.model_validate_json(value)
+    signals = {**mention.signals, "duplicates": {"of": mention.id, "count": count}}
+    return encode_mention(mention.model_copy(update={"signals": signals}))
+
+
+def test_a_copy_count_update_keeps_the_item_and_never_reopens_an_acked_one() -> None:
+    tracker, table, registry = _tracker()
+    key, value = _queued("campaign", 600.0)
+    tracker.on_record(TOPICS.needs_response, key, value, 0, NOW - 50)
+    before = table[key]
+    tracker.on_record(TOPICS.needs_response, key, _count_update(value, 2), 0, NOW)
+    assert table[key] == before, "the queue time and due time are the original's"
+    tracker.on_record(TOPICS.acks, key, orjson.dumps({"acked_at": NOW + 10}), 0, NOW + 10)
+    tracker.on_record(TOPICS.needs_response, key, _count_update(value, 3), 0, NOW + 20)
+    tracker.refresh([0])
+    assert table == {}
+    assert registry.get_sample_value("brandlistener_time_in_queue_seconds_count", {
+        "priority": "P2", "team": "support"}) == 1  # fmt: skip
