@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import time, timedelta
 from zoneinfo import ZoneInfo
 
+from agents.business_hours import BusinessHours, due_at
 from listener.errors import SkippableError
 from listener.record import Mention, Priority, Routing
 
@@ -71,6 +72,8 @@ class Rule:
         author_flags: If set, the author must have one of these vetting flags
             (``repost_only``, ``link_heavy``, ``many_domains``, ``self_promotion``,
             ``mass_mentions``, ``high_rate``, ``duplicate_text``; see ``agents/vetting.py``).
+        business_hours: If set, the SLA clock of a matching mention runs only in these
+            hours (:func:`agents.business_hours.due_at`); None: every hour counts.
 
     An empty ``labels`` matches every label.
     """
@@ -93,6 +96,7 @@ class Rule:
     min_vetting_score: float | None = None
     max_vetting_score: float | None = None
     author_flags: frozenset[str] = frozenset()
+    business_hours: BusinessHours | None = None
 
     def matches(self, mention: Mention, label: str) -> bool:
         """Whether this rule applies to ``mention`` classified as ``label``."""
@@ -170,7 +174,8 @@ def route(
         sla: Time to first response by priority (a priority not in it has none).
 
     Returns:
-        The routing decision; ``sla_due_at`` is set only when a response is needed.
+        The routing decision; ``sla_due_at`` is set only when a response is needed,
+        counting only the rule's business hours when it has them.
 
     Raises:
         SkippableError: reason ``"unclassified"`` when the mention has no classification,
@@ -191,7 +196,9 @@ def route(
         needs_response=needs_response,
         priority=rule.priority,
         team=rule.team,
-        sla_due_at=mention.created_at + due if due is not None else None,
+        sla_due_at=due_at(mention.created_at, due, rule.business_hours)
+        if due is not None
+        else None,
         rule_ids=rule_ids,
         sinks=rule.sinks,
     )

@@ -3,6 +3,7 @@
 The file replaces the built-in table (:data:`agents.rules.RULES`) and SLA::
 
     sla: {P1: 1h, P2: 4h, P3: 24h}        # optional; P4 has none unless given
+    business_hours: {timezone: Europe/Berlin, hours: "09:00-17:00", priorities: [P2, P3]}
     rules:                                 # first match wins
       - id: complaint.legal
         when: {label: complaint, keywords: [lawsuit, lawyer], min_confidence: 0.6}
@@ -20,12 +21,13 @@ from __future__ import annotations
 import re
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agents.business_hours import BusinessHoursSpec
 from agents.rules import Rule
 from listener.record import Priority
 
@@ -102,6 +104,9 @@ class Then(BaseModel):
     priority: Priority = "P4"
     team: str = Field(default="social", min_length=1)
     sinks: tuple[str, ...] = ()
+    business_hours: bool | None = Field(
+        default=None, description="SLA in business hours only; unset: by priority."
+    )
 
     _tuple = field_validator("sinks", mode="before")(_as_tuple)
 
@@ -141,8 +146,18 @@ class RulesFile(BaseModel):
     model_config = _STRICT
 
     sla: dict[Priority, timedelta] = Field(default_factory=dict)
+    business_hours: BusinessHoursSpec | None = None
     rules: tuple[RuleSpec, ...] = ()
     default: DefaultSpec
+
+    @model_validator(mode="after")
+    def _calendar_given(self) -> Self:
+        if self.business_hours is None:
+            specs: tuple[RuleSpec | DefaultSpec, ...] = (*self.rules, self.default)
+            wanting = [s.id for s in specs if s.then.business_hours]
+            if wanting:
+                raise ValueError(f"rule(s) {wanting} ask for business_hours; add that block")
+        return self
 
     @field_validator("sla", mode="before")
     @classmethod
@@ -188,10 +203,19 @@ def parse_hours(text: str) -> tuple[time, time]:
     return start, end
 
 
-def to_rule(spec: RuleSpec | DefaultSpec) -> Rule:
-    """The evaluator's :class:`~agents.rules.Rule` for one validated spec."""
+def to_rule(spec: RuleSpec | DefaultSpec, hours: BusinessHoursSpec | None = None) -> Rule:
+    """The evaluator's :class:`~agents.rules.Rule` for one validated spec.
+
+    Args:
+        spec: The rule.
+        hours: The file's business hours, if any; they apply to the rule when
+            ``then.business_hours`` says so, or (unset) when its priority is listed.
+    """
     when = spec.when if isinstance(spec, RuleSpec) else When()
     then = spec.then
+    uses = then.business_hours
+    if uses is None:
+        uses = hours is not None and then.priority in hours.priorities
     return Rule(
         id=spec.id,
         labels=frozenset(when.label),
@@ -211,6 +235,7 @@ def to_rule(spec: RuleSpec | DefaultSpec) -> Rule:
         min_vetting_score=when.min_vetting_score,
         max_vetting_score=when.max_vetting_score,
         author_flags=frozenset(when.author_flags),
+        business_hours=hours.calendar() if uses and hours is not None else None,
     )
 
 
@@ -245,7 +270,8 @@ def parse_rules(
     except ValidationError as exc:
         lines = [f"{_where(tuple(e['loc']), data)}: {e['msg']}" for e in exc.errors()]
         raise RulesError(f"{origin}: invalid routing rules:\n  " + "\n  ".join(lines)) from None
-    rules = (*(to_rule(spec) for spec in parsed.rules), to_rule(parsed.default))
+    hours = parsed.business_hours
+    rules = (*(to_rule(spec, hours) for spec in parsed.rules), to_rule(parsed.default, hours))
     return rules, {str(k): v for k, v in parsed.sla.items()}
 
 

@@ -97,3 +97,42 @@ def test_unreadable_file(tmp_path: Path) -> None:
     bad.write_text("rules: [\n")
     with pytest.raises(RulesError, match="cannot read"):
         load_rules(bad)
+
+
+def test_business_hours_by_priority_with_a_per_rule_override() -> None:
+    doc = {
+        "sla": {"P1": "1h", "P2": "4h", "P3": "4h"},
+        "business_hours": {"timezone": "Europe/Berlin", "hours": "09:00-17:00",
+                           "priorities": ["P2", "P3"]},
+        "rules": [
+            {"id": "urgent", "when": {"keywords": ["hacked"]},
+             "then": {"needs_response": True, "priority": "P1", "team": "sec"}},
+            {"id": "vip", "when": {"min_followers": 1000},
+             "then": {"needs_response": True, "priority": "P2", "business_hours": False}},
+            {"id": "complaint", "when": {"label": "complaint"},
+             "then": {"needs_response": True, "priority": "P2"}},
+        ],
+        "default": {"then": {"needs_response": True, "priority": "P3", "business_hours": True}},
+    }  # fmt: skip
+    rules, sla = parse_rules(doc)
+    saturday = datetime(2026, 3, 7, 12, tzinfo=UTC)
+    monday_13h = datetime(2026, 3, 9, 12, tzinfo=UTC)  # 09:00 CET + 4h
+    cases = {
+        "urgent": ("complaint", "I was hacked", {}, saturday + timedelta(hours=1)),
+        "vip": ("complaint", "bill wrong", {"author": Author(followers=5000)},
+                saturday + timedelta(hours=4)),
+        "complaint": ("complaint", "bill wrong", {}, monday_13h),
+        "default": ("question", "how?", {}, monday_13h),
+    }  # fmt: skip
+    for rule_id, (label, text, fields, expected) in cases.items():
+        routing = route(_mention(label, text, created_at=saturday, **fields), 0.5, rules, sla)
+        assert (routing.rule_ids, routing.sla_due_at) == ((rule_id,), expected), rule_id
+
+
+def test_business_hours_errors_are_clear() -> None:
+    base = {"default": {"then": {"needs_response": True, "business_hours": True}}}
+    with pytest.raises(RulesError, match=r"\['default'\] ask for business_hours"):
+        parse_rules(base)
+    bad = {**base, "business_hours": {"hours": "17:00-09:00", "timezone": "Nowhere/Here"}}
+    with pytest.raises(RulesError, match="business_hours: Value error"):
+        parse_rules(bad)
