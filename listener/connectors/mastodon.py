@@ -19,12 +19,26 @@ is read and what arrives meanwhile waits in the stream (repeats are dropped by
 id in the runner). ``update`` events become Mentions, heartbeats (``:thump``)
 and ``delete`` events are ignored, a malformed event is skipped. A dropped
 stream raises RetryableError (the runner backs off) and the next poll reconnects.
+Keyword search (``search: true``, needs the token: instances answer statuses
+search only for a signed-in user): each of ``search_terms`` (default: every
+brand's keywords) is one more cursor key ``search:<term>``, read with
+``GET /api/v2/search?type=statuses&q=<term>&resolve=false&min_id=<cursor>``
+beside the tag timelines, which already cover the ``#hashtags``. The docs say
+``min_id`` gives the results *immediately newer* than it; so as not to depend on
+the order an instance's search index sorts by, a full page is followed (one page
+a poll) by pages below its oldest id (``max_id``, same ``min_id``) until one is
+short, and only then does the cursor move to the newest id seen: nothing between
+is skipped whichever end a page is cut from (the walk is kept in the cursor).
+Streaming mode gap-fills the terms on every (re)connect and again every
+``poll_interval_s``. A status found by both a
+timeline and a search has one Mention id; the runner drops the repeat.
 Delivery: at-least-once. Boosts (reblogs) are not new posts and are ignored.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
@@ -62,6 +76,12 @@ class MastodonSettings(BaseModel):
     streaming_url: str | None = Field(
         default=None, description="Streaming base URL if not the instance (see /api/v2/instance)."
     )
+    search: bool = Field(
+        default=False, description="Keyword search via /api/v2/search (needs access_token)."
+    )
+    search_terms: tuple[str, ...] = Field(
+        default=(), description="Search queries. Default: every brand's keywords."
+    )
     batch_max: int = Field(default=200, gt=0, description="Streaming: most events per poll.")
     batch_wait_s: float = Field(default=1.0, gt=0, description="Streaming: longest poll wait.")
     start_min_id: str | None = Field(
@@ -85,8 +105,21 @@ class MastodonConnector(BaseConnector):
         self.settings = settings
         tags = tuple(t.lstrip("#") for t in settings.hashtags) or brands.hashtags()
         self.timelines: tuple[str, ...] = tags + tuple(settings.timelines)
-        if not self.timelines:
+        searches: tuple[str, ...] = ()
+        if settings.search:
+            if settings.access_token is None:
+                raise FatalError(
+                    "mastodon: search needs access_token (statuses search is signed-in)"
+                )
+            terms = tuple(t.strip() for t in settings.search_terms if t.strip())
+            searches = tuple(f"{SEARCH}{t}" for t in terms or brands.search_terms())
+            if not searches:
+                raise FatalError("mastodon: search on but no terms: set 'search_terms' or keywords")
+        self.keys: tuple[str, ...] = self.timelines + searches
+        self.searches = searches
+        if not self.keys:
             raise FatalError("mastodon: no hashtags: set 'hashtags' or give a brand hashtags")
+        self._search_due = 0.0
         self.host = urlparse(settings.instance).netloc or settings.instance
         self._next = 0
         self._session: aiohttp.ClientSession | None = None
@@ -101,10 +134,10 @@ class MastodonConnector(BaseConnector):
         """
         state: dict[str, str] = json.loads(cursor) if cursor else {}
         if not self.settings.streaming:
-            key = self.timelines[self._next]
+            key = self.keys[self._next]
             mentions, skipped, full = await self._page(key, state)
             if not full:
-                self._next = (self._next + 1) % len(self.timelines)
+                self._next = (self._next + 1) % len(self.keys)
             more = full or self._next != 0
             return Batch(mentions, json.dumps(state, sort_keys=True), skipped, more)
         if self._stream is None:
@@ -112,7 +145,11 @@ class MastodonConnector(BaseConnector):
             stream = SseStreams(self._client(), urls, self.settings.timeout_s)
             await stream.open("mastodon")  # before the gap-fill: nothing falls between
             self._stream = stream
-            self._filling = list(self.timelines)
+            self._filling = list(self.keys)
+            self._search_due = time.monotonic() + self.settings.poll_interval_s
+        elif self.searches and not self._filling and time.monotonic() >= self._search_due:
+            self._filling = list(self.searches)  # search has no stream: poll it
+            self._search_due = time.monotonic() + self.settings.poll_interval_s
         while self._filling:  # gap-fill timeline by timeline; an empty page falls through
             mentions, skipped, full = await self._page(self._filling[0], state)
             if not full:
@@ -160,11 +197,17 @@ class MastodonConnector(BaseConnector):
         self, key: str, state: dict[str, str]
     ) -> tuple[tuple[Mention, ...], tuple[Skipped, ...], bool]:
         """One REST page of ``key`` after ``state[key]``; advances ``state``; True if full."""
-        statuses = await self._get(key, state.get(key, self.settings.start_min_id))
+        search = key.startswith(SEARCH)
+        if search:
+            statuses, full = await self._search(key, state)
+        else:
+            statuses = await self._get(key, state.get(key, self.settings.start_min_id))
+            full = len(statuses) >= self.settings.limit
         mentions: list[Mention] = []
         skipped: list[Skipped] = []
         for status in statuses:
-            self._advance(state, key, status)
+            if not search:
+                self._advance(state, key, status)
             try:
                 mention = _to_mention(self.host, status)
             except SkippableError as exc:
@@ -172,7 +215,7 @@ class MastodonConnector(BaseConnector):
                 continue
             if mention is not None:
                 mentions.append(mention)
-        return tuple(mentions), tuple(skipped), len(statuses) >= self.settings.limit
+        return tuple(mentions), tuple(skipped), full
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -210,6 +253,54 @@ class MastodonConnector(BaseConnector):
             reset_after=_rate_limit_reset,
         )
 
+    async def _search(self, key: str, state: dict[str, str]) -> tuple[list[Any], bool]:
+        """One search page of ``key`` newer than its cursor; True if there may be more.
+
+        A full page starts (or goes on) a walk down: ``<key>|below`` keeps the
+        oldest id read, the next page asks below it with the same ``min_id``, and
+        ``<key>|top`` the newest; the cursor itself moves only when a short page
+        ends the walk, so a restart mid-walk resumes it. Without a cursor it
+        reads the newest page only and starts there.
+        """
+        min_id = state.get(key, self.settings.start_min_id)
+        params = {
+            "q": key[len(SEARCH) :],
+            "type": "statuses",
+            "resolve": "false",
+            "limit": str(self.settings.limit),
+        }
+        if min_id is not None:
+            params["min_id"] = min_id
+        if f"{key}|below" in state:
+            params["max_id"] = state[f"{key}|below"]
+        body = await request_json(
+            self._client(),
+            "mastodon",
+            "GET",
+            f"{self.settings.instance.rstrip('/')}/api/v2/search",
+            params=params,
+            timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s),
+            expect=dict,
+            what="search response",
+            reset_after=_rate_limit_reset,
+        )
+        page = body.get("statuses")
+        if not isinstance(page, list):
+            raise RetryableError("mastodon: search response without a statuses array")
+        ids = [i for i in map(_status_id, page) if i is not None]
+        top = max([*ids, int(state.get(f"{key}|top", "0"))])
+        full = len(page) >= self.settings.limit and min_id is not None and bool(ids)
+        walked = f"{key}|top" in state  # a walk ends: read on from the new cursor at once
+        if full:
+            state[f"{key}|below"] = str(min(ids))
+            state[f"{key}|top"] = str(top)
+        else:
+            state.pop(f"{key}|below", None)
+            state.pop(f"{key}|top", None)
+            if top and (min_id is None or top > int(min_id)):
+                state[key] = str(top)
+        return page, full or walked
+
     async def _close_stream(self) -> None:
         stream, self._stream = self._stream, None
         if stream is not None:
@@ -221,6 +312,15 @@ class MastodonConnector(BaseConnector):
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+
+SEARCH = "search:"
+"""Cursor-key prefix of a keyword search (tag names cannot hold ``:``)."""
+
+
+def _status_id(status: Any) -> int | None:
+    sid = status.get("id") if isinstance(status, dict) else None
+    return int(sid) if isinstance(sid, str) and sid.isdigit() else None
 
 
 def _rate_limit_reset(headers: Mapping[str, str]) -> float:

@@ -260,13 +260,44 @@ class FeedHarness(HttpHarness):
 
 
 class MastodonHarness(HttpHarness):
-    """``/api/v1/timelines/tag/:hashtag``: newest first, ``min_id`` / ``limit``, bearer token."""
+    """``/api/v1/timelines/tag/:hashtag`` and ``/api/v2/search``: newest first, ``min_id``."""
 
     name = "mastodon"
     TOKEN = "test-token"
 
+    search_newest_first: bool = False
+    """Search: cut a ``min_id`` page from the newest end (the docs say the oldest)."""
+
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/api/v1/timelines/tag/{tag}", self._timeline)
+        app.router.add_get("/api/v2/search", self._search)
+
+    async def _search(self, request: web.Request) -> web.Response:
+        """``/api/v2/search``: statuses need a user token; ``min_id``/``max_id``/``limit``."""
+        query = request.query
+        if request.headers.get("Authorization") != f"Bearer {self.TOKEN}":
+            return web.json_response({"error": "The access token is invalid"}, status=401)
+        body: dict[str, list[Any]] = {"accounts": [], "statuses": [], "hashtags": []}
+        if query.get("type") != "statuses" or not query.get("q"):
+            return web.json_response(body)
+        corpus = fixture("mastodon", "tag_timeline.json") + fixture(
+            "mastodon", "search_statuses.json"
+        )
+        term = query["q"].lower()
+        hits = sorted(
+            (s for s in corpus if term in str(s.get("content") or "").lower()),
+            key=lambda s: int(s["id"]),
+        )
+        if "max_id" in query:
+            hits = [s for s in hits if int(s["id"]) < int(query["max_id"])]
+        limit = min(40, int(query.get("limit", "20")))
+        if "min_id" in query and not self.search_newest_first:
+            hits = [s for s in hits if int(s["id"]) > int(query["min_id"])][:limit]
+        else:
+            floor = int(query.get("min_id", "0"))
+            hits = [s for s in hits if int(s["id"]) > floor][-limit:]
+        body["statuses"] = list(reversed(hits))
+        return web.json_response(body)
 
     async def _timeline(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {self.TOKEN}":
