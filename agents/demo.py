@@ -4,6 +4,13 @@ Starts (or reuses) a local Kafka broker with a persistent data dir, starts one
 worker process, replays the bundled sample stream at a visible pace and prints,
 live, every post the router sends to the human queue. Ctrl-C stops the worker
 and the broker it started; nothing is left running.
+
+``--live bluesky --brand NAME [--keyword K ...]`` needs internet: instead of the
+bundled file it runs ``brand-listener listen`` on a generated config (the
+Bluesky Jetstream connector, public Jetstream unless ``--jetstream-url``) for
+that brand, so real posts flow through the same worker. ``--duration S`` stops
+the listener after S seconds (then ``--exit-when-done`` ends the demo once the
+queue is quiet); without it a live demo runs until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -16,9 +23,14 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+import yaml
+
+from listener.brands import BrandSettings
+from listener.connectors.bluesky import BlueskySettings
 from listener.kafka_local import KafkaBroker, create_topics, die_with_parent, port_in_use
 from listener.producer import MentionProducer
 from listener.record import Mention, decode_mention
@@ -56,6 +68,32 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--keep-broker", action="store_true", help="leave the broker running on exit"
+    )
+    live = parser.add_argument_group("live mode (needs internet; the default demo is offline)")
+    live.add_argument(
+        "--live",
+        choices=("bluesky",),
+        help="listen to a live source instead of replaying --stream",
+    )
+    live.add_argument("--brand", metavar="NAME", help="live: the brand to listen for")
+    live.add_argument(
+        "--keyword",
+        action="append",
+        default=[],
+        metavar="K",
+        help="live: a keyword of the brand (repeatable; default: the brand name)",
+    )
+    live.add_argument(
+        "--jetstream-url",
+        default=BlueskySettings.model_fields["url"].default,
+        metavar="URL",
+        help="live bluesky: Jetstream /subscribe URL (default: %(default)s)",
+    )
+    live.add_argument(
+        "--duration",
+        type=float,
+        metavar="S",
+        help="live: stop listening after S seconds (default: until Ctrl-C)",
     )
     parser.set_defaults(func=run_demo)
 
@@ -112,15 +150,45 @@ def _start_worker(
     )
 
 
-def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
-    if worker.poll() is not None:
+def _terminate(child: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a child (the worker, the listener) and wait; kill it after 30 s."""
+    if child.poll() is not None:
         return
-    worker.send_signal(signal.SIGTERM)
+    child.send_signal(signal.SIGTERM)
     try:
-        worker.wait(timeout=30)
+        child.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
+        child.kill()
+        child.wait()
+
+
+def live_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``listen`` config of a live demo: one brand, the Bluesky Jetstream connector."""
+    brand = BrandSettings(name=args.brand, keywords=tuple(args.keyword) or (args.brand,))
+    return {
+        "listen": {"cursor_dir": str(args.data_dir / "live-cursors"), "metrics_port": None},
+        "brands": [{"name": brand.name, "keywords": list(brand.keywords)}],
+        "connectors": {"bluesky": {"url": args.jetstream_url}},
+    }
+
+
+def _start_listen(
+    args: argparse.Namespace, bootstrap: str, log: IO[bytes]
+) -> subprocess.Popen[bytes]:
+    config = args.data_dir / "live-listen.yaml"
+    config.write_text(yaml.safe_dump(live_config(args), sort_keys=False), encoding="utf-8")
+    cmd = [
+        sys.executable, "-m", "agents.cli", "listen", "--config", str(config),
+        "--bootstrap", bootstrap,
+    ]  # fmt: skip
+    return subprocess.Popen(  # noqa: S603
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
+    )
 
 
 def _queue_consumer(bootstrap: str, topic: str) -> Any:
@@ -142,9 +210,27 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
+def _check_live_args(args: argparse.Namespace) -> str | None:
+    """What is wrong with the live-mode flags, or None."""
+    if args.live is None:
+        live_only = ("brand", "duration")
+        if any(getattr(args, a) is not None for a in live_only) or args.keyword:
+            return "--brand, --keyword and --duration are for --live"
+        return None
+    if not args.brand or not args.brand.strip():
+        return "--live needs --brand NAME"
+    if args.duration is not None and args.duration <= 0:
+        return "--duration must be positive"
+    return None
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo until the stream is done (``--exit-when-done``) or Ctrl-C."""
-    if not args.stream.is_file():
+    problem = _check_live_args(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if args.live is None and not args.stream.is_file():
         print(f"error: sample stream {args.stream} not found", file=sys.stderr)
         return 2
     args.data_dir.mkdir(parents=True, exist_ok=True)
@@ -153,6 +239,7 @@ def run_demo(args: argparse.Namespace) -> int:
     topics = TopicNames()
     started_broker = False
     worker: subprocess.Popen[bytes] | None = None
+    listener: subprocess.Popen[bytes] | None = None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -193,9 +280,34 @@ def run_demo(args: argparse.Namespace) -> int:
             finally:
                 replay_done.set()
 
-        _say(f"replaying {args.stream.name} at {args.rate:g} posts/s; routed to the human queue:")
+        source: Callable[[], None] = replay
+        if args.live is not None:
+            listen_log_path = args.data_dir / "listen.log"
+            with open(listen_log_path, "ab") as listen_log:
+                listener = _start_listen(args, broker.bootstrap, listen_log)
+            running = listener
+
+            def listen_for() -> None:  # the live stream has no end: --duration gives it one
+                stop.wait(args.duration)  # None: until the demo stops
+                _terminate(running)
+                if running.returncode not in (0, -signal.SIGTERM):
+                    replay_error.append(
+                        RuntimeError(f"listen exited {running.returncode}; see {listen_log_path}")
+                    )
+                replay_done.set()
+
+            source = listen_for
+            until = f"for {args.duration:g} s" if args.duration is not None else "until Ctrl-C"
+            _say(
+                f"listening live to {args.live} ({args.jetstream_url}) for brand "
+                f"{args.brand!r} {until} (log: {listen_log_path}); routed to the human queue:"
+            )
+        else:
+            _say(
+                f"replaying {args.stream.name} at {args.rate:g} posts/s; routed to the human queue:"
+            )
         print(f"{'prio':<4}  {'label':<9} {'conf':>4}  {'source':<10} text", flush=True)
-        threading.Thread(target=replay, name="replay", daemon=True).start()
+        threading.Thread(target=source, name="source", daemon=True).start()
 
         shown, latencies, quiet_since = 0, [], time.monotonic()
         summary_printed = False
@@ -216,9 +328,17 @@ def run_demo(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 1
+            if listener is not None and not replay_done.is_set() and listener.poll() is not None:
+                print(
+                    f"error: the listener exited (code {listener.returncode}); "
+                    f"see {args.data_dir / 'listen.log'}",
+                    file=sys.stderr,
+                )
+                return 1
             if replay_done.is_set() and not summary_printed and time.monotonic() - quiet_since > 8:
                 if replay_error:
-                    print(f"error: replay failed: {replay_error[0]}", file=sys.stderr)
+                    what = "listen" if args.live else "replay"
+                    print(f"error: {what} failed: {replay_error[0]}", file=sys.stderr)
                     return 1
                 summary_printed = True
                 _say(
@@ -229,9 +349,13 @@ def run_demo(args: argparse.Namespace) -> int:
                 _say(f"metrics: {metrics_url}   worker log: {worker_log_path}")
                 if args.exit_when_done:
                     break
-                _say(
-                    "still listening (replay more: brand-listener replay FILE.jsonl); Ctrl-C stops"
-                )
+                if args.live:
+                    _say("the listener stopped; the worker still serves the queue; Ctrl-C stops")
+                else:
+                    _say(
+                        "still listening (replay more: brand-listener replay FILE.jsonl); "
+                        "Ctrl-C stops"
+                    )
         consumer.close()
         return 0
     except KeyboardInterrupt:
@@ -240,9 +364,12 @@ def run_demo(args: argparse.Namespace) -> int:
     finally:
         # Stop in order, ignoring a second Ctrl-C so nothing is orphaned.
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if listener is not None and listener.poll() is None:
+            _say("stopping the listener")
+            _terminate(listener)
         if worker is not None:
             _say("stopping the worker")
-            _stop_worker(worker)
+            _terminate(worker)
         if started_broker and not args.keep_broker:
             _say("stopping Kafka")
             broker.stop()
