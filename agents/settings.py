@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, SerializeAsAny, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from agents.sinks.config import DeliverySettings, validate_sinks
 from agents.spikes import SpikeConfig
+from listener.settings import FlagSettings
 from listener.topics import TopicNames
 
 
-class AgentSettings(BaseSettings):
+class AgentSettings(FlagSettings):
     """Everything the Faust worker (classify and route agents) is configured by."""
 
     model_config = SettingsConfigDict(
@@ -143,14 +144,3 @@ class AgentSettings(BaseSettings):
     def bootstrap_list(self) -> list[str]:
         """``bootstrap_servers`` split on commas, blanks dropped."""
         return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
-
-    def override(self, **changes: object) -> AgentSettings:
-        """A validated copy with ``changes`` applied; ``None`` values are ignored.
-
-        Used for command-line flags, which win over the environment.
-
-        Raises:
-            pydantic.ValidationError: A change is not a valid value for its field.
-        """
-        updates = {k: v for k, v in changes.items() if v is not None}
-        return type(self).model_validate({**self.model_dump(), **updates})

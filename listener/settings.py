@@ -16,7 +16,7 @@ result to whatever needs it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,7 +25,22 @@ from listener.brands import BrandSettings
 from listener.topics import TopicNames
 
 
-class KafkaSettings(BaseSettings):
+class FlagSettings(BaseSettings):
+    """Settings whose command-line flags win over the environment (see :meth:`override`)."""
+
+    def override(self, **changes: object) -> Self:
+        """A validated copy with ``changes`` applied; ``None`` values are ignored.
+
+        Used for command-line flags, which win over the environment.
+
+        Raises:
+            pydantic.ValidationError: A change is not a valid value for its field.
+        """
+        updates = {k: v for k, v in changes.items() if v is not None}
+        return type(self).model_validate({**self.model_dump(), **updates})
+
+
+class KafkaSettings(FlagSettings):
     """How to reach the Kafka cluster, and the topic-name prefix of this deployment.
 
     Security settings (SASL/TLS) are not supported yet: a plaintext listener is assumed.
@@ -55,17 +70,6 @@ class KafkaSettings(BaseSettings):
     def topics(self) -> TopicNames:
         """The topic names under this deployment's prefix."""
         return TopicNames(prefix=self.topic_prefix)
-
-    def override(self, **changes: object) -> KafkaSettings:
-        """A validated copy with ``changes`` applied; ``None`` values are ignored.
-
-        Used for command-line flags, which win over the environment.
-
-        Raises:
-            pydantic.ValidationError: A change is not a valid value for its field.
-        """
-        updates = {k: v for k, v in changes.items() if v is not None}
-        return type(self).model_validate({**self.model_dump(), **updates})
 
     def bootstrap_list(self) -> list[str]:
         """``bootstrap_servers`` split on commas, blanks dropped."""
