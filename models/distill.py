@@ -51,6 +51,7 @@ from models.train import (
     encode,
     predict_ids,
     read_jsonl,
+    seed_everything,
 )
 
 
@@ -116,10 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Distil, evaluate per epoch, keep the best checkpoint; returns an exit code."""
     args = parse_args(argv)
     started = time.monotonic()
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
+    seed_everything(args.seed, args.threads)
     rng = random.Random(args.seed)
 
     def keep(row: dict[str, Any]) -> bool:

@@ -194,6 +194,14 @@ def class_weights(labels: Sequence[int]) -> torch.Tensor:
     return raw / raw.mean()
 
 
+def seed_everything(seed: int, threads: int) -> None:
+    """Seed Python, NumPy and torch, and fix torch's CPU threads (reproducible runs)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.splitlines()[0])
@@ -223,10 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Train, evaluate per epoch and keep the best checkpoint; returns an exit code."""
     args = parse_args(argv)
     started = time.monotonic()
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
+    seed_everything(args.seed, args.threads)
     rng = random.Random(args.seed)
 
     base = base_model_dir()
