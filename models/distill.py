@@ -44,6 +44,7 @@ from models.train import (
     LABEL2ID,
     LABELS,
     REPO_ROOT,
+    adamw,
     base_model_dir,
     bucketed_batches,
     class_weights,
@@ -153,18 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     steps_per_epoch = math.ceil(len(train) / args.batch_size)
     total = steps_per_epoch * args.epochs
     warm = max(1, int(args.warmup * total))
-    no_decay = ("bias", "LayerNorm.weight")
-    groups = [
-        {
-            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-            "weight_decay": 0.01,
-        },
-        {
-            "params": [p for n, p in model.named_parameters() if n.endswith(no_decay)],
-            "weight_decay": 0.0,
-        },
-    ]
-    optim = torch.optim.AdamW(groups, lr=args.lr)
+    optim = adamw(model, args.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optim, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / (total - warm))
     )

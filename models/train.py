@@ -194,6 +194,17 @@ def class_weights(labels: Sequence[int]) -> torch.Tensor:
     return raw / raw.mean()
 
 
+def adamw(model: torch.nn.Module, lr: float) -> torch.optim.AdamW:
+    """AdamW with weight decay 0.01, none on biases and LayerNorm weights."""
+    no_decay = ("bias", "LayerNorm.weight")
+    named = list(model.named_parameters())
+    groups = [
+        {"params": [p for n, p in named if not n.endswith(no_decay)], "weight_decay": 0.01},
+        {"params": [p for n, p in named if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=lr)
+
+
 def seed_everything(seed: int, threads: int) -> None:
     """Seed Python, NumPy and torch, and fix torch's CPU threads (reproducible runs)."""
     random.seed(seed)
@@ -264,18 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return (step + 1) / warm
         return max(0.0, (total - step) / max(1, total - warm))
 
-    no_decay = ("bias", "LayerNorm.weight")
-    groups = [
-        {
-            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-            "weight_decay": 0.01,
-        },
-        {
-            "params": [p for n, p in model.named_parameters() if n.endswith(no_decay)],
-            "weight_decay": 0.0,
-        },
-    ]
-    optim = torch.optim.AdamW(groups, lr=args.lr)
+    optim = adamw(model, args.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optim, schedule)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
 
