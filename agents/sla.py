@@ -10,11 +10,23 @@ an acknowledgement: a ticket nobody answers is still a breach.
 The ``track_queue`` agent reads ``mentions.needs-response`` and
 ``mentions.acks`` (both keyed by id, so co-partitioned) into the ``sla-queue``
 table (changelog-backed, so a restarted or rebalanced worker gets its open
-items back): an item is added when queued and removed when acknowledged
-(observing ``brandlistener_time_in_queue_seconds``). An ack that arrives
-before its item is kept as a marker. A copy-count update of an item (see
-``agents/dedup.py``) never reopens an acknowledged one. A timer counts, over the partitions this
-worker owns, the open items by priority and team (``brandlistener_queue_depth``),
+items back). An item is added when queued; when acknowledged it is replaced
+by a small *closed* marker (observing ``brandlistener_time_in_queue_seconds``
+once), so a queue record redelivered after its ack (at-least-once: a worker
+restart, a rebalance) or a copy-count update of it (see ``agents/dedup.py``)
+never reopens it. An ack that arrives before its item is kept as a marker
+too, and closes the item when it arrives.
+
+Markers are forgotten :data:`ACK_RETENTION_S` after their ack time (Kafka's
+default ``retention.ms``: by then the queue record is normally gone from the
+topic). The agent purges them while it processes records, at most every
+:data:`PURGE_INTERVAL_S` per partition and only in the partition of the
+record at hand, since a Faust table can only be changed from its stream (the
+changelog record goes to the event's partition); a partition that receives no
+records keeps its markers until it does.
+
+A timer counts, over the partitions this worker owns, the open items by
+priority and team (``brandlistener_queue_depth``; markers are not counted),
 those past due (``brandlistener_sla_overdue``), and increments
 ``brandlistener_sla_breaches_total`` the first time this process sees an item
 overdue (after a restart or rebalance, items already overdue are counted once
@@ -42,6 +54,12 @@ log = logging.getLogger(__name__)
 
 TABLE = "sla-queue"
 
+ACK_RETENTION_S = 7 * 24 * 3600.0
+"""How long an ack marker is kept after its ack time: Kafka's default ``retention.ms``."""
+
+PURGE_INTERVAL_S = 3600.0
+"""Least time between two scans of one partition's markers for expired ones."""
+
 
 def _ack_time(value: bytes | None, fallback: float) -> float:
     if value:
@@ -54,6 +72,11 @@ def _ack_time(value: bytes | None, fallback: float) -> float:
     return fallback
 
 
+def _is_open(item: dict[str, Any]) -> bool:
+    """A queued item not yet acknowledged (the rest are ack markers)."""
+    return "queued_at" in item and "acked_at" not in item
+
+
 def _is_count_update(mention: Mention) -> bool:
     """A queue record the route stage re-produced with a copy count (``agents/dedup.py``)."""
     duplicates = mention.signals.get("duplicates")
@@ -63,11 +86,18 @@ def _is_count_update(mention: Mention) -> bool:
 class QueueTracker:
     """Keeps the SLA table and the queue metrics; the agent and timer call into it.
 
+    Table values are JSON: an open item ``{"priority", "team", "due",
+    "queued_at", "p"}``; an ack waiting for its item ``{"acked_at", "p"}``; a
+    closed item ``{"acked_at", "p", "closed": true}``. ``p`` is the partition,
+    the same on both topics.
+
     Args:
         table: ``id -> JSON item`` (or an ack marker), a Faust table or a dict in tests.
         metrics: The worker's metrics.
         topics: Topic names (to tell queue records from acks).
         clock: Wall-clock seconds (injected in tests).
+        retention_s: How long markers are kept after their ack time.
+        purge_interval_s: Least time between two purges of one partition.
     """
 
     def __init__(
@@ -76,11 +106,16 @@ class QueueTracker:
         metrics: AgentMetrics,
         topics: TopicNames,
         clock: Any = time.time,
+        retention_s: float = ACK_RETENTION_S,
+        purge_interval_s: float = PURGE_INTERVAL_S,
     ) -> None:
         self._table = table
         self._metrics = metrics
         self._topics = topics
         self._clock = clock
+        self._retention_s = retention_s
+        self._purge_interval_s = purge_interval_s
+        self._purged_at: dict[int, float] = {}
         self._breached: set[bytes] = set()
         self._labels: set[tuple[str, str]] = set()
 
@@ -89,6 +124,9 @@ class QueueTracker:
     ) -> None:
         """Apply one record of the queue or acks topic to the table.
 
+        Must run in the record's stream context: it may also purge expired
+        markers of ``partition`` (:meth:`_purge`).
+
         Args:
             topic: Where it came from.
             key: The Mention id (records without one are ignored).
@@ -96,6 +134,7 @@ class QueueTracker:
             partition: Its partition (the item remembers it, see :meth:`refresh`).
             ts: The record's timestamp in seconds.
         """
+        self._purge(partition)
         if not key:
             return
         seen = self._table.get(key)
@@ -104,7 +143,7 @@ class QueueTracker:
             acked = _ack_time(value, ts)
             if item is None:
                 self._table[key] = orjson.dumps({"acked_at": acked, "p": partition})
-            elif "acked_at" not in item:
+            elif _is_open(item):
                 self._acknowledge(key, item, acked)
             return
         try:
@@ -116,7 +155,7 @@ class QueueTracker:
         if routing is None or not routing.needs_response:
             return
         if item is None and _is_count_update(mention):
-            return  # the item was acknowledged: a copy count must not reopen it
+            return  # acknowledged, its marker expired: a copy count must not reopen it
         queued = {
             "priority": routing.priority or "none",
             "team": routing.team or "none",
@@ -126,15 +165,38 @@ class QueueTracker:
         }
         if item is None:
             self._table[key] = orjson.dumps(queued)
-        elif "acked_at" in item and "queued_at" not in item:
+        elif "acked_at" in item and not item.get("closed"):
             self._acknowledge(key, queued, float(item["acked_at"]))
+        # else: open already (a redelivery or copy count), or closed (redelivered after its ack)
 
     def _acknowledge(self, key: bytes, item: dict[str, Any], acked_at: float) -> None:
         labels = {"priority": item["priority"], "team": item["team"]}
         waited = max(0.0, acked_at - float(item["queued_at"]))
         self._metrics.time_in_queue.labels(**labels).observe(waited)
-        del self._table[key]
+        self._table[key] = orjson.dumps({"acked_at": acked_at, "p": item["p"], "closed": True})
         self._breached.discard(key)
+
+    def _purge(self, partition: int) -> None:
+        """Delete ``partition``'s markers older than the retention (at most once an interval).
+
+        Only keys of the partition being processed: their changelog records
+        must go to that partition, the one Faust writes them to.
+        """
+        now = self._clock()
+        if now - self._purged_at.get(partition, float("-inf")) < self._purge_interval_s:
+            return
+        self._purged_at[partition] = now
+        expired = []
+        for key, raw in list(self._table.items()):
+            item = orjson.loads(raw)
+            if item.get("p") != partition or "acked_at" not in item:
+                continue
+            if float(item["acked_at"]) + self._retention_s < now:
+                expired.append(key)
+        for key in expired:
+            del self._table[key]
+        if expired:
+            log.info("sla: %d ack markers of partition %d expired", len(expired), partition)
 
     def refresh(self, partitions: Iterable[int]) -> None:
         """Recompute the queue gauges over this worker's ``partitions``; count new breaches."""
@@ -145,7 +207,7 @@ class QueueTracker:
         keys: set[bytes] = set()
         for key, raw in list(self._table.items()):
             item = orjson.loads(raw)
-            if item.get("p") not in owned or "queued_at" not in item:
+            if item.get("p") not in owned or not _is_open(item):
                 continue
             labels = (item["priority"], item["team"])
             depth[labels] += 1
