@@ -72,13 +72,20 @@ def create_app(settings: AgentSettings) -> faust.App:
 
 @dataclass(frozen=True, slots=True)
 class PipelineTopics:
-    """The pipeline's topics bound to one app (raw bytes in and out)."""
+    """The pipeline's topics bound to one app (raw bytes in and out).
+
+    ``by_copy_text`` and ``by_brand_label`` are the app's own repartition
+    topics (``<app id>-by-...-repartition``, like Faust's): they re-key records
+    so that the stateful agents get every record of a key (see ``agents/tables.py``).
+    """
 
     raw: faust.TopicT
     classified: faust.TopicT
     needs_response: faust.TopicT
     dead_letter: faust.TopicT
     alerts: faust.TopicT
+    by_copy_text: faust.TopicT
+    by_brand_label: faust.TopicT
 
     def by_name(self) -> dict[str, faust.TopicT]:
         """Each bound topic under its Kafka name."""
@@ -90,12 +97,19 @@ class PipelineTopics:
                 self.needs_response,
                 self.dead_letter,
                 self.alerts,
+                self.by_copy_text,
+                self.by_brand_label,
             )
         }
 
 
+def repartition_topic(app_id: str, by: str) -> str:
+    """The name of the app's repartition topic re-keying records ``by`` something."""
+    return f"{app_id}-by-{by}-repartition"
+
+
 def bind_topics(app: faust.App, names: TopicNames, partitions: int) -> PipelineTopics:
-    """Bind the pipeline's topic names to ``app``.
+    """Bind the pipeline's topic names (and the app's repartition topics) to ``app``.
 
     The topics are marked ``internal`` so that Faust declares (creates if
     missing, with ``partitions``) the ones the agents subscribe to; a startup
@@ -119,6 +133,8 @@ def bind_topics(app: faust.App, names: TopicNames, partitions: int) -> PipelineT
         needs_response=bind(names.needs_response),
         dead_letter=bind(names.dead_letter),
         alerts=bind(names.alerts),
+        by_copy_text=bind(repartition_topic(app.conf.id, "copy-text")),
+        by_brand_label=bind(repartition_topic(app.conf.id, "brand-label")),
     )
 
 

@@ -1,5 +1,9 @@
 """The ``classify_mentions`` agent: mentions.raw -> intent classifier -> mentions.classified.
 
+The classified topic is keyed by the author (:func:`agents.vetting.partition_key`),
+not by Mention id: the route agent keeps each author's vetting window in a
+table keyed the same way, so an author's posts and state meet on one worker.
+
 Delivery: at-least-once. How that follows from Faust 0.15.3 (faust/streams.py,
 faust/transport/consumer.py, faust/topics.py, read for this):
 
@@ -43,6 +47,7 @@ from faust.types import EventT, StreamT
 
 from agents.app import Failure, Outgoing, Outputs, event_origin, event_value
 from agents.metrics import AgentMetrics
+from agents.vetting import partition_key
 from listener.record import LABELS, Classification, Mention, decode_mention, encode_mention
 from listener.topics import TopicNames
 from models.interface import IntentClassifier, Prediction
@@ -102,7 +107,7 @@ class ClassifyStage:
                     outgoing.append(
                         Outgoing(
                             self._topics.classified,
-                            mention.id.encode(),
+                            partition_key(mention),
                             encode_mention(done),
                             event_origin(event),
                         )

@@ -10,7 +10,7 @@ and is counted in ``brandlistener_duplicates_total``. Texts shorter than
 ``min_chars`` once normalised ("thanks @acme!") are never collapsed.
 
 **The count on the queue.** Each copy also hands back the *original* with the
-same ``signals["duplicates"]`` (``of`` = its own id), which the route stage
+same ``signals["duplicates"]`` (``of`` = its own id), which the dedup stage
 re-produces to the queue under the original's key. The queue topic is keyed
 by ``Mention.id``, so compaction (and any consumer keeping the latest value
 per key) holds one item per campaign with its current count; the SLA tracker
@@ -21,35 +21,33 @@ already reads Mentions keyed by id, and a second record shape would need a
 join in each of them. Tickets created before the count grew keep the count
 they were created with (updating an existing ticket is not done).
 
+Where it runs: after the rules, in the ``dedup_copies`` agent (``agents/route.py``):
+the route stage produces each post that needs a response to an internal topic
+keyed by :meth:`CopyDedup.key` (brands and text fingerprint), so every copy of
+a text meets the same worker and the same entry of the changelog-backed
+``copy-campaigns`` Faust table (``agents/tables.py``): with N workers a
+campaign is still one queue item, and a restart keeps the campaigns of the
+window. Entries are deleted by :meth:`CopyDedup.sweep` once their window has passed.
+
 At-least-once: a redelivered original (same Mention id) is not a copy: it is
 queued again (with the count so far, so it never rolls the queue item back)
 and absorbed downstream by id, as every redelivery is. A redelivered copy is
-counted again, so ``count`` may over-count after a crash. State is per worker
-and in memory (bounded LRU of encoded originals, about 2 KB each): after a
-restart the first copy seen is queued again (one more item per campaign), and
-with N workers a campaign spread over them by Mention id can become up to N
-queue items, one per worker.
+recognised by its id (the entry keeps the ids of the first ``max_copy_ids``
+copies) and not counted twice; past that many copies the count may over-count
+after a crash.
 """
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agents.tables import JsonState, Owned, everything
 from agents.vetting import fingerprint, normalise
 from listener.record import Mention, decode_mention, encode_mention
 
 Clock = Callable[[], float]
-
-
-@dataclass
-class _First:
-    id: str
-    at: float
-    value: bytes
-    count: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,23 +76,32 @@ class CopyDedup:
 
     Args:
         window_s: How long after the first post copies are collapsed into it.
-        max_entries: Most texts remembered (least recently seen dropped first).
         min_chars: Normalised texts shorter than this are never collapsed.
         clock: Seconds since the epoch (tests pass a fake clock).
+        state: Where the campaigns live (the worker passes its Faust table).
+        max_copy_ids: Copy ids remembered per campaign (to not count a redelivery twice).
     """
 
     def __init__(
         self,
         window_s: float = 3600.0,
-        max_entries: int = 20_000,
         min_chars: int = 20,
         clock: Clock = time.time,
+        state: JsonState | None = None,
+        max_copy_ids: int = 500,
     ) -> None:
         self.window_s = window_s
-        self.max_entries = max_entries
         self.min_chars = min_chars
+        self.max_copy_ids = max_copy_ids
         self._clock = clock
-        self._first: OrderedDict[str, _First] = OrderedDict()
+        self.state = state if state is not None else JsonState()
+
+    def key(self, mention: Mention) -> str | None:
+        """``"<brands>|<fingerprint>"``, shared by copies of ``mention``; None if too short."""
+        if len(normalise(mention.text)) < self.min_chars:
+            return None
+        brands = ",".join(sorted(b.lower() for b in mention.brands))
+        return f"{brands}|{fingerprint(mention.text)}"
 
     def check(self, mention: Mention) -> Verdict:
         """Whether ``mention`` is the first of its text in the window (queue it) or a copy.
@@ -105,23 +112,28 @@ class CopyDedup:
         Returns:
             The verdict; for a copy it carries the original with the updated count.
         """
-        if len(normalise(mention.text)) < self.min_chars:
+        key = self.key(mention)
+        if key is None:
             return Verdict(mention, True)
-        brands = ",".join(sorted(b.lower() for b in mention.brands))
-        key = f"{brands}|{fingerprint(mention.text)}"
         now = self._clock()
-        first = self._first.get(key)
-        if first is None or now - first.at > self.window_s:
-            self._first[key] = _First(mention.id, now, encode_mention(mention))
-            self._first.move_to_end(key)
-            while len(self._first) > self.max_entries:
-                self._first.popitem(last=False)
+        first = self.state.get(key)
+        if first is None or now - first["at"] > self.window_s:
+            entry = {"id": mention.id, "at": now, "count": 1, "copies": []}
+            self.state.put(key, {**entry, "value": encode_mention(mention).decode()})
             return Verdict(mention, True)
-        if first.id == mention.id:  # a redelivery of the original: deduped by id downstream
-            if first.count > 1:
-                mention = _counted(mention, first.id, first.count)
+        if first["id"] == mention.id:  # a redelivery of the original: deduped by id downstream
+            if first["count"] > 1:
+                mention = _counted(mention, first["id"], first["count"])
             return Verdict(mention, True)
-        first.count += 1
-        self._first.move_to_end(key)
-        original = _counted(decode_mention(first.value), first.id, first.count)
-        return Verdict(_counted(mention, first.id, first.count), False, original)
+        if mention.id not in first["copies"]:
+            first["count"] += 1
+            if len(first["copies"]) < self.max_copy_ids:
+                first["copies"].append(mention.id)
+            self.state.put(key, first)
+        original = _counted(decode_mention(first["value"].encode()), first["id"], first["count"])
+        return Verdict(_counted(mention, first["id"], first["count"]), False, original)
+
+    def sweep(self, owned: Owned = everything) -> int:
+        """Delete the owned campaigns whose window has passed; return how many."""
+        oldest = self._clock() - self.window_s
+        return self.state.sweep(lambda entry: entry["at"] < oldest, owned)

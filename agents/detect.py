@@ -1,26 +1,27 @@
-"""The ``detect_spikes`` agent: mentions.classified -> spike detector -> mentions.alerts.
+"""The spike agents: mentions.classified -> by brand and label -> spike detector -> mentions.alerts.
 
-A second agent on the classified topic (beside ``route_mentions``; Faust fans
-each event out to both and commits an offset once both have acked it), so
-routing never waits on spike state and the detector never changes a routing
-decision. Each alert is produced to ``mentions.alerts`` keyed by its stable
-id (``spike:<brand>:<label>:<window start>``) before the batch is acked; the
-alert sinks read it from there (:mod:`agents.sinks.alerting`). A timer closes
-ended windows, so quiet windows count as zeros in the baseline.
+``forward_spike_mentions`` is a second agent on the classified topic (beside
+``route_mentions``; Faust fans each event out to both and commits an offset
+once both have acked it), so routing never waits on spike state. It re-keys
+the watched mentions (complaints by default) by ``brand|label`` onto the
+app's brand-label repartition topic; ``detect_spikes`` reads that topic and
+keeps each key's windows in the changelog-backed ``spike-series`` table
+(``agents/spikes.py``, ``agents/tables.py``). So with N workers each brand's
+counts are whole on one worker (``min_count`` means what it says), and a
+restart or rebalance keeps the baseline and the "already alerted" state.
 
-Scale-out: mentions are keyed by id, so with N workers each detector sees
-about 1/N of a brand's posts. The shape of a spike is the same, but
-``min_count`` applies per worker (a burst needs about N x ``min_count`` posts
-to alert). Two workers firing for the same incident in the same window
-produce the same alert id, which the ledger and PagerDuty's ``dedup_key``
-collapse into one page. A record that fails to decode is skipped here: the
-route agent dead-letters it.
+Each alert is produced to ``mentions.alerts`` keyed by its stable id
+(``spike:<brand>:<label>:<window start>``) before the batch is acked; the
+alert sinks read it from there (:mod:`agents.sinks.alerting`), and the ledger
+and PagerDuty's ``dedup_key`` absorb a redelivered alert. A record that fails
+to decode is skipped here: the route agent dead-letters it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import cast
 
 import faust
@@ -29,20 +30,67 @@ from faust.types import EventT, StreamT
 
 from agents.app import Outgoing, Outputs, event_origin, event_value
 from agents.metrics import OTHER, AgentMetrics
-from agents.spikes import SpikeAlert, SpikeDetector
-from listener.record import decode_mention
+from agents.spikes import SpikeAlert, SpikeDetector, series_key
+from agents.tables import owned_by
 from listener.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
 STAGE = "spikes"
+FORWARD_STAGE = "spike-forward"
+
+
+class SpikeForward:
+    """Re-keys the watched classified mentions by ``brand|label`` for :class:`SpikeStage`.
+
+    A mention of two brands is forwarded twice. Only the fields the detector
+    uses travel (id, text, brand, label), read with orjson, not the model.
+
+    Args:
+        watches: Whether a label is counted (the detector's).
+        outputs: Where the forwarded records go.
+        topic: The brand-label repartition topic.
+    """
+
+    def __init__(self, watches: Callable[[str], bool], outputs: Outputs, topic: str) -> None:
+        self._watches = watches
+        self._outputs = outputs
+        self._topic = topic
+
+    async def process(self, events: Sequence[EventT]) -> int:
+        """Forward the watched mentions of ``events``; return how many records Kafka took."""
+        outgoing: list[Outgoing] = []
+        for event in events:
+            try:
+                record = orjson.loads(event_value(event))
+                label = record["classification"]["label"]
+                if not self._watches(label):
+                    continue
+                for brand in record.get("brands") or ("unknown",):
+                    key = series_key(str(brand), label)
+                    value = {
+                        "brand": brand,
+                        "label": label,
+                        "id": record["id"],
+                        "text": record["text"],
+                    }
+                    outgoing.append(
+                        Outgoing(
+                            self._topic, key.encode(), orjson.dumps(value), event_origin(event)
+                        )
+                    )
+            except Exception as exc:  # noqa: BLE001 - the route agent dead-letters it
+                log.debug("spikes: skipping undecodable event: %r", exc)
+        if not outgoing:
+            return 0
+        return sum(await self._outputs.deliver(FORWARD_STAGE, outgoing, []))
 
 
 class SpikeStage:
-    """Feeds classified mentions to the detector and produces the alerts it raises.
+    """Counts the forwarded mentions in the detector and produces the alerts it raises.
 
     Args:
-        detector: The spike detector (its own clock).
+        detector: The spike detector (its own clock), over the ``spike-series`` table.
         outputs: Where alerts (and undeliverable alerts, as dead letters) go.
         metrics: The worker's metrics (``spike_alerts``).
         topics: Topic names.
@@ -70,11 +118,12 @@ class SpikeStage:
         outgoing: list[Outgoing] = []
         for event in events:
             try:
-                mention = decode_mention(event_value(event))
-            except Exception as exc:  # noqa: BLE001 - the route agent dead-letters it
-                log.debug("spikes: skipping undecodable event: %r", exc)
+                r = orjson.loads(event_value(event))
+                alert = self.detector.count(str(r["brand"]), r["label"], r["id"], r["text"])
+            except Exception as exc:  # noqa: BLE001 - a malformed forward is skipped
+                log.warning("spikes: skipping malformed record: %r", exc)
                 continue
-            for alert in self.detector.observe(mention):
+            if alert is not None:
                 log.warning("spike alert %s: %d mentions", alert.id, alert.count)
                 value = orjson.dumps(alert.record())
                 outgoing.append(
@@ -96,23 +145,34 @@ class SpikeStage:
             return brand if brand in self._brands else OTHER
         return self._metrics.brands(brand)
 
-    async def tick(self) -> None:
-        """Close the windows that have ended (run by a timer)."""
-        self.detector.tick()
-
 
 def register(
     app: faust.App,
-    source: faust.TopicT,
+    classified: faust.TopicT,
+    by_brand_label: faust.TopicT,
+    forward: SpikeForward,
     stage: SpikeStage,
     *,
     batch_size: int,
     batch_window_s: float,
-    tick_s: float,
+    partitions: int,
+    sweep_every_s: float = 60.0,
 ) -> faust.types.AgentT:
-    """Add the ``detect_spikes`` agent and its window-closing timer to ``app``."""
+    """Add the ``forward_spike_mentions`` and ``detect_spikes`` agents to ``app``."""
+
+    async def forward_spike_mentions(stream: StreamT) -> None:
+        async for events in cast(faust.Stream, stream).take_events(
+            batch_size, within=batch_window_s
+        ):
+            try:
+                await forward.process(events)
+            except Exception:  # noqa: BLE001 - never crash the agent; routing is unaffected
+                log.exception("spike forward batch of %d failed unexpectedly", len(events))
+
+    owned = owned_by(app, by_brand_label.get_topic_name(), partitions)
 
     async def detect_spikes(stream: StreamT) -> None:
+        swept = time.monotonic()
         async for events in cast(faust.Stream, stream).take_events(
             batch_size, within=batch_window_s
         ):
@@ -120,6 +180,12 @@ def register(
                 await stage.process(events)
             except Exception:  # noqa: BLE001 - never crash the agent; routing is unaffected
                 log.exception("spike batch of %d failed unexpectedly", len(events))
+            if time.monotonic() - swept >= sweep_every_s:
+                swept = time.monotonic()
+                try:
+                    stage.detector.sweep(owned)
+                except Exception:  # noqa: BLE001 - the next sweep tries again
+                    log.exception("sweeping the spike series failed")
 
-    app.timer(tick_s, name="close_spike_windows")(stage.tick)
-    return app.agent(source, name="detect_spikes")(detect_spikes)
+    app.agent(classified, name="forward_spike_mentions")(forward_spike_mentions)
+    return app.agent(by_brand_label, name="detect_spikes")(detect_spikes)

@@ -1,13 +1,20 @@
-"""The ``route_mentions`` agent: mentions.classified -> rules -> mentions.needs-response.
+"""The ``route_mentions`` and ``dedup_copies`` agents: mentions.classified -> rules -> the queue.
 
-Before the rules, the author vetting signals are added (``agents/vetting.py``);
-after them, copy-paste copies of a queued post are kept out of the queue
-(``agents/dedup.py``) and the queued original is produced again under its own
+``route_mentions`` reads the classified topic (keyed by author) and, before
+the rules, adds the author vetting signals from the author's window in the
+``author-vetting`` table (``agents/vetting.py``). Every mention gets a routing
+decision (:func:`agents.rules.route`) and the ``routed`` stage time; the rest
+are only counted. Those that need a response go to the copy-text repartition
+topic, keyed by their copy key, where ``dedup_copies`` keeps copy-paste copies
+of a queued post out of the queue with the ``copy-campaigns`` table
+(``agents/dedup.py``): it produces the first post of a text to the human queue
+keyed by ``Mention.id`` and, for each copy, the original again under its own
 key with the copy count (one update per original per batch, the latest
-count). Every mention gets a routing decision (:func:`agents.rules.route`) and the
-``routed`` stage time; those that need a response are produced to the human
-queue keyed by ``Mention.id``, the rest are only counted. Delivery is
-at-least-once by the same rule as the classify agent (see
+count). With dedup off (``dedup_window_s: 0``) the route agent produces to the
+queue directly. Both tables are changelog-backed (``agents/tables.py``), so
+their state survives restarts and is whole per key with any number of workers.
+
+Delivery is at-least-once by the same rule as the classify agent (see
 ``agents/classify.py``): a batch's input events are acked only after Kafka has
 acknowledged every record produced for them.
 """
@@ -15,7 +22,8 @@ acknowledged every record produced for them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import cast
 
@@ -33,6 +41,7 @@ from listener.topics import TopicNames
 log = logging.getLogger(__name__)
 
 STAGE = "route"
+DEDUP_STAGE = "dedup"
 
 
 class RouteStage:
@@ -46,7 +55,10 @@ class RouteStage:
         rules: The rule table (the built-in one, or a deployment's rules file).
         sla: Time to first response by priority.
         vetter: Adds ``signals["vetting"]`` before the rules run (see ``agents/vetting.py``).
-        dedup: Keeps copy-paste copies of a queued post out of the queue (``agents/dedup.py``).
+        dedup: With ``dedup_topic``: the posts that need a response go to that
+            repartition topic keyed by :meth:`CopyDedup.key`, for :class:`DedupStage`,
+            instead of straight to the queue.
+        dedup_topic: The copy-text repartition topic.
     """
 
     def __init__(
@@ -59,9 +71,11 @@ class RouteStage:
         sla: Mapping[str, timedelta] = SLA,
         vetter: AuthorVetter | None = None,
         dedup: CopyDedup | None = None,
+        dedup_topic: str | None = None,
     ) -> None:
-        self._vetter = vetter
-        self._dedup = dedup
+        self.vetter = vetter
+        self._dedup = dedup if dedup_topic else None
+        self._dedup_topic = dedup_topic
         self._outputs = outputs
         self._metrics = metrics
         self._topics = topics
@@ -79,76 +93,148 @@ class RouteStage:
         return route(mention, self._threshold, self._rules, self._sla)
 
     async def process(self, events: Sequence[EventT]) -> None:
-        """Decode, route and produce ``events``; returns once Kafka has them all."""
+        """Decode, vet, route and produce ``events``; returns once Kafka has them all."""
         failures: list[Failure] = []
         outgoing: list[Outgoing] = []
-        queued: list[Mention] = []
-        passed: list[Mention] = []
-        updates: dict[str, Outgoing] = {}
+        done: list[Mention] = []
         for event in events:
             try:
                 mention = decode_mention(event_value(event))
-                if self._vetter is not None:
-                    mention = self._vetter.annotate(mention)
+                if self.vetter is not None:
+                    mention = self.vetter.annotate(mention)
                 routed = mention.with_stage("routed", routing=self.decide(mention))
-                queue = routed.routing is not None and routed.routing.needs_response
-                if queue and self._dedup is not None:
-                    verdict = self._dedup.check(routed)
-                    routed, queue = verdict.mention, verdict.queue
-                    if verdict.original is not None:
-                        self._metrics.duplicates.labels(label=_label(routed)).inc()
-                        updates[verdict.original.id] = self._queue_record(verdict.original, event)
-                if queue:
+                if routed.routing is not None and routed.routing.needs_response:
                     outgoing.append(self._queue_record(routed, event))
-                    queued.append(routed)
-                else:
-                    passed.append(routed)
+                done.append(routed)
+            except Exception as exc:  # noqa: BLE001 - one bad event is dead-lettered
+                failures.append(Failure.of(event, exc))
+        delivered = iter(await self._outputs.deliver(STAGE, outgoing, failures))
+        for mention in done:
+            queued = mention.routing is not None and mention.routing.needs_response
+            if queued and not next(delivered):
+                continue  # dead-lettered
+            self._metrics.observe_stage(mention, "routed")
+            if queued and self._dedup is None:
+                count_queued(self._metrics, mention)
+
+    def _queue_record(self, mention: Mention, event: EventT) -> Outgoing:
+        if self._dedup is not None and self._dedup_topic is not None:
+            key = self._dedup.key(mention) or mention.id
+            return Outgoing(
+                self._dedup_topic, key.encode(), encode_mention(mention), event_origin(event)
+            )
+        return queue_record(self._topics, mention, event)
+
+
+class DedupStage:
+    """Collapses copy-paste copies of queued posts and produces the rest to the queue.
+
+    Reads the copy-text repartition topic (keyed by :meth:`CopyDedup.key`). The
+    first post of a text in the window is queued; a copy is not, and the
+    original is produced again under its own key with the new count (one
+    update per original per batch: the latest count goes last).
+
+    Args:
+        dedup: The copy dedup, over the ``copy-campaigns`` table in the worker.
+        outputs: Where queue items and dead letters go.
+        metrics: The worker's metrics.
+        topics: Topic names.
+    """
+
+    def __init__(
+        self, dedup: CopyDedup, outputs: Outputs, metrics: AgentMetrics, topics: TopicNames
+    ) -> None:
+        self.dedup = dedup
+        self._outputs = outputs
+        self._metrics = metrics
+        self._topics = topics
+
+    @property
+    def outputs(self) -> Outputs:
+        """Where this stage's records and dead letters go."""
+        return self._outputs
+
+    async def process(self, events: Sequence[EventT]) -> None:
+        """Check ``events`` against the campaigns; produce the queue items and count updates."""
+        failures: list[Failure] = []
+        outgoing: list[Outgoing] = []
+        queued: list[Mention] = []
+        updates: dict[str, Outgoing] = {}
+        for event in events:
+            try:
+                verdict = self.dedup.check(decode_mention(event_value(event)))
+                if verdict.original is not None:
+                    self._metrics.duplicates.labels(label=_label(verdict.mention)).inc()
+                    updates[verdict.original.id] = queue_record(
+                        self._topics, verdict.original, event
+                    )
+                if verdict.queue:
+                    outgoing.append(queue_record(self._topics, verdict.mention, event))
+                    queued.append(verdict.mention)
             except Exception as exc:  # noqa: BLE001 - one bad event is dead-lettered
                 failures.append(Failure.of(event, exc))
         # Count updates go last: same key, same partition, so the latest count is last.
-        counts = list(updates.values())
-        delivered = await self._outputs.deliver(STAGE, outgoing + counts, failures)
-        for mention in passed:
-            self._metrics.observe_stage(mention, "routed")
+        delivered = await self._outputs.deliver(
+            DEDUP_STAGE, outgoing + list(updates.values()), failures
+        )
+        now = time.time()
         for mention, ok in zip(queued, delivered[: len(queued)], strict=True):
             if ok:
-                self._metrics.observe_stage(mention, "routed")
-                self._count_queued(mention)
+                routed = mention.stage_times.get("routed")
+                if routed is not None:
+                    self._metrics.stage_latency.labels(stage="queued").observe(
+                        max(0.0, now - routed)
+                    )
+                count_queued(self._metrics, mention)
 
-    def _queue_record(self, mention: Mention, event: EventT) -> Outgoing:
-        return Outgoing(
-            self._topics.needs_response,
-            mention.id.encode(),
-            encode_mention(mention),
-            event_origin(event),
-        )
 
-    def _count_queued(self, mention: Mention) -> None:
-        routing, classification = mention.routing, mention.classification
-        if routing is None or classification is None:  # pragma: no cover - set above
-            return
-        self._metrics.needs_response.labels(
-            priority=routing.priority or "none",
-            team=routing.team or "none",
-            label=classification.label,
-        ).inc()
+def queue_record(topics: TopicNames, mention: Mention, event: EventT) -> Outgoing:
+    """``mention`` as a record of the human queue, keyed by its id."""
+    return Outgoing(
+        topics.needs_response, mention.id.encode(), encode_mention(mention), event_origin(event)
+    )
+
+
+def count_queued(metrics: AgentMetrics, mention: Mention) -> None:
+    """Count one item that reached the queue (``brandlistener_needs_response_total``)."""
+    routing, classification = mention.routing, mention.classification
+    if routing is None or classification is None:  # pragma: no cover - set by the route stage
+        return
+    metrics.needs_response.labels(
+        priority=routing.priority or "none",
+        team=routing.team or "none",
+        label=classification.label,
+    ).inc()
 
 
 def _label(mention: Mention) -> str:
     return mention.classification.label if mention.classification else "none"
 
 
+Sweep = Callable[[], int]
+"""Deletes the expired entries of a stage's table that this worker owns; returns how many."""
+
+
 def register(
     app: faust.App,
     source: faust.TopicT,
-    stage: RouteStage,
+    stage: RouteStage | DedupStage,
     *,
+    name: str,
     batch_size: int,
     batch_window_s: float,
+    sweep: Sweep | None = None,
+    sweep_every_s: float = 60.0,
 ) -> faust.types.AgentT:
-    """Add the ``route_mentions`` agent to ``app``, reading ``source`` in batches."""
+    """Add a batch agent running ``stage`` on ``source`` (``route_mentions`` or ``dedup_copies``).
 
-    async def route_mentions(stream: StreamT) -> None:
+    ``sweep``, if given, runs between batches at most every ``sweep_every_s``
+    (from the agent, the only place its table is written).
+    """
+    stage_name = STAGE if isinstance(stage, RouteStage) else DEDUP_STAGE
+
+    async def agent(stream: StreamT) -> None:
+        swept = time.monotonic()
         # StreamT (the interface) does not declare take_events; Faust passes a Stream.
         async for events in cast(faust.Stream, stream).take_events(
             batch_size, within=batch_window_s
@@ -157,7 +243,14 @@ def register(
             try:
                 await stage.process(events)
             except Exception as exc:  # noqa: BLE001 - last resort: never crash the agent
-                log.exception("route batch of %d failed unexpectedly", len(events))
-                await stage.outputs.dead_letter_batch(STAGE, events, exc)
+                log.exception("%s batch of %d failed unexpectedly", stage_name, len(events))
+                await stage.outputs.dead_letter_batch(stage_name, events, exc)
+            if sweep is not None and time.monotonic() - swept >= sweep_every_s:
+                swept = time.monotonic()
+                try:
+                    if gone := sweep():
+                        log.info("%s: swept %d expired table entries", name, gone)
+                except Exception:  # noqa: BLE001 - state stays; the next sweep tries again
+                    log.exception("%s: sweeping its table failed", name)
 
-    return app.agent(source, name="route_mentions")(route_mentions)
+    return app.agent(source, name=name)(agent)

@@ -12,13 +12,22 @@ so a crisis that lasts an hour is one alert, not one per window. Windows
 that were part of an incident are kept out of the baseline, so a long
 incident does not become the new normal.
 
-Why in-agent state and not a Faust windowed table: the classified topic is
-keyed by Mention id, so a table keyed by brand would need a repartition topic
-and a changelog per table for a few hundred counters; the state here is tiny
-and rebuilt after a restart within ``baseline_windows`` (alerts are
-suppressed until ``min_history`` windows are known). Windows use the
-processing clock, not ``created_at``, so a replay of old posts is counted as
-it arrives.
+State: one entry per ``(brand, label)`` in a :class:`~agents.tables.JsonState`;
+in the worker the changelog-backed ``spike-series`` Faust table, read by the
+``detect_spikes`` agent from an internal topic keyed by ``brand|label``
+(``agents/detect.py``), so each brand's count is whole on one worker whatever
+the number of workers, and a restart keeps the baseline and the incident
+state (no second alert for an incident that was alerted before the restart).
+The entry holds the current window's count and the closed windows' counts
+together with the hysteresis state, in one record: that is why this is a plain
+table and not a Faust windowed table, whose per-window counts would leave the
+baseline (which skips incident windows) and the armed flag in a second table,
+restored independently of the first. Windows close when the next mention of
+the key arrives (every window in between counts 0), so no timer writes the
+table. Windows use the processing clock, not ``created_at``, so a replay of
+old posts is counted as it arrives. A mention redelivered after a worker
+crash is counted again (at-least-once): it can only bring an alert forward,
+never make a second one.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents.tables import JsonState, Owned, everything
 from listener.record import Mention
 
 Clock = Callable[[], float]
@@ -140,6 +150,34 @@ class _Series:
     in_incident: bool = False
     examples: list[tuple[str, str]] = field(default_factory=list)
 
+    def as_json(self) -> dict[str, Any]:
+        """The table entry."""
+        return {
+            "window": self.window,
+            "count": self.count,
+            "history": list(self.history),
+            "armed": self.armed,
+            "in_incident": self.in_incident,
+            "examples": [list(e) for e in self.examples],
+        }
+
+    @classmethod
+    def of_json(cls, entry: dict[str, Any]) -> _Series:
+        """The series a table entry describes."""
+        return cls(
+            window=int(entry["window"]),
+            count=int(entry["count"]),
+            history=deque(int(c) for c in entry["history"]),
+            armed=bool(entry["armed"]),
+            in_incident=bool(entry["in_incident"]),
+            examples=[(str(i), str(t)) for i, t in entry["examples"]],
+        )
+
+
+def series_key(brand: str, label: str) -> str:
+    """The state key of one ``(brand, label)``: also the key of the spike agent's input topic."""
+    return f"{brand.lower()}|{label}"
+
 
 class SpikeDetector:
     """Counts mentions per (brand, label) and window; returns alerts as they fire.
@@ -147,49 +185,68 @@ class SpikeDetector:
     Args:
         settings: Tuning.
         clock: Seconds since the epoch (tests pass a fake clock).
+        state: Where the series live (the worker passes its Faust table).
     """
 
-    def __init__(self, settings: SpikeSettings | None = None, clock: Clock = time.time) -> None:
+    def __init__(
+        self,
+        settings: SpikeSettings | None = None,
+        clock: Clock = time.time,
+        state: JsonState | None = None,
+    ) -> None:
         self.settings = settings or SpikeSettings()
         self._clock = clock
-        self._series: dict[tuple[str, str], _Series] = {}
+        self.state = state if state is not None else JsonState()
+
+    def watches(self, label: str) -> bool:
+        """Whether mentions with ``label`` are counted."""
+        return label in self.settings.labels
 
     def observe(self, mention: Mention) -> list[SpikeAlert]:
         """Count a classified mention; return the alerts it triggers (at most one per brand)."""
         c = mention.classification
-        if c is None or c.label not in self.settings.labels:
+        if c is None or not self.watches(c.label):
             return []
-        window = self._window()
         alerts = []
         for brand in mention.brands or ("unknown",):
-            series = self._advance((brand.lower(), c.label), window)
-            series.count += 1
-            if len(series.examples) < self.settings.examples:
-                series.examples.append((mention.id, mention.text))
-            alert = self._check(brand.lower(), c.label, series)
+            alert = self.count(brand, c.label, mention.id, mention.text)
             if alert is not None:
                 alerts.append(alert)
         return alerts
 
-    def tick(self) -> None:
-        """Close windows that have ended (call periodically, e.g. from a timer)."""
+    def count(self, brand: str, label: str, mention_id: str, text: str) -> SpikeAlert | None:
+        """Count one mention of ``brand`` with ``label``; return the alert it triggers, if any."""
+        brand = brand.lower()
+        key = series_key(brand, label)
+        entry = self.state.get(key)
         window = self._window()
-        for key in list(self._series):
-            self._advance(key, window)
+        series = _Series(window) if entry is None else _Series.of_json(entry)
+        self._advance(series, window)
+        series.count += 1
+        if len(series.examples) < self.settings.examples:
+            series.examples.append((mention_id, text))
+        alert = self._check(brand, label, series)
+        self.state.put(key, series.as_json())
+        return alert
+
+    def sweep(self, owned: Owned = everything, idle_s: float = 86_400.0) -> int:
+        """Delete owned series idle for ``idle_s`` (and a whole baseline); return how many.
+
+        A swept key starts again with no history (``min_history`` windows of warm-up).
+        """
+        s = self.settings
+        idle = self._window() - max(s.baseline_windows + 1, math.ceil(idle_s / s.window_s))
+        return self.state.sweep(lambda entry: int(entry["window"]) < idle, owned)
 
     def _window(self) -> int:
         return math.floor(self._clock() / self.settings.window_s)
 
-    def _advance(self, key: tuple[str, str], window: int) -> _Series:
-        series = self._series.get(key)
-        if series is None:
-            series = self._series[key] = _Series(window)
+    def _advance(self, series: _Series, window: int) -> None:
         while series.window < window:
             self._close(series)
             series.window += 1
             if series.window < window and not series.history and series.armed:
                 series.window = window  # nothing known yet: skip the empty gap
-        return series
 
     def _close(self, series: _Series) -> None:
         s = self.settings

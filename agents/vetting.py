@@ -13,16 +13,14 @@ puts ``{"score", "flags", "reasons", "posts", ...}`` on
 ``min_vetting_score``, ``max_vetting_score`` and ``author_flags``. Share-based
 flags need ``min_posts`` posts in the window: one post says little.
 
-State: an in-process LRU of at most ``max_authors`` authors, each at most
-``max_posts`` posts, on an injected clock (pure: no Kafka, no Faust). Why not
-a Faust table: the classified topic is keyed by Mention id, so a table keyed
-by author would need a repartition topic (one more hop of latency on every
-post) and a changelog, for signals that are heuristics anyway. The cost of
-the choice: state is per worker and lost on restart (it refills within the
-window), and with N workers an author's posts are spread over all of them, so
-each worker sees about 1/N of them: shares are estimated from a sample (still
-unbiased), but counts (rate, distinct domains) read about N times lower and
-``min_posts`` is reached later, so a prolific spammer is flagged later.
+State: one entry per author in a :class:`~agents.tables.JsonState`: in the
+worker the changelog-backed ``author-vetting`` Faust table (see
+``agents/tables.py``), so a restart or rebalance keeps every author's window,
+and with N workers all of an author's posts meet on one of them (the
+classified topic is keyed by :func:`partition_key`, the author). Each post is
+recorded once by its Mention id, so a redelivered post (at-least-once) is not
+counted twice. An author's entry holds at most ``max_posts`` posts and is
+deleted by :meth:`AuthorVetter.sweep` once its newest post has left the window.
 """
 
 from __future__ import annotations
@@ -30,12 +28,12 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from agents.tables import JsonState, Owned, everything
 from listener.record import Mention
 
 Clock = Callable[[], float]
@@ -83,7 +81,6 @@ class VettingSettings:
     Attributes:
         window_s: Sliding window of an author's posts.
         max_posts: Most posts kept per author.
-        max_authors: Most authors kept (least recently seen are dropped).
         min_posts: Posts in the window before share-based flags apply.
         share: Share of posts at which repost/link/promo/mention/duplicate flags fire.
         max_domains: Distinct linked domains above which ``many_domains`` fires.
@@ -93,7 +90,6 @@ class VettingSettings:
 
     window_s: float = 86_400.0
     max_posts: int = 50
-    max_authors: int = 50_000
     min_posts: int = 3
     share: float = 0.6
     max_domains: int = 4
@@ -103,12 +99,33 @@ class VettingSettings:
 
 @dataclass(frozen=True, slots=True)
 class _Post:
+    id: str
     at: float
     repost: bool
     domains: frozenset[str]
     promo: bool
     others: int
     print: str
+
+    def row(self) -> list[Any]:
+        """The JSON row stored in the author's entry."""
+        return [
+            self.id,
+            self.at,
+            self.repost,
+            sorted(self.domains),
+            self.promo,
+            self.others,
+            self.print,
+        ]
+
+    @classmethod
+    def of_row(cls, row: list[Any]) -> _Post:
+        """The post a :meth:`row` describes."""
+        id_, at, repost, domains, promo, others, print_ = row
+        return cls(
+            id_, float(at), bool(repost), frozenset(domains), bool(promo), int(others), print_
+        )
 
 
 def _facts(mention: Mention, at: float) -> _Post:
@@ -120,7 +137,7 @@ def _facts(mention: Mention, at: float) -> _Post:
     others = {h.lower().rstrip(".") for h in _HANDLE.findall(text)} - brands
     repost = bool(_REPOST.match(text)) or bool(mention.signals.get("repost"))
     promo = _PROMO.search(text) is not None
-    return _Post(at, repost, domains, promo, len(others), fingerprint(text))
+    return _Post(mention.id, at, repost, domains, promo, len(others), fingerprint(text))
 
 
 def author_key(mention: Mention) -> str | None:
@@ -129,21 +146,32 @@ def author_key(mention: Mention) -> str | None:
     return f"{mention.source}:{who.lower()}" if who else None
 
 
+def partition_key(mention: Mention) -> bytes:
+    """The classified topic's record key: the author (to meet its vetting state), else the id."""
+    return (author_key(mention) or mention.id).encode()
+
+
 class AuthorVetter:
     """Keeps recent posts per author and scores how spam-, bot- or link-farm-like they are.
 
     Args:
         settings: Window, bounds and limits.
         clock: Seconds since the epoch (tests pass a fake clock).
+        state: Where the authors' windows live (the worker passes its Faust table).
     """
 
-    def __init__(self, settings: VettingSettings | None = None, clock: Clock = time.time) -> None:
+    def __init__(
+        self,
+        settings: VettingSettings | None = None,
+        clock: Clock = time.time,
+        state: JsonState | None = None,
+    ) -> None:
         self.settings = settings or VettingSettings()
         self._clock = clock
-        self._authors: OrderedDict[str, deque[_Post]] = OrderedDict()
+        self.state = state if state is not None else JsonState()
 
     def __len__(self) -> int:
-        return len(self._authors)
+        return len(self.state)
 
     def vet(self, mention: Mention) -> dict[str, Any]:
         """Record ``mention`` in its author's window and return the author's vetting signals."""
@@ -151,20 +179,25 @@ class AuthorVetter:
         if key is None:
             return {"score": 0.0, "flags": [], "reasons": ["no author id"], "posts": 0}
         s, now = self.settings, self._clock()
-        posts = self._authors.pop(key, None) or deque(maxlen=s.max_posts)
-        self._authors[key] = posts  # most recently seen last
-        while len(self._authors) > s.max_authors:
-            self._authors.popitem(last=False)
-        posts.append(_facts(mention, now))
-        while posts and posts[0].at < now - s.window_s:
-            posts.popleft()
-        return self._score(list(posts))
+        rows = self.state.get(key) or []
+        posts = [p for p in map(_Post.of_row, rows) if p.at >= now - s.window_s]
+        fresh = all(p.id != mention.id for p in posts)  # a redelivered post is not counted again
+        if fresh:
+            posts = [*posts, _facts(mention, now)][-s.max_posts :]
+        if fresh or len(posts) != len(rows):
+            self.state.put(key, [p.row() for p in posts])
+        return self._score(posts)
 
     def annotate(self, mention: Mention) -> Mention:
         """``mention`` with ``signals["vetting"]`` set (a copy; the input is not changed)."""
         return mention.model_copy(
             update={"signals": {**mention.signals, "vetting": self.vet(mention)}}
         )
+
+    def sweep(self, owned: Owned = everything) -> int:
+        """Delete the owned authors whose newest post has left the window; return how many."""
+        oldest = self._clock() - self.settings.window_s
+        return self.state.sweep(lambda rows: not rows or float(rows[-1][1]) < oldest, owned)
 
     def _score(self, posts: list[_Post]) -> dict[str, Any]:
         s, n = self.settings, len(posts)

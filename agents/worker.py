@@ -10,6 +10,7 @@ is flushed. Also runnable as ``python -m agents.worker``.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from collections.abc import Sequence
@@ -38,6 +39,7 @@ from agents.rules import RULES, SLA
 from agents.rules_file import RuleTable, load_rules
 from agents.settings import AgentSettings
 from agents.spikes import SpikeDetector
+from agents.tables import JsonState, owned_by, state_table
 from agents.vetting import AuthorVetter, VettingSettings
 from models.interface import IntentClassifier
 
@@ -121,7 +123,6 @@ def build_worker(
     metrics = create(registry)
     outputs = Outputs(send or kafka_sender(topics), names, metrics)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classifier")
-    vetting_s = settings.vetting_window_s
     classify_agent = classify.register(
         app,
         topics.raw,
@@ -129,42 +130,95 @@ def build_worker(
         batch_size=settings.batch_size,
         batch_window_s=settings.batch_window_s,
     )
-    route_agent = route.register(
-        app,
-        topics.classified,
-        route.RouteStage(
-            outputs,
-            metrics,
-            names,
-            settings.needs_response_threshold,
-            *routing_rules(settings),
-            vetter=AuthorVetter(VettingSettings(window_s=vetting_s)) if vetting_s else None,
-            dedup=CopyDedup(settings.dedup_window_s) if settings.dedup_window_s else None,
-        ),
-        batch_size=settings.batch_size,
-        batch_window_s=settings.batch_window_s,
-    )
-    spikes = None
-    if settings.spikes.enabled:
-        spikes = detect.SpikeStage(
-            SpikeDetector(settings.spikes.detector()),
-            outputs,
-            metrics,
-            names,
-            settings.spikes.brands,
-        )
-        detect.register(
-            app,
-            topics.classified,
-            spikes,
-            batch_size=settings.batch_size,
-            batch_window_s=settings.batch_window_s,
-            tick_s=min(5.0, settings.spikes.window_s / 4),
-        )
+    route_agent = _register_routing(app, settings, topics, outputs, metrics)
+    spikes = _register_spikes(app, settings, topics, outputs, metrics)
     register_views(app, registry)
     observe.attach(app, settings, metrics)
     delivery = delivery_service.register(app, settings, registry)
     return Pipeline(app, topics, metrics, classify_agent, route_agent, executor, delivery, spikes)
+
+
+def _register_routing(
+    app: faust.App,
+    settings: AgentSettings,
+    topics: PipelineTopics,
+    outputs: Outputs,
+    metrics: AgentMetrics,
+) -> AgentT:
+    """Add ``route_mentions`` (with the vetting table) and ``dedup_copies`` (with its table)."""
+    names, partitions = settings.topics, settings.topic_partitions
+    batch_size, batch_window_s = settings.batch_size, settings.batch_window_s
+    vetter = dedup = None
+    if settings.vetting_window_s:
+        table = state_table(app, "author-vetting", partitions, "author -> recent posts' facts")
+        vetting = VettingSettings(window_s=settings.vetting_window_s)
+        vetter = AuthorVetter(vetting, state=JsonState(table))
+    if settings.dedup_window_s:
+        table = state_table(app, "copy-campaigns", partitions, "copy text -> first post, count")
+        dedup = CopyDedup(settings.dedup_window_s, state=JsonState(table))
+    copy_topic = topics.by_copy_text.get_topic_name()
+    stage = route.RouteStage(
+        outputs,
+        metrics,
+        names,
+        settings.needs_response_threshold,
+        *routing_rules(settings),
+        vetter=vetter,
+        dedup=dedup,
+        dedup_topic=copy_topic if dedup else None,
+    )
+    sweep_vetting = None
+    if vetter is not None:
+        vetting_owned = owned_by(app, names.classified, partitions)
+        sweep_vetting = functools.partial(vetter.sweep, vetting_owned)
+    route_agent = route.register(
+        app,
+        topics.classified,
+        stage,
+        name="route_mentions",
+        batch_size=batch_size,
+        batch_window_s=batch_window_s,
+        sweep=sweep_vetting,
+    )
+    if dedup is not None:
+        route.register(
+            app,
+            topics.by_copy_text,
+            route.DedupStage(dedup, outputs, metrics, names),
+            name="dedup_copies",
+            batch_size=batch_size,
+            batch_window_s=batch_window_s,
+            sweep=functools.partial(dedup.sweep, owned_by(app, copy_topic, partitions)),
+        )
+    return route_agent
+
+
+def _register_spikes(
+    app: faust.App,
+    settings: AgentSettings,
+    topics: PipelineTopics,
+    outputs: Outputs,
+    metrics: AgentMetrics,
+) -> detect.SpikeStage | None:
+    """Add the spike agents and the ``spike-series`` table, unless spikes are off."""
+    if not settings.spikes.enabled:
+        return None
+    partitions = settings.topic_partitions
+    table = state_table(app, "spike-series", partitions, "brand|label -> windows, incident")
+    detector = SpikeDetector(settings.spikes.detector(), state=JsonState(table))
+    forward = detect.SpikeForward(detector.watches, outputs, topics.by_brand_label.get_topic_name())
+    stage = detect.SpikeStage(detector, outputs, metrics, settings.topics, settings.spikes.brands)
+    detect.register(
+        app,
+        topics.classified,
+        topics.by_brand_label,
+        forward,
+        stage,
+        batch_size=settings.batch_size,
+        batch_window_s=settings.batch_window_s,
+        partitions=partitions,
+    )
+    return stage
 
 
 def routing_rules(settings: AgentSettings) -> RuleTable:

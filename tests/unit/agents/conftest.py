@@ -136,9 +136,10 @@ def build(
 ) -> Callable[..., tuple[Pipeline, CollectorRegistry]]:
     built: list[Pipeline] = []
 
-    def _build(classifier: Any = None) -> tuple[Pipeline, CollectorRegistry]:
+    def _build(classifier: Any = None, **changes: Any) -> tuple[Pipeline, CollectorRegistry]:
         registry = CollectorRegistry()
-        pipeline = build_worker(settings, classifier or KeywordClassifier(), registry, send=sender)
+        chosen = settings.model_copy(update=changes)
+        pipeline = build_worker(chosen, classifier or KeywordClassifier(), registry, send=sender)
         built.append(pipeline)
         return pipeline, registry
 

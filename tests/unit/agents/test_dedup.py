@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 from agents.dedup import CopyDedup
+from agents.tables import JsonState
 from listener.record import Mention
 
 _IDS = itertools.count()
@@ -66,8 +67,35 @@ def test_other_brands_and_short_texts_are_never_collapsed() -> None:
     assert dedup.check(post("thanks @acme!")).queue and dedup.check(post("thanks @acme!")).queue
 
 
-def test_bounded_memory() -> None:
-    dedup = CopyDedup(max_entries=2, clock=FakeClock())
+def test_a_redelivered_copy_is_not_counted_twice() -> None:
+    dedup = CopyDedup(clock=FakeClock())
+    dedup.check(post(CAMPAIGN.format(n=0)))
+    copy = post(CAMPAIGN.format(n=1))
+    assert dedup.check(copy).mention.signals["duplicates"]["count"] == 2
+    again = dedup.check(copy)  # at-least-once: the same copy after a crash
+    assert not again.queue and again.mention.signals["duplicates"]["count"] == 2
+
+
+def test_state_lives_in_the_given_store_and_survives_a_new_instance() -> None:
+    """What a restarted worker sees: the table restored from its changelog, a new CopyDedup."""
+    clock, store = FakeClock(), JsonState({})
+    first = CopyDedup(clock=clock, state=store).check(post(CAMPAIGN.format(n=0))).mention
+    restarted = CopyDedup(clock=clock, state=JsonState(dict(store.store)))
+    copy = restarted.check(post(CAMPAIGN.format(n=5)))
+    assert not copy.queue and copy.original is not None and copy.original.id == first.id
+
+
+def test_sweep_deletes_passed_windows_of_owned_keys_only() -> None:
+    clock = FakeClock()
+    dedup = CopyDedup(window_s=600, clock=clock)
     for i in range(3):
         dedup.check(post(f"a long enough campaign text number {i}"))
-    assert dedup.check(post("a long enough campaign text number 0")).queue, "evicted: queued again"
+    clock.now += 300
+    dedup.check(post("a long enough campaign text number 9"))
+    clock.now += 301
+    keys = [key for key, _ in dedup.state.items()]
+    mine = {k.encode() for k in keys[:2]}
+    assert dedup.sweep(lambda key: key in mine) == 2, "only owned, expired entries go"
+    assert len(dedup.state) == 2
+    assert dedup.sweep() == 1 and len(dedup.state) == 1, "the fresh one stays"
+    assert dedup.check(post("a long enough campaign text number 0")).queue, "swept: queued again"

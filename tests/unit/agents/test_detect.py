@@ -12,7 +12,7 @@ import orjson
 from prometheus_client import CollectorRegistry
 
 from agents.app import Outputs
-from agents.detect import SpikeStage
+from agents.detect import SpikeForward, SpikeStage
 from agents.metrics import create
 from agents.spikes import SpikeConfig, SpikeDetector
 from listener.record import LABELS, Classification, Label, Mention, encode_mention
@@ -47,8 +47,8 @@ class Message:
 
 
 class Event:
-    def __init__(self, value: bytes) -> None:
-        self.key, self.value, self.message = None, value, Message(value)
+    def __init__(self, value: bytes, key: bytes | None = None) -> None:
+        self.key, self.value, self.message = key, value, Message(value)
 
 
 def event(brand: str, label: Label = "complaint") -> Any:
@@ -61,13 +61,31 @@ def event(brand: str, label: Label = "complaint") -> Any:
     return Event(encode_mention(classified))
 
 
-def stage(sender: Any, brands: tuple[str, ...]) -> tuple[SpikeStage, FakeClock, CollectorRegistry]:
+SPIKE_TOPIC = "unit-app-by-brand-label-repartition"
+
+
+class Spikes:
+    """The two spike stages joined as Kafka joins them: forwarded records become events."""
+
+    def __init__(self, sender: Any, forward: SpikeForward, detect: SpikeStage) -> None:
+        self.sender, self.forward, self.detect = sender, forward, detect
+
+    async def process(self, events: list[Any]) -> list[Any]:
+        seen = len(self.sender.on(SPIKE_TOPIC))
+        await self.forward.process(events)
+        forwarded = [Event(v, key) for key, v in self.sender.on(SPIKE_TOPIC)[seen:]]
+        return await self.detect.process(forwarded)
+
+
+def stage(sender: Any, brands: tuple[str, ...]) -> tuple[Spikes, FakeClock, CollectorRegistry]:
     clock, registry = FakeClock(), CollectorRegistry()
     config = SpikeConfig(window_s=10, min_history=2, min_count=4, k=2, brands=brands)
     metrics = create(registry)
     detector = SpikeDetector(config.detector(), clock)
+    outputs = Outputs(sender, TOPICS, metrics)
+    forward = SpikeForward(detector.watches, outputs, SPIKE_TOPIC)
     return (
-        SpikeStage(detector, Outputs(sender, TOPICS, metrics), metrics, TOPICS, brands),
+        Spikes(sender, forward, SpikeStage(detector, outputs, metrics, TOPICS, brands)),
         clock,
         registry,
     )
@@ -79,7 +97,6 @@ async def test_burst_after_calm_baseline_produces_one_alert_record(sender: Any) 
     for _ in range(3):  # calm: one complaint a window
         assert await spikes.process([event("Acme")]) == []
         clock.now += 10
-        await spikes.tick()
     sent = await spikes.process([event("Acme") for _ in range(10)] + [Event(b"not json")])
     assert [a.count for a in sent] == [4]
     records = sender.on(TOPICS.alerts)
@@ -121,3 +138,22 @@ async def test_refused_alert_is_dead_lettered_and_not_counted(sender: Any) -> No
         )
         is None
     )
+
+
+@sync
+async def test_forward_keys_by_brand_and_label_and_skips_unwatched_and_undecodable(
+    sender: Any,
+) -> None:
+    spikes, _, _ = stage(sender, ())
+    two_brands = orjson.loads(event("Acme").value)
+    two_brands["brands"] = ["Acme", "Beta"]
+    events = [Event(orjson.dumps(two_brands)), event("Acme", "praise"), Event(b"{")]
+    assert await spikes.forward.process(events) == 2
+    forwarded = sender.on(SPIKE_TOPIC)
+    assert [k for k, _ in forwarded] == [b"acme|complaint", b"beta|complaint"]
+    assert orjson.loads(forwarded[1][1]) == {
+        "brand": "Beta",
+        "label": "complaint",
+        "id": two_brands["id"],
+        "text": two_brands["text"],
+    }

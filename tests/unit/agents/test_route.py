@@ -16,7 +16,7 @@ def _classified(make_mention, native_id: str, text: str, label: str, confidence:
 
 
 def test_only_posts_needing_response_are_queued(build, sender, make_mention, wait_until):
-    pipeline, registry = build()
+    pipeline, registry = build(dedup_window_s=0)  # no copy dedup hop: straight to the queue
     topics = pipeline.topics
     queue = topics.needs_response.get_topic_name()
     posts = [
@@ -65,7 +65,7 @@ def test_only_posts_needing_response_are_queued(build, sender, make_mention, wai
 def test_poison_and_unclassified_go_to_dead_letter_and_routing_continues(
     build, sender, make_mention, wait_until
 ):
-    pipeline, registry = build()
+    pipeline, registry = build(dedup_window_s=0)
     topics = pipeline.topics
     queue = topics.needs_response.get_topic_name()
     dead_topic = topics.dead_letter.get_topic_name()

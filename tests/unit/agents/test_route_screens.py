@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from agents.app import Outputs
 from agents.dedup import CopyDedup
 from agents.metrics import create
-from agents.route import RouteStage
+from agents.route import DedupStage, RouteStage
 from agents.vetting import AuthorVetter
 from listener.record import LABELS, Author, Classification, Mention, encode_mention
 from listener.topics import TopicNames
@@ -28,8 +28,8 @@ class Message:
 
 
 class Event:
-    def __init__(self, value: bytes) -> None:
-        self.key, self.value, self.message = None, value, Message()
+    def __init__(self, value: bytes, key: bytes | None = None) -> None:
+        self.key, self.value, self.message = key, value, Message()
 
 
 def event(n: int) -> Any:
@@ -45,12 +45,32 @@ def event(n: int) -> Any:
     return Event(encode_mention(m.model_copy(update={"classification": label})))
 
 
-def _stage(sender: Any) -> tuple[RouteStage, CollectorRegistry]:
+COPY_TOPIC = "unit-app-by-copy-text-repartition"
+
+
+class Screens:
+    """The route and dedup stages joined as Kafka joins them: the copy-text records become events."""
+
+    def __init__(self, sender: Any, route: RouteStage, dedup: DedupStage) -> None:
+        self.sender, self.route, self.dedup = sender, route, dedup
+
+    async def process(self, events: list[Any]) -> None:
+        seen = len(self.sender.on(COPY_TOPIC))
+        await self.route.process(events)
+        forwarded = [Event(value, key) for key, value in self.sender.on(COPY_TOPIC)[seen:]]
+        if forwarded:
+            await self.dedup.process(forwarded)
+
+
+def _stage(sender: Any) -> tuple[Screens, CollectorRegistry]:
     registry = CollectorRegistry()
     metrics = create(registry)
     outputs = Outputs(sender, TOPICS, metrics)
-    stage = RouteStage(outputs, metrics, TOPICS, 0.5, vetter=AuthorVetter(), dedup=CopyDedup())
-    return stage, registry
+    dedup = CopyDedup()
+    route = RouteStage(
+        outputs, metrics, TOPICS, 0.5, vetter=AuthorVetter(), dedup=dedup, dedup_topic=COPY_TOPIC
+    )
+    return Screens(sender, route, DedupStage(dedup, outputs, metrics, TOPICS)), registry
 
 
 def _latest(sender: Any) -> dict[bytes | None, dict[str, Any]]:
@@ -100,3 +120,12 @@ def test_a_refused_count_update_is_dead_lettered_not_lost(sender: Any) -> None:
     asyncio.run(stage.process([event(21)]))
     dead = [orjson.loads(v) for _, v in sender.on(TOPICS.dead_letter)]
     assert len(dead) == 1 and dead[0]["reason"] == "delivery"
+
+
+def test_copies_meet_on_one_key_whichever_author_posts_them(sender: Any) -> None:
+    """The copy-text topic is keyed by brands and text, so one table entry sees every copy."""
+    stage, _ = _stage(sender)
+    asyncio.run(stage.route.process([event(n) for n in (30, 31)]))
+    keys = [k for k, _ in sender.on(COPY_TOPIC)]
+    assert len(keys) == 2 and keys[0] == keys[1] and keys[0].startswith(b"acme|")
+    assert sender.on(TOPICS.needs_response) == [], "nothing reaches the queue before dedup"

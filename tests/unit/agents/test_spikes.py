@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 
-from agents.spikes import SpikeDetector, SpikeSettings
+from agents.spikes import SpikeDetector, SpikeSettings, series_key
+from agents.tables import JsonState
 from listener.record import LABELS, Classification, Mention
 
 _IDS = itertools.count()
@@ -30,8 +31,7 @@ def _post(label: str = "complaint", brand: str = "Acme") -> Mention:
 
 def _window(detector: SpikeDetector, clock: FakeClock, count: int, **kw: str) -> list[str]:
     alerts = [a.id for _ in range(count) for a in detector.observe(_post(**kw))]
-    clock.now += 60
-    detector.tick()
+    clock.now += 60  # the window closes when the next mention of the key comes
     return alerts
 
 
@@ -51,7 +51,6 @@ def test_one_alert_per_incident_then_rearm() -> None:
     assert record["kind"] == "spike" and len(record["examples"]) == 3
     assert record["examples"][0]["text"].startswith("post ")
     clock.now += 60
-    detector.tick()
     assert _window(detector, clock, 30) == [], "still the same incident: no second alert"
     assert _window(detector, clock, 2) == [], "back to normal: re-armed"
     assert len(_window(detector, clock, 9)) == 1, "a new incident alerts again"
@@ -62,7 +61,6 @@ def test_min_count_warm_up_labels_and_brands_are_separate() -> None:
     detector = SpikeDetector(SETTINGS, clock)
     assert _window(detector, clock, 20) == [], "no baseline yet (warm-up)"
     clock.now += 600  # empty windows count as zero
-    detector.tick()
     assert _window(detector, clock, 4) == [], "above baseline but below min_count"
     assert _window(detector, clock, 20, label="praise") == [], "praise is not watched"
     other = SpikeDetector(SETTINGS, clock)
@@ -71,3 +69,26 @@ def test_min_count_warm_up_labels_and_brands_are_separate() -> None:
         _window(other, clock, n, brand="Acme")
     fired = [a for _ in range(6) for a in other.observe(_post(brand="Beta"))]
     assert [a.brand for a in fired] == ["beta"]
+
+
+def test_state_survives_a_restart_so_an_incident_alerts_once() -> None:
+    """A restarted worker gets the table back from its changelog: same baseline, still disarmed."""
+    clock, store = FakeClock(), JsonState({})
+    detector = SpikeDetector(SETTINGS, clock, state=store)
+    for n in (2, 3, 2, 3):
+        _window(detector, clock, n)
+    assert len([a for _ in range(6) for a in detector.observe(_post())]) == 1
+    restarted = SpikeDetector(SETTINGS, clock, state=JsonState(dict(store.store)))
+    assert [a for _ in range(20) for a in restarted.observe(_post())] == [], "already alerted"
+    assert restarted.state.get(series_key("Acme", "complaint"))["history"] == [2, 3, 2, 3]
+
+
+def test_sweep_forgets_keys_idle_for_a_day() -> None:
+    clock = FakeClock()
+    detector = SpikeDetector(SETTINGS, clock)
+    _window(detector, clock, 1, brand="Acme")
+    _window(detector, clock, 1, brand="Beta")
+    clock.now += 86_400 - 60
+    detector.observe(_post(brand="Beta"))
+    assert detector.sweep() == 1
+    assert [key for key, _ in detector.state.items()] == ["beta|complaint"]

@@ -6,7 +6,14 @@ import itertools
 from datetime import timedelta
 
 from agents.rules import Rule, route
-from agents.vetting import AuthorVetter, VettingSettings, fingerprint, normalise
+from agents.tables import JsonState
+from agents.vetting import (
+    AuthorVetter,
+    VettingSettings,
+    fingerprint,
+    normalise,
+    partition_key,
+)
 from listener.record import LABELS, Author, Classification, Mention
 
 _IDS = itertools.count()
@@ -60,16 +67,37 @@ def test_reposts_duplicates_mass_mentions_and_rate() -> None:
     assert result["score"] == 1.0
 
 
-def test_min_posts_window_and_lru_bound() -> None:
+def test_min_posts_window_and_sweep() -> None:
     clock = FakeClock()
-    vetter = AuthorVetter(VettingSettings(window_s=3600, max_authors=2), clock)
+    vetter = AuthorVetter(VettingSettings(window_s=3600), clock)
     assert vet_all(vetter, clock, ["RT @x: @acme hi"] * 2)["flags"] == [], "too few posts"
     clock.now += 7200  # the window slides past them
     assert vetter.vet(post("RT @x: @acme hi"))["posts"] == 1
     vetter.vet(post("@acme one", author="b"))
+    clock.now += 3000
     vetter.vet(post("@acme two", author="c"))
-    assert len(vetter) == 2, "least recently seen author dropped"
+    clock.now += 1000
+    assert len(vetter) == 3
+    assert vetter.sweep(lambda key: key != b"t:a1") == 1, "only owned authors are swept"
+    assert vetter.sweep() == 1 and len(vetter) == 1, "c's post is still in the window"
     assert vetter.vet(post("no author", author=""))["reasons"] == ["no author id"]
+
+
+def test_a_redelivered_post_is_counted_once_and_state_survives_a_restart() -> None:
+    clock, store = FakeClock(), JsonState({})
+    vetter = AuthorVetter(clock=clock, state=store)
+    repost = post("RT @x: @acme hi")
+    assert vetter.vet(repost)["posts"] == 1
+    assert vetter.vet(repost)["posts"] == 1, "at-least-once redelivery: same id, one post"
+    restarted = AuthorVetter(clock=clock, state=JsonState(dict(store.store)))
+    result = vet_all(restarted, clock, ["RT @y: @acme yo", "RT @z: @acme ok"])
+    assert result["posts"] == 3 and "repost_only" in result["flags"]
+
+
+def test_partition_key_is_the_author_else_the_id() -> None:
+    assert partition_key(post("hi", author="U1")) == b"t:u1"
+    anonymous = post("hi", author="")
+    assert partition_key(anonymous) == anonymous.id.encode()
 
 
 def test_normalise_strips_urls_handles_case_and_space() -> None:
