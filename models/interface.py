@@ -7,10 +7,22 @@ from typing import NamedTuple, Protocol
 
 
 class Prediction(NamedTuple):
-    """One post's verdict: the chosen label and a probability for every label."""
+    """One post's verdict: the chosen label, a probability per label, needs_response.
+
+    Attributes:
+        label: The chosen label.
+        scores: Probability per label.
+        needs_response: The model's calibrated decision
+            (``needs_response_score >= `` its threshold); ``None`` when the model
+            has no calibrated threshold (callers then decide for themselves).
+        needs_response_score: ``P(complaint) + P(question)``; ``None`` when the
+            classifier does not report it.
+    """
 
     label: str
     scores: dict[str, float]
+    needs_response: bool | None = None
+    needs_response_score: float | None = None
 
 
 class IntentClassifier(Protocol):
@@ -32,11 +44,11 @@ class IntentClassifier(Protocol):
 
 
 def decide_needs_response(classifier: object, prediction: Prediction) -> bool:
-    """needs_response for ``prediction``, by the classifier's own rule when it has one.
+    """needs_response for ``prediction``, by the model's own decision when it has one.
 
-    Classifiers may offer ``needs_response(prediction) -> bool`` (the ONNX runtime
-    applies its calibrated threshold there); any other classifier falls back to
-    "the top label is complaint or question".
+    In order: the decision the prediction carries (the ONNX runtime sets it from
+    its calibrated threshold), else the classifier's ``needs_response(prediction)
+    -> bool`` when it offers one, else "the top label is complaint or question".
 
     Args:
         classifier: The classifier that made ``prediction``.
@@ -45,6 +57,8 @@ def decide_needs_response(classifier: object, prediction: Prediction) -> bool:
     Returns:
         Whether the post needs a human response.
     """
+    if prediction.needs_response is not None:
+        return prediction.needs_response
     rule = getattr(classifier, "needs_response", None)
     if callable(rule):
         return bool(rule(prediction))

@@ -19,6 +19,7 @@ import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
 from models.evaluation import needs_response as _needs_response
+from models.evaluation import needs_response_score
 from models.interface import Prediction
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "intent-minilm"
@@ -82,10 +83,13 @@ class OnnxIntentClassifier:
         max_length: Tokens kept per post (longer posts are truncated).
         provider: ``"cpu"`` or ``"cuda"`` (needs onnxruntime-gpu).
         threads: Intra-op threads; defaults to the cores this process may use.
-        needs_response_threshold: Minimum ``P(complaint) + P(question)`` for
-            :meth:`needs_response`; defaults to ``metrics.json``
-            ``thresholds.needs_response`` and, without one, to "top label is
-            complaint or question".
+        needs_response_threshold: Minimum ``P(complaint) + P(question)`` for a post
+            to need a response (the model's calibrated decision). Defaults to
+            ``metrics.json`` ``thresholds.needs_response`` in ``model_dir`` (written
+            by ``python -m models.report --write``). A model without one has no
+            calibrated decision: its predictions carry ``needs_response=None`` (the
+            router then applies its own confidence threshold to the top label) and
+            :meth:`needs_response` falls back to "top label is complaint or question".
 
     Raises:
         FileNotFoundError: A model file is missing.
@@ -167,7 +171,7 @@ class OnnxIntentClassifier:
 
     @property
     def needs_response_threshold(self) -> float | None:
-        """Minimum ``P(complaint) + P(question)`` for a response; ``None``: top-label rule."""
+        """The calibrated minimum ``P(complaint) + P(question)``; ``None``: not calibrated."""
         return self._threshold
 
     def needs_response(self, prediction: Prediction) -> bool:
@@ -189,19 +193,27 @@ class OnnxIntentClassifier:
             texts: Post texts; an empty sequence gives an empty list.
 
         Returns:
-            One Prediction per text, in input order, with a probability for every label.
+            One Prediction per text, in input order, with a probability for every
+            label, ``needs_response_score`` (``P(complaint) + P(question)``) and
+            ``needs_response`` (that score against :attr:`needs_response_threshold`;
+            ``None`` when the model has no threshold).
 
         Raises:
             TypeError: ``texts`` is a bare string or holds a non-string.
         """
-        probs = self.predict_proba(texts)
-        return [
-            Prediction(
-                label=self._labels[int(row.argmax())],
-                scores={label: float(p) for label, p in zip(self._labels, row, strict=True)},
+        predictions = []
+        for row in self.predict_proba(texts):
+            scores = {label: float(p) for label, p in zip(self._labels, row, strict=True)}
+            score = needs_response_score(scores)
+            predictions.append(
+                Prediction(
+                    label=self._labels[int(row.argmax())],
+                    scores=scores,
+                    needs_response=None if self._threshold is None else score >= self._threshold,
+                    needs_response_score=score,
+                )
             )
-            for row in probs
-        ]
+        return predictions
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Label probabilities as an array of shape ``(len(texts), len(labels))``.

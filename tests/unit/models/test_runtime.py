@@ -197,3 +197,38 @@ def test_needs_response_for_obvious_posts(classifier: OnnxIntentClassifier) -> N
     preds = classifier.predict([text for text, _ in OBVIOUS])
     wanted = [label in ("complaint", "question") for _, label in OBVIOUS]
     assert [classifier.needs_response(p) for p in preds] == wanted
+
+
+def test_predictions_carry_the_calibrated_needs_response(classifier: OnnxIntentClassifier) -> None:
+    threshold = classifier.needs_response_threshold
+    assert threshold is not None
+    for pred in classifier.predict(TEXTS):
+        assert pred.needs_response_score is not None
+        assert pred.needs_response_score == pytest.approx(
+            pred.scores["complaint"] + pred.scores["question"], abs=1e-6
+        )
+        assert pred.needs_response is (pred.needs_response_score >= threshold)
+        assert decide_needs_response(classifier, pred) is pred.needs_response
+    # an explicit threshold overrides the stored one
+    strict = OnnxIntentClassifier(needs_response_threshold=1.0)
+    assert not any(p.needs_response for p in strict.predict(TEXTS))
+
+
+def test_a_model_without_a_stored_threshold_makes_no_decision(tmp_path: Path) -> None:
+    for name in ("model.int8.onnx", "tokenizer.json", "config.json"):
+        (tmp_path / name).symlink_to(DEFAULT_MODEL_DIR / name)
+    metrics = json.loads((DEFAULT_MODEL_DIR / "metrics.json").read_text(encoding="utf-8"))
+    del metrics["thresholds"]
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    clf = OnnxIntentClassifier(tmp_path)
+    assert clf.needs_response_threshold is None
+    (pred,) = clf.predict(["what time does the store open on sunday?"])
+    assert pred.needs_response is None  # the router falls back to its confidence threshold
+    assert pred.needs_response_score is not None and pred.needs_response_score > 0.5
+    assert clf.needs_response(pred) is True  # top-label rule for eval and classify --input
+
+
+def test_decide_prefers_the_decision_the_prediction_carries() -> None:
+    scores = {"complaint": 0.3, "praise": 0.05, "question": 0.25, "other": 0.4}
+    assert decide_needs_response(object(), Prediction("other", scores, True, 0.55)) is True
+    assert decide_needs_response(object(), Prediction("other", scores)) is False
