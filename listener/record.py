@@ -17,7 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from listener.errors import SkippableError
 
 SCHEMA_VERSION = 1
-"""Bumped on any incompatible change; decoders reject versions newer than they know."""
+"""Bumped on any incompatible change; decoders reject versions newer than they know.
+
+A new optional field (``Routing.sinks``, ``Classification.needs_response``) is
+not a bump: older records decode with its default. Builds from before the field
+reject records that carry it (unknown fields are forbidden), so upgrade the
+readers of a topic before its writers.
+"""
 
 LABELS: tuple[str, ...] = ("complaint", "praise", "question", "other")
 """The four intent labels, in a fixed order (the classifier's score order)."""
@@ -48,13 +54,26 @@ class Author(BaseModel):
 
 
 class Classification(BaseModel):
-    """The classifier's verdict: the label, a score for each of the four labels, the model."""
+    """The classifier's verdict: the label, a score for each of the four labels, the model.
+
+    ``needs_response`` is the model's calibrated decision (``needs_response_score``,
+    P(complaint) + P(question), at or above the model's threshold); both are
+    ``None`` in records written before they existed and for classifiers without
+    a calibrated threshold, and the router then falls back to its confidence
+    threshold on the top label (``agents/rules.py``).
+    """
 
     model_config = _FROZEN
 
     label: Label
     scores: dict[str, float]
     model: str = Field(min_length=1, description="name@version of the model")
+    needs_response: bool | None = Field(
+        default=None, description="The model's calibrated needs_response decision, if any."
+    )
+    needs_response_score: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="P(complaint) + P(question), if reported."
+    )
 
     @field_validator("scores")
     @classmethod

@@ -178,3 +178,45 @@ def test_mention_is_frozen() -> None:
     m = _mention()
     with pytest.raises(ValueError):
         m.text = "changed"  # type: ignore[misc]
+
+
+OLD_CLASSIFIED = (
+    b'{"schema_version":1,"id":"bluesky:3kabc","source":"bluesky","text":"no signal",'
+    b'"created_at":"2026-03-01T09:30:00+00:00","ingested_at":"2026-03-01T09:30:01+00:00",'
+    b'"classification":{"label":"other","scores":{"complaint":0.3,"praise":0.0,'
+    b'"question":0.25,"other":0.45},"model":"intent-minilm@1.0.0"},'
+    b'"stage_times":{"ingested":1772357401.0,"classified":1772357401.2}}'
+)
+"""A classified record as written before the model's needs_response decision existed."""
+
+
+def test_a_record_from_before_the_needs_response_fields_still_decodes() -> None:
+    decoded = decode_mention(OLD_CLASSIFIED)
+    assert decoded.schema_version == 1
+    assert decoded.classification is not None
+    assert decoded.classification.needs_response is None
+    assert decoded.classification.needs_response_score is None
+
+
+def test_the_model_needs_response_decision_round_trips() -> None:
+    classification = Classification(
+        label="other",
+        scores={"complaint": 0.3, "praise": 0.0, "question": 0.25, "other": 0.45},
+        model="intent-minilm@1.0.0",
+        needs_response=True,
+        needs_response_score=0.55,
+    )
+    m = _mention().with_stage("classified", classification=classification)
+    obj = orjson.loads(encode_mention(m))
+    assert obj["classification"]["needs_response"] is True
+    assert obj["classification"]["needs_response_score"] == 0.55
+    assert decode_mention(encode_mention(m)) == m
+
+
+@pytest.mark.parametrize("score", [-0.1, 1.5])
+def test_needs_response_score_is_a_probability(score: float) -> None:
+    obj = orjson.loads(encode_mention(_mention().with_stage("c", classification=_classification())))
+    obj["classification"]["needs_response_score"] = score
+    with pytest.raises(SkippableError) as info:
+        decode_mention(orjson.dumps(obj))
+    assert "classification.needs_response_score" in str(info.value)
