@@ -146,11 +146,35 @@ class ClassifyStage:
         return predictions
 
     def _classified(self, mention: Mention, prediction: Prediction) -> Mention:
-        scores = {label: float(prediction.scores[label]) for label in LABELS}
-        classification = Classification.model_validate(
-            {"label": prediction.label, "scores": scores, "model": self._classifier.name}
-        )
+        classification = classification_of(prediction, self._classifier.name)
         return mention.with_stage("classified", classification=classification)
+
+
+def classification_of(prediction: Prediction, model: str) -> Classification:
+    """The record's :class:`~listener.record.Classification` of one prediction.
+
+    Carries the model's calibrated needs_response decision and score when the
+    prediction has them (the router prefers them to its confidence threshold).
+
+    Args:
+        prediction: One post's prediction.
+        model: ``name@version`` of the classifier.
+
+    Raises:
+        pydantic.ValidationError: The prediction lacks a label's score or has an
+            unknown label.
+    """
+    score = prediction.needs_response_score
+    return Classification.model_validate(
+        {
+            "label": prediction.label,
+            "scores": {label: float(prediction.scores[label]) for label in LABELS},
+            "model": model,
+            "needs_response": prediction.needs_response,
+            # float32 sums may overshoot 1.0 by an ulp or two
+            "needs_response_score": None if score is None else min(1.0, max(0.0, float(score))),
+        }
+    )
 
 
 def register(

@@ -5,6 +5,13 @@ No I/O and no Faust here: :func:`route` maps a classified Mention to a
 in the pipeline. The built-in table is :data:`RULES` with :data:`SLA`; a
 deployment replaces both with a YAML file (``agents/rules_file.py``). First
 match wins; nothing else decides.
+
+Whether a matching rule that responds queues the post is the model's
+calibrated needs_response decision when the classification carries one
+(P(complaint) + P(question) at or above the model's threshold, see
+``models/intent-minilm/README.md``), and the worker's confidence threshold on
+the top label otherwise (records from before the decision existed, models
+without a calibrated threshold). :func:`route` documents the details.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from agents.business_hours import BusinessHours, due_at
 from listener.errors import SkippableError
-from listener.record import Mention, Priority, Routing
+from listener.record import Classification, Mention, Priority, Routing
 
 URGENT_TERMS: tuple[str, ...] = (
     "outage",
@@ -40,8 +47,19 @@ SLA: dict[str, timedelta] = {
 }
 """Time to first response by priority, from the post's ``created_at``; P4 has none."""
 
+RESPONSE_LABELS: tuple[str, ...] = ("complaint", "question")
+"""The labels the model's needs_response decision is about, in guideline precedence."""
+
 BELOW_THRESHOLD = "confidence.below_threshold"
 """Rule id added when a label that wants a response is below the confidence threshold."""
+
+MODEL_SAYS_NO = "needs_response.below_threshold"
+"""Rule id added when a complaint/question rule responds but the model's calibrated
+needs_response score is below its threshold (the post is not queued)."""
+
+LABEL_FROM_SCORES = "needs_response.label_from_scores"
+"""Rule id added when the rules matched the higher of complaint/question instead of the
+top label (praise or other), because the model's needs_response decision was yes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +72,12 @@ class Rule:
         priority: Priority given when it matches.
         team: Team that owns the mention.
         responds: Whether a matching mention needs a human response (subject to the
-            confidence threshold).
+            model's needs_response decision or the confidence threshold, see
+            :func:`route`).
         terms: If set, at least one of these words/phrases must occur in the text.
-        min_confidence: If set, the classifier's confidence must be at least this.
+        min_confidence: If set, the classifier's score for the label being matched
+            must be at least this (the top label's, unless :func:`route` matches on
+            complaint/question from the model's needs_response decision).
         brands: If set, one of the mention's brands must be one of these (any case).
         sources: If set, the mention's source must be one of these.
         languages: If set, the mention's language must be one of these.
@@ -102,7 +123,8 @@ class Rule:
         """Whether this rule applies to ``mention`` classified as ``label``."""
         if self.labels and label not in self.labels:
             return False
-        confidence = mention.classification.confidence if mention.classification else 0.0
+        classification = mention.classification
+        confidence = classification.scores.get(label, 0.0) if classification else 0.0
         if self.min_confidence is not None and confidence < self.min_confidence:
             return False
         if self.brands and not self.brands & {b.lower() for b in mention.brands}:
@@ -159,6 +181,20 @@ def _terms_pattern(terms: tuple[str, ...]) -> re.Pattern[str]:
     return pattern
 
 
+def routing_label(classification: Classification) -> str:
+    """The label the rules are matched on.
+
+    The top label, except when the model's needs_response decision is yes for
+    a post whose top label is praise or other (e.g. P(complaint)=0.30,
+    P(question)=0.25, P(other)=0.45): then the higher scoring of complaint and
+    question (complaint on a tie, as in the guideline's precedence), so the post
+    reaches the complaint or question rules, their priority, team and SLA.
+    """
+    if classification.needs_response and classification.label not in RESPONSE_LABELS:
+        return max(RESPONSE_LABELS, key=lambda name: classification.scores[name])
+    return classification.label
+
+
 def route(
     mention: Mention,
     threshold: float,
@@ -167,9 +203,24 @@ def route(
 ) -> Routing:
     """Decide whether ``mention`` needs a human response, how urgently and by whom.
 
+    The rules are matched on :func:`routing_label`. A matching rule that does
+    not respond never queues. One that responds queues:
+
+    * when the classification carries the model's calibrated needs_response
+      decision and the matched label is complaint or question: by that
+      decision (a "no" adds :data:`MODEL_SAYS_NO` to the rule ids);
+    * otherwise (records without the decision, and custom rules that respond
+      to praise or other): when the top label's confidence is at least
+      ``threshold`` (a "no" adds :data:`BELOW_THRESHOLD`), as before the
+      decision existed.
+
+    A post matched on complaint/question instead of its top label carries
+    :data:`LABEL_FROM_SCORES` in its rule ids.
+
     Args:
         mention: A classified Mention.
-        threshold: Minimum classifier confidence for a response (inclusive).
+        threshold: Minimum top-label confidence for a response (inclusive), used
+            where the model's needs_response decision does not apply (above).
         rules: The rule table, first match wins.
         sla: Time to first response by priority (a priority not in it has none).
 
@@ -184,13 +235,21 @@ def route(
     classification = mention.classification
     if classification is None:
         raise SkippableError("unclassified", f"{mention.id} has no classification to route on")
-    label = classification.label
+    label = routing_label(classification)
     rule = next((r for r in rules if r.matches(mention, label)), None)
     if rule is None:
         raise SkippableError("no_rule", f"no routing rule matches label {label!r}")
-    confident = classification.confidence >= threshold
-    needs_response = rule.responds and confident
-    rule_ids = (rule.id,) if confident or not rule.responds else (rule.id, BELOW_THRESHOLD)
+    rule_ids: tuple[str, ...] = (rule.id,)
+    if label != classification.label:
+        rule_ids += (LABEL_FROM_SCORES,)
+    decision = classification.needs_response
+    needs_response = False
+    if rule.responds and decision is not None and label in RESPONSE_LABELS:
+        needs_response = decision
+        rule_ids += () if needs_response else (MODEL_SAYS_NO,)
+    elif rule.responds:
+        needs_response = classification.confidence >= threshold
+        rule_ids += () if needs_response else (BELOW_THRESHOLD,)
     due = sla.get(rule.priority) if needs_response else None
     return Routing(
         needs_response=needs_response,

@@ -1,9 +1,12 @@
 """``brand-listener rules test FILE.jsonl [--rules rules.yaml]``: what each post would get.
 
 Classifies every post with the real model (no Kafka) and routes it with the
-deployment's rules file (or the built-in table), printing one line per post:
-label and confidence, whether it is queued, priority, team, SLA, sinks and
-the rule ids that decided. ``--json`` prints each routed Mention instead.
+deployment's rules file (or the built-in table) exactly as the worker does,
+printing one line per post: label and confidence, the model's needs_response
+score with its decision (``nr=0.55+``: at or above the model's calibrated
+threshold, ``nr=0.20-``: below), whether it is queued, priority, team, SLA,
+sinks and the rule ids that decided. ``--json`` prints each routed Mention
+instead.
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ from typing import Any, TextIO
 
 import orjson
 
+from agents.classify import classification_of
 from agents.rules import route
 from agents.rules_file import RulesError
 from agents.settings import AgentSettings
 from agents.worker import load_classifier, routing_rules
 from listener.errors import SkippableError
-from listener.record import Classification, Mention
+from listener.record import Mention
 from listener.replay import parse_line
 from models.interface import IntentClassifier
 
@@ -47,22 +51,26 @@ def classified(classifier: IntentClassifier, posts: list[Mention]) -> Iterator[M
     for start in range(0, len(posts), BATCH):
         chunk = posts[start : start + BATCH]
         for post, p in zip(chunk, classifier.predict([m.text for m in chunk]), strict=True):
-            c = Classification.model_validate(
-                {"label": p.label, "scores": p.scores, "model": classifier.name}
+            yield post.with_stage(
+                "classified", classification=classification_of(p, classifier.name)
             )
-            yield post.with_stage("classified", classification=c)
 
 
 def describe(mention: Mention) -> str:
-    """One line: id, label@confidence, queue flag, priority, team, SLA, sinks, rules, text."""
+    """One line: id, label@confidence, needs_response score, queue flag, routing, text."""
     c, r = mention.classification, mention.routing
     assert c is not None and r is not None
     due = (r.sla_due_at - mention.created_at) if r.sla_due_at else None
     text = " ".join(mention.text.split())
+    score = "nr=n/a"
+    if c.needs_response_score is not None:
+        decided = {True: "+", False: "-", None: ""}[c.needs_response]
+        score = f"nr={c.needs_response_score:.2f}{decided}"
     return "  ".join(
         [
             mention.id,
             f"{c.label}@{c.confidence:.2f}",
+            score,
             "QUEUE" if r.needs_response else "-",
             r.priority or "-",
             r.team or "-",
@@ -121,7 +129,11 @@ def register_commands(sub: Any) -> None:
     )
     test.add_argument("file", type=Path, metavar="FILE.jsonl", help="posts, one JSON per line")
     test.add_argument("--rules", type=Path, metavar="FILE.yaml", help="rules file (else built-in)")
-    test.add_argument("--threshold", type=float, help="needs-response confidence threshold")
+    test.add_argument(
+        "--threshold",
+        type=float,
+        help="confidence threshold for classifications without the model's needs_response",
+    )
     test.add_argument("--model-dir", type=Path, help="classifier model folder")
     test.add_argument("--json", action="store_true", help="print each routed Mention as JSON")
     test.set_defaults(func=_command)

@@ -1,8 +1,10 @@
 """The worker end to end: real broker, real ONNX model, the worker as a real subprocess.
 
 Expected routing is computed in this process with the same model (one post per
-ONNX run on both sides, so int8 results do not depend on batch-mates) and
-:func:`agents.rules.route`; the worker must queue exactly those ids.
+ONNX run on both sides, so int8 results do not depend on batch-mates), the
+classify agent's record (:func:`agents.classify.classification_of`, with the
+model's needs_response decision) and :func:`agents.rules.route`; the worker
+must queue exactly those ids.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from agents.classify import classification_of
 from agents.rules import route
 from agents.settings import AgentSettings
 from listener.kafka_local import free_port
-from listener.record import Classification, Mention, encode_mention
+from listener.record import Mention, encode_mention
 from listener.topics import TopicNames
 
 THRESHOLD = 0.5
@@ -74,9 +77,7 @@ def needing_response(classifier, posts: list[Mention]) -> set[str]:  # type: ign
     """The ids the worker must queue: same model, same rules, computed here."""
     expected = set()
     for post, prediction in zip(posts, classifier.predict([p.text for p in posts]), strict=True):
-        classification = Classification(
-            label=prediction.label, scores=prediction.scores, model=classifier.name
-        )
+        classification = classification_of(prediction, classifier.name)
         classified = post.with_stage("classified", classification=classification)
         if route(classified, THRESHOLD).needs_response:
             expected.add(post.id)

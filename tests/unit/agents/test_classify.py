@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import orjson
 
-from listener.record import decode_mention, encode_mention
+from agents.classify import classification_of
+from agents.rules import LABEL_FROM_SCORES
+from listener.record import LABELS, decode_mention, encode_mention
+from models.interface import Prediction
 
 
 def test_good_batch_is_classified_and_keyed_by_id(build, sender, make_mention, wait_until):
@@ -158,3 +162,61 @@ def test_refused_output_goes_to_dead_letter_with_reason_delivery(
         )
         == 1
     )
+
+
+SPLIT = {"complaint": 0.30, "praise": 0.0, "question": 0.25, "other": 0.45}
+
+
+class CalibratedClassifier:
+    """Says "other" with the scores above and the model's calibrated "needs a response"."""
+
+    name = "calibrated@test"
+    labels = LABELS
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        return [Prediction("other", dict(SPLIT), True, 0.55) for _ in texts]
+
+
+def test_classification_carries_the_model_needs_response_decision() -> None:
+    c = classification_of(Prediction("other", dict(SPLIT), True, 0.55), "m@1")
+    assert (c.label, c.needs_response, c.needs_response_score) == ("other", True, 0.55)
+    # float32 sums can overshoot 1 by an ulp: clamped, not rejected
+    full = {"complaint": 0.9, "praise": 0.0, "question": 0.1, "other": 0.0}
+    assert (
+        classification_of(Prediction("complaint", full, True, 1.0000001), "m").needs_response_score
+        == 1.0
+    )
+    # a classifier without a calibrated decision leaves both unset
+    plain = classification_of(Prediction("other", dict(SPLIT)), "m@1")
+    assert (plain.needs_response, plain.needs_response_score) == (None, None)
+
+
+def test_split_post_is_classified_then_queued_by_the_model_decision(
+    build, sender, make_mention, wait_until
+):
+    pipeline, _ = build(CalibratedClassifier(), dedup_window_s=0)  # straight to the queue
+    topics = pipeline.topics
+    post = make_mention("1", "the app logs me out and I cannot find where to report it")
+
+    async def classify() -> None:
+        async with pipeline.classify_agent.test_context() as agent:
+            await agent.put(encode_mention(post), key=post.id.encode())
+            await wait_until(lambda: len(sender.on(topics.classified.get_topic_name())) == 1)
+
+    asyncio.run(classify())
+    ((_, value),) = sender.on(topics.classified.get_topic_name())
+    classified = decode_mention(value)
+    assert classified.classification is not None
+    assert classified.classification.needs_response is True
+    assert classified.classification.needs_response_score == 0.55
+
+    async def route() -> None:
+        async with pipeline.route_agent.test_context() as agent:
+            await agent.put(value, key=post.id.encode())
+            await wait_until(lambda: len(sender.on(topics.needs_response.get_topic_name())) == 1)
+
+    asyncio.run(route())
+    ((_, queued),) = sender.on(topics.needs_response.get_topic_name())
+    routing = decode_mention(queued).routing
+    assert routing is not None and routing.needs_response is True
+    assert routing.rule_ids == ("complaint", LABEL_FROM_SCORES)

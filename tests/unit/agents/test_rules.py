@@ -4,7 +4,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agents.rules import BELOW_THRESHOLD, RULES, SLA, URGENT_TERMS, Rule, route
+from agents.rules import (
+    BELOW_THRESHOLD,
+    LABEL_FROM_SCORES,
+    MODEL_SAYS_NO,
+    RULES,
+    SLA,
+    URGENT_TERMS,
+    Rule,
+    route,
+    routing_label,
+)
 from listener.errors import SkippableError
 from listener.record import LABELS, Classification, Mention
 
@@ -98,3 +108,113 @@ def test_table_covers_every_label_and_ids_are_unique() -> None:
     assert {label for rule in RULES for label in rule.labels} == set(LABELS)
     assert len({rule.id for rule in RULES}) == len(RULES)
     assert "outage" in URGENT_TERMS
+
+
+# The model's calibrated needs_response decision (issue 3): the shipped model's
+# threshold on P(complaint) + P(question) is 0.3529.
+
+
+def _scored(
+    scores: dict[str, float],
+    needs_response: bool | None,
+    text: str = "hello @brand",
+) -> Mention:
+    label = max(scores, key=scores.__getitem__)
+    classification = Classification(
+        label=label,
+        scores=scores,
+        model="intent-minilm@1.0.0",
+        needs_response=needs_response,
+        needs_response_score=None
+        if needs_response is None
+        else scores["complaint"] + scores["question"],
+    )
+    mention = Mention.create(source="bluesky", native_id="1", text=text, created_at=CREATED)
+    return mention.model_copy(update={"classification": classification})
+
+
+SPLIT = {"complaint": 0.30, "praise": 0.0, "question": 0.25, "other": 0.45}
+"""Top label other, but 0.55 on the labels that need a response: over the calibrated 0.3529."""
+
+
+def test_split_post_over_the_calibrated_score_is_queued_as_complaint() -> None:
+    routing = route(_scored(SPLIT, True), threshold=0.5)
+    assert routing.needs_response is True
+    assert (routing.priority, routing.team) == ("P2", "support")
+    assert routing.rule_ids == ("complaint", LABEL_FROM_SCORES)
+    assert routing.sla_due_at == CREATED + SLA["P2"]
+
+
+def test_split_post_leaning_to_question_is_routed_as_question() -> None:
+    scores = {"complaint": 0.15, "praise": 0.30, "question": 0.25, "other": 0.30}
+    routing = route(_scored(scores, True, "any idea when the outage ends"), threshold=0.5)
+    assert routing.needs_response is True
+    assert routing.rule_ids == ("question", LABEL_FROM_SCORES)
+    assert routing.priority == "P3"  # the urgent terms are complaint rules only
+
+
+def test_tie_between_complaint_and_question_is_a_complaint() -> None:
+    scores = {"complaint": 0.2, "praise": 0.1, "question": 0.2, "other": 0.5}
+    assert routing_label(_scored(scores, True).classification) == "complaint"  # type: ignore[arg-type]
+    assert route(_scored(scores, True, "outage again"), 0.5).rule_ids == (
+        "complaint.urgent",
+        LABEL_FROM_SCORES,
+    )
+
+
+def test_split_post_without_the_model_decision_keeps_the_old_rule() -> None:
+    # A record from before the decision existed: top label and confidence decide.
+    routing = route(_scored(SPLIT, None), threshold=0.5)
+    assert routing.needs_response is False
+    assert routing.rule_ids == ("other",)
+
+
+def test_complaint_below_the_calibrated_score_is_not_queued() -> None:
+    scores = {"complaint": 0.34, "praise": 0.33, "question": 0.01, "other": 0.32}
+    routing = route(_scored(scores, False), threshold=0.3)  # confident enough by the old rule
+    assert routing.needs_response is False
+    assert routing.sla_due_at is None
+    assert routing.rule_ids == ("complaint", MODEL_SAYS_NO)
+    assert routing.priority == "P2"  # priority still recorded
+
+
+def test_the_model_decision_replaces_the_confidence_threshold() -> None:
+    scores = {"complaint": 0.40, "praise": 0.05, "question": 0.30, "other": 0.25}
+    routing = route(_scored(scores, True), threshold=0.5)  # 0.40 < 0.5: the old rule said no
+    assert routing.needs_response is True
+    assert routing.rule_ids == ("complaint",)
+
+
+def test_rule_that_does_not_respond_stays_silent_whatever_the_model_says() -> None:
+    quiet = (Rule("author.spam", frozenset(), "P4", "trust-safety", False),)
+    routing = route(_scored(SPLIT, True), 0.5, rules=quiet)
+    assert routing.needs_response is False
+    assert routing.rule_ids == ("author.spam", LABEL_FROM_SCORES)
+
+
+def test_a_rule_responding_to_praise_keeps_the_confidence_threshold() -> None:
+    # The calibrated decision is about complaints and questions; thanking praise is not.
+    thank = (
+        Rule("praise.thank", frozenset({"praise"}), "P4", "community", True),
+        *RULES,
+    )
+    scores = {"complaint": 0.05, "praise": 0.85, "question": 0.05, "other": 0.05}
+    assert route(_scored(scores, False), 0.5, rules=thank).needs_response is True
+    assert route(_scored(scores, False), 0.9, rules=thank).rule_ids == (
+        "praise.thank",
+        BELOW_THRESHOLD,
+    )
+
+
+def test_min_confidence_is_the_score_of_the_label_matched() -> None:
+    legal = (
+        Rule("complaint.legal", frozenset({"complaint"}), "P1", "legal", True, min_confidence=0.6),
+        *RULES,
+    )
+    # Matched as complaint from the scores: P(complaint) = 0.30 < 0.6, so the next rule.
+    assert route(_scored(SPLIT, True), 0.5, rules=legal).rule_ids == (
+        "complaint",
+        LABEL_FROM_SCORES,
+    )
+    strong = {"complaint": 0.7, "praise": 0.1, "question": 0.1, "other": 0.1}
+    assert route(_scored(strong, True), 0.5, rules=legal).rule_ids == ("complaint.legal",)

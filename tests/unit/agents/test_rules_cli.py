@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
@@ -12,6 +13,8 @@ from agents.cli import main
 from agents.rules_cli import read_posts, run
 from agents.settings import AgentSettings
 from agents.worker import routing_rules
+from listener.record import LABELS
+from models.interface import Prediction
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "deploy" / "rules.example.yaml"
 
@@ -62,3 +65,31 @@ def test_worker_uses_built_in_table_unless_a_file_is_set() -> None:
     from_file, sla = routing_rules(AgentSettings(rules_file=EXAMPLE))
     assert [r.id for r in from_file[:3]] == ["author.spam", "author.link_farm", "complaint.legal"]
     assert "P1" in sla
+
+
+class SplitClassifier:
+    """Top label other, P(complaint)+P(question) = 0.55: over the model's calibrated 0.3529."""
+
+    name = "calibrated@test"
+    labels = LABELS
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        scores = {"complaint": 0.30, "praise": 0.0, "question": 0.25, "other": 0.45}
+        return [Prediction("other", scores, True, 0.55) for _ in texts]
+
+
+def test_rules_test_routes_by_the_model_needs_response_like_the_worker(tmp_path: Path) -> None:
+    out = io.StringIO()
+    posts = read_posts(_posts(tmp_path), io.StringIO())[1:2]
+    assert run(posts, AgentSettings(), SplitClassifier(), out) == 1
+    line = out.getvalue()
+    assert "other@0.45  nr=0.55+  QUEUE  P2  support" in line
+    assert "rules=complaint,needs_response.label_from_scores" in line
+
+
+def test_rules_test_without_the_model_decision_shows_no_score(
+    tmp_path: Path, keyword_classifier: type
+) -> None:
+    out = io.StringIO()
+    run(read_posts(_posts(tmp_path), io.StringIO())[2:], AgentSettings(), keyword_classifier(), out)
+    assert "praise@0.85  nr=n/a  -  P4  community" in out.getvalue()
