@@ -221,6 +221,28 @@ def _register_spikes(
     return stage
 
 
+def ensure_topics(settings: AgentSettings, pipeline: Pipeline) -> None:
+    """Create the pipeline's topics that do not exist yet, before the consumer subscribes.
+
+    Faust declares the topics it consumes while it subscribes; a topic created
+    then is missing from the first assignment ("Ignoring missing topic") and its
+    partitions stay unassigned until the next rebalance. Creating every topic
+    first (the app's repartition topics on a first start, in particular) avoids that.
+    """
+    from listener.kafka_local import create_topics
+
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python's admin is chatty at INFO
+    names = [*pipeline.topics.by_name(), settings.topics.acks]
+    created = create_topics(
+        settings.bootstrap_servers,
+        names,
+        settings.topic_partitions,
+        replication_factor=settings.topic_replication,
+    )
+    if created:
+        log.info("created topics: %s", ", ".join(created))
+
+
 def routing_rules(settings: AgentSettings) -> RuleTable:
     """The rule table and SLA: ``settings.rules_file`` if set, else the built-in ones.
 
@@ -244,8 +266,10 @@ def load_classifier(settings: AgentSettings) -> IntentClassifier:
 
 def run_worker(settings: AgentSettings) -> int:
     """Run the worker until SIGTERM/SIGINT; returns the exit code."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     classifier = load_classifier(settings)
     pipeline = build_worker(settings, classifier, REGISTRY)
+    ensure_topics(settings, pipeline)
     worker = QuietWorker(pipeline.app, loglevel=settings.loglevel, quiet=True)
     log.info(
         "worker %s: %s -> %s -> %s on %s, model %s, threshold %.2f, batch %d/%.3fs, web :%d",
