@@ -224,6 +224,7 @@ def eval_command(args: argparse.Namespace) -> int:
     )
     report["model"] = classifier.name
     report["needs_response_threshold"] = classifier.needs_response_threshold
+    report["label_offsets"] = classifier.label_offsets
     if args.json:
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:

@@ -160,7 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.write:
         path = args.model_dir / "metrics.json"
         metrics = json.loads(path.read_text(encoding="utf-8"))
-        metrics["thresholds"] = {"needs_response": out["threshold"]}
+        # keeps other decision parameters (a deployment's thresholds.label_offsets)
+        metrics.setdefault("thresholds", {})["needs_response"] = out["threshold"]
         metrics["evaluation"] = out["evaluation"]
         path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         print(f"wrote thresholds and evaluation to {path}")

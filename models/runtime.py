@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
+from models.calibrate import apply_offsets
 from models.evaluation import needs_response as _needs_response
 from models.evaluation import needs_response_score
 from models.interface import Prediction
@@ -90,6 +91,11 @@ class OnnxIntentClassifier:
             calibrated decision: its predictions carry ``needs_response=None`` (the
             router then applies its own confidence threshold to the top label) and
             :meth:`needs_response` falls back to "top label is complaint or question".
+        label_offsets: Per-label log-score offsets: the label is
+            ``argmax(log P + offset)`` (``models/calibrate.py`` fits them on a
+            deployment's labelled posts). Defaults to ``metrics.json``
+            ``thresholds.label_offsets``; none there (the shipped models) or ``{}``:
+            plain argmax. Scores and needs_response do not change.
 
     Raises:
         FileNotFoundError: A model file is missing.
@@ -106,6 +112,7 @@ class OnnxIntentClassifier:
         provider: str = "cpu",
         threads: int | None = None,
         needs_response_threshold: float | None = None,
+        label_offsets: Mapping[str, float] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -136,6 +143,13 @@ class OnnxIntentClassifier:
             stored = (metrics.get("thresholds") or {}).get("needs_response")
             needs_response_threshold = float(stored) if stored is not None else None
         self._threshold = needs_response_threshold
+        if label_offsets is None:
+            label_offsets = (metrics.get("thresholds") or {}).get("label_offsets") or {}
+        unknown = set(label_offsets) - set(self._labels)
+        if unknown:
+            raise ValueError(f"label_offsets for unknown labels {sorted(unknown)}: {self._labels}")
+        offsets = np.array([float(label_offsets.get(label, 0.0)) for label in self._labels])
+        self._offsets = offsets if offsets.any() else None
 
         self._tokenizer = Tokenizer.from_file(str(self._dir / "tokenizer.json"))
         self._tokenizer.no_padding()
@@ -174,6 +188,13 @@ class OnnxIntentClassifier:
         """The calibrated minimum ``P(complaint) + P(question)``; ``None``: not calibrated."""
         return self._threshold
 
+    @property
+    def label_offsets(self) -> dict[str, float]:
+        """Per-label log-score offsets used to pick the label; empty: plain argmax."""
+        if self._offsets is None:
+            return {}
+        return {label: float(v) for label, v in zip(self._labels, self._offsets, strict=True)}
+
     def needs_response(self, prediction: Prediction) -> bool:
         """Whether a post with this prediction goes to the human queue.
 
@@ -193,21 +214,27 @@ class OnnxIntentClassifier:
             texts: Post texts; an empty sequence gives an empty list.
 
         Returns:
-            One Prediction per text, in input order, with a probability for every
-            label, ``needs_response_score`` (``P(complaint) + P(question)``) and
+            One Prediction per text, in input order: the label (the most probable,
+            or by :attr:`label_offsets` when set), a probability for every label,
+            ``needs_response_score`` (``P(complaint) + P(question)``) and
             ``needs_response`` (that score against :attr:`needs_response_threshold`;
             ``None`` when the model has no threshold).
 
         Raises:
             TypeError: ``texts`` is a bare string or holds a non-string.
         """
+        probs = self.predict_proba(texts)
+        if self._offsets is None:
+            chosen = probs.argmax(axis=-1)
+        else:
+            chosen = apply_offsets(probs, self._offsets)
         predictions = []
-        for row in self.predict_proba(texts):
+        for row, index in zip(probs, chosen, strict=True):
             scores = {label: float(p) for label, p in zip(self._labels, row, strict=True)}
             score = needs_response_score(scores)
             predictions.append(
                 Prediction(
-                    label=self._labels[int(row.argmax())],
+                    label=self._labels[int(index)],
                     scores=scores,
                     needs_response=None if self._threshold is None else score >= self._threshold,
                     needs_response_score=score,
