@@ -3,27 +3,58 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import orjson
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from agents.sinks.alerting import alert_text
-from agents.sinks.base import DeliveryResult, HttpClient, SinkSettings, classify_status, summary
+from agents.sinks.base import (
+    DeliveryResult,
+    HttpClient,
+    SinkSettings,
+    classify_status,
+    retry_after,
+    summary,
+)
 from listener.errors import FatalError, RetryableError, SkippableError
 from listener.record import Mention
 
+log = logging.getLogger(__name__)
+
+JSON_UTF8 = "application/json; charset=utf-8"
+"""The Web API's JSON content type; without the charset Slack warns ``missing_charset``."""
+
 FATAL_ERRORS = frozenset(
     {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired",
-     "channel_not_found", "not_in_channel", "is_archived", "missing_scope", "no_permission"}
+     "not_allowed_token_type", "missing_scope", "no_permission", "access_denied",
+     "accesslimited", "ekm_access_denied", "enterprise_is_restricted", "org_login_required",
+     "team_access_not_granted", "two_factor_setup_required", "channel_not_found",
+     "not_in_channel", "is_archived", "restricted_action", "restricted_action_read_only_channel",
+     "deprecated_endpoint", "method_deprecated", "invalid_charset", "invalid_form_data",
+     "invalid_post_type", "missing_post_type", "invalid_arg_name", "invalid_array_arg"}
 )  # fmt: skip
-"""chat.postMessage ``error`` codes that no retry can fix: credentials, scopes, channel."""
+"""chat.postMessage ``error`` codes that no retry can fix: credentials, scopes, channel,
+or a request this sink builds wrongly for every message."""
+
+RETRYABLE_ERRORS = frozenset(
+    {"ratelimited", "rate_limited", "message_limit_exceeded", "internal_error", "fatal_error",
+     "service_unavailable", "request_timeout", "team_added_to_org"}
+)  # fmt: skip
+"""chat.postMessage ``error`` codes that are Slack's transient trouble; any other code
+(``msg_too_long``, ``no_text``, ``invalid_blocks``, ...) rejects this one message."""
 
 
 class SlackSettings(SinkSettings):
-    """Either an incoming-webhook ``url``, or ``url`` = the Web API base plus token and channel."""
+    """Either an incoming-webhook ``url``, or the Web API base ``url`` plus token and channel.
+
+    The Web API base is ``https://slack.com/api`` (``/chat.postMessage`` is
+    appended unless the url already ends with it).
+    """
 
     token: SecretStr | None = Field(default=None, description="Bot token (xoxb-...).")
     channel: str | None = Field(default=None, description="Channel id for chat.postMessage.")
@@ -38,19 +69,54 @@ class SlackSettings(SinkSettings):
         return self
 
 
+@dataclass(slots=True)
+class _Entry:
+    """One mention waiting for (or in) a message, and every delivery waiting on it."""
+
+    mention: Mention
+    waiters: list[asyncio.Future[DeliveryResult]] = field(default_factory=list)
+
+    def live(self) -> list[asyncio.Future[DeliveryResult]]:
+        return [f for f in self.waiters if not f.done()]
+
+
+def _escape(text: str) -> str:
+    """Slack's three control characters, so a post cannot ping ``<!channel>`` or a user."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _link(url: str) -> str:
+    """A URL made safe inside ``<url|label>``."""
+    return _escape(url).replace("|", "%7C")
+
+
 class SlackSink:
     """Posts mentions to one Slack channel, batching into a digest when over the rate.
 
-    Auth: the secret incoming-webhook URL, or ``Authorization: Bearer <bot
-    token>`` for ``chat.postMessage``. Rate limits: about one message a second
-    per channel; mentions arriving faster wait for the next slot and go out
-    together as one digest (at most ``digest_max``); a 429's Retry-After pushes
-    the next slot back. Idempotency: Slack has none, so the ledger
-    (``uses_ledger``) records each Mention id once posted. Spike alerts
-    (``deliver_alert``, unless ``alerts`` is off) are posted on their own in
-    the next slot, ledger-keyed by alert id. Guarantee:
-    at-least-once; a crash between posting and the ledger write can repeat a
-    message.
+    Wire format: an incoming-webhook POST of ``{"text", ...}`` (Slack answers
+    ``ok`` or a plain-text error code), or with a bot token ``POST
+    <url>/chat.postMessage`` with ``Authorization: Bearer xoxb-...`` and a
+    JSON body ``{"channel", "text", ...}`` sent as ``application/json;
+    charset=utf-8``; Slack answers HTTP 200 ``{"ok": true, "channel", "ts"}``
+    or ``{"ok": false, "error": <code>}``. An ``ok: false`` is a failure:
+    credential, scope and channel codes (:data:`FATAL_ERRORS`) are fatal and
+    dead-lettered at once with Slack's code in the message; Slack's own
+    trouble (:data:`RETRYABLE_ERRORS`), HTTP 429 and 5xx are retried after
+    their Retry-After; any other code rejects that message. Post text is
+    escaped (``& < >``), so a post cannot ping the channel.
+
+    Rate limits: about one message a second per channel. Messages (one
+    mention, a digest, an alert) go out one at a time, each at least
+    ``min_interval_s`` after the previous one started; mentions arriving
+    meanwhile wait and go out together as one digest (at most
+    ``digest_max``); a 429's Retry-After pushes the next slot back.
+
+    Idempotency: Slack has none, so the ledger (``uses_ledger``) records each
+    Mention id once posted, and a Mention delivered again while still waiting
+    or being posted joins that message instead of being posted twice. Spike
+    alerts (``deliver_alert``, unless ``alerts`` is off) are posted on their
+    own, ledger-keyed by alert id. Guarantee: at-least-once; a crash between
+    posting and the ledger write can repeat a message.
 
     Args:
         settings: Webhook URL or token and channel.
@@ -76,7 +142,9 @@ class SlackSink:
             headers["Authorization"] = f"Bearer {settings.token.get_secret_value()}"
         self._http = HttpClient("slack", settings.timeout_s, headers=headers)
         self._next_slot = 0.0
-        self._pending: list[tuple[Mention, asyncio.Future[DeliveryResult]]] = []
+        self._channel = asyncio.Lock()
+        self._pending: dict[str, _Entry] = {}
+        self._posting: dict[str, _Entry] = {}
         self._flusher: asyncio.Task[None] | None = None
 
     def accepts(self, mention: Mention) -> bool:
@@ -84,45 +152,67 @@ class SlackSink:
         return self.settings.accepts(mention)
 
     async def deliver(self, mention: Mention) -> DeliveryResult:
-        """Queue ``mention`` for the channel's next slot and wait for its message to be posted."""
+        """Queue ``mention`` for the channel's next slot and wait for its message to be posted.
+
+        The same id already waiting or being posted is not queued again: this
+        call waits for that message and reports it as existing.
+        """
         future: asyncio.Future[DeliveryResult] = asyncio.get_running_loop().create_future()
-        self._pending.append((mention, future))
+        entry = self._pending.get(mention.id) or self._posting.get(mention.id)
+        if entry is None:
+            entry = self._pending[mention.id] = _Entry(mention)
+        entry.waiters.append(future)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         return await future
 
+    async def _wait_for_slot(self) -> None:
+        """Sleep until the channel's next free slot and take it (call holding ``_channel``)."""
+        wait = self._next_slot - self._clock()
+        if wait > 0:
+            await self._sleep(wait)
+        self._next_slot = self._clock() + self.settings.min_interval_s
+
+    def _pushed_back(self, exc: Exception) -> None:
+        if isinstance(exc, RetryableError) and exc.after:
+            self._next_slot = max(self._next_slot, self._clock() + exc.after)
+
     async def _flush(self) -> None:
         while self._pending:
-            wait = self._next_slot - self._clock()
-            if wait > 0:
-                await self._sleep(wait)
-            batch = self._pending[: self.settings.digest_max]
-            del self._pending[: len(batch)]
-            batch = [(m, f) for m, f in batch if not f.done()]
-            if not batch:
-                continue
-            self._next_slot = self._clock() + self.settings.min_interval_s
-            try:
-                external_id = await self._post([m for m, _ in batch])
-            except Exception as exc:  # noqa: BLE001 - handed to every waiter of this message
-                if isinstance(exc, RetryableError) and exc.after:
-                    self._next_slot = max(self._next_slot, self._clock() + exc.after)
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(DeliveryResult(external_id, created=True))
+            async with self._channel:
+                await self._wait_for_slot()
+                await self._post_pending()
+
+    async def _post_pending(self) -> None:
+        """Post up to ``digest_max`` waiting mentions as one message; answer their waiters."""
+        ids = list(self._pending)[: self.settings.digest_max]
+        batch = [e for e in (self._pending.pop(i) for i in ids) if e.live()]
+        if not batch:
+            return
+        self._posting.update((e.mention.id, e) for e in batch)
+        try:
+            external_id = await self._post([e.mention for e in batch])
+        except Exception as exc:  # noqa: BLE001 - handed to every waiter of this message
+            self._pushed_back(exc)
+            for entry in batch:
+                for future in entry.live():
+                    future.set_exception(exc)
+            return
+        finally:
+            for entry in batch:
+                self._posting.pop(entry.mention.id, None)
+        for entry in batch:
+            for n, future in enumerate(entry.live()):
+                future.set_result(DeliveryResult(external_id, created=n == 0))
 
     def message(self, mentions: list[Mention]) -> dict[str, Any]:
         """The message body: one mention, or a digest listing several."""
         if len(mentions) == 1:
             m = mentions[0]
-            text = f"{summary(m, limit=200)}\n{m.url or m.id}"
+            text = f"{_escape(summary(m, limit=200))}\n{_link(m.url) if m.url else m.id}"
         else:
-            lines = [f"• {summary(m, limit=150)} <{m.url}|link>" if m.url else
-                     f"• {summary(m, limit=150)} ({m.id})" for m in mentions]  # fmt: skip
+            lines = [f"• {_escape(summary(m, limit=150))} <{_link(m.url)}|link>" if m.url else
+                     f"• {_escape(summary(m, limit=150))} ({m.id})" for m in mentions]  # fmt: skip
             text = f"{len(mentions)} mentions need a response:\n" + "\n".join(lines)
         body: dict[str, Any] = {"text": text, "unfurl_links": False}
         if self.settings.channel:
@@ -131,14 +221,17 @@ class SlackSink:
 
     async def deliver_alert(self, alert: Mapping[str, Any]) -> DeliveryResult:
         """Post a spike alert (with example posts) in the channel's next slot."""
-        wait = self._next_slot - self._clock()
-        if wait > 0:
-            await self._sleep(wait)
-        self._next_slot = self._clock() + self.settings.min_interval_s
-        body: dict[str, Any] = {"text": alert_text(alert), "unfurl_links": False}
+        body: dict[str, Any] = {"text": _escape(alert_text(alert)), "unfurl_links": False}
         if self.settings.channel:
             body["channel"] = self.settings.channel
-        return DeliveryResult(await self._send(body, str(alert["id"])), created=True)
+        async with self._channel:
+            await self._wait_for_slot()
+            try:
+                external_id = await self._send(body, str(alert["id"]))
+            except Exception as exc:
+                self._pushed_back(exc)
+                raise
+        return DeliveryResult(external_id, created=True)
 
     async def _post(self, mentions: list[Mention]) -> str:
         return await self._send(self.message(mentions), mentions[0].id)
@@ -147,21 +240,38 @@ class SlackSink:
         if self.settings.token is None:
             await self._http.request("POST", self.settings.url, json=body)
             return f"webhook:{first_id}"
-        url = self.settings.url.rstrip("/") + "/chat.postMessage"
-        status, headers, text = await self._http.request("POST", url, json=body, raw=True)
+        url = self.settings.url.rstrip("/")
+        if not url.endswith("/chat.postMessage"):
+            url += "/chat.postMessage"
+        status, headers, text = await self._http.request(
+            "POST", url, data=orjson.dumps(body), headers={"Content-Type": JSON_UTF8}, raw=True
+        )
         classify_status("slack", status, headers, text)
-        answer = orjson.loads(text)
-        if answer.get("ok"):
+        try:
+            answer = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            answer = None
+        if not isinstance(answer, dict) or "ok" not in answer:
+            raise FatalError(f"slack chat.postMessage: not a Web API answer (check the url): "
+                             f"{text[:200].strip()!r}")  # fmt: skip
+        if answer.get("warning"):
+            log.warning("slack chat.postMessage warns: %s", answer["warning"])
+        if answer["ok"] is True:
             return f"{answer.get('channel')}/{answer.get('ts')}"
         error = str(answer.get("error", "unknown"))
-        if error == "ratelimited":
-            raise RetryableError("slack: ratelimited", after=None)
+        if error in RETRYABLE_ERRORS:
+            raise RetryableError(f"slack chat.postMessage: {error}", after=retry_after(headers))
         if error in FATAL_ERRORS:
             raise FatalError(f"slack chat.postMessage: {error} (check the token and channel)")
         raise SkippableError("rejected", f"slack chat.postMessage: {error}")
 
     async def close(self) -> None:
-        """Stop the flusher and close the HTTP session."""
+        """Stop the flusher, fail what still waits (retried later), close the HTTP session."""
         if self._flusher is not None and not self._flusher.done():
             self._flusher.cancel()
+        for entry in [*self._pending.values(), *self._posting.values()]:
+            for future in entry.live():
+                future.set_exception(RetryableError("slack: sink closed before posting"))
+        self._pending.clear()
+        self._posting.clear()
         await self._http.close()
