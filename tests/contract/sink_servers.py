@@ -6,6 +6,10 @@ scripted: :meth:`SinkServer.script` queues canned answers (429 + Retry-After,
 503) for the next requests, and ``lose_after_create`` makes the server create
 the object and then answer 503, as when a response is lost on the way back.
 ``created`` holds what was really created, to count duplicates.
+
+:data:`SERVERS` is keyed by sink name, plus ``-<mode>`` for a second wire
+format of the same sink (``slack-api``: chat.postMessage beside the incoming
+webhook); ``server.name`` is always the sink's registry name.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import base64
 import hashlib
 import hmac
 import itertools
+import math
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import orjson
@@ -47,6 +53,7 @@ class SinkServer:
     """Base: routing, scripted faults, auth, a store of created objects."""
 
     name: ClassVar[str]
+    mode: ClassVar[str] = ""
     routes: ClassVar[list[tuple[str, str]]]
 
     def __init__(self) -> None:
@@ -231,6 +238,103 @@ class SlackServer(SinkServer):
 
     def check(self, obj: dict[str, Any], mention_id: str) -> None:
         assert "complaint" in obj["text"] and "example.test/p/" in obj["text"]
+
+
+class SlackApiServer(SinkServer):
+    """Web API ``chat.postMessage``: Bearer token, HTTP 200 with ``ok``/``error``, 1 msg/s/channel.
+
+    Answers ``{"ok": true, "channel", "ts", "message"}``, or HTTP 200
+    ``{"ok": false, "error"}`` for a missing or bad token (``not_authed``,
+    ``invalid_auth``), an unknown channel (``channel_not_found``), one the bot
+    is not in (``not_in_channel``) or no text (``no_text``); a JSON body without
+    ``charset=utf-8`` gets ``warning: missing_charset``, as Slack does. Posting
+    to a channel again within ``min_interval_s`` is answered 429 with
+    ``Retry-After`` (whole seconds) and counted in ``rate_limited``; the rate is
+    measured on ``clock`` when a test gives one (its fake clock), else not checked.
+    ``posted`` keeps each channel's post times.
+    """
+
+    name = "slack"
+    mode = "api"
+    routes = [("POST", "/api/chat.postMessage")]
+    TOKEN = "xoxb-1111-2222-goodtoken"
+    CHANNELS: ClassVar[dict[str, bool]] = {"C0SUPPORT": True, "C0PRIVATE": False}
+    """Channel id -> whether the bot is a member."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock: Callable[[], float] | None = None
+        self.min_interval_s = 1.0
+        self.posted: dict[str, list[float]] = {}
+        self.rate_limited = 0
+
+    def sink(
+        self,
+        good_auth: bool = True,
+        clock: Any = None,
+        channel: str = "C0SUPPORT",
+        **settings: Any,
+    ) -> SlackSink:
+        token = self.TOKEN if good_auth else "xoxb-1111-2222-revoked"
+        self.clock = clock
+        settings.setdefault("min_interval_s", 1.0 if clock is not None else 0)
+        config = SlackSettings(
+            url=f"{self.url}/api", token=SecretStr(token), channel=channel, **settings
+        )
+        if clock is None:
+            return SlackSink(config)
+        return SlackSink(config, clock=clock, sleep=clock.sleep)
+
+    def script_error(self, error: str, count: int = 1) -> None:
+        """Answer the next requests with HTTP 200 ``{"ok": false, "error": error}``."""
+        self._script += [jsonr({"ok": False, "error": error}, 200) for _ in range(count)]
+
+    def error(self, status: int, headers: dict[str, str] | None = None) -> web.Response:
+        code = "ratelimited" if status == 429 else "service_unavailable"
+        return jsonr({"ok": False, "error": code}, status, headers)
+
+    def authorized(self, request: web.Request) -> bool:
+        return True  # Slack answers auth errors with HTTP 200 ok:false: see handle
+
+    async def handle(self, request: web.Request, body: Any) -> web.Response:
+        auth = request.headers.get("Authorization")
+        if auth is None:
+            return jsonr({"ok": False, "error": "not_authed"}, 200)
+        if auth != f"Bearer {self.TOKEN}":
+            return jsonr({"ok": False, "error": "invalid_auth"}, 200)
+        content_type = request.headers.get("Content-Type", "")
+        if not content_type.startswith("application/json"):
+            return jsonr({"ok": False, "error": "invalid_form_data"}, 200)
+        channel = body.get("channel")
+        if channel not in self.CHANNELS:
+            return jsonr({"ok": False, "error": "channel_not_found"}, 200)
+        if not self.CHANNELS[channel]:
+            return jsonr({"ok": False, "error": "not_in_channel"}, 200)
+        if not body.get("text") and not body.get("blocks"):
+            return jsonr({"ok": False, "error": "no_text"}, 200)
+        now = self.clock() if self.clock is not None else time.monotonic()
+        times = self.posted.setdefault(channel, [])
+        if self.clock is not None and times and now - times[-1] < self.min_interval_s:
+            self.rate_limited += 1
+            wait = str(max(1, math.ceil(self.min_interval_s - (now - times[-1]))))
+            return jsonr({"ok": False, "error": "ratelimited"}, 429, {"Retry-After": wait})
+        times.append(now)
+        ts = f"1700000000.{next(self._ids):06d}"
+        self.created[ts] = body
+        message = {"type": "message", "text": body.get("text", ""), "ts": ts, "bot_id": "B0BOT"}
+        answer: dict[str, Any] = {"ok": True, "channel": channel, "ts": ts, "message": message}
+        if "charset=utf-8" not in content_type.replace(" ", "").lower():
+            answer["warning"] = "missing_charset"
+            answer["response_metadata"] = {"warnings": ["missing_charset"]}
+        return jsonr(answer, 200)
+
+    def check(self, obj: dict[str, Any], mention_id: str) -> None:
+        assert obj["channel"] == "C0SUPPORT" and obj["unfurl_links"] is False
+        assert "complaint" in obj["text"] and "example.test/p/" in obj["text"]
+        method, path, headers, _ = self.requests[-1]
+        assert (method, path) == ("POST", "/api/chat.postMessage")
+        assert headers["Authorization"] == f"Bearer {self.TOKEN}"
+        assert headers["Content-Type"] == "application/json; charset=utf-8"
 
 
 class WebhookServer(SinkServer):
@@ -424,8 +528,9 @@ class RequestTrackerServer(SinkServer):
 
 
 SERVERS: dict[str, type[SinkServer]] = {
-    s.name: s
-    for s in (ZendeskServer, PagerDutyServer, SlackServer, WebhookServer, JiraSMServer,
-              FreshdeskServer, ServiceNowServer, RequestTrackerServer)
+    s.name + (f"-{s.mode}" if s.mode else ""): s
+    for s in (ZendeskServer, PagerDutyServer, SlackServer, SlackApiServer, WebhookServer,
+              JiraSMServer, FreshdeskServer, ServiceNowServer, RequestTrackerServer)
 }  # fmt: skip
-"""A local server for every sink in the registry (except the in-memory one)."""
+"""A local server for every sink in the registry (except the in-memory one), and for each
+further wire format of one (``slack-api``)."""
