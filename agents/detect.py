@@ -20,7 +20,6 @@ to decode is skipped here: the route agent dead-letters it.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import cast
 
@@ -31,7 +30,7 @@ from faust.types import EventT, StreamT
 from agents.app import Outgoing, Outputs, event_origin, event_value
 from agents.metrics import OTHER, AgentMetrics
 from agents.spikes import SpikeAlert, SpikeDetector, series_key
-from agents.tables import owned_by
+from agents.tables import Sweeper, owned_by
 from listener.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -156,7 +155,6 @@ def register(
     batch_size: int,
     batch_window_s: float,
     partitions: int,
-    sweep_every_s: float = 60.0,
 ) -> faust.types.AgentT:
     """Add the ``forward_spike_mentions`` and ``detect_spikes`` agents to ``app``."""
 
@@ -170,9 +168,9 @@ def register(
                 log.exception("spike forward batch of %d failed unexpectedly", len(events))
 
     owned = owned_by(app, by_brand_label.get_topic_name(), partitions)
+    sweeper = Sweeper("spike-series", lambda: stage.detector.sweep(owned))
 
     async def detect_spikes(stream: StreamT) -> None:
-        swept = time.monotonic()
         async for events in cast(faust.Stream, stream).take_events(
             batch_size, within=batch_window_s
         ):
@@ -180,12 +178,7 @@ def register(
                 await stage.process(events)
             except Exception:  # noqa: BLE001 - never crash the agent; routing is unaffected
                 log.exception("spike batch of %d failed unexpectedly", len(events))
-            if time.monotonic() - swept >= sweep_every_s:
-                swept = time.monotonic()
-                try:
-                    stage.detector.sweep(owned)
-                except Exception:  # noqa: BLE001 - the next sweep tries again
-                    log.exception("sweeping the spike series failed")
+            sweeper.maybe_sweep()
 
     app.agent(classified, name="forward_spike_mentions")(forward_spike_mentions)
     return app.agent(by_brand_label, name="detect_spikes")(detect_spikes)

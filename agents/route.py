@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import cast
 
@@ -34,6 +34,7 @@ from agents.app import Failure, Outgoing, Outputs, event_origin, event_value
 from agents.dedup import CopyDedup
 from agents.metrics import AgentMetrics
 from agents.rules import RULES, SLA, Rule, route
+from agents.tables import Sweeper
 from agents.vetting import AuthorVetter
 from listener.record import Mention, Routing, decode_mention, encode_mention
 from listener.topics import TopicNames
@@ -211,10 +212,6 @@ def _label(mention: Mention) -> str:
     return mention.classification.label if mention.classification else "none"
 
 
-Sweep = Callable[[], int]
-"""Deletes the expired entries of a stage's table that this worker owns; returns how many."""
-
-
 def register(
     app: faust.App,
     source: faust.TopicT,
@@ -223,18 +220,15 @@ def register(
     name: str,
     batch_size: int,
     batch_window_s: float,
-    sweep: Sweep | None = None,
-    sweep_every_s: float = 60.0,
+    sweeper: Sweeper | None = None,
 ) -> faust.types.AgentT:
     """Add a batch agent running ``stage`` on ``source`` (``route_mentions`` or ``dedup_copies``).
 
-    ``sweep``, if given, runs between batches at most every ``sweep_every_s``
-    (from the agent, the only place its table is written).
+    ``sweeper``, if given, runs between batches (the agent is the only writer of its table).
     """
     stage_name = STAGE if isinstance(stage, RouteStage) else DEDUP_STAGE
 
     async def agent(stream: StreamT) -> None:
-        swept = time.monotonic()
         # StreamT (the interface) does not declare take_events; Faust passes a Stream.
         async for events in cast(faust.Stream, stream).take_events(
             batch_size, within=batch_window_s
@@ -245,12 +239,7 @@ def register(
             except Exception as exc:  # noqa: BLE001 - last resort: never crash the agent
                 log.exception("%s batch of %d failed unexpectedly", stage_name, len(events))
                 await stage.outputs.dead_letter_batch(stage_name, events, exc)
-            if sweep is not None and time.monotonic() - swept >= sweep_every_s:
-                swept = time.monotonic()
-                try:
-                    if gone := sweep():
-                        log.info("%s: swept %d expired table entries", name, gone)
-                except Exception:  # noqa: BLE001 - state stays; the next sweep tries again
-                    log.exception("%s: sweeping its table failed", name)
+            if sweeper is not None:
+                sweeper.maybe_sweep()
 
     return app.agent(source, name=name)(agent)

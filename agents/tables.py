@@ -30,6 +30,8 @@ write tombstones over another worker's state).
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
@@ -37,6 +39,8 @@ import faust
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
 from faust.types import TableT
+
+log = logging.getLogger(__name__)
 
 Owned = Callable[[bytes], bool]
 """Whether a key's partition is assigned to this worker."""
@@ -123,3 +127,30 @@ class JsonState:
         for key in gone:
             self.delete(key)
         return len(gone)
+
+
+class Sweeper:
+    """Runs a table's sweep at most every ``every_s``, from the agent that writes the table.
+
+    Args:
+        table: The table's name (for the log).
+        sweep: Deletes the expired entries this worker owns; returns how many.
+        every_s: Least time between two sweeps.
+    """
+
+    def __init__(self, table: str, sweep: Callable[[], int], every_s: float = 60.0) -> None:
+        self.table = table
+        self._sweep = sweep
+        self._every_s = every_s
+        self._last = time.monotonic()
+
+    def maybe_sweep(self) -> None:
+        """Sweep if it is due; never raises (a failed sweep is retried the next time)."""
+        if time.monotonic() - self._last < self._every_s:
+            return
+        self._last = time.monotonic()
+        try:
+            if gone := self._sweep():
+                log.info("%s: swept %d expired entries", self.table, gone)
+        except Exception:  # noqa: BLE001 - the state stays; the next sweep tries again
+            log.exception("%s: sweeping expired entries failed", self.table)

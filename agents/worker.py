@@ -39,7 +39,7 @@ from agents.rules import RULES, SLA
 from agents.rules_file import RuleTable, load_rules
 from agents.settings import AgentSettings
 from agents.spikes import SpikeDetector
-from agents.tables import JsonState, owned_by, state_table
+from agents.tables import JsonState, Sweeper, owned_by, state_table
 from agents.vetting import AuthorVetter, VettingSettings
 from models.interface import IntentClassifier
 
@@ -170,7 +170,7 @@ def _register_routing(
     sweep_vetting = None
     if vetter is not None:
         vetting_owned = owned_by(app, names.classified, partitions)
-        sweep_vetting = functools.partial(vetter.sweep, vetting_owned)
+        sweep_vetting = Sweeper("author-vetting", functools.partial(vetter.sweep, vetting_owned))
     route_agent = route.register(
         app,
         topics.classified,
@@ -178,7 +178,7 @@ def _register_routing(
         name="route_mentions",
         batch_size=batch_size,
         batch_window_s=batch_window_s,
-        sweep=sweep_vetting,
+        sweeper=sweep_vetting,
     )
     if dedup is not None:
         route.register(
@@ -188,7 +188,10 @@ def _register_routing(
             name="dedup_copies",
             batch_size=batch_size,
             batch_window_s=batch_window_s,
-            sweep=functools.partial(dedup.sweep, owned_by(app, copy_topic, partitions)),
+            sweeper=Sweeper(
+                "copy-campaigns",
+                functools.partial(dedup.sweep, owned_by(app, copy_topic, partitions)),
+            ),
         )
     return route_agent
 
