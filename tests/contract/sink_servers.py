@@ -60,6 +60,7 @@ class SinkServer:
         self.created: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
         self.lose_after_create = 0
+        self.down: Callable[[], bool] = lambda: False  # an outage: 503 while it says so
         self._script: list[web.Response] = []
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
@@ -93,6 +94,8 @@ class SinkServer:
         self.requests.append((request.method, request.path_qs, dict(request.headers), body))
         if self._script:
             return self._script.pop(0)
+        if self.down():
+            return self.error(503)
         if not self.authorized(request):
             return self.unauthorized()
         before = len(self.created)

@@ -20,6 +20,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agents.sinks import SINKS
+from agents.sinks.config import DeliverySettings
 from agents.sinks.delivery import CircuitBreaker, Deliverer, Outcome, RetryPolicy
 from agents.sinks.ledger import MemoryLedger
 from agents.sinks.metrics import create
@@ -201,6 +202,42 @@ def test_outage_then_recovery_loses_and_duplicates_nothing(name: str) -> None:
         assert all(o.ok for o in outcomes + again)
         assert sorted(delivered(server)) == ["0", "1", "2", "3", "4"]  # each exactly once
         assert any(s >= 4 for s in clock.sleeps)  # the breaker opened and was waited out
+
+    run(name, scenario)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_a_five_minute_outage_with_the_default_retry_budget_loses_and_duplicates_nothing(
+    name: str,
+) -> None:
+    """503 for 300 s of (fake) time, then healthy; the worker's default retry budget and breaker."""
+
+    async def scenario(server: SinkServer) -> None:
+        clock, ledger, defaults = FakeClock(), MemoryLedger(), DeliverySettings()
+        server.down = lambda: clock.now < 300
+        sink = server.sink(clock=clock)
+        breaker = CircuitBreaker(defaults.breaker_failures, defaults.breaker_reset_s, clock=clock)
+        d = Deliverer(
+            sink,
+            ledger,
+            create(CollectorRegistry()),
+            defaults.policy(),
+            breaker,
+            sleep=clock.sleep,
+            clock=clock,
+        )
+        mentions = [mention(n) for n in range(5)]
+        try:
+            outcomes = await asyncio.gather(*(d.deliver(m) for m in mentions))
+            again = await asyncio.gather(*(d.deliver(m) for m in mentions))  # a redelivery
+        finally:
+            await sink.close()
+        assert [o.ok for o in outcomes] == [True] * 5, [str(o.error) for o in outcomes]
+        assert all(o.ok for o in again)
+        assert clock.now >= 300, "delivered only once the outage was over"
+        assert sorted(delivered(server)) == ["0", "1", "2", "3", "4"]  # each exactly once
+        failed = sum(1 for r in server.requests if r[0] == "POST") - len(server.created)
+        assert failed <= 30, f"the breaker kept the outage's load low ({failed} refused calls)"
 
     run(name, scenario)
 
