@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import itertools
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
+from async_support import sync
 from prometheus_client import CollectorRegistry
 
 from agents.app import Outputs
@@ -20,16 +18,6 @@ from listener.topics import TopicNames
 
 _IDS = itertools.count()
 TOPICS = TopicNames(prefix="unit.")
-
-
-def sync(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """Run an async test body on a fresh event loop (no pytest async plugin here)."""
-
-    @functools.wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(fn(*args, **kwargs))
-
-    return run
 
 
 class FakeClock:

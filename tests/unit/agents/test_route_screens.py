@@ -49,7 +49,7 @@ COPY_TOPIC = "unit-app-by-copy-text-repartition"
 
 
 class Screens:
-    """The route and dedup stages joined as Kafka joins them: the copy-text records become events."""
+    """The route and dedup stages joined as Kafka joins them: copy-text records become events."""
 
     def __init__(self, sender: Any, route: RouteStage, dedup: DedupStage) -> None:
         self.sender, self.route, self.dedup = sender, route, dedup

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from async_support import sync
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
@@ -34,16 +33,6 @@ ALERT: dict[str, Any] = {
     "threshold": 4.0,
     "examples": [{"id": "t:1", "text": "the app is  broken"}],
 }
-
-
-def sync(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """Run an async test body on a fresh event loop (no pytest async plugin here)."""
-
-    @functools.wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(fn(*args, **kwargs))
-
-    return run
 
 
 class FakeClock:

@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
 import pytest
+from async_support import sync
 from multidict import CIMultiDict
 from pydantic import SecretStr
 
 from agents.sinks.slack import SlackSettings, SlackSink
 from listener.errors import FatalError, RetryableError, SkippableError
 from listener.record import Mention
-
-
-def sync(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """Run an async test body on a fresh event loop (no pytest async plugin here)."""
-
-    @functools.wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(fn(*args, **kwargs))
-
-    return run
 
 
 class FakeHttp:
