@@ -244,6 +244,35 @@ def ensure_topics(settings: AgentSettings, pipeline: Pipeline) -> None:
     )
     if created:
         log.info("created topics: %s", ", ".join(created))
+    keyed = [settings.topics.classified, *(t.get_topic_name() for t in stateful_inputs(pipeline))]
+    wrong = {
+        name: count
+        for name, count in partition_counts(settings.bootstrap_list(), keyed).items()
+        if count != settings.topic_partitions
+    }
+    if wrong:
+        raise SystemExit(
+            f"topics {wrong} do not have AGENTS_TOPIC_PARTITIONS={settings.topic_partitions} "
+            "partitions: the agents' tables are partitioned like their input topics, so the "
+            "counts must be equal (set AGENTS_TOPIC_PARTITIONS to the topics' count, or "
+            "recreate the topics)"
+        )
+
+
+def stateful_inputs(pipeline: Pipeline) -> tuple[faust.TopicT, ...]:
+    """The repartition topics whose records meet their table's key (see ``agents/tables.py``)."""
+    return (pipeline.topics.by_copy_text, pipeline.topics.by_brand_label)
+
+
+def partition_counts(bootstrap: list[str], names: list[str]) -> dict[str, int]:
+    """The number of partitions of each topic (0 for a missing one)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="brand-listener-worker")
+    try:
+        return {name: len(consumer.partitions_for_topic(name) or ()) for name in names}
+    finally:
+        consumer.close()
 
 
 def routing_rules(settings: AgentSettings) -> RuleTable:

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
+from kafka_fixtures import TOPIC_PARTITIONS
 
 from listener.record import Author, Mention, encode_mention
 from listener.topics import TopicNames
@@ -130,3 +132,14 @@ def test_a_campaign_is_one_queue_item_across_two_workers_and_a_restart(
         assert "repost_only" in vetting["flags"] and vetting["score"] > 0
     finally:
         queue.close()
+
+
+def test_a_worker_refuses_topics_partitioned_unlike_its_tables(
+    kafka_bootstrap: str, topics: TopicNames, group_id: str, tmp_path: Path
+) -> None:
+    """The tables are partitioned like their input topics: a mismatch must stop the worker."""
+    (worker,) = workers(tmp_path, kafka_bootstrap, topics, group_id, 1)
+    worker.env["AGENTS_TOPIC_PARTITIONS"] = str(TOPIC_PARTITIONS + 1)
+    with pytest.raises(AssertionError, match="exited with 1"):
+        worker.start(timeout=60)
+    assert "AGENTS_TOPIC_PARTITIONS" in worker.tail() and topics.classified in worker.tail()
