@@ -29,6 +29,7 @@ from typing import IO, Any
 
 import yaml
 
+from agents.rules import routing_label
 from listener.brands import BrandSettings
 from listener.connectors.bluesky import BlueskySettings
 from listener.kafka_local import KafkaBroker, create_topics, die_with_parent, port_in_use
@@ -104,7 +105,7 @@ def _say(message: str) -> None:
 
 def _format_item(mention: Mention, tty: bool) -> str:
     cls, routing = mention.classification, mention.routing
-    label = cls.label if cls else "?"
+    label = routing_label(cls) if cls else "?"
     confidence = cls.confidence if cls else 0.0
     priority = routing.priority if routing and routing.priority else "--"
     text = " ".join(mention.text.split())

@@ -33,7 +33,7 @@ from faust.types import EventT, StreamT
 from agents.app import Failure, Outgoing, Outputs, event_origin, event_value
 from agents.dedup import CopyDedup
 from agents.metrics import AgentMetrics
-from agents.rules import RULES, SLA, Rule, route
+from agents.rules import RULES, SLA, Rule, route, routing_label
 from agents.tables import Sweeper
 from agents.vetting import AuthorVetter
 from listener.record import Mention, Routing, decode_mention, encode_mention
@@ -204,7 +204,7 @@ def count_queued(metrics: AgentMetrics, mention: Mention) -> None:
     metrics.needs_response.labels(
         priority=routing.priority or "none",
         team=routing.team or "none",
-        label=classification.label,
+        label=routing_label(classification),
     ).inc()
 
 

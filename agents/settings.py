@@ -66,7 +66,11 @@ class AgentSettings(FlagSettings):
         default=0.5,
         ge=0,
         le=1,
-        description="Complaints and questions at or above this confidence go to the queue.",
+        description=(
+            "Fallback only: for records or models without the model's calibrated "
+            "needs_response decision, complaints and questions at or above this "
+            "top-label confidence go to the queue."
+        ),
     )
     web_host: str = Field(default="0.0.0.0", description="Bind address of /metrics and /health.")
     web_port: int = Field(default=6066, ge=1, le=65535)

@@ -296,6 +296,14 @@ def load_classifier(settings: AgentSettings) -> IntentClassifier:
     return OnnxIntentClassifier(settings.model_dir, **options)
 
 
+def decision(classifier: IntentClassifier, fallback: float) -> str:
+    """How needs_response is decided, for the start-up log line."""
+    calibrated = getattr(classifier, "needs_response_threshold", None)
+    if calibrated is not None:
+        return f"P(complaint)+P(question) >= {calibrated:.4f} (the model's, calibrated)"
+    return f"top-label confidence >= {fallback:.2f} (the model has no calibrated threshold)"
+
+
 def run_worker(settings: AgentSettings) -> int:
     """Run the worker until SIGTERM/SIGINT; returns the exit code."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
@@ -304,14 +312,14 @@ def run_worker(settings: AgentSettings) -> int:
     ensure_topics(settings, pipeline)
     worker = QuietWorker(pipeline.app, loglevel=settings.loglevel, quiet=True)
     log.info(
-        "worker %s: %s -> %s -> %s on %s, model %s, threshold %.2f, batch %d/%.3fs, web :%d",
+        "worker %s: %s -> %s -> %s on %s, model %s, needs_response %s, batch %d/%.3fs, web :%d",
         settings.app_id,
         settings.topics.raw,
         settings.topics.classified,
         settings.topics.needs_response,
         settings.bootstrap_servers,
         classifier.name,
-        settings.needs_response_threshold,
+        decision(classifier, settings.needs_response_threshold),
         settings.batch_size,
         settings.batch_window_s,
         settings.web_port,
@@ -333,7 +341,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--web-port", type=int, help="port of /metrics and /health")
     parser.add_argument("--model-dir", type=Path, help="classifier model folder")
     parser.add_argument("--model-batch-size", type=int, help="posts per ONNX run")
-    parser.add_argument("--threshold", type=float, help="needs-response confidence threshold")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        help="fallback needs-response confidence (records/models without the calibrated decision)",
+    )
     parser.add_argument("--batch-size", type=int, help="events per classify batch")
     parser.add_argument("--data-dir", type=Path, help="Faust data directory")
     parser.add_argument("--rules", type=Path, metavar="FILE.yaml", help="routing rules file")

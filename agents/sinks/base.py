@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents.rules import routing_label
 from listener.errors import FatalError, RetryableError, SkippableError
 from listener.record import Mention, Priority
 
@@ -217,12 +218,21 @@ class HttpClient:
         self._session = None
 
 
+def routed_label(mention: Mention) -> str | None:
+    """The label the post was routed as (:func:`agents.rules.routing_label`), None if unclassified.
+
+    Usually the top label; for a post the model says needs a response while its
+    top label is praise or other, the higher of complaint and question.
+    """
+    return routing_label(mention.classification) if mention.classification else None
+
+
 def summary(mention: Mention, limit: int = 120) -> str:
     """A one-line title for a ticket: priority, label, brands, start of the text."""
-    routing, classification = mention.routing, mention.classification
+    routing = mention.routing
     parts = [
         routing.priority if routing and routing.priority else None,
-        classification.label if classification else None,
+        routed_label(mention),
         "/".join(mention.brands) or None,
     ]
     head = " ".join(f"[{p}]" for p in parts if p)

@@ -9,7 +9,14 @@ import aiohttp
 import orjson
 from pydantic import BaseModel, SecretStr
 
-from agents.sinks.base import DeliveryResult, HttpClient, SinkSettings, description, summary
+from agents.sinks.base import (
+    DeliveryResult,
+    HttpClient,
+    SinkSettings,
+    description,
+    routed_label,
+    summary,
+)
 from listener.record import Mention
 
 PRIORITIES = {"P1": 4, "P2": 3, "P3": 2, "P4": 1}
@@ -58,8 +65,8 @@ class FreshdeskSink:
         who = author.id or author.handle or "unknown"
         priority = mention.routing.priority if mention.routing else None
         tags = ["brand-listener", mention.source, *mention.brands]
-        if mention.classification is not None:
-            tags.append(mention.classification.label)
+        if (label := routed_label(mention)) is not None:
+            tags.append(label)
         ticket: dict[str, Any] = {
             "subject": summary(mention),
             "description": "<br>".join(

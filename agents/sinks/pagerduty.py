@@ -10,7 +10,14 @@ import orjson
 from pydantic import BaseModel, Field, SecretStr
 
 from agents.sinks.alerting import alert_summary
-from agents.sinks.base import DeliveryResult, HttpClient, SinkSettings, classify_status, summary
+from agents.sinks.base import (
+    DeliveryResult,
+    HttpClient,
+    SinkSettings,
+    classify_status,
+    routed_label,
+    summary,
+)
 from listener.errors import FatalError
 from listener.record import Mention, Priority
 
@@ -59,14 +66,14 @@ class PagerDutySink:
 
     def event(self, mention: Mention) -> dict[str, Any]:
         """The Events API v2 trigger event for ``mention``."""
-        routing, classification = mention.routing, mention.classification
+        routing = mention.routing
         priority = routing.priority if routing is not None and routing.priority else "P4"
         details: dict[str, Any] = {
             "mention_id": mention.id,
             "text": mention.text,
             "author": mention.author.handle or mention.author.name,
             "brands": list(mention.brands),
-            "label": classification.label if classification else None,
+            "label": routed_label(mention),
             "rules": list(routing.rule_ids) if routing else [],
         }
         event: dict[str, Any] = {
@@ -80,7 +87,7 @@ class PagerDutySink:
                 "timestamp": mention.created_at.isoformat(),
                 "component": mention.source,
                 "group": ",".join(mention.brands) or "unknown",
-                "class": classification.label if classification else "mention",
+                "class": routed_label(mention) or "mention",
                 "custom_details": details,
             },
             "client": "brand-listener",

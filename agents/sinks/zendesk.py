@@ -14,6 +14,7 @@ from agents.sinks.base import (
     SinkSettings,
     classify_status,
     description,
+    routed_label,
     summary,
 )
 from listener.errors import SkippableError
@@ -84,8 +85,8 @@ class ZendeskSink:
             },
             "external_id": mention.id,
         }
-        if mention.classification is not None:
-            tags.append(f"label_{mention.classification.label}")
+        if (label := routed_label(mention)) is not None:
+            tags.append(f"label_{label}")
         if mention.routing is not None and mention.routing.priority:
             ticket["priority"] = PRIORITIES[mention.routing.priority]
             tags.append(f"priority_{mention.routing.priority.lower()}")
