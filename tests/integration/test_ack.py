@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from agents.cli import main
-from integration.test_replay import read_all
+from integration.helpers import read_all
 from listener.topics import TopicNames
 
 

@@ -12,73 +12,31 @@ restart; every Slack delivery must end in the dead-letter topic as
 
 from __future__ import annotations
 
-import asyncio
 import signal
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
-from contract.sink_servers import PagerDutyServer, SinkServer, SlackServer, ZendeskServer
+from contract.sink_servers import PagerDutyServer, SlackServer, ZendeskServer
 
-from listener.record import decode_mention, encode_mention
-from listener.topics import TopicNames
-
-from .test_pipeline import (  # noqa: F401 - classifier is a fixture
+from integration.helpers import (
+    FAST_RETRIES,
+    Servers,
     Tail,
     Worker,
-    classifier,
     committed_lag,
     make_posts,
     needing_response,
     produce,
     running,
+    wait_for,
 )
-
-T = TypeVar("T")
-FAST_RETRIES = {"retry_base_s": 0.05, "retry_cap_s": 0.5, "breaker_reset_s": 0.5}
-
-
-class Servers:
-    """Sink servers on their own event loop in a background thread."""
-
-    def __init__(self, *servers: SinkServer) -> None:
-        self.servers = servers
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def run(self, fn: Callable[[], T]) -> T:
-        """Call ``fn`` on the servers' loop (their state is only touched there)."""
-
-        async def call() -> T:
-            return fn()
-
-        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(10)
-
-    def __enter__(self) -> Servers:
-        self.thread.start()
-        for server in self.servers:
-            asyncio.run_coroutine_threadsafe(server.start(), self.loop).result(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for server in self.servers:
-            asyncio.run_coroutine_threadsafe(server.stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
+from listener.record import decode_mention, encode_mention
+from listener.topics import TopicNames
 
 
 @contextmanager
@@ -95,7 +53,7 @@ def test_one_ticket_per_mention_through_outage_replay_and_restart(
     kafka_bootstrap: str,
     topics: TopicNames,
     group_id: str,
-    classifier: Any,  # noqa: F811 - the fixture imported above
+    classifier: Any,
     tmp_path: Path,
 ) -> None:
     started = time.monotonic()

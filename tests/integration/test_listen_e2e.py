@@ -15,12 +15,17 @@ import orjson
 import pytest
 from contract.servers import JetstreamHarness
 
-from integration.helpers import start_listen_on_jetstream, stop_listen
-from integration.test_pipeline import Tail, Worker, classifier, needing_response, running
+from integration.helpers import (
+    Tail,
+    Worker,
+    needing_response,
+    running,
+    start_listen_on_jetstream,
+    stop_listen,
+)
 from listener.record import decode_mention
 from listener.topics import TopicNames
 
-__all__ = ["classifier"]  # the module-scoped model fixture, shared with test_pipeline
 pytestmark = pytest.mark.timeout(180)
 MATCHING = 4  # acme posts in tests/fixtures/bluesky/jetstream_events.json
 
@@ -30,7 +35,7 @@ def test_jetstream_to_needs_response(
     kafka_bootstrap: str,
     topics: TopicNames,
     group_id: str,
-    classifier,  # type: ignore[no-untyped-def]  # noqa: F811
+    classifier,  # type: ignore[no-untyped-def]
 ) -> None:
     started = time.monotonic()
     harness = JetstreamHarness()

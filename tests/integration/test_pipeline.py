@@ -11,200 +11,23 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 
 import orjson
-import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from agents.classify import classification_of
-from agents.rules import route
-from agents.settings import AgentSettings
-from listener.kafka_local import free_port
-from listener.record import Mention, encode_mention
-from listener.topics import TopicNames
-
-THRESHOLD = 0.5
-ROOT = Path(__file__).resolve().parents[2]
-
-TEMPLATES = (
-    "@{b} your app crashes every time I open it, order #{n} is stuck",
-    "Been waiting {n} days for my refund from @{b}. Worst service ever.",
-    "@{b} charged me twice this month and nobody answers the phone ({n})",
-    "my @{b} account was hacked and my card got stolen, help!!! ref {n}",
-    "Total outage again @{b}, no service in the whole city since {n}am",
-    "Does @{b} ship to Canada? Asking for order {n}",
-    "How do I reset my @{b} password? tried {n} times",
-    "@{b} is the new plan available in my area? zip {n}",
-    "When does the @{b} store on Main St open tomorrow? ({n})",
-    "Huge thanks to @{b} support, fixed my issue in {n} minutes!",
-    "Loving the new @{b} update, best app on my phone #{n}",
-    "@{b} delivered a day early, great job team ({n})",
-    "@{b} announced a new store opening downtown, {n} jobs",
-    "Saw a @{b} billboard on the highway today, number {n}",
-    "@{b} quarterly results are out, revenue up {n}%",
+from integration.helpers import (
+    Tail,
+    Worker,
+    committed_lag,
+    make_posts,
+    needing_response,
+    produce,
+    running,
 )
-BRANDS = ("NimbusMobile", "AcmeBank", "Tastyburger", "VoltAir")
-
-
-def make_posts(tag: str, count: int) -> list[Mention]:
-    return [
-        Mention.create(
-            source="itest",
-            native_id=f"{tag}-{i}",
-            text=TEMPLATES[i % len(TEMPLATES)].format(b=BRANDS[i % len(BRANDS)], n=i + 7),
-        )
-        for i in range(count)
-    ]
-
-
-@pytest.fixture(scope="module")
-def classifier():  # type: ignore[no-untyped-def]
-    """The model the worker runs: the bundled one, or ``AGENTS_MODEL_DIR`` (inherited by it)."""
-    from models.runtime import OnnxIntentClassifier
-
-    return OnnxIntentClassifier(AgentSettings().model_dir, batch_size=1)
-
-
-def needing_response(classifier, posts: list[Mention]) -> set[str]:  # type: ignore[no-untyped-def]
-    """The ids the worker must queue: same model, same rules, computed here."""
-    expected = set()
-    for post, prediction in zip(posts, classifier.predict([p.text for p in posts]), strict=True):
-        classification = classification_of(prediction, classifier.name)
-        classified = post.with_stage("classified", classification=classification)
-        if route(classified, THRESHOLD).needs_response:
-            expected.add(post.id)
-    return expected
-
-
-class Worker:
-    """``python -m agents.worker`` as a subprocess, logging to a file."""
-
-    def __init__(self, tmp: Path, bootstrap: str, topics: TopicNames, group_id: str) -> None:
-        self.port = free_port()
-        self.log_path = tmp / f"worker-{self.port}.log"
-        self.args = [
-            sys.executable, "-m", "agents.worker",
-            "--bootstrap", bootstrap, "--topic-prefix", topics.prefix, "--app-id", group_id,
-            "--web-port", str(self.port), "--threshold", str(THRESHOLD),
-            "--model-batch-size", "1", "--batch-size", "32",
-        ]  # fmt: skip
-        self.env = {
-            **os.environ,
-            "AGENTS_DATA_DIR": str(tmp / "faust-data"),
-            "AGENTS_SESSION_TIMEOUT_S": "6",
-            "AGENTS_WEB_HOST": "127.0.0.1",
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 120.0) -> None:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
-            if self.get("/health")[0] == 200:
-                return
-            time.sleep(0.5)
-        raise AssertionError(f"worker not healthy after {timeout}s:\n{self.tail()}")
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        try:
-            url = f"http://127.0.0.1:{self.port}{path}"
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
-                return response.status, response.read()
-        except OSError:
-            return 0, b""
-
-    def stop(self, sig: int, timeout: float = 60.0) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"worker ignored signal {sig}:\n{self.tail()}") from None
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def tail(self, lines: int = 40) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-@contextmanager
-def running(worker: Worker) -> Iterator[Worker]:
-    try:
-        worker.start()
-        yield worker
-    finally:
-        worker.kill()
-
-
-def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]],
-            pause_s: float = 0.0) -> None:  # fmt: skip
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    try:
-        for key, value in records:
-            producer.send(topic, key=key, value=value)
-            if pause_s:
-                time.sleep(pause_s)
-        producer.flush(timeout=30)
-    finally:
-        producer.close()
-
-
-class Tail:
-    """Reads a whole topic from the beginning, with no consumer group."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-        parts = self.consumer.partitions_for_topic(topic) or set()
-        self.consumer.assign([TopicPartition(topic, p) for p in sorted(parts)])
-        self.consumer.seek_to_beginning()
-        self.records: list[tuple[bytes | None, bytes]] = []
-
-    def until(self, done: Callable[[], bool], timeout: float, quiet_s: float = 0.0) -> None:
-        """Poll until ``done()`` and nothing new for ``quiet_s``, or ``timeout``."""
-        deadline = time.monotonic() + timeout
-        last_new = time.monotonic()
-        while time.monotonic() < deadline:
-            batch = self.consumer.poll(timeout_ms=300)
-            for messages in batch.values():
-                self.records.extend((m.key, m.value) for m in messages)
-                last_new = time.monotonic()
-            if done() and time.monotonic() - last_new >= quiet_s:
-                return
-
-    def ids(self) -> list[str]:
-        return [orjson.loads(value)["id"] for _, value in self.records]
-
-    def close(self) -> None:
-        self.consumer.close()
-
-
-def committed_lag(bootstrap: str, topic: str, group_id: str) -> int:
-    """Records of ``topic`` not yet committed by ``group_id``."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id)
-    try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        ends = consumer.end_offsets(parts)
-        return sum(ends[tp] - (consumer.committed(tp) or 0) for tp in parts)
-    finally:
-        consumer.close()
+from listener.record import encode_mention
+from listener.topics import TopicNames
 
 
 def test_worker_routes_exactly_what_the_model_says_and_survives_poison(

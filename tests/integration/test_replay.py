@@ -8,33 +8,14 @@ from pathlib import Path
 
 import orjson
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
+from integration.helpers import read_all
 from listener import replay
 from listener.producer import MentionProducer
 from listener.record import Mention, decode_mention
 from listener.samples import BRAND_POSTS
 from listener.settings import KafkaSettings
 from listener.topics import TopicNames
-
-
-def read_all(bootstrap: str, topic: str, timeout: float = 30.0) -> list[tuple[bytes | None, bytes]]:
-    """Every record in ``topic`` (all partitions, from the start to the current end)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        end = consumer.end_offsets(parts)
-        records: list[tuple[bytes | None, bytes]] = []
-        deadline = time.monotonic() + timeout
-        while any(consumer.position(tp) < end[tp] for tp in parts):
-            assert time.monotonic() < deadline, f"timed out reading {topic}"
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend((r.key, r.value) for r in batch)
-        return records
-    finally:
-        consumer.close()
 
 
 def _args(path: Path, bootstrap: str, topics: TopicNames, *extra: str) -> argparse.Namespace:

@@ -15,11 +15,9 @@ from typing import Any
 import orjson
 from contract.sink_servers import PagerDutyServer, SlackServer
 
+from integration.helpers import FAST_RETRIES, Servers, Tail, Worker, produce, running, wait_for
 from listener.record import Mention, encode_mention
 from listener.topics import TopicNames
-
-from .test_delivery import FAST_RETRIES, Servers, wait_for
-from .test_pipeline import Tail, Worker, classifier, produce, running  # noqa: F401 - fixture
 
 WINDOW_S = 2.0
 BRAND = "VoltAir"
@@ -51,7 +49,7 @@ def test_burst_after_calm_baseline_is_one_alert_one_page(
     kafka_bootstrap: str,
     topics: TopicNames,
     group_id: str,
-    classifier: Any,  # noqa: F811 - the fixture imported above
+    classifier: Any,
     tmp_path: Path,
 ) -> None:
     started = time.monotonic()

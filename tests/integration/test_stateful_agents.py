@@ -22,10 +22,9 @@ import orjson
 import pytest
 from kafka_fixtures import TOPIC_PARTITIONS
 
+from integration.helpers import Tail, Worker, produce, running
 from listener.record import Author, Mention, encode_mention
 from listener.topics import TopicNames
-
-from .test_pipeline import Tail, Worker, classifier, produce, running  # noqa: F401 - fixture
 
 BRAND = "VoltAir"
 CAMPAIGN = "Boycott @VoltAir, they cancelled my flight and kept my money! Share this {url}"
@@ -79,7 +78,7 @@ def test_a_campaign_is_one_queue_item_across_two_workers_and_a_restart(
     kafka_bootstrap: str,
     topics: TopicNames,
     group_id: str,
-    classifier: Any,  # noqa: F811 - the fixture imported above
+    classifier: Any,
     tmp_path: Path,
 ) -> None:
     copies = [campaign_copy(n) for n in range(12)]
