@@ -10,86 +10,32 @@ Retries run on a fake clock, so nothing here really waits.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
 from agents.sinks import SINKS
 from agents.sinks.config import DeliverySettings
-from agents.sinks.delivery import CircuitBreaker, Deliverer, Outcome, RetryPolicy
+from agents.sinks.delivery import CircuitBreaker, Deliverer, Outcome
 from agents.sinks.ledger import MemoryLedger
 from agents.sinks.metrics import create
 from listener.errors import FatalError
-from listener.record import Author, Classification, Mention, Routing
+from listener.record import Mention
 
+from .delivery_support import FakeClock, delivered, deliverer, mention
 from .sink_servers import SERVERS, SinkServer
 
 NAMES = sorted(name for name in SINKS if name != "memory")
 CASES = sorted(SERVERS)
 """Every sink's server, and each further wire format of a sink (``slack-api``)."""
-POST = re.compile(r"mastodon:10(\d+)|example\.test/p/(\d+)")
 NATIVE_DEDUP = ("zendesk", "pagerduty", "webhook", "servicenow")
 """Targets that deduplicate by themselves (key, dedup_key, webhook-id, correlation_id)."""
 
 
 def test_every_registered_sink_has_a_server() -> None:
     assert set(NAMES) == {server.name for server in SERVERS.values()}
-
-
-def mention(n: int = 1) -> Mention:
-    scores = {"complaint": 0.9, "praise": 0.02, "question": 0.05, "other": 0.03}
-    due = datetime.now(UTC) + timedelta(hours=1)
-    return Mention.create(
-        source="mastodon",
-        native_id=f"10{n}",
-        text=f"@acme my order {n} never arrived and support ignores me",
-        url=f"https://example.test/p/{n}",
-        author=Author(id=f"u{n}", handle=f"angry{n}", name="Angry Customer"),
-        brands=("acme",),
-        classification=Classification(label="complaint", scores=scores, model="kw@1"),
-        routing=Routing(needs_response=True, priority="P1", team="support", sla_due_at=due,
-                        rule_ids=("complaint-p1",)),
-    )  # fmt: skip
-
-
-def delivered(server: SinkServer) -> list[str]:
-    """The post numbers each created object is about (a Slack digest is about several)."""
-    numbers: list[str] = []
-    for obj in server.created.values():
-        text = orjson.dumps(obj).decode()
-        numbers += sorted({a or b for a, b in POST.findall(text)})
-    return numbers
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
-
-
-def deliverer(sink: Any, clock: FakeClock, ledger: MemoryLedger | None = None) -> Deliverer:
-    return Deliverer(
-        sink,
-        ledger if ledger is not None else MemoryLedger(),
-        create(CollectorRegistry()),
-        RetryPolicy(base_s=0.5, cap_s=8, max_attempts=20, max_elapsed_s=3600),
-        CircuitBreaker(failure_threshold=3, reset_s=5, clock=clock),
-        sleep=clock.sleep,
-        clock=clock,
-    )
 
 
 def run(name: str, scenario: Callable[[SinkServer], Awaitable[None]]) -> None:

@@ -19,8 +19,8 @@ import pytest
 from agents.sinks.ledger import MemoryLedger
 from listener.errors import FatalError, SkippableError
 
+from .delivery_support import FakeClock, delivered, deliverer, mention
 from .sink_servers import SlackApiServer
-from .test_sinks import FakeClock, delivered, deliverer, mention
 
 
 def run(scenario: Callable[[SlackApiServer], Awaitable[None]]) -> None:
