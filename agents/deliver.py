@@ -10,7 +10,9 @@ reason ``"sink:<name>"``). It runs in its own consumer group
 (``<app_id>-deliver``), so delivery scales and restarts independently of the
 classify/route agents. At-least-once: after a crash or rebalance the
 uncommitted items are delivered again and the ledger/idempotency keys absorb
-the repeats.
+the repeats. Its lag, what it has not finished of each partition, is
+``brandlistener_delivery_lag{group="<app_id>-deliver"}``
+(:class:`~agents.sinks.metrics.DeliveryLag`), read at each commit.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import Gauge
 from pydantic import BaseModel
 
 from agents.dead_letters import produce_until_acked
 from agents.sinks import SINKS
 from agents.sinks.delivery import Deliverer, Outcome
 from agents.sinks.ledger import KafkaLedger, Ledger
-from agents.sinks.metrics import SinkMetrics
+from agents.sinks.metrics import DeliveryLag, SinkMetrics
 from listener.dead_letter import dead_letter_record, reason_of
 from listener.record import Mention, decode_mention
 from listener.topics import TopicNames
@@ -221,12 +224,15 @@ async def run_delivery(
     ledger: KafkaLedger,
     stop: asyncio.Event,
     commit_interval_s: float = 1.0,
+    *,
+    lag_gauge: Gauge,
 ) -> None:
     """Consume the needs-response topic into ``loop`` until ``stop`` is set.
 
     Offsets are committed every ``commit_interval_s`` up to what every sink has
-    finished; on shutdown the loop stops reading, commits what is finished and
-    leaves the rest to be redelivered.
+    finished, and the lag is published after each of those commits; on shutdown
+    the loop stops reading, commits what is finished and leaves the rest to be
+    redelivered.
 
     Args:
         bootstrap_servers: Kafka bootstrap ``host:port`` list.
@@ -236,6 +242,8 @@ async def run_delivery(
         ledger: The started ledger; caught up after every rebalance.
         stop: Set to stop.
         commit_interval_s: How often finished offsets are committed.
+        lag_gauge: ``brandlistener_delivery_lag`` (:attr:`SinkMetrics.delivery_lag`), set
+            for ``group_id`` and the needs-response topic.
     """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
     from aiokafka.abc import ConsumerRebalanceListener
@@ -248,6 +256,7 @@ async def run_delivery(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
+    lag = DeliveryLag(lag_gauge, group_id, topic)
 
     async def commit() -> None:
         offsets = {TopicPartition(topic, p): o for p, o in loop.tracker.committable().items()}
@@ -258,6 +267,7 @@ async def run_delivery(
         async def on_partitions_revoked(self, revoked: Any) -> None:
             await commit()
             loop.tracker.forget([tp.partition for tp in revoked])
+            lag.forget(tp.partition for tp in revoked)
 
         async def on_partitions_assigned(self, assigned: Any) -> None:
             await ledger.catch_up()
@@ -284,9 +294,11 @@ async def run_delivery(
             now = asyncio.get_running_loop().time()
             if now - last_commit >= commit_interval_s:
                 await commit()
+                await lag.observe(consumer, loop.tracker.committable())
                 last_commit = now
     finally:
         await loop.stop()
         await commit()
+        lag.clear()
         await consumer.stop()
         await producer.stop()

@@ -75,6 +75,7 @@ class DeliveryService(Service):
                 ledger,
                 self._stop_event,
                 s.commit_interval_s,
+                lag_gauge=self._metrics.delivery_lag,
             ),
             name="deliver_mentions",
         )
@@ -92,6 +93,7 @@ class DeliveryService(Service):
                     alerting,
                     ledger,
                     self._stop_event,
+                    lag_gauge=self._metrics.delivery_lag,
                 ),
                 name="deliver_alerts",
             )

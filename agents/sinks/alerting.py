@@ -14,7 +14,10 @@ alert that is read again after a restart or rebalance is not sent twice.
 (``<app_id>-alerts``), one alert at a time (alerts are rare); its offset is
 committed only after every sink has delivered the alert or it was
 dead-lettered with reason ``"sink:<name>"``. Guarantee: at-least-once, at most
-one message per (sink, alert id) while the ledger holds the entry.
+one message per (sink, alert id) while the ledger holds the entry. Its lag is
+``brandlistener_delivery_lag{group="<app_id>-alerts"}``
+(:class:`~agents.sinks.metrics.DeliveryLag`): read after each poll, counting the
+batch about to be delivered from its first offset, and again after each commit.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
+from prometheus_client import Gauge
 
 from agents.dead_letters import produce_until_acked
 from agents.sinks.base import DeliveryResult, Sink
 from agents.sinks.delivery import Deliverer
 from agents.sinks.ledger import KafkaLedger
+from agents.sinks.metrics import DeliveryLag
 from listener.dead_letter import dead_letter_record, reason_of
 from listener.topics import TopicNames
 
@@ -86,6 +91,8 @@ async def run_alert_delivery(
     deliverers: Sequence[Deliverer],
     ledger: KafkaLedger,
     stop: asyncio.Event,
+    *,
+    lag_gauge: Gauge,
 ) -> None:
     """Consume ``topics.alerts`` and deliver each alert to ``deliverers`` until ``stop`` is set.
 
@@ -96,6 +103,9 @@ async def run_alert_delivery(
         deliverers: One per sink that delivers alerts (see :func:`delivers_alerts`).
         ledger: The started ledger; caught up after every rebalance.
         stop: Set to stop; the alert in hand is finished first.
+        lag_gauge: ``brandlistener_delivery_lag``
+            (:attr:`~agents.sinks.metrics.SinkMetrics.delivery_lag`), set for ``group_id`` and
+            the alerts topic.
     """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.abc import ConsumerRebalanceListener
@@ -108,10 +118,11 @@ async def run_alert_delivery(
         auto_offset_reset="earliest",
         metadata_max_age_ms=5000,  # the topic may be created after we subscribe
     )
+    lag = DeliveryLag(lag_gauge, group_id, topics.alerts)
 
     class Rebalance(ConsumerRebalanceListener):
         async def on_partitions_revoked(self, revoked: Any) -> None:
-            return None  # offsets are committed after each alert
+            lag.forget(tp.partition for tp in revoked)  # offsets are committed after each batch
 
         async def on_partitions_assigned(self, assigned: Any) -> None:
             await ledger.catch_up()
@@ -128,6 +139,8 @@ async def run_alert_delivery(
     try:
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=200, max_records=20)
+            unfinished = {tp.partition: records[0].offset for tp, records in batches.items()}
+            await lag.observe(consumer, unfinished)
             for records in batches.values():
                 for record in records:
                     value = record.value or b""
@@ -143,7 +156,9 @@ async def run_alert_delivery(
                         await dead_letter(value, record.key, f"sink:{sink}", error)
             if batches:
                 await consumer.commit()
+                await lag.observe(consumer, {})
     finally:
+        lag.clear()
         for deliverer in deliverers:
             await deliverer.sink.close()
         await consumer.stop()
