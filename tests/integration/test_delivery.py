@@ -7,12 +7,16 @@ whose webhook was revoked (403 ``invalid_token``: a permanent failure). Every
 queued Mention must become exactly one Zendesk ticket and, when P1, one
 PagerDuty alert, through the outage, a replay of the same posts and a worker
 restart; every Slack delivery must end in the dead-letter topic as
-``sink:slack``. Every wait is bounded.
+``sink:slack``. While Zendesk is down, the worker's /metrics must report the
+whole queue as ``brandlistener_delivery_lag`` of the delivery group (read but not
+finished by every sink); once everything is delivered, 0 for both delivery loops.
+Every wait is bounded.
 """
 
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -22,6 +26,7 @@ from typing import Any
 
 import orjson
 from contract.sink_servers import PagerDutyServer, SlackServer, ZendeskServer
+from prometheus_client.parser import text_string_to_metric_families
 
 from integration.helpers import (
     FAST_RETRIES,
@@ -49,6 +54,18 @@ def tails(bootstrap: str, topics: TopicNames) -> Iterator[tuple[Tail, Tail]]:
         dead.close()
 
 
+def delivery_lag(worker: Worker) -> dict[tuple[str, str, str], float]:
+    """``brandlistener_delivery_lag`` by (group, topic, partition), from the worker's /metrics."""
+    status, body = worker.get("/metrics")
+    assert status == 200, worker.tail()
+    return {
+        (s.labels["group"], s.labels["topic"], s.labels["partition"]): s.value
+        for family in text_string_to_metric_families(body.decode())
+        if family.name == "brandlistener_delivery_lag"
+        for s in family.samples
+    }
+
+
 def test_one_ticket_per_mention_through_outage_replay_and_restart(
     kafka_bootstrap: str,
     topics: TopicNames,
@@ -69,7 +86,8 @@ def test_one_ticket_per_mention_through_outage_replay_and_restart(
             dead,
         ),
     ):
-        zendesk.script(503, count=8)  # an outage as the first items arrive ...
+        zendesk_down = threading.Event()  # an outage as the first items arrive ...
+        zendesk.down = zendesk_down.is_set
         zendesk.lose_after_create = 2  # ... then two answers lost after creating the ticket
         sinks = {
             "zendesk": {"url": zendesk.url, "email": "agent@acme.test", "api_token": "tok"},
@@ -89,7 +107,10 @@ def test_one_ticket_per_mention_through_outage_replay_and_restart(
             assert {(d["stage"], d["reason"]) for d in letters} <= {("deliver", "sink:slack")}
             return Counter(orjson.loads(d["payload"])["id"] for d in letters)
 
-        def settle(rounds: int, p1: set[str]) -> None:
+        def queue_lag(worker: Worker) -> float:
+            return sum(v for (g, t, _), v in delivery_lag(worker).items() if g == deliver_group)
+
+        def settle(rounds: int, p1: set[str], worker: Worker) -> None:
             queue.until(lambda: len(queue.records) >= rounds * len(expected), timeout=60)
             assert Counter(queue.ids()) == {i: rounds for i in expected}
             wait_for(lambda: set(tickets()) >= expected, 30, "a ticket for every queued id")
@@ -102,6 +123,13 @@ def test_one_ticket_per_mention_through_outage_replay_and_restart(
                 30,
                 "the delivery group to commit the queue",
             )
+            wait_for(lambda: queue_lag(worker) == 0, 10, "a delivery lag of 0 on /metrics")
+            lags = delivery_lag(worker)
+            assert {(g, t) for g, t, _ in lags} == {
+                (deliver_group, topics.needs_response),
+                (f"{group_id}-alerts", topics.alerts),
+            }, lags
+            assert set(lags.values()) == {0}, lags
             assert tickets() == {i: 1 for i in expected}, "one ticket per Mention id"
             assert pages() == {i: 1 for i in p1}, "one page per P1 Mention id, ledger-guarded"
             letters = slack_letters()
@@ -111,22 +139,32 @@ def test_one_ticket_per_mention_through_outage_replay_and_restart(
         deliver_group = f"{group_id}-deliver"
         worker = Worker(tmp_path, kafka_bootstrap, topics, group_id)
         worker.env["AGENTS_SINKS"] = orjson.dumps(sinks).decode()
-        worker.env["AGENTS_DELIVERY"] = orjson.dumps(FAST_RETRIES).decode()
+        # Enough attempts for every item to outlast the outage (the breaker paces them).
+        delivery = {**FAST_RETRIES, "max_attempts": 40}
+        worker.env["AGENTS_DELIVERY"] = orjson.dumps(delivery).decode()
         with running(worker):
+            zendesk_down.set()
             produce(kafka_bootstrap, topics.raw, records)
             queue.until(lambda: set(queue.ids()) >= expected, timeout=60)
             queued = [decode_mention(v) for _, v in queue.records]
             p1 = {m.id for m in queued if m.routing is not None and m.routing.priority == "P1"}
-            settle(1, p1)
+            # Nothing is finished by every sink: the whole queue is the delivery group's lag.
+            wait_for(
+                lambda: queue_lag(worker) == len(expected),
+                30,
+                f"a delivery lag of {len(expected)} on /metrics while Zendesk is down",
+            )
+            zendesk_down.clear()
+            settle(1, p1, worker)
             first_pass = time.monotonic() - started
             produce(kafka_bootstrap, topics.raw, records)  # the same posts again
-            settle(2, p1)
+            settle(2, p1, worker)
             assert worker.stop(signal.SIGTERM) == 0, worker.tail()
         restarted = Worker(tmp_path, kafka_bootstrap, topics, group_id)
         restarted.env = worker.env
         with running(restarted):  # the ledger is read back from its compacted topic
             produce(kafka_bootstrap, topics.raw, records)
-            settle(3, p1)
+            settle(3, p1, restarted)
         outage = servers.run(lambda: sum(1 for r in zendesk.requests if r[0] == "POST"))
     assert outage > len(expected), "the outage and lost answers made the sink retry"
     print(
