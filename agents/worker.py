@@ -268,7 +268,9 @@ def partition_counts(bootstrap: list[str], names: list[str]) -> dict[str, int]:
     """The number of partitions of each topic (0 for a missing one)."""
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="brand-listener-worker")
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, client_id="brand-listener-worker", enable_auto_commit=False
+    )
     try:
         return {name: len(consumer.partitions_for_topic(name) or ()) for name in names}
     finally:
