@@ -184,8 +184,10 @@ def port_in_use(host: str, port: int) -> bool:
 
 
 def new_cluster_id() -> str:
-    """A random KRaft cluster id (a UUID, base64url without padding, as Kafka prints them)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A random KRaft cluster id (base64url UUID, as Kafka's); never "-..." (read as a flag)."""
+    while (cid := base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode())[0] == "-":
+        pass
+    return cid
 
 
 def _admin(bootstrap: str, timeout_ms: int) -> Any:

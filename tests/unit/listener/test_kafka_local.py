@@ -252,3 +252,8 @@ def test_cli_defaults() -> None:
         4,
     )
     assert args.data_dir == Path(".demo/kafka")
+
+
+def test_cluster_id_never_starts_with_a_dash() -> None:
+    """kafka-storage format -t -xyz... fails ("expected one argument"): 1 in 64 random ids would."""
+    assert all(not new_cluster_id().startswith("-") for _ in range(2000))
