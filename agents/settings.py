@@ -50,6 +50,18 @@ class AgentSettings(FlagSettings):
         ge=1,
         description="Posts per ONNX run inside one predict call; None keeps the runtime's default.",
     )
+    model_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="ONNX Runtime intra-op threads; None: the cores this process may use.",
+    )
+    model_spinning: bool = Field(
+        default=True,
+        description=(
+            "ONNX Runtime threads spin between runs (fastest when the model has the cores "
+            "to itself; off leaves them to the event loop)."
+        ),
+    )
     batch_size: int = Field(
         default=64,
         ge=1,

@@ -292,7 +292,10 @@ def load_classifier(settings: AgentSettings) -> IntentClassifier:
     """The ONNX intent classifier from ``settings.model_dir`` (imported lazily: it is heavy)."""
     from models.runtime import OnnxIntentClassifier
 
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {
+        "threads": settings.model_threads,
+        "spinning": settings.model_spinning,
+    }
     if settings.model_batch_size is not None:
         options["batch_size"] = settings.model_batch_size
     return OnnxIntentClassifier(settings.model_dir, **options)

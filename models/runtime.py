@@ -84,6 +84,9 @@ class OnnxIntentClassifier:
         max_length: Tokens kept per post (longer posts are truncated).
         provider: ``"cpu"`` or ``"cuda"`` (needs onnxruntime-gpu).
         threads: Intra-op threads; defaults to the cores this process may use.
+        spinning: Let idle intra-op threads spin instead of sleeping: fastest when
+            the model has the cores to itself (a batch job, a benchmark); off
+            where other threads need the CPU between runs (the worker's event loop).
         needs_response_threshold: Minimum ``P(complaint) + P(question)`` for a post
             to need a response (the model's calibrated decision). Defaults to
             ``metrics.json`` ``thresholds.needs_response`` in ``model_dir`` (written
@@ -111,6 +114,7 @@ class OnnxIntentClassifier:
         max_length: int = 64,
         provider: str = "cpu",
         threads: int | None = None,
+        spinning: bool = True,
         needs_response_threshold: float | None = None,
         label_offsets: Mapping[str, float] | None = None,
     ) -> None:
@@ -161,7 +165,9 @@ class OnnxIntentClassifier:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if spinning else "0"
+        )
         self._session = ort.InferenceSession(
             str(model_path), sess_options=options, providers=_providers(provider)
         )
