@@ -30,7 +30,9 @@ def attach(app: faust.App, settings: AgentSettings, metrics: AgentMetrics) -> he
     """
     state = health.Health(settings.stall_after_s)
     state.model_loaded = True
-    monitor = lag.LagMonitor(app, settings.bootstrap_list(), settings.app_id, metrics, state)
+    monitor = lag.LagMonitor(
+        app, settings.bootstrap_list(), settings.app_id, metrics, state, settings.reseek_after_s
+    )
     lag.register(app, monitor, settings.lag_interval_s)
     sla.register(app, metrics, settings.topics, settings.topic_partitions, settings.lag_interval_s)
     health.register_views(app, state)

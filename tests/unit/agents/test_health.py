@@ -104,3 +104,36 @@ def test_lag_monitor_publishes_lag_and_removes_revoked_partitions() -> None:
         get("brandlistener_consumer_committed_offset", {"topic": "raw", "partition": "0"}) is None
     )
     assert get("brandlistener_consumer_lag", {"topic": "raw", "partition": "1"}) == 0
+
+
+class SeekRecorder:
+    """Stands in for the Faust app: not rebalancing, a consumer that records seeks."""
+
+    def __init__(self) -> None:
+        self.rebalancing = False
+        self.seeks: list[tuple[str, int, int]] = []
+        self.consumer = self
+
+    async def seek(self, tp: Any, offset: int) -> None:
+        self.seeks.append((tp.topic, tp.partition, offset))
+
+
+def test_a_partition_stuck_behind_its_end_is_sought_back_to_its_committed_offset() -> None:
+    """Faust can count records dropped in a rebalance as read: a seek makes it read them again."""
+    clock = Clock()
+    health = Health(stall_after_s=120, clock=clock)
+    app = SeekRecorder()
+    monitor = LagMonitor(app, ["127.0.0.1:1"], "g", create(CollectorRegistry()), health, 20)  # type: ignore[arg-type]
+    health.observe(("raw", 0), committed=8, end=68)  # stuck
+    health.observe(("raw", 1), committed=3, end=3)  # no lag
+    health.observe(("raw", 2), committed=-1, end=5)  # nothing committed yet: left alone
+    assert asyncio.run(monitor.reseek_stuck()) == [], "not stuck for 20 s yet"
+    clock.now += 20
+    health.observe(("raw", 0), committed=8, end=70)
+    health.observe(("raw", 3), committed=4, end=9)  # lagging but just seen: not stuck
+    assert health.stuck(20) == [(("raw", 0), 8)]
+    assert asyncio.run(monitor.reseek_stuck()) == [("raw", 0)]
+    assert app.seeks == [("raw", 0, 8)]
+    assert asyncio.run(monitor.reseek_stuck()) == [], "at most once per reseek_after_s"
+    app.rebalancing = True
+    assert asyncio.run(monitor.reseek_stuck()) == [], "never while rebalancing"
