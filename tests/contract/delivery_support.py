@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from fake_clock import FakeClock
 from prometheus_client import CollectorRegistry
 
 from agents.sinks.delivery import CircuitBreaker, Deliverer, RetryPolicy
@@ -43,20 +43,6 @@ def delivered(server: SinkServer) -> list[str]:
         text = orjson.dumps(obj).decode()
         numbers += sorted({a or b for a, b in POST.findall(text)})
     return numbers
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 def deliverer(sink: Any, clock: FakeClock, ledger: MemoryLedger | None = None) -> Deliverer:

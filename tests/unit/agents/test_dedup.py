@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import itertools
 
+from fake_clock import FakeClock
+
 from agents.dedup import CopyDedup
 from agents.tables import JsonState
 from listener.record import Mention
 
 _IDS = itertools.count()
 CAMPAIGN = "Boycott @Acme now, they steal from customers! https://t.co/{n}"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def post(text: str, brands: tuple[str, ...] = ("acme",), native: str | None = None) -> Mention:

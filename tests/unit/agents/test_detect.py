@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 from async_support import sync
+from fake_clock import FakeClock
 from prometheus_client import CollectorRegistry
 
 from agents.app import Outputs
@@ -18,14 +19,6 @@ from listener.topics import TopicNames
 
 _IDS = itertools.count()
 TOPICS = TopicNames(prefix="unit.")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Message:

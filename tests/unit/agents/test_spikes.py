@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import itertools
 
+from fake_clock import FakeClock
+
 from agents.spikes import SpikeDetector, SpikeSettings, series_key
 from agents.tables import JsonState
 from listener.record import LABELS, Classification, Mention
 
 _IDS = itertools.count()
 SETTINGS = SpikeSettings(window_s=60, baseline_windows=6, min_history=3, k=3, min_count=5)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_020.0  # inside window 16667
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _post(label: str = "complaint", brand: str = "Acme") -> Mention:
@@ -36,7 +30,7 @@ def _window(detector: SpikeDetector, clock: FakeClock, count: int, **kw: str) ->
 
 
 def test_one_alert_per_incident_then_rearm() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_000_020.0)
     detector = SpikeDetector(SETTINGS, clock)
     assert [_window(detector, clock, n) for n in (2, 3, 2, 3)] == [[], [], [], []]
     start = clock.now
@@ -57,7 +51,7 @@ def test_one_alert_per_incident_then_rearm() -> None:
 
 
 def test_min_count_warm_up_labels_and_brands_are_separate() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_000_020.0)
     detector = SpikeDetector(SETTINGS, clock)
     assert _window(detector, clock, 20) == [], "no baseline yet (warm-up)"
     clock.now += 600  # empty windows count as zero
@@ -73,7 +67,7 @@ def test_min_count_warm_up_labels_and_brands_are_separate() -> None:
 
 def test_state_survives_a_restart_so_an_incident_alerts_once() -> None:
     """A restarted worker gets the table back from its changelog: same baseline, still disarmed."""
-    clock, store = FakeClock(), JsonState({})
+    clock, store = FakeClock(1_000_020.0), JsonState({})
     detector = SpikeDetector(SETTINGS, clock, state=store)
     for n in (2, 3, 2, 3):
         _window(detector, clock, n)
@@ -84,7 +78,7 @@ def test_state_survives_a_restart_so_an_incident_alerts_once() -> None:
 
 
 def test_sweep_forgets_keys_idle_for_a_day() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_000_020.0)
     detector = SpikeDetector(SETTINGS, clock)
     _window(detector, clock, 1, brand="Acme")
     _window(detector, clock, 1, brand="Beta")

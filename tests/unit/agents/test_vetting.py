@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 from datetime import timedelta
 
+from fake_clock import FakeClock
+
 from agents.rules import Rule, route
 from agents.tables import JsonState
 from agents.vetting import (
@@ -17,14 +19,6 @@ from agents.vetting import (
 from listener.record import LABELS, Author, Classification, Mention
 
 _IDS = itertools.count()
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def post(text: str, author: str = "a1", brands: tuple[str, ...] = ("acme",)) -> Mention:

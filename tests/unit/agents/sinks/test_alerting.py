@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from async_support import sync
+from fake_clock import FakeClock
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
@@ -35,17 +36,6 @@ ALERT: dict[str, Any] = {
 }
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 class AlertingSink:
     name: ClassVar[str] = "fake"
     uses_ledger: ClassVar[bool] = True
@@ -72,7 +62,7 @@ class AlertingSink:
 
 
 def deliverer(sink: Any, ledger: MemoryLedger) -> Deliverer:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     return Deliverer(
         sink,
         ledger,

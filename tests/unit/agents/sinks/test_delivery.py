@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 import pytest
+from fake_clock import FakeClock
 from prometheus_client import CollectorRegistry
 
 from agents.sinks.base import DeliveryResult
@@ -16,19 +17,6 @@ from agents.sinks.memory import MemorySink
 from agents.sinks.metrics import SinkMetrics, create
 from listener.errors import FatalError, RetryableError, SkippableError
 from listener.record import Mention
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def mention(n: int = 1) -> Mention:
@@ -71,7 +59,7 @@ def test_backoff_never_sooner_than_retry_after() -> None:
 
 
 def test_breaker_opens_after_threshold_then_half_open_trial() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     breaker = CircuitBreaker(failure_threshold=2, reset_s=10, clock=clock)
     assert breaker.state == "closed" and breaker.wait_s() == 0
     breaker.failure()
@@ -91,7 +79,7 @@ def test_breaker_opens_after_threshold_then_half_open_trial() -> None:
 
 
 def test_retries_until_success_honouring_retry_after() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     sink = MemorySink(failures=retryable(2, after=5.0))
     d, _, registry = deliverer(sink, clock, RetryPolicy(base_s=0.5, max_attempts=5))
     outcome = asyncio.run(d.deliver(mention()))
@@ -108,7 +96,7 @@ def test_retries_until_success_honouring_retry_after() -> None:
 
 
 def test_budget_spent_returns_failure_with_error() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     sink = MemorySink(failures=retryable(100))
     d, _, registry = deliverer(sink, clock, RetryPolicy(max_attempts=4, max_elapsed_s=1e6))
     outcome = asyncio.run(d.deliver(mention()))
@@ -120,7 +108,7 @@ def test_budget_spent_returns_failure_with_error() -> None:
 
 
 def test_breaker_opens_and_waits_instead_of_hammering() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     sink = MemorySink(failures=retryable(3))
     d, _, registry = deliverer(sink, clock, RetryPolicy(base_s=0.1, max_attempts=10))
     outcome = asyncio.run(d.deliver(mention()))
@@ -130,7 +118,7 @@ def test_breaker_opens_and_waits_instead_of_hammering() -> None:
 
 
 def test_elapsed_budget_covers_breaker_waits() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     sink = MemorySink(failures=retryable(100))
     d, _, _ = deliverer(sink, clock, RetryPolicy(base_s=0.1, max_attempts=100, max_elapsed_s=30))
     outcome = asyncio.run(d.deliver(mention()))
@@ -140,7 +128,7 @@ def test_elapsed_budget_covers_breaker_waits() -> None:
 
 @pytest.mark.parametrize("error", [FatalError("401 bad token"), SkippableError("rejected", "422")])
 def test_non_retryable_errors_fail_at_once(error: Exception) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     sink = MemorySink(failures=iter([error]))
     d, _, _ = deliverer(sink, clock)
     outcome = asyncio.run(d.deliver(mention()))
@@ -157,7 +145,7 @@ class LedgerSink(MemorySink):
 
 
 def test_ledger_prevents_second_create_for_non_idempotent_sink() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     sink = LedgerSink()
     d, _, registry = deliverer(sink, clock)
     first = asyncio.run(d.deliver(mention()))
