@@ -20,7 +20,7 @@ to decode is skipped here: the route agent dead-letters it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import cast
 
 import faust
@@ -158,27 +158,26 @@ def register(
 ) -> faust.types.AgentT:
     """Add the ``forward_spike_mentions`` and ``detect_spikes`` agents to ``app``."""
 
-    async def forward_spike_mentions(stream: StreamT) -> None:
-        async for events in cast(faust.Stream, stream).take_events(
-            batch_size, within=batch_window_s
-        ):
-            try:
-                await forward.process(events)
-            except Exception:  # noqa: BLE001 - never crash the agent; routing is unaffected
-                log.exception("spike forward batch of %d failed unexpectedly", len(events))
+    def batches(
+        process: Callable[[Sequence[EventT]], Awaitable[object]],
+        what: str,
+        after: Callable[[], None] | None = None,
+    ) -> Callable[[StreamT], Awaitable[None]]:
+        async def agent(stream: StreamT) -> None:
+            async for events in cast(faust.Stream, stream).take_events(
+                batch_size, within=batch_window_s
+            ):
+                try:
+                    await process(events)
+                except Exception:  # noqa: BLE001 - never crash the agent; routing is unaffected
+                    log.exception("%s batch of %d failed unexpectedly", what, len(events))
+                if after is not None:
+                    after()
+
+        return agent
 
     owned = owned_by(app, by_brand_label.get_topic_name(), partitions)
     sweeper = Sweeper("spike-series", lambda: stage.detector.sweep(owned))
-
-    async def detect_spikes(stream: StreamT) -> None:
-        async for events in cast(faust.Stream, stream).take_events(
-            batch_size, within=batch_window_s
-        ):
-            try:
-                await stage.process(events)
-            except Exception:  # noqa: BLE001 - never crash the agent; routing is unaffected
-                log.exception("spike batch of %d failed unexpectedly", len(events))
-            sweeper.maybe_sweep()
-
-    app.agent(classified, name="forward_spike_mentions")(forward_spike_mentions)
-    return app.agent(by_brand_label, name="detect_spikes")(detect_spikes)
+    app.agent(classified, name="forward_spike_mentions")(batches(forward.process, "spike forward"))
+    detect = batches(stage.process, "spike", sweeper.maybe_sweep)
+    return app.agent(by_brand_label, name="detect_spikes")(detect)

@@ -74,11 +74,20 @@ def partition_for(key: bytes, partitions: int) -> int:
     return int(_PARTITIONER(key, every, every))
 
 
-def owned_by(app: faust.App, topic: str, partitions: int) -> Owned:
-    """A predicate: is ``key``'s partition of ``topic`` assigned to this worker right now?"""
+def owned_by(app: faust.App, topic: str, partitions: int, fresh_s: float = 1.0) -> Owned:
+    """A predicate: is ``key``'s partition of ``topic`` assigned to this worker right now?
+
+    The assignment is read once per ``fresh_s`` (a sweep asks for every key of a
+    table in one synchronous pass), not once per key.
+    """
+    mine: set[int] = set()
+    read_at = float("-inf")
 
     def owned(key: bytes) -> bool:
-        mine = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+        nonlocal mine, read_at
+        if time.monotonic() - read_at >= fresh_s:
+            mine = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+            read_at = time.monotonic()
         return partition_for(key, partitions) in mine
 
     return owned
