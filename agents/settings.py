@@ -53,7 +53,16 @@ class AgentSettings(FlagSettings):
     model_threads: int | None = Field(
         default=None,
         ge=1,
-        description="ONNX Runtime intra-op threads; None: the cores this process may use.",
+        description="CPU threads the classifier uses in all; None: the cores this process may use.",
+    )
+    model_threads_per_run: int = Field(
+        default=1,
+        ge=1,
+        description=(
+            "ONNX Runtime intra-op threads of one inference run; model_threads // this many "
+            "batches run side by side (1: one single-threaded run per thread, the fastest on "
+            "2 cores for short posts)."
+        ),
     )
     model_spinning: bool = Field(
         default=False,

@@ -294,6 +294,7 @@ def load_classifier(settings: AgentSettings) -> IntentClassifier:
 
     options: dict[str, Any] = {
         "threads": settings.model_threads,
+        "threads_per_run": settings.model_threads_per_run,
         "spinning": settings.model_spinning,
     }
     if settings.model_batch_size is not None:

@@ -162,7 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics = json.loads(path.read_text(encoding="utf-8"))
         # keeps other decision parameters (a deployment's thresholds.label_offsets)
         metrics.setdefault("thresholds", {})["needs_response"] = out["threshold"]
-        metrics["evaluation"] = out["evaluation"]
+        # blocks not recomputed in this run (no --cross-source-model / --baselines) are kept
+        metrics["evaluation"] = {**metrics.get("evaluation", {}), **out["evaluation"]}
         path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         print(f"wrote thresholds and evaluation to {path}")
     return 0

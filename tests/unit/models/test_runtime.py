@@ -103,7 +103,7 @@ def test_empty_and_very_long_texts_are_classified(classifier: OnnxIntentClassifi
 
 def test_input_order_is_restored_exactly_within_one_batch() -> None:
     # One batch holds the same posts whatever their order, so results are identical.
-    big = OnnxIntentClassifier(batch_size=64)
+    big = OnnxIntentClassifier(batch_size=64, threads=1)
     base = big.predict_proba(TEXTS)
     perm = list(range(len(TEXTS)))
     random.Random(7).shuffle(perm)
@@ -153,9 +153,56 @@ def test_concurrent_calls_from_threads(classifier: OnnxIntentClassifier) -> None
         np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
+def test_cpu_batches_run_side_by_side_one_thread_each() -> None:
+    assert OnnxIntentClassifier(threads=2).parallel_runs == 2
+    assert OnnxIntentClassifier(threads=1).parallel_runs == 1
+    assert OnnxIntentClassifier(threads=4, threads_per_run=2).parallel_runs == 2
+    assert OnnxIntentClassifier(threads=2, threads_per_run=4).parallel_runs == 1
+
+
+def test_parallel_runs_give_the_results_of_one_run_at_a_time() -> None:
+    # 40 posts, batch 8: both classifiers cut the same five batches (int8 activation
+    # scales are per run, so only identical batches can give identical scores).
+    texts = (TEXTS * 2)[:40]
+    sequential = OnnxIntentClassifier(threads=1, batch_size=8)
+    parallel = OnnxIntentClassifier(threads=2, batch_size=8)
+    try:
+        np.testing.assert_array_equal(
+            parallel.predict_proba(texts), sequential.predict_proba(texts)
+        )
+    finally:
+        parallel.close()
+
+
+def test_a_small_call_is_shared_between_the_parallel_runs() -> None:
+    parallel = OnnxIntentClassifier(threads=2, batch_size=8)
+    used: set[str] = set()
+    run = parallel._run
+    both_running = threading.Barrier(2, timeout=10)
+
+    def recording_run(batch):  # type: ignore[no-untyped-def]
+        used.add(threading.current_thread().name)
+        both_running.wait()  # breaks (and fails the test) unless two runs go on at once
+        return run(batch)
+
+    parallel._run = recording_run  # type: ignore[method-assign]
+    try:
+        preds = parallel.predict([text for text, _ in OBVIOUS])
+    finally:
+        parallel.close()
+    # Six posts, two runs: two batches of three, one on each of the two run threads.
+    assert len(used) == 2
+    assert all(name.startswith("onnx-run") for name in used)
+    assert [p.label for p in preds] == [label for _, label in OBVIOUS]
+
+
 def test_invalid_options_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         OnnxIntentClassifier(batch_size=0)
+    with pytest.raises(ValueError):
+        OnnxIntentClassifier(threads=0)
+    with pytest.raises(ValueError):
+        OnnxIntentClassifier(threads_per_run=0)
     with pytest.raises(ValueError):
         OnnxIntentClassifier(provider="tpu")
     with pytest.raises(FileNotFoundError):

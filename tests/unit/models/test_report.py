@@ -1,0 +1,50 @@
+"""models.report --write: recomputed figures replace the old ones, the rest stays."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from models.report import main as report_main
+from models.runtime import DEFAULT_MODEL_DIR
+
+DEV_ROWS = [
+    {"text": "my order never arrived and support won't answer", "label": "complaint"},
+    {"text": "thank you so much, the team was wonderful", "label": "praise"},
+    {"text": "what time does the store open on sunday?", "label": "question"},
+    {"text": "Apple announces new iPad event for next week", "label": "other"},
+    {"text": "the app keeps crashing every time I open it", "label": "complaint"},
+    {"text": "how do I reset my password?", "label": "question"},
+]
+
+
+def test_write_replaces_recomputed_blocks_and_keeps_the_others(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("model.int8.onnx", "tokenizer.json", "config.json", "metrics.json"):
+        shutil.copy(DEFAULT_MODEL_DIR / name, model / name)
+    metrics = json.loads((model / "metrics.json").read_text())
+    metrics["evaluation"] = {
+        "dev": {"macro_f1": -1.0},
+        "cross_source": {"marker": "from an earlier held-out run"},
+        "baselines": {"marker": "from models.baselines"},
+    }
+    metrics["thresholds"] = {"needs_response": 0.99, "label_offsets": {"praise": 0.5}}
+    (model / "metrics.json").write_text(json.dumps(metrics))
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [dict(row, source="sanders") for row in DEV_ROWS]
+    (data / "dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    assert report_main(["--model-dir", str(model), "--data", str(data), "--write"]) == 0
+
+    written = json.loads((model / "metrics.json").read_text())
+    evaluation = written["evaluation"]
+    assert evaluation["dev"]["n"] == len(DEV_ROWS)
+    assert 0.0 <= evaluation["dev"]["macro_f1"] <= 1.0
+    assert evaluation["cross_source"] == {"marker": "from an earlier held-out run"}
+    assert evaluation["baselines"] == {"marker": "from models.baselines"}
+    assert written["thresholds"]["needs_response"] == evaluation["threshold_selection"]["threshold"]
+    assert written["thresholds"]["needs_response"] != 0.99
+    assert written["thresholds"]["label_offsets"] == {"praise": 0.5}
