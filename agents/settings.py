@@ -67,10 +67,11 @@ class AgentSettings(FlagSettings):
     model_spinning: bool = Field(
         default=False,
         description=(
-            "ONNX Runtime threads spin between runs: fastest when the model has the cores to "
-            "itself, but in the worker they take the CPU the event loop needs between runs "
-            "(make bench, one worker on 2 cores: a 3,000-post burst drained at 228-258 posts/s "
-            "spinning, 314-324 not; p50 ingest->queue 340-404 ms vs 238-245 ms at 150 posts/s)."
+            "ONNX Runtime intra-op threads spin between runs (only with model_threads_per_run "
+            "> 1: a single-threaded run has no pool to spin). Fastest when the model has the "
+            "cores to itself, but in the worker they take the CPU the event loop needs between "
+            "runs (one worker on 2 cores, one run on both: a 3,000-post burst drained at "
+            "228-258 posts/s spinning, 314-324 not; p50 ingest->queue 340-404 ms vs 238-245 ms)."
         ),
     )
     batch_size: int = Field(

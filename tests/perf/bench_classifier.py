@@ -43,9 +43,12 @@ def bench_runtime(
     repeats: int,
     model_dir: Path = DEFAULT_MODEL_DIR,
     model_file: str = "model.int8.onnx",
+    threads_per_run: int = 1,
 ) -> float:
     """Median posts/s of OnnxIntentClassifier.predict over ``texts`` (tokenisation included)."""
-    classifier = OnnxIntentClassifier(model_dir, model_file=model_file, batch_size=batch_size)
+    classifier = OnnxIntentClassifier(
+        model_dir, model_file=model_file, batch_size=batch_size, threads_per_run=threads_per_run
+    )
     classifier.predict(texts[:64])  # warm-up
     rates = []
     for _ in range(repeats):
@@ -94,6 +97,13 @@ def main() -> None:
         default=None,
         help="ONNX file(s) in --model-dir to compare, one after another (default model.int8.onnx)",
     )
+    parser.add_argument(
+        "--threads-per-run",
+        type=int,
+        default=1,
+        help="intra-op threads of one run (1: one run per core, the default; 2 on 2 cores: "
+        "one run at a time on both, the layout before 2026-11-23)",
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip the HF pipeline")
     args = parser.parse_args()
     checkpoint = args.checkpoint or args.model_dir / "checkpoint"
@@ -104,10 +114,13 @@ def main() -> None:
     print(f"posts: {len(texts)} from {args.posts} | cores: {available_cores()} | load {load}")
     runtime = 0.0
     for model_file in args.model_file or ["model.int8.onnx"]:
-        runtime = bench_runtime(texts, args.batch_size, args.repeats, args.model_dir, model_file)
+        runtime = bench_runtime(
+            texts, args.batch_size, args.repeats, args.model_dir, model_file, args.threads_per_run
+        )
         print(
             f"project runtime ({args.model_dir.name}/{model_file}, length-bucketed batch "
-            f"{args.batch_size}): {runtime:,.0f} posts/s (median of {args.repeats}); "
+            f"{args.batch_size}, {args.threads_per_run} thread(s) per run): "
+            f"{runtime:,.0f} posts/s (median of {args.repeats}); "
             f"{runtime / INT8_CEILING_2_CORES:.0%} of the ~3,500 posts/s MiniLM-L6 int8 compute "
             "ceiling of a 2-core machine"
         )
