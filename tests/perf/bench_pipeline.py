@@ -1,7 +1,8 @@
 """End-to-end benchmark through a real broker: sustained posts/s and ingest -> queue latency.
 
 Starts its own Kafka broker and one worker (real model, default settings: vetting,
-copy dedup and spikes on), then:
+copy dedup and spikes on; ``--workers N`` starts N, each with cores/N model threads),
+then:
 1. offers posts at a fixed rate (``--rate``) for ``--seconds`` and reports the achieved
    throughput and p50/p99 latency from ingest to arrival on the queue topic (every hop:
    classify, route, dedup) of the items that reach the queue;
@@ -12,6 +13,7 @@ copy dedup and spikes on), then:
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -29,7 +31,7 @@ from listener.producer import MentionProducer
 from listener.record import Mention, decode_mention
 from listener.settings import KafkaSettings
 from listener.topics import TopicNames
-from models.runtime import OnnxIntentClassifier
+from models.runtime import OnnxIntentClassifier, available_cores
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_STREAM = ROOT / "listener" / "samples" / "brand_posts.jsonl"
@@ -125,35 +127,48 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=150.0, help="offered posts/s in phase 1")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of phase 1")
     parser.add_argument("--burst", type=int, default=6000, help="posts in phase 2")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes in one consumer group, each with cores/N model threads",
+    )
     args = parser.parse_args()
     texts = sample_texts()
 
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        port, cport, web = free_ports(3)
+        port, cport, *webs = free_ports(2 + args.workers)
         broker = KafkaBroker(Path(tmp) / "kafka", port=port, controller_port=cport)
         broker.start(die_with_parent=True)
         topics = TopicNames("bench.")
         create_topics(broker.bootstrap, topics.all(), partitions=4)
         log = open(Path(tmp) / "worker.log", "wb")  # noqa: SIM115 - closed below
-        worker = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "agents.cli", "worker", "--bootstrap", broker.bootstrap,
-             "--topic-prefix", topics.prefix, "--web-port", str(web),
-             "--data-dir", str(Path(tmp) / "worker")],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        env = dict(os.environ, AGENTS_MODEL_THREADS=str(max(1, available_cores() // args.workers)))
+        workers = []
+        for i, web in enumerate(webs):
+            command = [
+                sys.executable, "-m", "agents.cli", "worker", "--bootstrap", broker.bootstrap,
+                "--topic-prefix", topics.prefix, "--web-port", str(web),
+                "--data-dir", str(Path(tmp) / f"worker-{i}"),
+            ]  # fmt: skip
+            workers.append(
+                subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)  # noqa: S603
+            )
         collector = Collector(broker.bootstrap, topics)
         settings = KafkaSettings(bootstrap_servers=broker.bootstrap, topic_prefix=topics.prefix)
         try:
             deadline = time.monotonic() + 180
-            while True:
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{web}/health", timeout=2)  # noqa: S310
-                    break
-                except OSError as exc:
-                    if worker.poll() is not None or time.monotonic() > deadline:
-                        log_text = (Path(tmp) / "worker.log").read_text()
-                        raise SystemExit(f"worker did not start; log:\n{log_text}") from exc
-                    time.sleep(0.5)
+            for web in webs:
+                while True:
+                    try:
+                        urllib.request.urlopen(f"http://127.0.0.1:{web}/health", timeout=2)  # noqa: S310
+                        break
+                    except OSError as exc:
+                        died = any(w.poll() is not None for w in workers)
+                        if died or time.monotonic() > deadline:
+                            log_text = (Path(tmp) / "worker.log").read_text()
+                            raise SystemExit(f"worker did not start; log:\n{log_text}") from exc
+                        time.sleep(0.5)
             produce(settings, texts, "warmup", 300, None)
             if not collector.wait_for("warmup", 300, 120):
                 raise SystemExit("warm-up posts were not classified in 120 s")
@@ -184,8 +199,10 @@ def main() -> None:
             )
         finally:
             collector.close()
-            worker.terminate()
-            worker.wait(timeout=30)
+            for worker in workers:
+                worker.terminate()
+            for worker in workers:
+                worker.wait(timeout=30)
             log.close()
             broker.stop()
 
