@@ -43,12 +43,49 @@ CPU_DISABLED_FUSIONS = ("SkipLayerNormFusion",)
 __all__ = ["DEFAULT_MODEL_DIR", "OnnxIntentClassifier"]
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on (respects affinity masks and cpusets)."""
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cgroup_cpu_limit(root: Path = CGROUP_ROOT) -> float | None:
+    """The CPU quota of this container in cores, or ``None`` when it has none.
+
+    Reads cgroup v2 ``cpu.max`` ("200000 100000" is 2 cores, "max 100000" none)
+    or cgroup v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (quota -1: none) at
+    the cgroup mount, which a container sees as its own cgroup. Unreadable or
+    malformed files count as no limit.
+    """
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        fields = (root / "cpu.max").read_text(encoding="ascii").split()
+        if len(fields) == 2 and fields[0] != "max":
+            return int(fields[0]) / int(fields[1])
+        if fields:
+            return None
+    except (OSError, ValueError, ZeroDivisionError):
+        pass
+    for v1 in ("cpu", "cpu,cpuacct"):
+        try:
+            quota = int((root / v1 / "cpu.cfs_quota_us").read_text(encoding="ascii"))
+            period = int((root / v1 / "cpu.cfs_period_us").read_text(encoding="ascii"))
+        except (OSError, ValueError):
+            continue
+        return quota / period if quota > 0 and period > 0 else None
+    return None
+
+
+def available_cores(cgroup_root: Path = CGROUP_ROOT) -> int:
+    """CPU cores this process may use: its affinity mask, capped by a container CPU quota.
+
+    A pod limited to 2 CPUs on a 16-core node gets 2 (quota rounded down, at least
+    1), so the runtime does not start 16 parallel runs that the quota then throttles.
+    """
+    try:
+        cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - platforms without sched_getaffinity
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    limit = cgroup_cpu_limit(cgroup_root)
+    if limit is not None:
+        cores = min(cores, max(1, math.floor(limit)))
+    return cores
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import re
 import threading
@@ -13,7 +14,12 @@ import numpy as np
 import pytest
 
 from models.interface import IntentClassifier, Prediction, decide_needs_response
-from models.runtime import DEFAULT_MODEL_DIR, OnnxIntentClassifier
+from models.runtime import (
+    DEFAULT_MODEL_DIR,
+    OnnxIntentClassifier,
+    available_cores,
+    cgroup_cpu_limit,
+)
 
 LABELS = ("complaint", "praise", "question", "other")
 
@@ -279,3 +285,25 @@ def test_decide_prefers_the_decision_the_prediction_carries() -> None:
     scores = {"complaint": 0.3, "praise": 0.05, "question": 0.25, "other": 0.4}
     assert decide_needs_response(object(), Prediction("other", scores, True, 0.55)) is True
     assert decide_needs_response(object(), Prediction("other", scores)) is False
+
+
+def test_a_container_cpu_quota_caps_the_cores(tmp_path: Path) -> None:
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("250000 100000\n")
+    assert cgroup_cpu_limit(v2) == 2.5
+    assert available_cores(v2) == min(2, len(os.sched_getaffinity(0)))
+    (v2 / "cpu.max").write_text("50000 100000\n")
+    assert available_cores(v2) == 1  # half a core still gets one thread
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_limit(v2) is None
+    assert available_cores(v2) == len(os.sched_getaffinity(0))
+
+    v1 = tmp_path / "v1" / "cpu,cpuacct"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.cfs_quota_us").write_text("100000\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_limit(tmp_path / "v1") == 1.0
+    (v1 / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cgroup_cpu_limit(tmp_path / "v1") is None
+    assert cgroup_cpu_limit(tmp_path / "nothing-here") is None
