@@ -270,6 +270,8 @@ def run_demo(args: argparse.Namespace) -> int:
         consumer = _queue_consumer(broker.bootstrap, topics.needs_response)
 
         replay_done = threading.Event()
+        # Set before the demo itself stops the listener: its exit is then expected.
+        listener_stopping = threading.Event()
         replay_error: list[BaseException] = []
 
         def replay() -> None:
@@ -290,6 +292,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
             def listen_for() -> None:  # the live stream has no end: --duration gives it one
                 stop.wait(args.duration)  # None: until the demo stops
+                listener_stopping.set()
                 _terminate(running)
                 if running.returncode not in (0, -signal.SIGTERM):
                     replay_error.append(
@@ -329,7 +332,11 @@ def run_demo(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 1
-            if listener is not None and not replay_done.is_set() and listener.poll() is not None:
+            if (
+                listener is not None
+                and not listener_stopping.is_set()
+                and listener.poll() is not None
+            ):
                 print(
                     f"error: the listener exited (code {listener.returncode}); "
                     f"see {args.data_dir / 'listen.log'}",
