@@ -9,7 +9,7 @@ environment (see :meth:`AgentSettings.override`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SerializeAsAny, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -49,6 +49,13 @@ class AgentSettings(FlagSettings):
         default=None,
         ge=1,
         description="Posts per ONNX run inside one predict call; None keeps the runtime's default.",
+    )
+    model_provider: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description=(
+            "Where the classifier runs: auto = CUDA when onnxruntime-gpu sees a GPU and the "
+            "model folder has model.fp16.onnx (python -m models.export --fp16), else CPU."
+        ),
     )
     model_threads: int | None = Field(
         default=None,

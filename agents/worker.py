@@ -293,6 +293,7 @@ def load_classifier(settings: AgentSettings) -> IntentClassifier:
     from models.runtime import OnnxIntentClassifier
 
     options: dict[str, Any] = {
+        "provider": settings.model_provider,
         "threads": settings.model_threads,
         "threads_per_run": settings.model_threads_per_run,
         "spinning": settings.model_spinning,
@@ -318,13 +319,15 @@ def run_worker(settings: AgentSettings) -> int:
     ensure_topics(settings, pipeline)
     worker = QuietWorker(pipeline.app, loglevel=settings.loglevel, quiet=True)
     log.info(
-        "worker %s: %s -> %s -> %s on %s, model %s, needs_response %s, batch %d/%.3fs, web :%d",
+        "worker %s: %s -> %s -> %s on %s, model %s on %s, needs_response %s, batch %d/%.3fs, "
+        "web :%d",
         settings.app_id,
         settings.topics.raw,
         settings.topics.classified,
         settings.topics.needs_response,
         settings.bootstrap_servers,
         classifier.name,
+        getattr(classifier, "provider", "its own device"),
         decision(classifier, settings.needs_response_threshold),
         settings.batch_size,
         settings.batch_window_s,

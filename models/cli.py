@@ -48,7 +48,11 @@ def register_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="model folder (default: the model shipped with brand-listener)",
     )
     parser.add_argument(
-        "--provider", choices=("cpu", "cuda"), default="cpu", help="ONNX Runtime provider"
+        "--provider",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where the model runs (auto: CUDA if onnxruntime-gpu sees a GPU and the model "
+        "folder has model.fp16.onnx, else CPU)",
     )
     parser.set_defaults(func=classify_command)
 
@@ -69,7 +73,7 @@ def register_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     ev.add_argument("--json", action="store_true", help="print the report as JSON")
     ev.add_argument("--model-dir", type=Path, default=None, help="model folder")
-    ev.add_argument("--provider", choices=("cpu", "cuda"), default="cpu")
+    ev.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto")
     ev.add_argument(
         "--threshold",
         type=float,

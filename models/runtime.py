@@ -16,6 +16,7 @@ more than the Add + LayerNormalization it replaces (17% of a run vs ~8%).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -32,6 +33,8 @@ from models.evaluation import needs_response as _needs_response
 from models.evaluation import needs_response_score
 from models.interface import Prediction
 
+log = logging.getLogger(__name__)
+
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "intent-minilm"
 DEFAULT_MODEL_FILE = "model.int8.onnx"
 GPU_MODEL_FILE = "model.fp16.onnx"
@@ -40,7 +43,7 @@ MODEL_NAME = "intent-minilm"
 # posts): without SkipLayerNormFusion 631-693 posts/s, with it 498-586.
 CPU_DISABLED_FUSIONS = ("SkipLayerNormFusion",)
 
-__all__ = ["DEFAULT_MODEL_DIR", "OnnxIntentClassifier"]
+__all__ = ["DEFAULT_MODEL_DIR", "OnnxIntentClassifier", "available_cores", "resolve_provider"]
 
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -116,6 +119,37 @@ def _providers(provider: str) -> list[str]:
     raise ValueError(f"unknown provider {provider!r}: expected 'cpu' or 'cuda'")
 
 
+def resolve_provider(
+    provider: str,
+    model_dir: Path,
+    model_file: str = DEFAULT_MODEL_FILE,
+    available: Sequence[str] | None = None,
+) -> str:
+    """``"cpu"`` or ``"cuda"`` for the ``provider`` option (``"auto"`` decides).
+
+    ``auto`` picks CUDA when this onnxruntime has the CUDA execution provider and
+    the model folder has its GPU variant (``model.fp16.onnx``; the int8 kernels are
+    CPU kernels, so the int8 file alone is served on CPU), else CPU.
+
+    Args:
+        provider: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        model_dir: The model folder.
+        model_file: The ONNX file asked for; ``auto`` only switches the default one.
+        available: Execution providers of this onnxruntime (default: asked).
+
+    Raises:
+        ValueError: Unknown provider name.
+    """
+    name = provider.lower()
+    if name in ("cpu", "cuda"):
+        return name
+    if name != "auto":
+        raise ValueError(f"unknown provider {provider!r}: expected 'auto', 'cpu' or 'cuda'")
+    providers = ort.get_available_providers() if available is None else available
+    gpu_ready = model_file == DEFAULT_MODEL_FILE and (model_dir / GPU_MODEL_FILE).is_file()
+    return "cuda" if "CUDAExecutionProvider" in providers and gpu_ready else "cpu"
+
+
 class OnnxIntentClassifier:
     """Four-way intent classifier (complaint / praise / question / other) on ONNX Runtime.
 
@@ -134,7 +168,9 @@ class OnnxIntentClassifier:
             ``batch_size`` times the parallel runs is cut into smaller batches so
             that every run has a share.
         max_length: Tokens kept per post (longer posts are truncated).
-        provider: ``"cpu"`` or ``"cuda"`` (needs onnxruntime-gpu).
+        provider: ``"auto"`` (the default: CUDA when onnxruntime-gpu sees a GPU and
+            the folder has ``model.fp16.onnx``, else CPU; see :func:`resolve_provider`),
+            ``"cpu"`` or ``"cuda"`` (needs onnxruntime-gpu).
         threads: CPU threads the classifier uses in all; defaults to the cores this
             process may use. On CPU, ``threads // threads_per_run`` batches run at
             once (ignored with CUDA, where one run at a time is fed).
@@ -171,7 +207,7 @@ class OnnxIntentClassifier:
         model_file: str = DEFAULT_MODEL_FILE,
         batch_size: int = 16,
         max_length: int = 64,
-        provider: str = "cpu",
+        provider: str = "auto",
         threads: int | None = None,
         threads_per_run: int = 1,
         spinning: bool = True,
@@ -187,10 +223,13 @@ class OnnxIntentClassifier:
         if threads_per_run < 1:
             raise ValueError(f"threads_per_run must be >= 1, got {threads_per_run}")
         self._dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
-        if provider.lower() == "cuda" and model_file == DEFAULT_MODEL_FILE:
+        requested = provider
+        provider = resolve_provider(provider, self._dir, model_file)
+        cpu_model_path = self._dir / model_file
+        model_path = cpu_model_path
+        if provider == "cuda" and model_file == DEFAULT_MODEL_FILE:
             if (self._dir / GPU_MODEL_FILE).is_file():
-                model_file = GPU_MODEL_FILE
-        model_path = self._dir / model_file
+                model_path = self._dir / GPU_MODEL_FILE
         for required in (model_path, self._dir / "tokenizer.json", self._dir / "config.json"):
             if not required.is_file():
                 raise FileNotFoundError(f"model file missing: {required}")
@@ -224,10 +263,27 @@ class OnnxIntentClassifier:
         self._tokenizer.enable_truncation(max_length=max_length)
         self._pad_id = int(config.get("pad_token_id") or 0)
 
-        providers = _providers(provider)
         total = threads if threads is not None else available_cores()
-        on_cpu = providers[0] == "CPUExecutionProvider"
-        self._parallel_runs = max(1, total // threads_per_run) if on_cpu else 1
+        self._session = self._open(model_path, provider, total, threads_per_run, spinning)
+        if requested.lower() == "auto" and self.provider != provider:
+            # onnxruntime-gpu without a usable GPU falls back to CPU: serve the CPU model.
+            log.warning("CUDA was not usable here; classifying on CPU with %s", cpu_model_path)
+            provider = "cpu"
+            self._session = self._open(cpu_model_path, provider, total, threads_per_run, spinning)
+        self._parallel_runs = max(1, total // threads_per_run) if provider == "cpu" else 1
+        self._pool = (
+            ThreadPoolExecutor(self._parallel_runs, thread_name_prefix="onnx-run")
+            if self._parallel_runs > 1
+            else None
+        )
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        self._output = self._session.get_outputs()[0].name
+
+    @staticmethod
+    def _open(
+        model_path: Path, provider: str, total: int, threads_per_run: int, spinning: bool
+    ) -> ort.InferenceSession:
+        on_cpu = provider == "cpu"
         options = ort.SessionOptions()
         options.intra_op_num_threads = min(threads_per_run, total) if on_cpu else total
         options.inter_op_num_threads = 1
@@ -238,19 +294,17 @@ class OnnxIntentClassifier:
         )
         # One session serves every parallel run: InferenceSession.run is thread-safe
         # and releases the GIL, and one copy of the weights is shared.
-        self._session = ort.InferenceSession(
+        return ort.InferenceSession(
             str(model_path),
             sess_options=options,
-            providers=providers,
+            providers=_providers(provider),
             disabled_optimizers=list(CPU_DISABLED_FUSIONS) if on_cpu else [],
         )
-        self._pool = (
-            ThreadPoolExecutor(self._parallel_runs, thread_name_prefix="onnx-run")
-            if self._parallel_runs > 1
-            else None
-        )
-        self._inputs = {i.name for i in self._session.get_inputs()}
-        self._output = self._session.get_outputs()[0].name
+
+    @property
+    def provider(self) -> str:
+        """Where the model runs: ``"cuda"`` or ``"cpu"``."""
+        return "cuda" if self._session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
 
     @property
     def name(self) -> str:

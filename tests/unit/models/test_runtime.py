@@ -11,14 +11,17 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from models.interface import IntentClassifier, Prediction, decide_needs_response
 from models.runtime import (
     DEFAULT_MODEL_DIR,
+    GPU_MODEL_FILE,
     OnnxIntentClassifier,
     available_cores,
     cgroup_cpu_limit,
+    resolve_provider,
 )
 
 LABELS = ("complaint", "praise", "question", "other")
@@ -307,3 +310,25 @@ def test_a_container_cpu_quota_caps_the_cores(tmp_path: Path) -> None:
     (v1 / "cpu.cfs_quota_us").write_text("-1\n")
     assert cgroup_cpu_limit(tmp_path / "v1") is None
     assert cgroup_cpu_limit(tmp_path / "nothing-here") is None
+
+
+def test_auto_provider_needs_the_cuda_provider_and_the_gpu_variant(tmp_path: Path) -> None:
+    cuda = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert resolve_provider("auto", tmp_path, available=cuda) == "cpu"  # no model.fp16.onnx
+    (tmp_path / GPU_MODEL_FILE).write_bytes(b"")
+    assert resolve_provider("auto", tmp_path, available=cuda) == "cuda"
+    assert resolve_provider("auto", tmp_path, available=["CPUExecutionProvider"]) == "cpu"
+    # a file asked for by name is served as asked: auto only switches the default file
+    assert resolve_provider("auto", tmp_path, "model.other.onnx", available=cuda) == "cpu"
+    assert resolve_provider("CPU", tmp_path, available=cuda) == "cpu"
+    assert resolve_provider("cuda", tmp_path, available=[]) == "cuda"  # checked when opened
+    with pytest.raises(ValueError, match="auto"):
+        resolve_provider("tpu", tmp_path)
+
+
+def test_the_default_provider_here_is_the_cpu(classifier: OnnxIntentClassifier) -> None:
+    # This onnxruntime has no CUDA provider (CI, the development machine).
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has a CUDA provider")
+    assert classifier.provider == "cpu"
+    assert classifier.parallel_runs == available_cores()
