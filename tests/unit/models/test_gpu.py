@@ -32,7 +32,7 @@ TEXTS = [
 
 def test_cuda_provider_agrees_with_cpu() -> None:
     gpu = OnnxIntentClassifier(provider="cuda", batch_size=256)
-    cpu = OnnxIntentClassifier()
+    cpu = OnnxIntentClassifier(provider="cpu")
     got = gpu.predict_proba(TEXTS)
     ref = cpu.predict_proba(TEXTS)
     assert got.shape == ref.shape
@@ -46,3 +46,10 @@ def test_cuda_uses_the_fp16_variant_when_shipped() -> None:
         pytest.skip(f"no {GPU_MODEL_FILE} in {DEFAULT_MODEL_DIR} (python -m models.export --fp16)")
     gpu = OnnxIntentClassifier(provider="cuda")
     assert [p.label for p in gpu.predict(TEXTS[:3])] == ["complaint", "praise", "question"]
+
+
+def test_auto_runs_on_cuda_when_the_gpu_variant_is_there() -> None:
+    if not (DEFAULT_MODEL_DIR / GPU_MODEL_FILE).is_file():
+        pytest.skip(f"no {GPU_MODEL_FILE} in {DEFAULT_MODEL_DIR} (python -m models.export --fp16)")
+    assert OnnxIntentClassifier(provider="auto").provider == "cuda"
+    assert OnnxIntentClassifier(provider="cpu").provider == "cpu"
