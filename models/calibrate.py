@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.write and args.model_dir is None:
         p.error("--write needs --model-dir (a copy of the model folder, not the shipped one)")
     rows = load_labelled(args.input, args.labels)
-    clf = OnnxIntentClassifier(args.model_dir, label_offsets={})
+    clf = OnnxIntentClassifier(args.model_dir, provider="cpu", label_offsets={})
     labels = list(clf.labels)
     probs = clf.predict_proba([row["text"] for row in rows])
     gold = np.array([labels.index(row["label"]) for row in rows])

@@ -260,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     gold = [row["label"] for row in rows]
     sources = [row["source"] for row in rows]
     fp32 = OnnxIntentClassifier(args.out, model_file=str(fp32_path.resolve()), threads=args.threads)
-    int8 = OnnxIntentClassifier(args.out, threads=args.threads)
+    int8 = OnnxIntentClassifier(args.out, provider="cpu", threads=args.threads)
     p32 = fp32.predict_proba(texts)
     p8 = int8.predict_proba(texts)
     pred32 = [LABELS[i] for i in p32.argmax(1)]

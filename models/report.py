@@ -91,7 +91,7 @@ def per_source(rows: Sequence[dict[str, Any]], probs: np.ndarray) -> dict[str, A
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate and return the ``evaluation`` block (also printed)."""
-    clf = OnnxIntentClassifier(args.model_dir, needs_response_threshold=None)
+    clf = OnnxIntentClassifier(args.model_dir, provider="cpu", needs_response_threshold=None)
     dev = _rows(args.data / "dev.jsonl")
     dev_top, dev_probs = score_set(clf, dev, None)
     need = dev_probs[:, [LABELS.index(x) for x in NEEDS_RESPONSE_LABELS]].sum(1)
@@ -114,7 +114,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(format_report(dev_rep, f"== dev, needs_response at {threshold}"))
     print(format_report(samples_rep, f"== samples (out of domain), needs_response at {threshold}"))
     if args.cross_source_model is not None:
-        xs = OnnxIntentClassifier(args.cross_source_model, needs_response_threshold=None)
+        xs = OnnxIntentClassifier(
+            args.cross_source_model, provider="cpu", needs_response_threshold=None
+        )
         train = _rows(args.data / "train.jsonl")
         held = [r for r in train + dev if r["source"] == HELD_OUT_SOURCE]
         dev_in = [r for r in dev if r["source"] != HELD_OUT_SOURCE]

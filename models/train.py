@@ -297,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit("--drop-disputed-below needs --scorer")
         from models.runtime import OnnxIntentClassifier
 
-        scorer = OnnxIntentClassifier(args.scorer, threads=args.threads)
+        scorer = OnnxIntentClassifier(args.scorer, provider="cpu", threads=args.threads)
         train_rows, counts = drop_disputed(
             train_rows, scorer.predict_proba, scorer.labels, args.drop_disputed_below
         )

@@ -47,7 +47,11 @@ def bench_runtime(
 ) -> float:
     """Median posts/s of OnnxIntentClassifier.predict over ``texts`` (tokenisation included)."""
     classifier = OnnxIntentClassifier(
-        model_dir, model_file=model_file, batch_size=batch_size, threads_per_run=threads_per_run
+        model_dir,
+        model_file=model_file,
+        provider="cpu",
+        batch_size=batch_size,
+        threads_per_run=threads_per_run,
     )
     classifier.predict(texts[:64])  # warm-up
     rates = []
