@@ -39,6 +39,7 @@ from tokenizers import Tokenizer  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
 from models.optimize import fuse, to_fp16  # noqa: E402
+from models.report import carry_over_evaluation  # noqa: E402
 from models.runtime import OnnxIntentClassifier  # noqa: E402
 from models.train import LABELS, MAX_LENGTH, REPO_ROOT, read_jsonl  # noqa: E402
 
@@ -303,7 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "serving": {"batch_size": int8.batch_size, "max_length": MAX_LENGTH, "bucketed": True},
     }
-    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    metrics_path = args.out / "metrics.json"
+    carry_over_evaluation(metrics, metrics_path)
+    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     summary = {
         "int8_macro_f1": metrics["int8"]["macro_f1"],
         "fp32_macro_f1": metrics["fp32"]["macro_f1"],

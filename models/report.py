@@ -89,6 +89,23 @@ def per_source(rows: Sequence[dict[str, Any]], probs: np.ndarray) -> dict[str, A
     return out
 
 
+def carry_over_evaluation(metrics: dict[str, Any], previous_path: Path) -> None:
+    """Keep ``thresholds`` and ``evaluation`` of ``previous_path`` if it is the same artefact.
+
+    ``models.report --write`` adds them to metrics.json after an export; a re-export
+    that reproduces the artefact (same sha256) must not drop them, and one that
+    does not must not keep figures of another model.
+    """
+    if not previous_path.is_file():
+        return
+    previous = json.loads(previous_path.read_text(encoding="utf-8"))
+    if previous.get("artefact", {}).get("sha256") != metrics["artefact"]["sha256"]:
+        return
+    for key in ("thresholds", "evaluation"):
+        if key in previous:
+            metrics[key] = previous[key]
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate and return the ``evaluation`` block (also printed)."""
     clf = OnnxIntentClassifier(args.model_dir, provider="cpu", needs_response_threshold=None)

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+from models.report import carry_over_evaluation
 from models.report import main as report_main
 from models.runtime import DEFAULT_MODEL_DIR
 
@@ -48,3 +49,26 @@ def test_write_replaces_recomputed_blocks_and_keeps_the_others(tmp_path: Path) -
     assert written["thresholds"]["needs_response"] == evaluation["threshold_selection"]["threshold"]
     assert written["thresholds"]["needs_response"] != 0.99
     assert written["thresholds"]["label_offsets"] == {"praise": 0.5}
+
+
+def test_a_reexport_keeps_the_evaluation_only_of_the_same_artefact(tmp_path: Path) -> None:
+    previous = tmp_path / "metrics.json"
+    previous.write_text(
+        json.dumps(
+            {
+                "artefact": {"sha256": "aaa"},
+                "thresholds": {"needs_response": 0.35},
+                "evaluation": {"dev": {"macro_f1": 0.81}},
+            }
+        )
+    )
+    same = {"artefact": {"sha256": "aaa"}}
+    carry_over_evaluation(same, previous)
+    assert same["thresholds"] == {"needs_response": 0.35}
+    assert same["evaluation"] == {"dev": {"macro_f1": 0.81}}
+    other = {"artefact": {"sha256": "bbb"}}
+    carry_over_evaluation(other, previous)
+    assert other == {"artefact": {"sha256": "bbb"}}
+    fresh = {"artefact": {"sha256": "aaa"}}
+    carry_over_evaluation(fresh, tmp_path / "none.json")
+    assert fresh == {"artefact": {"sha256": "aaa"}}
