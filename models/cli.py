@@ -29,7 +29,8 @@ def register_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description=(
             "Classify each TEXT with the intent model and print its label and scores, or "
             "classify a JSONL file (--input) into another (--output), keeping every input "
-            'field and adding "label", "scores" and "needs_response".'
+            'field and adding "label", "scores" and "needs_response" (an input line\'s own '
+            '"label" etc. is kept as "input_label" etc.).'
         ),
     )
     parser.add_argument("texts", nargs="*", metavar="TEXT", help="post text (quote it)")
@@ -142,6 +143,10 @@ def _chunks(lines: IO[bytes], size: int) -> Iterator[list[bytes]]:
         yield chunk
 
 
+OUTPUT_FIELDS = ("label", "scores", "needs_response")
+"""Fields ``classify --input`` writes; an input line's own are kept as ``input_<field>``."""
+
+
 def _count_lines(path: Path) -> int | None:
     if str(path) == "-":
         return None
@@ -163,6 +168,7 @@ def _classify_file(classifier: Any, args: argparse.Namespace) -> int:
     inp = src if src is not None else args.input.open("rb")
     out = sys.stdout.buffer if to_stdout else args.output.open("wb")
     line_no = 0
+    renamed: set[str] = set()
     try:
         for chunk in _chunks(inp, CHUNK):
             rows = []
@@ -178,6 +184,15 @@ def _classify_file(classifier: Any, args: argparse.Namespace) -> int:
                 rows.append(row)
             predictions = classifier.predict([row["text"] for row in rows])
             for row, pred in zip(rows, predictions, strict=True):
+                for key in OUTPUT_FIELDS:  # an input's own label etc. is kept, renamed
+                    if key in row:
+                        if key not in renamed:
+                            renamed.add(key)
+                            print(
+                                f'brand-listener classify: input "{key}" kept as "input_{key}"',
+                                file=sys.stderr,
+                            )
+                        row.setdefault(f"input_{key}", row.pop(key))
                 row["label"] = pred.label
                 row["scores"] = {k: round(v, 6) for k, v in pred.scores.items()}
                 row["needs_response"] = classifier.needs_response(pred)

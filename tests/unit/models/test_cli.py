@@ -97,6 +97,25 @@ def test_classify_file_keeps_fields_and_order(
     assert "post" in capsys.readouterr().err  # the progress bar
 
 
+def test_classify_file_keeps_an_inputs_own_label_renamed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [
+        {"text": "my order never arrived and support won't answer", "label": "other", "id": 1},
+        {"text": "thank you so much, the team was wonderful", "id": 2},
+    ]
+    src = tmp_path / "labelled.jsonl"
+    src.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    dst = tmp_path / "out.jsonl"
+    assert run(["classify", "--input", str(src), "--output", str(dst), "--no-progress"]) == 0
+    out = [orjson.loads(line) for line in dst.read_bytes().splitlines()]
+    assert out[0]["input_label"] == "other"  # the gold label is not lost
+    assert out[0]["label"] == "complaint"
+    assert out[0]["id"] == 1
+    assert "input_label" not in out[1] and out[1]["label"] == "praise"
+    assert 'input "label" kept as "input_label"' in capsys.readouterr().err
+
+
 def test_classify_file_reports_a_line_without_text(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
