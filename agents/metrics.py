@@ -69,6 +69,7 @@ class AgentMetrics:
     stage_latency: Histogram
     classifier_batch_size: Histogram
     classifier_batch_seconds: Histogram
+    classifier_info: Gauge
     dead_letter: Counter
     needs_response: Counter
     created_to_routed: Histogram
@@ -147,6 +148,12 @@ def create(
             "brandlistener_classifier_batch_size",
             "Posts per classifier call.",
             buckets=BATCH_SIZE_BUCKETS,
+            registry=registry,
+        ),
+        classifier_info=Gauge(
+            "brandlistener_classifier_info",
+            "Always 1: the worker's intent model, where it runs (cpu/cuda) and its parallel runs.",
+            ("model", "provider", "parallel_runs"),
             registry=registry,
         ),
         classifier_batch_seconds=Histogram(

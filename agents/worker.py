@@ -121,6 +121,11 @@ def build_worker(
     topics = bind_topics(app, names, settings.topic_partitions)
     declare_outputs(app, topics)
     metrics = create(registry)
+    metrics.classifier_info.labels(
+        model=classifier.name,
+        provider=str(getattr(classifier, "provider", "unknown")),
+        parallel_runs=str(getattr(classifier, "parallel_runs", 1)),
+    ).set(1)
     outputs = Outputs(send or kafka_sender(topics), names, metrics)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classifier")
     classify_agent = classify.register(

@@ -4,9 +4,10 @@ import argparse
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from agents.settings import AgentSettings
-from agents.worker import register_commands, settings_from_args
+from agents.worker import build_worker, register_commands, settings_from_args
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -54,3 +55,14 @@ def test_settings_defaults_and_validation() -> None:
     with pytest.raises(ValueError):
         settings.override(needs_response_threshold=1.5)
     assert AgentSettings(bootstrap_servers="a:1, b:2 ,").bootstrap_list() == ["a:1", "b:2"]
+
+
+def test_the_worker_says_which_model_runs_where() -> None:
+    from models.runtime import OnnxIntentClassifier
+
+    registry = CollectorRegistry()
+    classifier = OnnxIntentClassifier(threads=2, provider="cpu")
+    build_worker(AgentSettings(app_id="t-info"), classifier, registry)
+    labels = {"model": classifier.name, "provider": "cpu", "parallel_runs": "2"}
+    assert registry.get_sample_value("brandlistener_classifier_info", labels) == 1
+    assert classifier.name.startswith("intent-minilm@")
