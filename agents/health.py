@@ -70,12 +70,15 @@ class Health:
             del self._progress[tp]
 
     def stuck(self, after_s: float) -> list[tuple[TopicPartition, int]]:
-        """``(tp, committed)`` of the partitions with lag and no progress for ``after_s``."""
+        """``(tp, committed)`` of the partitions with lag and no progress for ``after_s``.
+
+        ``committed`` is -1 for a partition the group never committed on.
+        """
         now = self._clock()
         return [
             (tp, p.committed)
             for tp, p in sorted(self._progress.items())
-            if p.lag > 0 and p.committed >= 0 and now - p.since >= after_s
+            if p.lag > 0 and now - p.since >= after_s
         ]
 
     def stalled(self) -> list[str]:

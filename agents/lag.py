@@ -124,7 +124,10 @@ class LagMonitor:
         await self.reseek_stuck()
 
     async def reseek_stuck(self) -> list[TopicPartition]:
-        """Seek partitions with lag and no committed progress back to their committed offset.
+        """Seek partitions with lag and no committed progress back to where they should read.
+
+        That is the committed offset, or the earliest offset where the group never
+        committed (a worker killed before its first commit on the partition).
 
         Why: faust-streaming can drop records it fetched while a rebalance or table
         recovery suspended the streams, yet count them as read, so records re-fetched
@@ -144,11 +147,19 @@ class LagMonitor:
             if now - self._reseeked.get(tp, float("-inf")) < self._reseek_after_s:
                 continue
             self._reseeked[tp] = now
+            ftp = faust.types.TP(topic, partition)
+            if committed < 0:
+                # Never committed (e.g. a worker killed before its first commit on this
+                # partition): where the group starts, the earliest retained offset.
+                earliest = await self._app.consumer.earliest_offsets(ftp)
+                offset, where = int(earliest.get(ftp, 0)), "the earliest offset"
+            else:
+                offset, where = committed, "its committed offset"
             log.warning(
-                "%s[%d]: lag and no committed progress for %.0fs: seeking back to offset %d",
-                *(topic, partition, self._reseek_after_s, committed),
+                "%s[%d]: lag and no committed progress for %.0fs: seeking back to %s, %d",
+                *(topic, partition, self._reseek_after_s, where, offset),
             )
-            await self._app.consumer.seek(faust.types.TP(topic, partition), committed)
+            await self._app.consumer.seek(ftp, offset)
             done.append(tp)
         return done
 

@@ -135,7 +135,8 @@ class AgentSettings(FlagSettings):
         gt=0,
         description=(
             "A partition with lag whose committed offset has not moved for this long is "
-            "sought back to its committed offset (re-reads records Faust dropped in a rebalance)."
+            "sought back to its committed offset, or the earliest one if none was committed "
+            "(re-reads records Faust dropped in a rebalance)."
         ),
     )
     stall_after_s: float = Field(

@@ -117,6 +117,9 @@ class SeekRecorder:
     async def seek(self, tp: Any, offset: int) -> None:
         self.seeks.append((tp.topic, tp.partition, offset))
 
+    async def earliest_offsets(self, *tps: Any) -> dict[Any, int]:
+        return dict.fromkeys(tps, 2)  # the log starts at 2 (retention removed 0 and 1)
+
 
 def test_a_partition_stuck_behind_its_end_is_sought_back_to_its_committed_offset() -> None:
     """Faust can count records dropped in a rebalance as read: a seek makes it read them again."""
@@ -126,14 +129,16 @@ def test_a_partition_stuck_behind_its_end_is_sought_back_to_its_committed_offset
     monitor = LagMonitor(app, ["127.0.0.1:1"], "g", create(CollectorRegistry()), health, 20)  # type: ignore[arg-type]
     health.observe(("raw", 0), committed=8, end=68)  # stuck
     health.observe(("raw", 1), committed=3, end=3)  # no lag
-    health.observe(("raw", 2), committed=-1, end=5)  # nothing committed yet: left alone
+    health.observe(("raw", 2), committed=-1, end=5)  # never committed, and stuck too
     assert asyncio.run(monitor.reseek_stuck()) == [], "not stuck for 20 s yet"
     clock.now += 20
     health.observe(("raw", 0), committed=8, end=70)
+    health.observe(("raw", 2), committed=-1, end=5)
     health.observe(("raw", 3), committed=4, end=9)  # lagging but just seen: not stuck
-    assert health.stuck(20) == [(("raw", 0), 8)]
-    assert asyncio.run(monitor.reseek_stuck()) == [("raw", 0)]
-    assert app.seeks == [("raw", 0, 8)]
+    assert health.stuck(20) == [(("raw", 0), 8), (("raw", 2), -1)]
+    assert asyncio.run(monitor.reseek_stuck()) == [("raw", 0), ("raw", 2)]
+    # committed offset, or the earliest retained one where the group never committed
+    assert app.seeks == [("raw", 0, 8), ("raw", 2, 2)]
     assert asyncio.run(monitor.reseek_stuck()) == [], "at most once per reseek_after_s"
     app.rebalancing = True
     assert asyncio.run(monitor.reseek_stuck()) == [], "never while rebalancing"
