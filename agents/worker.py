@@ -123,7 +123,7 @@ def build_worker(
     metrics = create(registry)
     metrics.classifier_info.labels(
         model=classifier.name,
-        provider=str(getattr(classifier, "provider", "unknown")),
+        provider=classifier_device(classifier),
         parallel_runs=str(getattr(classifier, "parallel_runs", 1)),
     ).set(1)
     outputs = Outputs(send or kafka_sender(topics), names, metrics)
@@ -308,6 +308,11 @@ def load_classifier(settings: AgentSettings) -> IntentClassifier:
     return OnnxIntentClassifier(settings.model_dir, **options)
 
 
+def classifier_device(classifier: IntentClassifier) -> str:
+    """Where the classifier runs (``cpu``/``cuda``; ``unknown`` for one that does not say)."""
+    return str(getattr(classifier, "provider", "unknown"))
+
+
 def decision(classifier: IntentClassifier, fallback: float) -> str:
     """How needs_response is decided, for the start-up log line."""
     calibrated = getattr(classifier, "needs_response_threshold", None)
@@ -332,7 +337,7 @@ def run_worker(settings: AgentSettings) -> int:
         settings.topics.needs_response,
         settings.bootstrap_servers,
         classifier.name,
-        getattr(classifier, "provider", "its own device"),
+        classifier_device(classifier),
         decision(classifier, settings.needs_response_threshold),
         settings.batch_size,
         settings.batch_window_s,

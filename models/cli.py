@@ -17,6 +17,10 @@ import orjson
 CHUNK = 512  # posts read, classified and written at a time by --input
 
 
+PROVIDERS = ("auto", "cpu", "cuda")
+"""``--provider`` values (:func:`models.runtime.resolve_provider`)."""
+
+
 def register_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``classify`` to the top-level parser.
 
@@ -50,7 +54,7 @@ def register_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument(
         "--provider",
-        choices=("auto", "cpu", "cuda"),
+        choices=PROVIDERS,
         default="auto",
         help="where the model runs (auto: CUDA if onnxruntime-gpu sees a GPU and the model "
         "folder has model.fp16.onnx, else CPU)",
@@ -74,7 +78,7 @@ def register_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     ev.add_argument("--json", action="store_true", help="print the report as JSON")
     ev.add_argument("--model-dir", type=Path, default=None, help="model folder")
-    ev.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto")
+    ev.add_argument("--provider", choices=PROVIDERS, default="auto")
     ev.add_argument(
         "--threshold",
         type=float,
@@ -147,6 +151,17 @@ OUTPUT_FIELDS = ("label", "scores", "needs_response")
 """Fields ``classify --input`` writes; an input line's own are kept as ``input_<field>``."""
 
 
+def _keep_input_fields(row: dict[str, Any], renamed: set[str]) -> None:
+    """Rename ``row``'s own OUTPUT_FIELDS to ``input_<field>``; say so once per field."""
+    for key in OUTPUT_FIELDS:
+        if key not in row:
+            continue
+        if key not in renamed:
+            renamed.add(key)
+            print(f'brand-listener classify: input "{key}" kept as "input_{key}"', file=sys.stderr)
+        row.setdefault(f"input_{key}", row.pop(key))
+
+
 def _count_lines(path: Path) -> int | None:
     if str(path) == "-":
         return None
@@ -184,15 +199,7 @@ def _classify_file(classifier: Any, args: argparse.Namespace) -> int:
                 rows.append(row)
             predictions = classifier.predict([row["text"] for row in rows])
             for row, pred in zip(rows, predictions, strict=True):
-                for key in OUTPUT_FIELDS:  # an input's own label etc. is kept, renamed
-                    if key in row:
-                        if key not in renamed:
-                            renamed.add(key)
-                            print(
-                                f'brand-listener classify: input "{key}" kept as "input_{key}"',
-                                file=sys.stderr,
-                            )
-                        row.setdefault(f"input_{key}", row.pop(key))
+                _keep_input_fields(row, renamed)
                 row["label"] = pred.label
                 row["scores"] = {k: round(v, 6) for k, v in pred.scores.items()}
                 row["needs_response"] = classifier.needs_response(pred)

@@ -19,7 +19,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -415,17 +415,11 @@ class OnnxIntentClassifier:
         order = sorted(range(len(items)), key=lambda i: len(encodings[i].ids))
         size = min(self._batch_size, math.ceil(len(order) / self._parallel_runs))
         batches = [order[start : start + size] for start in range(0, len(order), size)]
-        results: Iterator[np.ndarray]
-        if self._pool is None or len(batches) == 1:
-            results = map(self._run_indices, batches, [encodings] * len(batches))
-        else:
-            results = self._pool.map(self._run_indices, batches, [encodings] * len(batches))
-        for idx, logits in zip(batches, results, strict=True):
+        groups = [[encodings[i] for i in idx] for idx in batches]
+        runner = map if self._pool is None or len(groups) == 1 else self._pool.map
+        for idx, logits in zip(batches, runner(self._run, groups), strict=True):
             out[idx] = _softmax(logits)
         return out
-
-    def _run_indices(self, idx: list[int], encodings: Sequence[Encoding]) -> np.ndarray:
-        return self._run([encodings[i] for i in idx])
 
     def _run(self, batch: Sequence[Encoding]) -> np.ndarray:
         width = max(len(enc.ids) for enc in batch)
