@@ -44,6 +44,7 @@ from transformers import (  # noqa: E402
 
 from models.augment import augment_rows  # noqa: E402
 from models.clean import drop_disputed  # noqa: E402
+from models.masking import mask_links_and_handles  # noqa: E402
 
 LABELS: tuple[str, ...] = ("complaint", "praise", "question", "other")
 LABEL2ID: dict[str, int] = {label: i for i, label in enumerate(LABELS)}
@@ -264,6 +265,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="with --augment: probability that a post loses its links and closing hashtags",
     )
     p.add_argument(
+        "--mask-links-and-handles",
+        action="store_true",
+        help="the tokenizer turns links into 'http' and @handles into '@user' "
+        "(models/masking.py; saved with the checkpoint, so serving does the same)",
+    )
+    p.add_argument(
         "--budget-minutes",
         type=float,
         default=0.0,
@@ -281,6 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     base = base_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(base)
+    if args.mask_links_and_handles:
+        mask_links_and_handles(tokenizer.backend_tokenizer)
     model = AutoModelForSequenceClassification.from_pretrained(
         base,
         num_labels=len(LABELS),
@@ -406,6 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.augment
             else None
         ),
+        "mask_links_and_handles": args.mask_links_and_handles,
         "epochs": plan["epochs"],
         "epochs_requested": args.epochs,
         "lr": args.lr,

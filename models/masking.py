@@ -1,0 +1,58 @@
+"""Links and @handles replaced by placeholders inside the tokenizer itself.
+
+A link's word pieces (``https : / / t . co / 7 ##xq ...``) carry nothing a
+reader would use to tell a complaint from praise, and an @handle mostly names
+whom a post is addressed to: ``@JetBlue`` teaches the model airlines, not
+intent. :func:`mask_links_and_handles` puts two ``Replace`` steps in front of a
+``tokenizers.Tokenizer``'s normalizer: every link becomes ``http`` and every
+@handle (``@name``, Mastodon's ``@name@instance``) becomes ``@user``; e-mail
+addresses are left alone. Because the steps live in ``tokenizer.json``,
+training (``models.train --mask-links-and-handles``), the exported serving
+tokenizer and the Hugging Face checkpoint all see the same text, and the
+runtime needs no code of its own for it.
+"""
+
+from __future__ import annotations
+
+import json
+
+from tokenizers import Regex, Tokenizer, normalizers
+
+LINK_PATTERN = r"https?://\S+"
+# Not inside a word or an e-mail address: "joe@example.com" keeps its "@example".
+HANDLE_PATTERN = r"(?<![\w@.])@\w+(?:@[\w.-]*\w)?"
+LINK_PLACEHOLDER = " http "
+HANDLE_PLACEHOLDER = " @user "
+
+
+def masking_steps() -> list[normalizers.Normalizer]:
+    """The two replace steps, links first (a link may contain an ``@``)."""
+    return [
+        normalizers.Replace(Regex(LINK_PATTERN), LINK_PLACEHOLDER),
+        normalizers.Replace(Regex(HANDLE_PATTERN), HANDLE_PLACEHOLDER),
+    ]
+
+
+def has_masking(tokenizer: Tokenizer) -> bool:
+    """Whether ``tokenizer``'s normalizer has the handle-masking step."""
+    normalizer = json.loads(tokenizer.to_str()).get("normalizer") or {}
+    steps = normalizer.get("normalizers", [normalizer])
+    return any(
+        step.get("type") == "Replace" and step.get("pattern", {}).get("Regex") == HANDLE_PATTERN
+        for step in steps
+    )
+
+
+def mask_links_and_handles(tokenizer: Tokenizer) -> None:
+    """Prepend the masking steps to ``tokenizer``'s normalizer (no-op if present).
+
+    Args:
+        tokenizer: A ``tokenizers.Tokenizer`` (for a transformers fast tokenizer,
+            its ``backend_tokenizer``), changed in place.
+    """
+    if has_masking(tokenizer):
+        return
+    steps = masking_steps()
+    if tokenizer.normalizer is not None:
+        steps.append(tokenizer.normalizer)
+    tokenizer.normalizer = normalizers.Sequence(steps)

@@ -1,0 +1,59 @@
+"""Links and @handles masked by the tokenizer's own normalizer (models/masking.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tokenizers import Tokenizer
+
+from models.masking import has_masking, mask_links_and_handles
+from models.runtime import DEFAULT_MODEL_DIR
+
+
+@pytest.fixture()
+def masked() -> Tokenizer:
+    tokenizer = Tokenizer.from_file(str(DEFAULT_MODEL_DIR / "tokenizer.json"))
+    mask_links_and_handles(tokenizer)
+    return tokenizer
+
+
+def words(tokenizer: Tokenizer, text: str) -> list[str]:
+    return tokenizer.encode(text, add_special_tokens=False).tokens
+
+
+def test_links_become_http_and_handles_become_user(masked: Tokenizer) -> None:
+    assert words(masked, "@JetBlue thanks https://t.co/AbC123?x=1 !") == [
+        "@", "user", "thanks", "http", "!",
+    ]  # fmt: skip
+    assert words(masked, "RT @delta_news: @alice@mastodon.social agreed") == [
+        "rt", "@", "user", ":", "@", "user", "agreed",
+    ]  # fmt: skip
+
+
+def test_email_addresses_and_plain_text_are_left_alone(masked: Tokenizer) -> None:
+    plain = Tokenizer.from_file(str(DEFAULT_MODEL_DIR / "tokenizer.json"))
+    for text in ("write to joe@example.com please", "my order #123 is late", "a.@b"):
+        assert words(masked, text) == words(plain, text)
+
+
+def test_a_link_with_an_at_sign_is_one_link(masked: Tokenizer) -> None:
+    assert words(masked, "see https://mastodon.social/@brand/1234 now") == ["see", "http", "now"]
+
+
+def test_masking_is_applied_once_and_survives_saving(masked: Tokenizer, tmp_path: Path) -> None:
+    assert has_masking(masked)
+    before = masked.to_str()
+    mask_links_and_handles(masked)
+    assert masked.to_str() == before
+    masked.save(str(tmp_path / "tokenizer.json"))
+    reloaded = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    assert has_masking(reloaded)
+    assert words(reloaded, "@brand hi") == ["@", "user", "hi"]
+
+
+def test_an_unmasked_tokenizer_is_reported_as_such() -> None:
+    tokenizer = Tokenizer.from_file(
+        str(DEFAULT_MODEL_DIR.parent / "intent-minilm-l3" / "tokenizer.json")
+    )
+    assert not has_masking(tokenizer)
