@@ -38,6 +38,7 @@ from sklearn.metrics import f1_score, precision_recall_fscore_support  # noqa: E
 from tokenizers import Tokenizer  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
+from models.masking import has_masking, load_tokenizer_json_as_is  # noqa: E402
 from models.optimize import fuse, to_fp16  # noqa: E402
 from models.report import carry_over_evaluation  # noqa: E402
 from models.runtime import OnnxIntentClassifier  # noqa: E402
@@ -160,6 +161,8 @@ def save_fp16_checkpoint(checkpoint: Path, target: Path) -> None:
     (target / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     tokenizer.save_pretrained(target)
+    if has_masking(Tokenizer.from_file(str(target / "tokenizer.json"))):
+        load_tokenizer_json_as_is(target)
 
 
 def report(gold: Sequence[str], pred: Sequence[str], sources: Sequence[str]) -> dict[str, Any]:

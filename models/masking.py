@@ -9,12 +9,16 @@ intent. :func:`mask_links_and_handles` puts two ``Replace`` steps in front of a
 addresses are left alone. Because the steps live in ``tokenizer.json``,
 training (``models.train --mask-links-and-handles``), the exported serving
 tokenizer and the Hugging Face checkpoint all see the same text, and the
-runtime needs no code of its own for it.
+runtime needs no code of its own for it. transformers' ``AutoTokenizer`` rebuilds
+a ``BertTokenizer`` from its vocabulary and drops the steps, so a masked
+checkpoint names the generic fast tokenizer class instead
+(:func:`load_tokenizer_json_as_is`).
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, normalizers
 
@@ -56,3 +60,19 @@ def mask_links_and_handles(tokenizer: Tokenizer) -> None:
     if tokenizer.normalizer is not None:
         steps.append(tokenizer.normalizer)
     tokenizer.normalizer = normalizers.Sequence(steps)
+
+
+def load_tokenizer_json_as_is(folder: Path) -> None:
+    """Make ``AutoTokenizer.from_pretrained(folder)`` use ``tokenizer.json`` unchanged.
+
+    Sets ``tokenizer_class`` in ``folder/tokenizer_config.json`` to
+    ``PreTrainedTokenizerFast``: a model-specific class (``BertTokenizer``) is
+    rebuilt from the vocabulary and loses the masking steps.
+
+    Args:
+        folder: A ``save_pretrained`` folder whose ``tokenizer.json`` masks.
+    """
+    path = folder / "tokenizer_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")

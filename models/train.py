@@ -44,7 +44,7 @@ from transformers import (  # noqa: E402
 
 from models.augment import augment_rows  # noqa: E402
 from models.clean import drop_disputed  # noqa: E402
-from models.masking import mask_links_and_handles  # noqa: E402
+from models.masking import load_tokenizer_json_as_is, mask_links_and_handles  # noqa: E402
 
 LABELS: tuple[str, ...] = ("complaint", "praise", "question", "other")
 LABEL2ID: dict[str, int] = {label: i for i, label in enumerate(LABELS)}
@@ -395,6 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             best_dir = args.out / "best"
             model.save_pretrained(best_dir, safe_serialization=True)
             tokenizer.save_pretrained(best_dir)
+            if args.mask_links_and_handles:
+                load_tokenizer_json_as_is(best_dir)
             print(f"saved best checkpoint (epoch {epoch}) to {best_dir}", flush=True)
 
     log = {

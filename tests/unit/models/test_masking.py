@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from models.masking import has_masking, mask_links_and_handles
+from models.masking import has_masking, load_tokenizer_json_as_is, mask_links_and_handles
 from models.runtime import DEFAULT_MODEL_DIR
 
 
@@ -57,3 +57,17 @@ def test_an_unmasked_tokenizer_is_reported_as_such() -> None:
         str(DEFAULT_MODEL_DIR.parent / "intent-minilm-l3" / "tokenizer.json")
     )
     assert not has_masking(tokenizer)
+
+
+def test_a_masked_checkpoint_masks_through_auto_tokenizer(
+    masked: Tokenizer, tmp_path: Path
+) -> None:
+    transformers = pytest.importorskip("transformers")
+    masked.save(str(tmp_path / "tokenizer.json"))
+    config = (DEFAULT_MODEL_DIR / "tokenizer_config.json").read_text(encoding="utf-8")
+    (tmp_path / "tokenizer_config.json").write_text(config, encoding="utf-8")
+    rebuilt = transformers.AutoTokenizer.from_pretrained(tmp_path)  # BertTokenizer: steps lost
+    assert rebuilt.tokenize("@JetBlue hi") != ["@", "user", "hi"]
+    load_tokenizer_json_as_is(tmp_path)
+    as_is = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    assert as_is.tokenize("@JetBlue hi https://t.co/x") == ["@", "user", "hi", "http"]
