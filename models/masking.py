@@ -3,11 +3,11 @@
 A link's word pieces (``https : / / t . co / 7 ##xq ...``) carry nothing a
 reader would use to tell a complaint from praise, and an @handle mostly names
 whom a post is addressed to: ``@JetBlue`` teaches the model airlines, not
-intent. :func:`mask_links_and_handles` puts two ``Replace`` steps in front of a
+intent. :func:`add_masking` puts ``Replace`` steps in front of a
 ``tokenizers.Tokenizer``'s normalizer: every link becomes ``http`` and every
 @handle (``@name``, Mastodon's ``@name@instance``) becomes ``@user``; e-mail
 addresses are left alone. Because the steps live in ``tokenizer.json``,
-training (``models.train --mask-links-and-handles``), the exported serving
+training (``models.train --mask-links --mask-handles``), the exported serving
 tokenizer and the Hugging Face checkpoint all see the same text, and the
 runtime needs no code of its own for it. transformers' ``AutoTokenizer`` rebuilds
 a ``BertTokenizer`` from its vocabulary and drops the steps, so a masked
@@ -29,34 +29,43 @@ LINK_PLACEHOLDER = " http "
 HANDLE_PLACEHOLDER = " @user "
 
 
-def masking_steps() -> list[normalizers.Normalizer]:
-    """The two replace steps, links first (a link may contain an ``@``)."""
-    return [
-        normalizers.Replace(Regex(LINK_PATTERN), LINK_PLACEHOLDER),
-        normalizers.Replace(Regex(HANDLE_PATTERN), HANDLE_PLACEHOLDER),
-    ]
+PATTERNS = {"links": LINK_PATTERN, "handles": HANDLE_PATTERN}
+PLACEHOLDERS = {"links": LINK_PLACEHOLDER, "handles": HANDLE_PLACEHOLDER}
+
+
+def masking_of(tokenizer: Tokenizer) -> set[str]:
+    """Which masks (``"links"``, ``"handles"``) ``tokenizer``'s normalizer applies."""
+    normalizer = json.loads(tokenizer.to_str()).get("normalizer") or {}
+    steps = normalizer.get("normalizers", [normalizer])
+    found = {
+        step.get("pattern", {}).get("Regex") for step in steps if step.get("type") == "Replace"
+    }
+    return {name for name, pattern in PATTERNS.items() if pattern in found}
 
 
 def has_masking(tokenizer: Tokenizer) -> bool:
-    """Whether ``tokenizer``'s normalizer has the handle-masking step."""
-    normalizer = json.loads(tokenizer.to_str()).get("normalizer") or {}
-    steps = normalizer.get("normalizers", [normalizer])
-    return any(
-        step.get("type") == "Replace" and step.get("pattern", {}).get("Regex") == HANDLE_PATTERN
-        for step in steps
-    )
+    """Whether ``tokenizer`` masks links or handles."""
+    return bool(masking_of(tokenizer))
 
 
-def mask_links_and_handles(tokenizer: Tokenizer) -> None:
-    """Prepend the masking steps to ``tokenizer``'s normalizer (no-op if present).
+def add_masking(tokenizer: Tokenizer, *, links: bool = True, handles: bool = True) -> None:
+    """Prepend replace steps to ``tokenizer``'s normalizer (masks it has already are skipped).
+
+    Links are replaced first: a link may contain an ``@``.
 
     Args:
         tokenizer: A ``tokenizers.Tokenizer`` (for a transformers fast tokenizer,
             its ``backend_tokenizer``), changed in place.
+        links: Replace every link with ``http``.
+        handles: Replace every @handle with ``@user``.
     """
-    if has_masking(tokenizer):
+    wanted = [name for name, on in (("links", links), ("handles", handles)) if on]
+    new = [name for name in wanted if name not in masking_of(tokenizer)]
+    if not new:
         return
-    steps = masking_steps()
+    steps: list[normalizers.Normalizer] = [
+        normalizers.Replace(Regex(PATTERNS[name]), PLACEHOLDERS[name]) for name in new
+    ]
     if tokenizer.normalizer is not None:
         steps.append(tokenizer.normalizer)
     tokenizer.normalizer = normalizers.Sequence(steps)

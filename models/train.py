@@ -44,7 +44,7 @@ from transformers import (  # noqa: E402
 
 from models.augment import augment_rows  # noqa: E402
 from models.clean import drop_disputed  # noqa: E402
-from models.masking import load_tokenizer_json_as_is, mask_links_and_handles  # noqa: E402
+from models.masking import add_masking, load_tokenizer_json_as_is, masking_of  # noqa: E402
 
 LABELS: tuple[str, ...] = ("complaint", "praise", "question", "other")
 LABEL2ID: dict[str, int] = {label: i for i, label in enumerate(LABELS)}
@@ -265,10 +265,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="with --augment: probability that a post loses its links and closing hashtags",
     )
     p.add_argument(
-        "--mask-links-and-handles",
+        "--mask-links",
         action="store_true",
-        help="the tokenizer turns links into 'http' and @handles into '@user' "
-        "(models/masking.py; saved with the checkpoint, so serving does the same)",
+        help="the tokenizer turns links into 'http' (models/masking.py; saved with the "
+        "checkpoint, so serving does the same)",
+    )
+    p.add_argument(
+        "--mask-handles",
+        action="store_true",
+        help="the tokenizer turns @handles into '@user' (models/masking.py)",
     )
     p.add_argument(
         "--budget-minutes",
@@ -288,8 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     base = base_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(base)
-    if args.mask_links_and_handles:
-        mask_links_and_handles(tokenizer.backend_tokenizer)
+    if args.mask_links or args.mask_handles:
+        add_masking(tokenizer.backend_tokenizer, links=args.mask_links, handles=args.mask_handles)
     model = AutoModelForSequenceClassification.from_pretrained(
         base,
         num_labels=len(LABELS),
@@ -395,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             best_dir = args.out / "best"
             model.save_pretrained(best_dir, safe_serialization=True)
             tokenizer.save_pretrained(best_dir)
-            if args.mask_links_and_handles:
+            if args.mask_links or args.mask_handles:
                 load_tokenizer_json_as_is(best_dir)
             print(f"saved best checkpoint (epoch {epoch}) to {best_dir}", flush=True)
 
@@ -417,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.augment
             else None
         ),
-        "mask_links_and_handles": args.mask_links_and_handles,
+        "masking": sorted(masking_of(tokenizer.backend_tokenizer)),
         "epochs": plan["epochs"],
         "epochs_requested": args.epochs,
         "lr": args.lr,

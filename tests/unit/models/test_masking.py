@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from models.masking import has_masking, load_tokenizer_json_as_is, mask_links_and_handles
+from models.masking import add_masking, has_masking, load_tokenizer_json_as_is, masking_of
 from models.runtime import DEFAULT_MODEL_DIR
 
 
 @pytest.fixture()
 def masked() -> Tokenizer:
     tokenizer = Tokenizer.from_file(str(DEFAULT_MODEL_DIR / "tokenizer.json"))
-    mask_links_and_handles(tokenizer)
+    add_masking(tokenizer)
     return tokenizer
 
 
@@ -44,7 +44,7 @@ def test_a_link_with_an_at_sign_is_one_link(masked: Tokenizer) -> None:
 def test_masking_is_applied_once_and_survives_saving(masked: Tokenizer, tmp_path: Path) -> None:
     assert has_masking(masked)
     before = masked.to_str()
-    mask_links_and_handles(masked)
+    add_masking(masked)
     assert masked.to_str() == before
     masked.save(str(tmp_path / "tokenizer.json"))
     reloaded = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
@@ -71,3 +71,13 @@ def test_a_masked_checkpoint_masks_through_auto_tokenizer(
     load_tokenizer_json_as_is(tmp_path)
     as_is = transformers.AutoTokenizer.from_pretrained(tmp_path)
     assert as_is.tokenize("@JetBlue hi https://t.co/x") == ["@", "user", "hi", "http"]
+
+
+def test_links_only_keeps_handles() -> None:
+    tokenizer = Tokenizer.from_file(str(DEFAULT_MODEL_DIR / "tokenizer.json"))
+    add_masking(tokenizer, links=True, handles=False)
+    assert masking_of(tokenizer) == {"links"}
+    assert words(tokenizer, "@bob see https://t.co/x") == ["@", "bob", "see", "http"]
+    add_masking(tokenizer, links=True, handles=True)
+    assert masking_of(tokenizer) == {"links", "handles"}
+    assert words(tokenizer, "@bob see https://t.co/x") == ["@", "user", "see", "http"]
