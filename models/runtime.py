@@ -164,10 +164,9 @@ class OnnxIntentClassifier:
             when the folder has one (int8 kernels are CPU kernels).
         batch_size: Most posts per inference run after length sorting (12, 16 and
             24 were equally fast on the 2-core machines with two parallel runs:
-            1,514-1,567 posts/s on dev posts with model 1.0.1, the
-            1.1.0 graph). A call with fewer posts than
-            ``batch_size`` times the parallel runs is cut into smaller batches so
-            that every run has a share.
+            1,514-1,567 posts/s on dev posts with model 1.0.1). A call with
+            fewer posts than ``batch_size`` times the parallel runs is cut into
+            smaller batches so that every run has a share.
         max_length: Tokens kept per post (longer posts are truncated).
         provider: ``"auto"`` (the default: CUDA when onnxruntime-gpu sees a GPU and
             the folder has ``model.fp16.onnx``, else CPU; see :func:`resolve_provider`),
