@@ -38,6 +38,7 @@ import torch
 from sklearn.metrics import f1_score
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
+from models.masking import add_masking, load_tokenizer_json_as_is, masking_of
 from models.runtime import DEFAULT_MODEL_DIR, OnnxIntentClassifier
 from models.train import (
     DEFAULT_DATA,
@@ -111,6 +112,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--alpha", type=float, default=0.5, help="weight of the distillation loss")
     p.add_argument("--temperature", type=float, default=2.0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--mask-links",
+        action="store_true",
+        help="the student's tokenizer turns links into 'http', like the 1.1.0 teacher's",
+    )
     return p.parse_args(argv)
 
 
@@ -132,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     base = base_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(base)
+    if args.mask_links:
+        add_masking(tokenizer.backend_tokenizer, links=True, handles=False)
     model = AutoModelForSequenceClassification.from_pretrained(
         base,
         num_labels=len(LABELS),
@@ -198,8 +206,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             best_f1 = macro
             model.save_pretrained(args.out / "best", safe_serialization=True)
             tokenizer.save_pretrained(args.out / "best")
+            if args.mask_links:
+                load_tokenizer_json_as_is(args.out / "best")
     log = {
         "recipe": "distil",
+        "masking": sorted(masking_of(tokenizer.backend_tokenizer)),
         "layers": args.layers,
         "exclude_source": args.exclude_source,
         "alpha": args.alpha,
