@@ -65,11 +65,12 @@ def test_masking_is_applied_once_and_survives_saving(masked: Tokenizer, tmp_path
     assert words(reloaded, "@brand hi") == ["@", "user", "hi"]
 
 
-def test_an_unmasked_tokenizer_is_reported_as_such() -> None:
-    tokenizer = Tokenizer.from_file(
-        str(DEFAULT_MODEL_DIR.parent / "intent-minilm-l3" / "tokenizer.json")
-    )
+def test_masks_can_be_taken_off_again() -> None:
+    tokenizer = Tokenizer.from_file(str(DEFAULT_MODEL_DIR / "tokenizer.json"))
+    set_masking(tokenizer, links=False, handles=False)
     assert not has_masking(tokenizer)
+    assert masking_of(tokenizer) == set()
+    assert words(tokenizer, "see https://t.co/x")[:4] == ["see", "https", ":", "/"]
 
 
 def test_a_masked_checkpoint_masks_through_auto_tokenizer(
