@@ -27,25 +27,8 @@ LINK_PATTERN = r"https?://\S+"
 HANDLE_PATTERN = r"(?<![\w@.])@\w+(?:@[\w.-]*\w)?"
 LINK_PLACEHOLDER = " http "
 HANDLE_PLACEHOLDER = " @user "
-
-
 PATTERNS = {"links": LINK_PATTERN, "handles": HANDLE_PATTERN}
 PLACEHOLDERS = {"links": LINK_PLACEHOLDER, "handles": HANDLE_PLACEHOLDER}
-
-
-def masking_of(tokenizer: Tokenizer) -> set[str]:
-    """Which masks (``"links"``, ``"handles"``) ``tokenizer``'s normalizer applies."""
-    normalizer = json.loads(tokenizer.to_str()).get("normalizer") or {}
-    steps = normalizer.get("normalizers", [normalizer])
-    found = {
-        step.get("pattern", {}).get("Regex") for step in steps if step.get("type") == "Replace"
-    }
-    return {name for name, pattern in PATTERNS.items() if pattern in found}
-
-
-def has_masking(tokenizer: Tokenizer) -> bool:
-    """Whether ``tokenizer`` masks links or handles."""
-    return bool(masking_of(tokenizer))
 
 
 def _steps(normalizer: normalizers.Normalizer | None) -> list[normalizers.Normalizer]:
@@ -65,10 +48,20 @@ def _steps(normalizer: normalizers.Normalizer | None) -> list[normalizers.Normal
         index += 1
 
 
-def _is_mask(step: normalizers.Normalizer) -> bool:
-    return isinstance(step, normalizers.Replace) and any(
-        f'Regex("{pattern}")' in repr(step) for pattern in PATTERNS.values()
-    )
+def _masks(step: normalizers.Normalizer, name: str) -> bool:
+    """Whether ``step`` is this module's replace step for ``name``."""
+    return isinstance(step, normalizers.Replace) and f'Regex("{PATTERNS[name]}")' in repr(step)
+
+
+def masking_of(tokenizer: Tokenizer) -> set[str]:
+    """Which masks (``"links"``, ``"handles"``) ``tokenizer``'s normalizer applies."""
+    steps = _steps(tokenizer.normalizer)
+    return {name for name in PATTERNS if any(_masks(step, name) for step in steps)}
+
+
+def has_masking(tokenizer: Tokenizer) -> bool:
+    """Whether ``tokenizer`` masks links or handles."""
+    return bool(masking_of(tokenizer))
 
 
 def set_masking(tokenizer: Tokenizer, *, links: bool, handles: bool) -> None:
@@ -86,7 +79,11 @@ def set_masking(tokenizer: Tokenizer, *, links: bool, handles: bool) -> None:
     steps: list[normalizers.Normalizer] = [
         normalizers.Replace(Regex(PATTERNS[name]), PLACEHOLDERS[name]) for name in wanted
     ]
-    steps += [step for step in _steps(tokenizer.normalizer) if not _is_mask(step)]
+    steps += [
+        step
+        for step in _steps(tokenizer.normalizer)
+        if not any(_masks(step, name) for name in PATTERNS)
+    ]
     tokenizer.normalizer = normalizers.Sequence(steps)
 
 
