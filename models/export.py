@@ -161,7 +161,7 @@ def save_fp16_checkpoint(checkpoint: Path, target: Path) -> None:
     (target / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     tokenizer.save_pretrained(target)
-    if has_masking(Tokenizer.from_file(str(target / "tokenizer.json"))):
+    if has_masking(tokenizer.backend_tokenizer):
         load_tokenizer_json_as_is(target)
 
 

@@ -119,6 +119,16 @@ def _providers(provider: str) -> list[str]:
     raise ValueError(f"unknown provider {provider!r}: expected 'cpu' or 'cuda'")
 
 
+def gpu_variant(model_dir: Path, model_file: str = DEFAULT_MODEL_FILE) -> Path | None:
+    """The folder's fp16 file to serve on CUDA instead of ``model_file``, if it has one.
+
+    Only the default int8 file has a GPU variant (its int8 kernels are CPU kernels);
+    a file asked for by name is served as it is.
+    """
+    path = model_dir / GPU_MODEL_FILE
+    return path if model_file == DEFAULT_MODEL_FILE and path.is_file() else None
+
+
 def resolve_provider(
     provider: str,
     model_dir: Path,
@@ -146,7 +156,7 @@ def resolve_provider(
     if name != "auto":
         raise ValueError(f"unknown provider {provider!r}: expected 'auto', 'cpu' or 'cuda'")
     providers = ort.get_available_providers() if available is None else available
-    gpu_ready = model_file == DEFAULT_MODEL_FILE and (model_dir / GPU_MODEL_FILE).is_file()
+    gpu_ready = gpu_variant(model_dir, model_file) is not None
     return "cuda" if "CUDAExecutionProvider" in providers and gpu_ready else "cpu"
 
 
@@ -227,9 +237,8 @@ class OnnxIntentClassifier:
         provider = resolve_provider(provider, self._dir, model_file)
         cpu_model_path = self._dir / model_file
         model_path = cpu_model_path
-        if provider == "cuda" and model_file == DEFAULT_MODEL_FILE:
-            if (self._dir / GPU_MODEL_FILE).is_file():
-                model_path = self._dir / GPU_MODEL_FILE
+        if provider == "cuda":
+            model_path = gpu_variant(self._dir, model_file) or cpu_model_path
         for required in (model_path, self._dir / "tokenizer.json", self._dir / "config.json"):
             if not required.is_file():
                 raise FileNotFoundError(f"model file missing: {required}")
