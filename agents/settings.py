@@ -114,6 +114,14 @@ class AgentSettings(FlagSettings):
         gt=0,
         description="How often acked offsets are committed; bounds duplicates after a crash.",
     )
+    shutdown_timeout_s: float = Field(
+        default=25.0,
+        gt=0,
+        description=(
+            "Longest graceful stop after SIGTERM/SIGINT; then the worker exits with status 75 "
+            "(agents/shutdown.py). Keep it under the supervisor's grace period (Kubernetes: 30 s)."
+        ),
+    )
     session_timeout_s: float = Field(
         default=10.0,
         ge=6,

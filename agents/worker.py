@@ -4,7 +4,8 @@
 module-level app), so tests can build several pipelines in one process. The
 command runs Faust's own ``Worker``, whose SIGTERM/SIGINT handlers stop the app
 gracefully: in-flight batches finish, acked offsets are committed, the producer
-is flushed. Also runnable as ``python -m agents.worker``.
+is flushed; a stop that takes longer than ``shutdown_timeout_s`` ends the process
+(:mod:`agents.shutdown`). Also runnable as ``python -m agents.worker``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +40,7 @@ from agents.metrics import AgentMetrics, create, register_views
 from agents.rules import RULES, SLA
 from agents.rules_file import RuleTable, load_rules
 from agents.settings import AgentSettings
+from agents.shutdown import ShutdownDeadline
 from agents.spikes import SpikeDetector
 from agents.tables import JsonState, Sweeper, owned_by, state_table
 from agents.vetting import AuthorVetter, VettingSettings
@@ -68,7 +71,22 @@ class _QuietLifecycle(logging.Filter):
 
 
 class QuietWorker(faust.Worker):
-    """Faust's worker with fewer INFO lines (see :data:`LIFECYCLE_NOISE`, :data:`QUIET_LOGGERS`)."""
+    """Faust's worker with fewer INFO lines and a deadline on its graceful stop.
+
+    Fewer lines: see :data:`LIFECYCLE_NOISE`, :data:`QUIET_LOGGERS`. The deadline:
+    the first SIGTERM/SIGINT arms ``shutdown_deadline`` (:mod:`agents.shutdown`),
+    which ends the process if the graceful stop hangs.
+    """
+
+    def __init__(
+        self, app: faust.App, *, shutdown_deadline: ShutdownDeadline, **kwargs: Any
+    ) -> None:
+        super().__init__(app, **kwargs)
+        self.shutdown_deadline = shutdown_deadline
+
+    def _schedule_shutdown(self, sig: signal.Signals) -> None:
+        self.shutdown_deadline.arm(sig.name)
+        super()._schedule_shutdown(sig)
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         """Add the lifecycle filter once mode has configured the root logger."""
@@ -327,7 +345,10 @@ def run_worker(settings: AgentSettings) -> int:
     classifier = load_classifier(settings)
     pipeline = build_worker(settings, classifier, REGISTRY)
     ensure_topics(settings, pipeline)
-    worker = QuietWorker(pipeline.app, loglevel=settings.loglevel, quiet=True)
+    deadline = ShutdownDeadline(settings.shutdown_timeout_s)
+    worker = QuietWorker(
+        pipeline.app, shutdown_deadline=deadline, loglevel=settings.loglevel, quiet=True
+    )
     log.info(
         "worker %s: %s -> %s -> %s on %s, model %s on %s, needs_response %s, batch %d/%.3fs, "
         "web :%d",
@@ -349,6 +370,7 @@ def run_worker(settings: AgentSettings) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:
         pipeline.close()
+        deadline.cancel()
     return 0  # pragma: no cover - execute_from_commandline always raises SystemExit
 
 

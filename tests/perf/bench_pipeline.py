@@ -201,10 +201,19 @@ def main() -> None:
             collector.close()
             for worker in workers:
                 worker.terminate()
+            hung = False
             for worker in workers:
-                worker.wait(timeout=30)
+                try:
+                    worker.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    hung = True
+                    worker.kill()
+                    worker.wait()
             log.close()
             broker.stop()
+            if hung:
+                tail = (Path(tmp) / "worker.log").read_text(errors="replace").splitlines()[-40:]
+                print("a worker did not stop within 30 s of SIGTERM; log tail:", *tail, sep="\n")
 
     classifier = OnnxIntentClassifier()
     batch = [texts[i % len(texts)] for i in range(4000)]
