@@ -8,7 +8,8 @@ classification head, and learns from two targets at once:
 
 - the teacher's soft labels (the shipped ONNX model's probabilities,
   computed once through the serving runtime, softened with ``--temperature``),
-  KL divergence scaled by T^2, weight ``--alpha``;
+  KL divergence scaled by T^2, weight ``--alpha``; several ``--teacher``
+  folders make an ensemble whose probabilities are averaged;
 - the gold labels, class-weighted cross-entropy (square-root inverse
   frequency, as in ``models.train``), weight ``1 - alpha``.
 
@@ -19,6 +20,9 @@ Usage::
 
     python -m models.distill --out build/student-l3 --layers 0 1 2 --epochs 3
     python -m models.distill --out build/student-l3-xs --exclude-source complaints19
+    # all six layers, from an ensemble of three fine-tuned seeds
+    python -m models.distill --out build/student-l6 --layers 0 1 2 3 4 5 \
+        --teacher models/intent-minilm build/seed-2/export build/seed-3/export
 """
 
 from __future__ import annotations
@@ -58,22 +62,31 @@ from models.train import (
 
 
 def teacher_probs(
-    rows: Sequence[dict[str, Any]], teacher_dir: Path, labels: Sequence[str]
+    rows: Sequence[dict[str, Any]], teacher_dirs: Sequence[Path], labels: Sequence[str]
 ) -> np.ndarray:
     """Teacher probabilities for ``rows``, columns in ``labels`` order.
 
+    With several teachers (an ensemble) the result is the mean of their
+    probabilities, each teacher's columns reordered to ``labels`` first.
+
     Args:
         rows: Rows with ``text``.
-        teacher_dir: Folder of the teacher ONNX model (the serving layout).
+        teacher_dirs: Folders of the teacher ONNX models (the serving layout).
         labels: Label order of the student.
 
     Returns:
         float32 array of shape ``(len(rows), len(labels))``.
     """
-    teacher = OnnxIntentClassifier(teacher_dir, provider="cpu")  # the int8 artefact
-    probs = teacher.predict_proba([row["text"] for row in rows])
-    cols = [teacher.labels.index(label) for label in labels]
-    return np.asarray(probs[:, cols], dtype=np.float32)
+    if not teacher_dirs:
+        raise ValueError("at least one teacher is needed")
+    texts = [row["text"] for row in rows]
+    total = np.zeros((len(rows), len(labels)), dtype=np.float64)
+    for teacher_dir in teacher_dirs:
+        teacher = OnnxIntentClassifier(teacher_dir, provider="cpu")  # the int8 artefact
+        probs = teacher.predict_proba(texts)
+        cols = [teacher.labels.index(label) for label in labels]
+        total += probs[:, cols]
+    return np.asarray(total / len(teacher_dirs), dtype=np.float32)
 
 
 def shrink(model: PreTrainedModel, keep: Sequence[int]) -> PreTrainedModel:
@@ -100,7 +113,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m models.distill", description=__doc__.splitlines()[0]
     )
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--teacher", type=Path, default=DEFAULT_MODEL_DIR)
+    p.add_argument(
+        "--teacher",
+        type=Path,
+        nargs="+",
+        default=[DEFAULT_MODEL_DIR],
+        help="teacher model folder(s); several are an ensemble whose probabilities are averaged",
+    )
     p.add_argument("--out", type=Path, default=REPO_ROOT / "build" / "student-l3")
     p.add_argument("--layers", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--exclude-source", default=None, help="source left out of train and dev")
@@ -212,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "recipe": "distil",
         "masking": sorted(masking_of(tokenizer.backend_tokenizer)),
         "layers": args.layers,
+        "teachers": [str(t) for t in args.teacher],
         "exclude_source": args.exclude_source,
         "alpha": args.alpha,
         "temperature": temp,
