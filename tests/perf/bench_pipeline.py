@@ -201,19 +201,20 @@ def main() -> None:
             collector.close()
             for worker in workers:
                 worker.terminate()
-            hung = False
+            troubles = []
             for worker in workers:
                 try:
-                    worker.wait(timeout=30)
+                    if code := worker.wait(timeout=30):  # 75: it hit its shutdown deadline
+                        troubles.append(f"a worker exited with status {code} after SIGTERM")
                 except subprocess.TimeoutExpired:
-                    hung = True
+                    troubles.append("a worker did not stop within 30 s of SIGTERM")
                     worker.kill()
                     worker.wait()
             log.close()
             broker.stop()
-            if hung:
+            if troubles:
                 tail = (Path(tmp) / "worker.log").read_text(errors="replace").splitlines()[-40:]
-                print("a worker did not stop within 30 s of SIGTERM; log tail:", *tail, sep="\n")
+                print(*troubles, "worker log tail:", *tail, sep="\n")
 
     classifier = OnnxIntentClassifier()
     batch = [texts[i % len(texts)] for i in range(4000)]
