@@ -406,7 +406,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="fallback needs-response confidence (records/models without the calibrated decision)",
     )
-    parser.add_argument("--batch-size", type=int, help="events per classify batch")
+    parser.add_argument(
+        "--batch-size", type=int, help="most events an agent takes at once (default 512)"
+    )
     parser.add_argument("--data-dir", type=Path, help="Faust data directory")
     parser.add_argument("--rules", type=Path, metavar="FILE.yaml", help="routing rules file")
     parser.add_argument(
