@@ -124,8 +124,7 @@ class AgentSettings(FlagSettings):
         default=25.0,
         gt=0,
         description=(
-            "Longest graceful stop after SIGTERM/SIGINT (at most half of it draining: no new "
-            "events, the ones handed out finished); then the worker exits with status 75 "
+            "Longest graceful stop after SIGTERM/SIGINT; then the worker exits with status 75 "
             "(agents/shutdown.py). Keep it under the supervisor's grace period (Kubernetes: 30 s)."
         ),
     )

@@ -4,15 +4,13 @@
 module-level app), so tests can build several pipelines in one process. The
 command runs Faust's own ``Worker``, whose SIGTERM/SIGINT handlers stop the app
 gracefully: in-flight batches finish, acked offsets are committed, the producer
-is flushed. Before that the worker drains (no new events; the ones handed out
-are finished), and a stop that takes longer than ``shutdown_timeout_s`` ends
-the process (:mod:`agents.shutdown`). Also runnable as ``python -m agents.worker``.
+is flushed; a stop that takes longer than ``shutdown_timeout_s`` ends the process
+(:mod:`agents.shutdown`). Also runnable as ``python -m agents.worker``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
 import logging
 import signal
@@ -42,7 +40,7 @@ from agents.metrics import AgentMetrics, create, register_views
 from agents.rules import RULES, SLA
 from agents.rules_file import RuleTable, load_rules
 from agents.settings import AgentSettings
-from agents.shutdown import ShutdownDeadline, drain_then_stop
+from agents.shutdown import ShutdownDeadline
 from agents.spikes import SpikeDetector
 from agents.tables import JsonState, Sweeper, owned_by, state_table
 from agents.vetting import AuthorVetter, VettingSettings
@@ -75,33 +73,20 @@ class _QuietLifecycle(logging.Filter):
 class QuietWorker(faust.Worker):
     """Faust's worker with fewer INFO lines and a deadline on its graceful stop.
 
-    Fewer lines: see :data:`LIFECYCLE_NOISE`, :data:`QUIET_LOGGERS`. The stop
-    (:mod:`agents.shutdown`): the first SIGTERM/SIGINT arms ``shutdown_deadline``
-    and drains the consumer for up to ``drain_timeout_s`` before Faust's own stop
-    begins; a second signal skips what is left of the drain.
+    Fewer lines: see :data:`LIFECYCLE_NOISE`, :data:`QUIET_LOGGERS`. The deadline:
+    the first SIGTERM/SIGINT arms ``shutdown_deadline`` (:mod:`agents.shutdown`),
+    which ends the process if the graceful stop hangs.
     """
 
     def __init__(
-        self,
-        app: faust.App,
-        *,
-        shutdown_deadline: ShutdownDeadline,
-        drain_timeout_s: float,
-        **kwargs: Any,
+        self, app: faust.App, *, shutdown_deadline: ShutdownDeadline, **kwargs: Any
     ) -> None:
         super().__init__(app, **kwargs)
         self.shutdown_deadline = shutdown_deadline
-        self.drain_timeout_s = drain_timeout_s
-        self._draining: asyncio.Future[None] | None = None
 
     def _schedule_shutdown(self, sig: signal.Signals) -> None:
         self.shutdown_deadline.arm(sig.name)
-        stop = functools.partial(super()._schedule_shutdown, sig)
-        if self._draining is None:
-            drain = drain_then_stop(self.app, self.drain_timeout_s, sig.name, stop)
-            self._draining = asyncio.ensure_future(drain, loop=self.loop)
-        else:
-            stop()  # a second signal: stop now (Faust ignores repeats)
+        super()._schedule_shutdown(sig)
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         """Add the lifecycle filter once mode has configured the root logger."""
@@ -362,11 +347,7 @@ def run_worker(settings: AgentSettings) -> int:
     ensure_topics(settings, pipeline)
     deadline = ShutdownDeadline(settings.shutdown_timeout_s)
     worker = QuietWorker(
-        pipeline.app,
-        shutdown_deadline=deadline,
-        drain_timeout_s=settings.shutdown_timeout_s / 2,
-        loglevel=settings.loglevel,
-        quiet=True,
+        pipeline.app, shutdown_deadline=deadline, loglevel=settings.loglevel, quiet=True
     )
     log.info(
         "worker %s: %s -> %s -> %s on %s, model %s on %s, needs_response %s, batch %d/%.3fs, "
