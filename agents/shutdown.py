@@ -1,22 +1,22 @@
-"""A deadline on the worker's graceful shutdown.
+"""A deadline on the worker's graceful stop.
 
-On SIGTERM Faust stops the app gracefully, and before the consumer stops it
-waits until every event it handed to a stream has been acked
-(``Consumer.wait_empty``). An event that a ``take_events`` buffer took in but
-never yielded is never acked, and that wait then has no end: seen in
-``bench_pipeline.py`` with 512-event batches, the worker logging
-``wait_empty: Waiting for tasks [(1, <ConsumerMessage: ... mentions.classified ...>)]``
-every few seconds until it was killed.
+On SIGTERM Faust (0.15.3, ``App._stop_consumer``) stops the flow of events,
+clears the streams' queues and then waits until every event it had handed to a
+stream is acked (``Consumer.wait_empty``). An event dropped from a queue is
+never acked, and while anything still refers to it that wait has no end.
+Workers stopped while 400 posts/s arrived hung like this in 2 of 5 and 1 of 4
+tries (64- and 512-event batches), logging ``wait_empty: Waiting for tasks
+[(1, <ConsumerMessage: ... mentions.classified ...>)]`` until they were killed.
 
 :class:`ShutdownDeadline` bounds that: armed when the stop signal arrives, it
 ends the process with :data:`EXIT_SHUTDOWN_TIMEOUT` if the graceful stop has
-not finished in time. Nothing is lost by it: only offsets of events whose
-outputs Kafka acknowledged are ever committed, so the next worker is handed
-everything after the last commit again, and every sink drops the duplicates
-by ``Mention.id``. A supervisor (Kubernetes after its grace period, Compose
-after ``stop_grace_period``) would kill the process anyway; the deadline
-makes a bare ``brand-listener worker`` behave the same, with a log line that
-says why.
+not finished in time. Ending it commits nothing: the next worker is handed
+everything after the last commit again, and sinks drop duplicates by
+``Mention.id``. (Separately, a stop under load can lose a few posts: an open
+hole, README *Delivery semantics*, ``tests/perf/soak_stop_under_load.py``.)
+A supervisor (Kubernetes after its grace period, Compose after
+``stop_grace_period``) would kill the process anyway; the deadline makes a
+bare ``brand-listener worker`` behave the same, with a log line that says why.
 """
 
 from __future__ import annotations
