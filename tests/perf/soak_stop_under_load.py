@@ -7,9 +7,10 @@ posts/s, starts and SIGTERMs ``--stops`` workers one after another (each runs
 reports each stop's exit status and the produced posts found in neither topic.
 
 Not part of ``make test``: it finds a loss that is still open (README, *Delivery
-semantics*). Measured 2026-11-24 00:1x UTC, defaults (4 stops, ~400 posts/s,
-512-event batches), ``--runs 2``: 16 of 19,840 and 14 of 18,440 posts in neither
-topic, no dead letters, the lost posts produced around a stop that exited 0. An
+semantics*). Measured 2026-11-24 00:12-00:37 UTC, 4 stops, ~400 posts/s, one run
+at a time: with 512-event batches (the default) posts were lost in 2 of 5 runs (16 of
+19,840 and 14 of 18,440), with ``AGENTS_BATCH_SIZE=64`` in 1 of 5 (16 of 9,800); no
+dead letters; the lost posts were produced around a stop that exited 0. An
 earlier pytest variant of the same scenario lost 115 of 13,280 posts in one of
 four runs (none in three), and 2 of 10,040 in one of five runs with a drain
 before the stop (reverted, 509be24): the loss is intermittent in size.
