@@ -42,7 +42,7 @@ import torch
 from sklearn.metrics import f1_score
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
-from models.masking import add_masking, load_tokenizer_json_as_is, masking_of
+from models.masking import add_masking, masking_of, save_tokenizer
 from models.runtime import DEFAULT_MODEL_DIR, OnnxIntentClassifier
 from models.train import (
     DEFAULT_DATA,
@@ -224,9 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if macro > best_f1:
             best_f1 = macro
             model.save_pretrained(args.out / "best", safe_serialization=True)
-            tokenizer.save_pretrained(args.out / "best")
-            if args.mask_links:
-                load_tokenizer_json_as_is(args.out / "best")
+            save_tokenizer(tokenizer, args.out / "best")
     log = {
         "recipe": "distil",
         "masking": sorted(masking_of(tokenizer.backend_tokenizer)),

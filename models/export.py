@@ -38,7 +38,7 @@ from sklearn.metrics import f1_score, precision_recall_fscore_support  # noqa: E
 from tokenizers import Tokenizer  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
-from models.masking import has_masking, load_tokenizer_json_as_is  # noqa: E402
+from models.masking import save_tokenizer  # noqa: E402
 from models.optimize import fuse, to_fp16  # noqa: E402
 from models.report import carry_over_evaluation  # noqa: E402
 from models.runtime import OnnxIntentClassifier  # noqa: E402
@@ -160,9 +160,7 @@ def save_fp16_checkpoint(checkpoint: Path, target: Path) -> None:
     config["dtype"] = "float32"  # CPU inference (the pipeline baseline) runs in fp32
     (target / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    tokenizer.save_pretrained(target)
-    if has_masking(tokenizer.backend_tokenizer):
-        load_tokenizer_json_as_is(target)
+    save_tokenizer(tokenizer, target)
 
 
 def report(gold: Sequence[str], pred: Sequence[str], sources: Sequence[str]) -> dict[str, Any]:

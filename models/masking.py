@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Regex, Tokenizer, normalizers
 
@@ -115,3 +116,15 @@ def load_tokenizer_json_as_is(folder: Path) -> None:
     config = json.loads(path.read_text(encoding="utf-8"))
     config["tokenizer_class"] = "PreTrainedTokenizerFast"
     path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
+def save_tokenizer(tokenizer: Any, folder: Path) -> None:
+    """``tokenizer.save_pretrained(folder)``, marked to load as is when it masks.
+
+    Args:
+        tokenizer: A transformers fast tokenizer.
+        folder: The checkpoint folder.
+    """
+    tokenizer.save_pretrained(folder)
+    if has_masking(tokenizer.backend_tokenizer):
+        load_tokenizer_json_as_is(folder)

@@ -44,7 +44,7 @@ from transformers import (  # noqa: E402
 
 from models.augment import augment_rows  # noqa: E402
 from models.clean import drop_disputed  # noqa: E402
-from models.masking import add_masking, load_tokenizer_json_as_is, masking_of  # noqa: E402
+from models.masking import add_masking, masking_of, save_tokenizer  # noqa: E402
 
 LABELS: tuple[str, ...] = ("complaint", "praise", "question", "other")
 LABEL2ID: dict[str, int] = {label: i for i, label in enumerate(LABELS)}
@@ -399,9 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             best_f1 = macro
             best_dir = args.out / "best"
             model.save_pretrained(best_dir, safe_serialization=True)
-            tokenizer.save_pretrained(best_dir)
-            if args.mask_links or args.mask_handles:
-                load_tokenizer_json_as_is(best_dir)
+            save_tokenizer(tokenizer, best_dir)
             print(f"saved best checkpoint (epoch {epoch}) to {best_dir}", flush=True)
 
     log = {

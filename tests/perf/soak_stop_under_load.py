@@ -68,8 +68,10 @@ def ids_in(bootstrap: str, topic: str, field: str | None = None) -> set[str]:
     return found
 
 
-def start_worker(broker: KafkaBroker, topics: TopicNames, data: Path, log: Path) -> tuple:
-    """A worker subprocess (defaults but a test port) and its web port, once healthy."""
+def start_worker(
+    broker: KafkaBroker, topics: TopicNames, data: Path, log: Path
+) -> subprocess.Popen[bytes]:
+    """A worker subprocess (defaults but a free web port), once healthy."""
     (web,) = free_ports(1)
     command = [
         sys.executable, "-m", "agents.cli", "worker", "--bootstrap", broker.bootstrap,
@@ -82,7 +84,7 @@ def start_worker(broker: KafkaBroker, topics: TopicNames, data: Path, log: Path)
     while True:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{web}/health", timeout=2)  # noqa: S310
-            return proc, web
+            return proc
         except OSError:
             if proc.poll() is not None:
                 raise SystemExit(f"worker exited with {proc.returncode}; see {log}") from None
@@ -120,14 +122,14 @@ def one_run(args: argparse.Namespace, tmp: Path) -> None:
     codes = []
     try:
         for i in range(args.stops):
-            proc, _ = start_worker(broker, topics, tmp / "data", tmp / f"worker-{i}.log")
+            proc = start_worker(broker, topics, tmp / "data", tmp / f"worker-{i}.log")
             time.sleep(args.busy)
             started = time.monotonic()
             proc.terminate()
             codes.append((proc.wait(120), round(time.monotonic() - started, 1)))
         feeding.clear()
         feeder.join(30)
-        proc, _ = start_worker(broker, topics, tmp / "data", tmp / "worker-last.log")
+        proc = start_worker(broker, topics, tmp / "data", tmp / "worker-last.log")
         want = set(produced)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
