@@ -7,6 +7,12 @@ any of those hits, none of the ``exclude`` terms hits, and its language is in
 ``languages`` (when both are known). Matching is case-insensitive and on word
 boundaries: ``acme`` does not match ``acmeology``.
 
+A post written by one of the brand's ``own_accounts`` (:mod:`listener.own_accounts`)
+belongs to the brand whatever its text says, and so does a reply to one of the
+brand's own posts that this process saw earlier (thread context); both are
+marked on the Mention (``own_account_of``, ``signals["reply_to_own_account"]``,
+``signals["thread_answered_by_brand"]``).
+
 Query language (precedence ``NOT`` > ``AND`` > ``OR``; juxtaposition is ``AND``)::
 
     (acme OR "acme cloud" OR #acme) AND NOT (job OR hiring) OR @acme OR domain:acme.com
@@ -16,7 +22,8 @@ A term is a bare word, a ``"quoted phrase"``, ``@handle``, ``#hashtag`` or
 not parse raises :class:`~listener.errors.FatalError` at start-up, naming the
 brand and the 1-based character position of the error.
 
-Everything here is pure: no I/O, no clocks.
+Everything here is pure (no I/O, no clocks) except :class:`BrandMatcher`'s
+bounded memory of recent own posts (:class:`~listener.own_accounts.ThreadMemory`).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict, Field
 
 from listener.errors import FatalError
+from listener.own_accounts import OwnAccounts, OwnAccountSettings, ThreadMemory
 from listener.record import Mention
 
 _OPERATORS = frozenset({"AND", "OR", "NOT"})
@@ -47,6 +55,10 @@ class BrandSettings(BaseModel):
     exclude: tuple[str, ...] = Field(default=(), description="Terms that veto a match.")
     languages: tuple[str, ...] = Field(
         default=(), description="ISO 639-1 codes; empty = any. Posts of unknown language pass."
+    )
+    own_accounts: OwnAccountSettings = Field(
+        default_factory=OwnAccountSettings,
+        description="The brand's own accounts per source (listener/own_accounts.py).",
     )
 
 
@@ -286,13 +298,14 @@ class BrandMatcher:
 
     Args:
         brands: The brand blocks from config.
+        memory: Own posts remembered for thread context (see :class:`ThreadMemory`).
 
     Raises:
         FatalError: A brand has no terms, a duplicate name, an empty term, or a
             query that does not parse (the message names the brand and position).
     """
 
-    def __init__(self, brands: Sequence[BrandSettings]) -> None:
+    def __init__(self, brands: Sequence[BrandSettings], memory: int | None = None) -> None:
         compiled: list[_Brand] = []
         seen: set[str] = set()
         for brand in brands:
@@ -302,6 +315,8 @@ class BrandMatcher:
             compiled.append(self._compile(brand))
         self._brands = tuple(compiled)
         self.settings = tuple(brands)
+        self.own_accounts = OwnAccounts((b.name, b.own_accounts) for b in brands)
+        self.memory = ThreadMemory() if memory is None else ThreadMemory(memory)
 
     @staticmethod
     def _compile(brand: BrandSettings) -> _Brand:
@@ -351,18 +366,49 @@ class BrandMatcher:
 
         The text and the outbound links a connector put in ``signals["links"]``
         are searched (not the post's own URL, which names the platform, not the
-        brand). Returns ``None`` when no brand matches.
+        brand). A post by a brand's own account, or a reply to one of its own
+        posts seen earlier, belongs to that brand too (:meth:`annotate`; its
+        matched term is ``own_account`` or ``reply_to_own_account``). Returns
+        ``None`` when no brand matches.
         """
         links = mention.signals.get("links") or []
         haystack = "\n".join([mention.text, *map(str, links)])
         result = self.match(haystack, mention.lang)
-        if not result:
+        terms = {k: list(v) for k, v in result.terms.items()}
+        annotated = self.annotate(mention.model_copy(update={"brands": result.brands}))
+        for brand in annotated.brands:
+            if brand not in terms:
+                own = brand in annotated.own_account_of
+                terms[brand] = ["own_account" if own else "reply_to_own_account"]
+        if not annotated.brands:
             return None
-        signals = {
-            **mention.signals,
-            "matched_terms": {k: list(v) for k, v in result.terms.items()},
-        }
-        return mention.model_copy(update={"brands": result.brands, "signals": signals})
+        signals = {**annotated.signals, "matched_terms": terms}
+        return annotated.model_copy(update={"signals": signals})
+
+    def annotate(self, mention: Mention) -> Mention:
+        """Mark own-account posts and replies to own posts, keeping the brands already set.
+
+        ``own_account_of`` gets the brands whose own account wrote the post;
+        ``signals["reply_to_own_account"]`` and ``signals["thread_answered_by_brand"]``
+        the brands whose own post (seen earlier by this matcher) is the parent, or
+        is in the thread. Those brands are added to ``brands``. An own post is
+        remembered for the posts after it. Used by :meth:`apply`, and as is by
+        ``replay --brands`` (whose lines carry their brands).
+        """
+        own = self.own_accounts.brands_of(mention) if self.own_accounts else ()
+        context = self.memory.context(mention)
+        self.memory.remember(mention, own)
+        extra = context.signals()
+        if not own and not extra:
+            return mention
+        brands = tuple(dict.fromkeys((*mention.brands, *own, *context.reply_to_own_account)))
+        return mention.model_copy(
+            update={
+                "brands": brands,
+                "own_account_of": tuple(dict.fromkeys((*mention.own_account_of, *own))),
+                "signals": {**mention.signals, **extra},
+            }
+        )
 
     def search_terms(self) -> tuple[str, ...]:
         """Plain keywords of every brand (for sources that need a server-side query)."""

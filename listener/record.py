@@ -19,10 +19,10 @@ from listener.errors import SkippableError
 SCHEMA_VERSION = 1
 """Bumped on any incompatible change; decoders reject versions newer than they know.
 
-A new optional field (``Routing.sinks``, ``Classification.needs_response``) is
-not a bump: older records decode with its default. Builds from before the field
-reject records that carry it (unknown fields are forbidden), so upgrade the
-readers of a topic before its writers.
+A new optional field (``Routing.sinks``, ``Classification.needs_response``,
+``Mention.own_account_of``) is not a bump: older records decode with its
+default. Builds from before the field reject records that carry it (unknown
+fields are forbidden), so upgrade the readers of a topic before its writers.
 """
 
 LABELS: tuple[str, ...] = ("complaint", "praise", "question", "other")
@@ -125,8 +125,17 @@ class Mention(BaseModel):
     created_at: datetime
     ingested_at: datetime
     brands: tuple[str, ...] = ()
-    reply_to_id: str | None = None
-    thread_id: str | None = None
+    reply_to_id: str | None = Field(
+        default=None, description="The parent post's Mention id, if the post is a reply."
+    )
+    thread_id: str | None = Field(
+        default=None, description="The thread's first post's Mention id, where the source says."
+    )
+    own_account_of: tuple[str, ...] = Field(
+        default=(),
+        description="Brands whose own account wrote the post (listen.yaml own_accounts); "
+        "such posts never reach the human queue.",
+    )
     classification: Classification | None = None
     signals: dict[str, Any] = Field(default_factory=dict)
     routing: Routing | None = None
