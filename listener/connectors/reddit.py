@@ -222,6 +222,11 @@ def _rate_limit_reset(headers: Mapping[str, str]) -> float | None:
         return None
 
 
+def _thing_ref(fullname: Any) -> str | None:
+    """A fullname (``t3_abc``, ``t1_def``) as the Mention id it has here (``reddit:t3_abc``)."""
+    return f"reddit:{fullname}" if isinstance(fullname, str) and fullname else None
+
+
 def _to_mention(child: Any) -> Mention:
     """A listing child (``t3`` link/self post or ``t1`` comment) as a Mention.
 
@@ -253,7 +258,8 @@ def _to_mention(child: Any) -> Mention:
             handle=author,
             url=f"https://www.reddit.com/user/{author}" if author else None,
         ),
-        reply_to_id=f"reddit:{data['parent_id']}" if data.get("parent_id") else None,
+        reply_to_id=_thing_ref(data.get("parent_id")),
+        thread_id=_thing_ref(data.get("link_id")) if child["kind"] == "t1" else None,
         signals={
             "subreddit": data.get("subreddit"),
             "links": [link] if isinstance(link, str) and not data.get("is_self") else [],

@@ -27,8 +27,10 @@ Answers (what the sender sees):
 Payload: the Standard Webhooks envelope ``{"type": ..., "timestamp": ...,
 "data": POST | [POST, ...]}`` where a POST is ``{"id", "text", "created_at",
 "url", "lang", "platform", "author": {"id", "handle", "name", "followers",
-"url"}, "reply_to_id"}`` (``id`` and ``text`` required). Mention ids are
-``webhook:<platform>/<id>`` (``webhook:<id>`` without a platform).
+"url"}, "reply_to_id", "thread_id"}`` (``id`` and ``text`` required). Mention ids are
+``webhook:<platform>/<id>`` (``webhook:<id>`` without a platform); ``reply_to_id``
+(the parent post) and ``thread_id`` (the thread's first post) are native ids on
+the same platform and are recorded the same way, so they name the parent's Mention.
 Rate limits: none applied here; put the endpoint behind a proxy that limits.
 Cursor: none (a push source); progress is each sender's own retry queue.
 Delivery: at-least-once: 2xx is sent only after the runner's ``delivered``
@@ -273,6 +275,18 @@ def _parse(body: bytes, max_posts: int) -> tuple[Mention, ...]:
     return tuple(_to_mention(post, n) for n, post in enumerate(posts))
 
 
+def _post_ref(platform: Any, native: Any) -> str | None:
+    """A native id of the sender's platform as a Mention id (``webhook:<platform>/<id>``)."""
+    if isinstance(native, bool) or not isinstance(native, str | int) or not str(native).strip():
+        return None
+    value = str(native).strip()
+    return (
+        f"webhook:{platform}/{value}"
+        if isinstance(platform, str) and platform
+        else f"webhook:{value}"
+    )
+
+
 def _to_mention(post: Any, n: int) -> Mention:
     """One pushed post as a Mention.
 
@@ -302,7 +316,8 @@ def _to_mention(post: Any, n: int) -> Mention:
         author_ = Author(**fields)
     except ValueError as exc:
         raise SkippableError("validation", f"{where}.author: {exc}") from exc
-    reply = post.get("reply_to_id")
+    reply = _post_ref(platform, post.get("reply_to_id"))
+    thread = _post_ref(platform, post.get("thread_id"))
     return Mention.create(
         source="webhook",
         native_id=native,
@@ -311,6 +326,7 @@ def _to_mention(post: Any, n: int) -> Mention:
         url=post.get("url") if isinstance(post.get("url"), str) else None,
         lang=post.get("lang") if isinstance(post.get("lang"), str) else None,
         author=author_,
-        reply_to_id=str(reply) if reply else None,
+        reply_to_id=reply,
+        thread_id=thread,
         signals={"platform": platform} if isinstance(platform, str) and platform else {},
     )

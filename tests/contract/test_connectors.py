@@ -181,3 +181,47 @@ def test_rss_second_poll_is_a_304() -> None:
     not_modified, again, sent = run(go)
     assert not_modified == 2 and again == 0
     assert sent[:2] == [None, None] and all(sent[2:])
+
+
+THREADS: dict[str, tuple[str, str, str | None]] = {
+    # connector: (a reply's Mention id, its parent's Mention id, its thread's Mention id)
+    "bluesky": (
+        "bluesky:did:plc:eclio37ymobqex2ncko63h4r/3l3qo2vutsw23",
+        "bluesky:did:plc:eclio37ymobqex2ncko63h4r/3l3qo2vutsw21",
+        "bluesky:did:plc:eclio37ymobqex2ncko63h4r/3l3qo2vutsw21",
+    ),
+    "hackernews": ("hackernews:41500021", "hackernews:41500020", "hackernews:41500020"),
+    # Mastodon's Status has in_reply_to_id but no thread root.
+    "mastodon": ("/113100000000000006", "/113100000000000001", None),
+    "reddit": ("reddit:t1_c0006", "reddit:t3_1f0001", "reddit:t3_1f0001"),
+    "webhook": ("webhook:forum/fb-2", "webhook:forum/fb-1", "webhook:forum/fb-1"),
+    "x": ("x:1834000000000000003", "x:1834000000000000001", "x:1834000000000000001"),
+}
+
+
+@connectors
+def test_reply_and_thread_ids_where_the_source_gives_them(name: str) -> None:
+    async def go() -> list[Mention]:
+        async with started(name) as h:
+            conn = h.connector()
+            try:
+                return (await drain(h, conn))[0]
+            finally:
+                await conn.close()
+
+    mentions = run(go)
+    if name not in THREADS:  # RSS/Atom entries carry no parent
+        assert all(m.reply_to_id is None and m.thread_id is None for m in mentions)
+        return
+    reply_id, parent, thread = THREADS[name]
+    found = {m.id: m for m in mentions if m.id.endswith(reply_id) and m.id.startswith(f"{name}:")}
+    [reply] = found.values()
+    assert reply.reply_to_id is not None and reply.reply_to_id.endswith(parent)
+    assert reply.reply_to_id.startswith(f"{name}:")
+    if thread is None:
+        assert reply.thread_id is None
+    else:
+        assert reply.thread_id == thread
+    # A parent named by a reply has the same form as the Mention ids of this source.
+    if name != "mastodon":
+        assert reply.reply_to_id.split(":", 1)[1].count("/") == reply.id.split(":", 1)[1].count("/")
