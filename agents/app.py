@@ -6,8 +6,8 @@ fails to decode is one event's error (dead-lettered), never a crash inside Faust
 
 :class:`Outputs` is how the agents write. :meth:`Outputs.deliver` returns only
 once Kafka has acknowledged every record of a batch (``acks=all``), which is
-what lets the agents leave acking their input to ``stream.take_events``
-(see ``agents/classify.py`` for the Faust facts this relies on).
+what lets :func:`agents.batches.run_batches` ack a batch once ``deliver``
+has returned (see :mod:`agents.commits` for how offsets are then committed).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from typing import Any
 import faust
 from faust.types import EventT
 
+from agents import commits
+from agents.batches import AckAfterDeliveryStream
 from agents.metrics import AgentMetrics
 from agents.settings import AgentSettings
 from listener.dead_letter import dead_letter_record, reason_of
@@ -35,16 +37,18 @@ SendFn = Callable[[str, bytes | None, bytes], Awaitable[Awaitable[Any]]]
 def create_app(settings: AgentSettings) -> faust.App:
     """Build the Faust app for the worker from settings (no agents yet).
 
-    At-least-once choices: offsets are committed only for acked events (Faust's
-    default ``processing_guarantee``), every ``broker_commit_interval``, after a
-    ``producer.flush()``; ``stream_wait_empty`` makes shutdown and rebalances
-    wait for in-flight batches; ``producer_acks=-1`` waits for all in-sync
-    replicas; ``stream_publish_on_commit`` stays off so sends happen when made.
+    At-least-once choices: offsets are committed by the contiguous-ack rule of
+    :mod:`agents.commits` (installed here), every ``broker_commit_interval``,
+    after a ``producer.flush()``; batches are acked only once delivered
+    (:class:`~agents.batches.AckAfterDeliveryStream`); ``stream_wait_empty``
+    makes shutdown and rebalances wait for in-flight batches;
+    ``producer_acks=-1`` waits for all in-sync replicas;
+    ``stream_publish_on_commit`` stays off so sends happen when made.
 
     Args:
         settings: The worker settings.
     """
-    return faust.App(
+    app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_list()],
         store="memory://",
@@ -67,7 +71,10 @@ def create_app(settings: AgentSettings) -> faust.App:
         web_bind=settings.web_host,
         web_port=settings.web_port,
         worker_redirect_stdouts=False,
+        Stream=AckAfterDeliveryStream,
     )
+    commits.install(app)
+    return app
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,18 +258,20 @@ class Outputs:
         await self._dead_letter(stage, dead)
         return [error is None for error in errors]
 
-    async def dead_letter_batch(self, stage: str, events: Sequence[EventT], exc: Exception) -> None:
+    async def dead_letter_batch(self, stage: str, events: Sequence[EventT], exc: Exception) -> bool:
         """Last resort after an unexpected error: dead-letter every event of a batch.
 
-        Never raises (an escaping exception would let Faust ack the batch anyway);
-        a failure here is logged as critical.
+        Never raises; returns whether every event was dead-lettered (if not, the
+        caller leaves the batch unacked, and the failure is logged as critical).
         """
         try:
             await self._dead_letter(stage, [Failure.of(event, exc) for event in events])
-        except Exception:  # noqa: BLE001 - logged; nothing else can be done for this batch
+        except Exception:  # noqa: BLE001 - logged; the caller leaves the batch unacked
             log.critical(
                 "could not dead-letter a failed batch of %d events", len(events), exc_info=True
             )
+            return False
+        return True
 
     async def _send_all(
         self, records: Sequence[tuple[str, bytes | None, bytes]]

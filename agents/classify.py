@@ -4,32 +4,13 @@ The classified topic is keyed by the author (:func:`agents.vetting.partition_key
 not by Mention id: the route agent keeps each author's vetting window in a
 table keyed the same way, so an author's posts and state meet on one worker.
 
-Delivery: at-least-once. How that follows from Faust 0.15.3 (faust/streams.py,
-faust/transport/consumer.py, faust/topics.py, read for this):
-
-* ``Stream.take_events(n, within)`` (``take`` with the events, whose
-  topic/partition/offset we record on dead letters) sets ``enable_acks = False``
-  on the stream, buffers events through a processor, and acks them itself in
-  the ``finally`` after its ``yield``: i.e. only when our loop body has finished
-  with the batch and asks for the next one. While the body runs, the buffering
-  processor waits, so no further events of this stream are buffered.
-* An event's offset becomes committable only when acked (``Consumer.ack`` adds
-  it to ``_acked``; ``_new_offset`` commits up to the first gap). The commit
-  timer (``broker_commit_interval``) calls ``producer.flush()`` and then commits.
-* ``await topic.send(...)`` returns the producer's delivery future; it resolves
-  when the broker has acknowledged the record (``producer_acks=-1``) or fails.
-
-So the body below awaits every delivery future (:meth:`Outputs.deliver`)
-before it returns: an input is acked only after its output (or its dead
-letter) is durably in Kafka. The body never lets an exception escape: an
-escaping exception would end the ``async for``, and closing the abandoned
-generator (garbage collection, or ``Stream.on_stop`` which closes every
-take generator) runs that same ``finally``, acking a batch never delivered. If
-Kafka refuses even the dead letters, :meth:`Outputs.deliver` keeps retrying:
-the agent stalls (backpressure) rather than ack what it could not deliver.
-On shutdown and rebalance Faust waits for acks first (``stream_wait_empty``,
-``Consumer.wait_empty``), so an in-flight batch is finished, not dropped. A
-crash (kill -9) loses nothing: un-committed offsets are redelivered, and
+Delivery: at-least-once. :meth:`ClassifyStage.process` returns only once Kafka
+has acknowledged every classified record and dead letter of the batch
+(:meth:`~agents.app.Outputs.deliver`); :func:`agents.batches.run_batches` acks
+the batch only then, and :mod:`agents.commits` commits only contiguous acked
+offsets. If Kafka refuses even the dead letters, ``deliver`` keeps retrying:
+the agent stalls (backpressure) rather than ack what it could not deliver. A
+crash (kill -9) loses nothing: un-committed offsets are read again, and
 duplicates are absorbed downstream by ``Mention.id``.
 """
 
@@ -40,12 +21,12 @@ import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
-from typing import cast
 
 import faust
 from faust.types import EventT, StreamT
 
 from agents.app import Failure, Outgoing, Outputs, event_origin, event_value
+from agents.batches import run_batches
 from agents.metrics import AgentMetrics
 from agents.vetting import partition_key
 from listener.record import LABELS, Classification, Mention, decode_mention, encode_mention
@@ -188,15 +169,13 @@ def register(
     """Add the ``classify_mentions`` agent to ``app``, reading ``source`` in batches."""
 
     async def classify_mentions(stream: StreamT) -> None:
-        # StreamT (the interface) does not declare take_events; Faust passes a Stream.
-        async for events in cast(faust.Stream, stream).take_events(
-            batch_size, within=batch_window_s
-        ):
-            # Events are acked by take_events when this body returns (see the module docstring).
-            try:
-                await stage.process(events)
-            except Exception as exc:  # noqa: BLE001 - last resort: never crash the agent
-                log.exception("classify batch of %d failed unexpectedly", len(events))
-                await stage.outputs.dead_letter_batch(STAGE, events, exc)
+        await run_batches(
+            stream,
+            stage=STAGE,
+            process=stage.process,
+            dead_letter=stage.outputs.dead_letter_batch,
+            batch_size=batch_size,
+            within_s=batch_window_s,
+        )
 
     return app.agent(source, name="classify_mentions")(classify_mentions)

@@ -14,20 +14,20 @@ Each alert is produced to ``mentions.alerts`` keyed by its stable id
 (``spike:<brand>:<label>:<window start>``) before the batch is acked; the
 alert sinks read it from there (:mod:`agents.sinks.alerting`), and the ledger
 and PagerDuty's ``dedup_key`` absorb a redelivered alert. A record that fails
-to decode is skipped here: the route agent dead-letters it.
+to decode is dead-lettered by each stage that reads it, with the stage's name.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import cast
 
 import faust
 import orjson
 from faust.types import EventT, StreamT
 
-from agents.app import Outgoing, Outputs, event_origin, event_value
+from agents.app import Failure, Outgoing, Outputs, event_origin, event_value
+from agents.batches import run_batches
 from agents.metrics import OTHER, AgentMetrics
 from agents.spikes import SpikeAlert, SpikeDetector, series_key
 from agents.tables import Sweeper, owned_by
@@ -57,8 +57,13 @@ class SpikeForward:
         self._topic = topic
 
     async def process(self, events: Sequence[EventT]) -> int:
-        """Forward the watched mentions of ``events``; return how many records Kafka took."""
+        """Forward the watched mentions of ``events``; return how many records Kafka took.
+
+        An event that cannot be read is dead-lettered (stage ``spike-forward``;
+        the route agent dead-letters the same record under its own stage).
+        """
         outgoing: list[Outgoing] = []
+        failures: list[Failure] = []
         for event in events:
             try:
                 record = orjson.loads(event_value(event))
@@ -78,11 +83,11 @@ class SpikeForward:
                             self._topic, key.encode(), orjson.dumps(value), event_origin(event)
                         )
                     )
-            except Exception as exc:  # noqa: BLE001 - the route agent dead-letters it
-                log.debug("spikes: skipping undecodable event: %r", exc)
-        if not outgoing:
+            except Exception as exc:  # noqa: BLE001 - one bad event is dead-lettered
+                failures.append(Failure.of(event, exc))
+        if not outgoing and not failures:
             return 0
-        return sum(await self._outputs.deliver(FORWARD_STAGE, outgoing, []))
+        return sum(await self._outputs.deliver(FORWARD_STAGE, outgoing, failures))
 
 
 class SpikeStage:
@@ -111,16 +116,22 @@ class SpikeStage:
         self._topics = topics
         self._brands = frozenset(b.lower() for b in brands)
 
+    @property
+    def outputs(self) -> Outputs:
+        """Where this stage's alerts and dead letters go."""
+        return self._outputs
+
     async def process(self, events: Sequence[EventT]) -> list[SpikeAlert]:
         """Count ``events``; produce their alerts and return those Kafka acknowledged."""
         alerts: list[SpikeAlert] = []
         outgoing: list[Outgoing] = []
+        failures: list[Failure] = []
         for event in events:
             try:
                 r = orjson.loads(event_value(event))
                 alert = self.detector.count(str(r["brand"]), r["label"], r["id"], r["text"])
-            except Exception as exc:  # noqa: BLE001 - a malformed forward is skipped
-                log.warning("spikes: skipping malformed record: %r", exc)
+            except Exception as exc:  # noqa: BLE001 - one bad event is dead-lettered
+                failures.append(Failure.of(event, exc))
                 continue
             if alert is not None:
                 log.warning("spike alert %s: %d mentions", alert.id, alert.count)
@@ -129,9 +140,9 @@ class SpikeStage:
                     Outgoing(self._topics.alerts, alert.id.encode(), value, event_origin(event))
                 )
                 alerts.append(alert)
-        if not outgoing:
+        if not outgoing and not failures:
             return []
-        delivered = await self._outputs.deliver(STAGE, outgoing, [])
+        delivered = await self._outputs.deliver(STAGE, outgoing, failures)
         sent = [alert for alert, ok in zip(alerts, delivered, strict=True) if ok]
         for alert in sent:
             self._metrics.spike_alerts.labels(
@@ -160,24 +171,24 @@ def register(
 
     def batches(
         process: Callable[[Sequence[EventT]], Awaitable[object]],
-        what: str,
+        stage_name: str,
         after: Callable[[], None] | None = None,
     ) -> Callable[[StreamT], Awaitable[None]]:
         async def agent(stream: StreamT) -> None:
-            async for events in cast(faust.Stream, stream).take_events(
-                batch_size, within=batch_window_s
-            ):
-                try:
-                    await process(events)
-                except Exception:  # noqa: BLE001 - never crash the agent; routing is unaffected
-                    log.exception("%s batch of %d failed unexpectedly", what, len(events))
-                if after is not None:
-                    after()
+            await run_batches(
+                stream,
+                stage=stage_name,
+                process=process,
+                dead_letter=stage.outputs.dead_letter_batch,
+                batch_size=batch_size,
+                within_s=batch_window_s,
+                after=after,
+            )
 
         return agent
 
     owned = owned_by(app, by_brand_label.get_topic_name(), partitions)
     sweeper = Sweeper("spike-series", lambda: stage.detector.sweep(owned))
-    app.agent(classified, name="forward_spike_mentions")(batches(forward.process, "spike forward"))
-    detect = batches(stage.process, "spike", sweeper.maybe_sweep)
+    app.agent(classified, name="forward_spike_mentions")(batches(forward.process, FORWARD_STAGE))
+    detect = batches(stage.process, STAGE, sweeper.maybe_sweep)
     return app.agent(by_brand_label, name="detect_spikes")(detect)

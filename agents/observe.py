@@ -10,11 +10,14 @@ from __future__ import annotations
 import faust
 
 from agents import health, lag, sla
+from agents.app import Outputs
 from agents.metrics import AgentMetrics
 from agents.settings import AgentSettings
 
 
-def attach(app: faust.App, settings: AgentSettings, metrics: AgentMetrics) -> health.Health:
+def attach(
+    app: faust.App, settings: AgentSettings, metrics: AgentMetrics, outputs: Outputs
+) -> health.Health:
     """Register the lag monitor, the queue/SLA tracker and the health views on ``app``.
 
     The classifier is loaded before the pipeline is built, so the returned
@@ -24,6 +27,7 @@ def attach(app: faust.App, settings: AgentSettings, metrics: AgentMetrics) -> he
         app: The worker's Faust app.
         settings: Worker settings (stall threshold, reading interval, topics).
         metrics: The worker's metrics.
+        outputs: Where the queue tracker's dead letters go.
 
     Returns:
         The health state the views report.
@@ -34,6 +38,8 @@ def attach(app: faust.App, settings: AgentSettings, metrics: AgentMetrics) -> he
         app, settings.bootstrap_list(), settings.app_id, metrics, state, settings.reseek_after_s
     )
     lag.register(app, monitor, settings.lag_interval_s)
-    sla.register(app, metrics, settings.topics, settings.topic_partitions, settings.lag_interval_s)
+    sla.register(
+        app, metrics, outputs, settings.topics, settings.topic_partitions, settings.lag_interval_s
+    )
     health.register_views(app, state)
     return state

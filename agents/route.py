@@ -25,12 +25,12 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import cast
 
 import faust
 from faust.types import EventT, StreamT
 
 from agents.app import Failure, Outgoing, Outputs, event_origin, event_value
+from agents.batches import run_batches
 from agents.dedup import CopyDedup
 from agents.metrics import AgentMetrics
 from agents.rules import RULES, SLA, Rule, route, routing_label
@@ -229,17 +229,14 @@ def register(
     stage_name = STAGE if isinstance(stage, RouteStage) else DEDUP_STAGE
 
     async def agent(stream: StreamT) -> None:
-        # StreamT (the interface) does not declare take_events; Faust passes a Stream.
-        async for events in cast(faust.Stream, stream).take_events(
-            batch_size, within=batch_window_s
-        ):
-            # Events are acked by take_events when this body returns (see agents/classify.py).
-            try:
-                await stage.process(events)
-            except Exception as exc:  # noqa: BLE001 - last resort: never crash the agent
-                log.exception("%s batch of %d failed unexpectedly", stage_name, len(events))
-                await stage.outputs.dead_letter_batch(stage_name, events, exc)
-            if sweeper is not None:
-                sweeper.maybe_sweep()
+        await run_batches(
+            stream,
+            stage=stage_name,
+            process=stage.process,
+            dead_letter=stage.outputs.dead_letter_batch,
+            batch_size=batch_size,
+            within_s=batch_window_s,
+            after=sweeper.maybe_sweep if sweeper is not None else None,
+        )
 
     return app.agent(source, name=name)(agent)

@@ -45,6 +45,8 @@ import faust
 import orjson
 from faust.types import EventT, StreamT
 
+from agents.app import Outputs
+from agents.batches import AckAfterDeliveryStream
 from agents.metrics import AgentMetrics
 from listener.errors import SkippableError
 from listener.record import Mention, decode_mention
@@ -53,6 +55,9 @@ from listener.topics import TopicNames
 log = logging.getLogger(__name__)
 
 TABLE = "sla-queue"
+
+STAGE = "sla"
+"""The stage name on dead letters of records the queue tracker could not take."""
 
 ACK_RETENTION_S = 7 * 24 * 3600.0
 """How long an ack marker is kept after its ack time: Kafka's default ``retention.ms``."""
@@ -226,9 +231,17 @@ class QueueTracker:
 
 
 def register(
-    app: faust.App, metrics: AgentMetrics, topics: TopicNames, partitions: int, interval_s: float
+    app: faust.App,
+    metrics: AgentMetrics,
+    outputs: Outputs,
+    topics: TopicNames,
+    partitions: int,
+    interval_s: float,
 ) -> QueueTracker:
-    """Add the ``sla-queue`` table, the ``track_queue`` agent and the refresh timer to ``app``."""
+    """Add the ``sla-queue`` table, the ``track_queue`` agent and the refresh timer to ``app``.
+
+    A record the tracker cannot take is dead-lettered (stage ``sla``) through ``outputs``.
+    """
     table = app.Table(TABLE, default=None, partitions=partitions, key_type=bytes, value_type=bytes)
     source = app.topic(
         topics.needs_response,
@@ -243,11 +256,18 @@ def register(
     tracker = QueueTracker(table, metrics, topics)
 
     async def track_queue(stream: StreamT) -> None:
-        async for event in cast(faust.Stream, stream).events():
+        # Acked by hand, after the record is tracked or dead-lettered: Faust's own
+        # per-event ack also runs when the loop is cancelled mid-event.
+        manual = cast(AckAfterDeliveryStream, cast(faust.Stream, stream).noack())
+        async for event in manual.events():
             try:
                 tracker.on_record(*_fields(event))
-            except Exception:  # noqa: BLE001 - one bad record must not crash the agent
+            except Exception as exc:  # noqa: BLE001 - one bad record must not crash the agent
                 log.exception("could not track queue record %r", event.key)
+                if not await outputs.dead_letter_batch(STAGE, [event], exc):
+                    continue  # left unacked: read again after a restart
+            manual.mark_delivered([event])
+            await manual.ack(event)
 
     app.agent(source, name="track_queue")(track_queue)
 

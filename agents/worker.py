@@ -156,7 +156,7 @@ def build_worker(
     route_agent = _register_routing(app, settings, topics, outputs, metrics)
     spikes = _register_spikes(app, settings, topics, outputs, metrics)
     register_views(app, registry)
-    observe.attach(app, settings, metrics)
+    observe.attach(app, settings, metrics, outputs)
     delivery = delivery_service.register(app, settings, registry)
     return Pipeline(app, topics, metrics, classify_agent, route_agent, executor, delivery, spikes)
 
