@@ -2,7 +2,9 @@
 
 Starts (or reuses) a local Kafka broker with a persistent data dir, starts one
 worker process, replays the bundled sample stream at a visible pace and prints,
-live, every post the router sends to the human queue. Ctrl-C stops the worker
+live, every post the router sends to the human queue. The stream is replayed
+with the sample brands' config (``--brands``), which lists each brand's own
+accounts: their replies are marked as the brand's own and never queued. Ctrl-C stops the worker
 and the broker it started; nothing is left running.
 
 ``--live bluesky --brand NAME [--keyword K ...]`` needs internet: instead of the
@@ -30,13 +32,14 @@ from typing import IO, Any
 import yaml
 
 from agents.rules import routing_label
-from listener.brands import BrandSettings
+from listener.brands import BrandMatcher, BrandSettings
 from listener.connectors.bluesky import BlueskySettings
+from listener.errors import FatalError
 from listener.kafka_local import KafkaBroker, create_topics, die_with_parent, port_in_use
 from listener.producer import MentionProducer
 from listener.record import Mention, decode_mention
-from listener.replay import replay_file
-from listener.samples import BRAND_POSTS
+from listener.replay import ReplayStats, load_brands, replay_file
+from listener.samples import BRAND_POSTS, BRANDS
 from listener.settings import KafkaSettings
 from listener.topics import TopicNames
 
@@ -59,6 +62,14 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
         "--web-port", type=int, default=6066, help="worker /metrics port (default 6066)"
     )
     parser.add_argument("--stream", type=Path, default=BRAND_POSTS, help="JSONL posts to replay")
+    parser.add_argument(
+        "--brands",
+        type=Path,
+        default=BRANDS,
+        metavar="FILE.yaml",
+        help="brands (listen.yaml shape) whose own accounts are kept out of the queue "
+        "(default: the sample brands)",
+    )
     parser.add_argument(
         "--rate", type=float, default=40.0, help="replay pace, posts/s (default 40)"
     )
@@ -234,6 +245,13 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.live is None and not args.stream.is_file():
         print(f"error: sample stream {args.stream} not found", file=sys.stderr)
         return 2
+    brands: BrandMatcher | None = None
+    if args.live is None:
+        try:
+            brands = load_brands(args.brands)
+        except FatalError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     args.data_dir.mkdir(parents=True, exist_ok=True)
     tty = sys.stdout.isatty()
     broker = KafkaBroker(args.data_dir / "kafka", port=args.port, controller_port=args.port + 1)
@@ -273,11 +291,16 @@ def run_demo(args: argparse.Namespace) -> int:
         # Set before the demo itself stops the listener: its exit is then expected.
         listener_stopping = threading.Event()
         replay_error: list[BaseException] = []
+        replayed: list[ReplayStats] = []
 
         def replay() -> None:
             try:
                 with MentionProducer(KafkaSettings(bootstrap_servers=broker.bootstrap)) as producer:
-                    replay_file(args.stream, producer, rate=args.rate, progress=False)
+                    replayed.append(
+                        replay_file(
+                            args.stream, producer, rate=args.rate, progress=False, brands=brands
+                        )
+                    )
             except BaseException as exc:  # reported by the main thread
                 replay_error.append(exc)
             finally:
@@ -354,6 +377,11 @@ def run_demo(args: argparse.Namespace) -> int:
                     f"p50 {_percentile(latencies, 0.5) * 1000:.0f} ms, "
                     f"p99 {_percentile(latencies, 0.99) * 1000:.0f} ms"
                 )
+                if replayed and replayed[0].own_accounts:
+                    _say(
+                        f"{replayed[0].own_accounts} posts by the brands' own accounts were "
+                        "kept out of the queue (rule own_account)"
+                    )
                 _say(f"metrics: {metrics_url}   worker log: {worker_log_path}")
                 if args.exit_when_done:
                     break

@@ -15,7 +15,7 @@ from faust import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
-from listener.record import Mention
+from listener.record import LABELS, Mention
 
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
@@ -83,6 +83,8 @@ class AgentMetrics:
     time_in_queue: Histogram
     spike_alerts: Counter
     duplicates: Counter
+    own_account_posts: Counter
+    label_corrections: Counter
     sources: LabelCap
     brands: LabelCap
 
@@ -109,6 +111,20 @@ class AgentMetrics:
             self.by_source.labels(source=self.sources(mention.source), label=label).inc()
             for brand in mention.brands or (OTHER,):
                 self.by_brand.labels(brand=self.brands(brand), label=label).inc()
+            for brand in mention.own_account_of:
+                self.own_account_posts.labels(
+                    brand=self.brands(brand), source=self.sources(mention.source)
+                ).inc()
+
+    def count_correction(self, old_label: str, new_label: str) -> None:
+        """Count one label correction (a label outside the four intents counts as ``unknown``)."""
+        self.label_corrections.labels(
+            old_label=_intent(old_label), new_label=_intent(new_label)
+        ).inc()
+
+
+def _intent(label: str) -> str:
+    return label if label in LABELS else "unknown"
 
 
 def create(
@@ -238,6 +254,19 @@ def create(
             "brandlistener_duplicates_total",
             "Copy-paste copies of a queued post kept out of the queue, by intent label.",
             ("label",),
+            registry=registry,
+        ),
+        own_account_posts=Counter(
+            "brandlistener_own_account_posts_total",
+            "Routed posts by one of the brand's own accounts (never queued), by brand and source.",
+            ("brand", "source"),
+            registry=registry,
+        ),
+        label_corrections=Counter(
+            "brandlistener_label_corrections_total",
+            "Label corrections by support staff read from mentions.corrections, by the model's "
+            "label and the corrected one ('unknown': no model label was known).",
+            ("old_label", "new_label"),
             registry=registry,
         ),
         sources=LabelCap(source_limit),

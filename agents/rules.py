@@ -12,6 +12,10 @@ calibrated needs_response decision when the classification carries one
 ``models/intent-minilm/README.md``), and the worker's confidence threshold on
 the top label otherwise (records from before the decision existed, models
 without a calibrated threshold). :func:`route` documents the details.
+
+Before any rule, a post written by one of its brand's own accounts
+(``Mention.own_account_of``, set at ingest from ``listen.yaml``) is never
+queued: it gets the rule id :data:`OWN_ACCOUNT` and no rule of the table runs.
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ MODEL_SAYS_NO = "needs_response.below_threshold"
 """Rule id added when a complaint/question rule responds but the model's calibrated
 needs_response score is below its threshold (the post is not queued)."""
 
+OWN_ACCOUNT = "own_account"
+"""Rule id of a post by one of its brand's own accounts: never queued, whatever the rules say."""
+
 LABEL_FROM_SCORES = "needs_response.label_from_scores"
 """Rule id added when the rules matched the higher of complaint/question instead of the
 top label (praise or other), because the model's needs_response decision was yes."""
@@ -95,6 +102,13 @@ class Rule:
             ``mass_mentions``, ``high_rate``, ``duplicate_text``; see ``agents/vetting.py``).
         business_hours: If set, the SLA clock of a matching mention runs only in these
             hours (:func:`agents.business_hours.due_at`); None: every hour counts.
+        is_reply: If set, whether the post must (True) or must not (False) be a reply
+            (``reply_to_id`` set).
+        reply_to_own_account: If set, whether the post must (not) reply to a post by one
+            of its brand's own accounts (``signals["reply_to_own_account"]``, set at ingest).
+        thread_answered_by_brand: If set, whether the post must (not) be in a thread
+            where one of its brand's own accounts already posted
+            (``signals["thread_answered_by_brand"]``).
 
     An empty ``labels`` matches every label.
     """
@@ -118,6 +132,9 @@ class Rule:
     max_vetting_score: float | None = None
     author_flags: frozenset[str] = frozenset()
     business_hours: BusinessHours | None = None
+    is_reply: bool | None = None
+    reply_to_own_account: bool | None = None
+    thread_answered_by_brand: bool | None = None
 
     def matches(self, mention: Mention, label: str) -> bool:
         """Whether this rule applies to ``mention`` classified as ``label``."""
@@ -140,9 +157,17 @@ class Rule:
             return False
         if self.hours is not None and not _in_hours(self.hours, self.timezone, mention):
             return False
-        if not self._vetting_matches(mention):
+        if not self._vetting_matches(mention) or not self._thread_matches(mention):
             return False
         return not self.terms or _terms_pattern(self.terms).search(mention.text) is not None
+
+    def _thread_matches(self, mention: Mention) -> bool:
+        wanted = (
+            (self.is_reply, mention.reply_to_id is not None),
+            (self.reply_to_own_account, bool(mention.signals.get("reply_to_own_account"))),
+            (self.thread_answered_by_brand, bool(mention.signals.get("thread_answered_by_brand"))),
+        )
+        return all(want is None or want == have for want, have in wanted)
 
     def _vetting_matches(self, mention: Mention) -> bool:
         vetting = mention.signals.get("vetting")
@@ -203,8 +228,11 @@ def route(
 ) -> Routing:
     """Decide whether ``mention`` needs a human response, how urgently and by whom.
 
-    The rules are matched on :func:`routing_label`. A matching rule that does
-    not respond never queues. One that responds queues:
+    A post by one of its brand's own accounts (``own_account_of``) never needs
+    one: its routing has the single rule id :data:`OWN_ACCOUNT`, no priority,
+    team or SLA, and the table is not consulted. Otherwise the rules are matched
+    on :func:`routing_label`. A matching rule that does not respond never
+    queues. One that responds queues:
 
     * when the classification carries the model's calibrated needs_response
       decision and the matched label is complaint or question: by that
@@ -232,6 +260,8 @@ def route(
         SkippableError: reason ``"unclassified"`` when the mention has no classification,
             ``"no_rule"`` when no rule matches its label.
     """
+    if mention.own_account_of:
+        return Routing(needs_response=False, rule_ids=(OWN_ACCOUNT,))
     classification = mention.classification
     if classification is None:
         raise SkippableError("unclassified", f"{mention.id} has no classification to route on")

@@ -5,8 +5,14 @@ deployment's rules file (or the built-in table) exactly as the worker does,
 printing one line per post: label and confidence, the model's needs_response
 score with its decision (``nr=0.55+``: at or above the model's calibrated
 threshold, ``nr=0.20-``: below), whether it is queued, priority, team, SLA,
-sinks and the rule ids that decided. ``--json`` prints each routed Mention
-instead.
+sinks and the rule ids that decided, then the thread marks (``own=BRAND``: a
+post by the brand's own account, never queued, rule ``own_account``;
+``reply_to_own=BRAND``, ``in_thread=BRAND``: a reply to, or a post in a thread
+of, the brand's own posts). ``--json`` prints each routed Mention instead.
+
+Posts carry ``own_account_of`` when their lines say so; with ``--brands
+FILE.yaml`` (a ``listen.yaml``) they are marked from the brands' ``own_accounts``
+as ``listen`` marks them, in file order.
 """
 
 from __future__ import annotations
@@ -24,23 +30,31 @@ from agents.rules import route
 from agents.rules_file import RulesError
 from agents.settings import AgentSettings
 from agents.worker import load_classifier, routing_rules
-from listener.errors import SkippableError
+from listener.brands import BrandMatcher
+from listener.errors import FatalError, SkippableError
 from listener.record import Mention
-from listener.replay import parse_line
+from listener.replay import load_brands, parse_line
 from models.interface import IntentClassifier
 
 BATCH = 32
 
 
-def read_posts(path: Path, out: TextIO) -> list[Mention]:
-    """The posts of a JSONL file (replay format); bad lines are reported and skipped."""
+def read_posts(path: Path, out: TextIO, brands: BrandMatcher | None = None) -> list[Mention]:
+    """The posts of a JSONL file (replay format); bad lines are reported and skipped.
+
+    Args:
+        path: The file.
+        out: Where skipped lines are reported.
+        brands: If given, own-account posts and replies to them are marked (in file order).
+    """
     posts = []
     with path.open("rb") as fh:
         for line_no, raw in enumerate(fh, start=1):
             if not raw.strip():
                 continue
             try:
-                posts.append(parse_line(raw, line_no))
+                post = parse_line(raw, line_no)
+                posts.append(brands.annotate(post) if brands is not None else post)
             except SkippableError as exc:
                 print(f"{path}:{line_no}: skipped ({exc.reason}): {exc}", file=out)
     return posts
@@ -77,9 +91,25 @@ def describe(mention: Mention) -> str:
             f"sla={due}" if due is not None else "sla=-",
             f"sinks={','.join(r.sinks) or '*'}",
             f"rules={','.join(r.rule_ids)}",
+            *thread_marks(mention),
             text[:70] + ("…" if len(text) > 70 else ""),
         ]
     )
+
+
+def thread_marks(mention: Mention) -> list[str]:
+    """``own=``, ``reply_to_own=`` and ``in_thread=`` with their brands, where they apply."""
+    marks = []
+    if mention.own_account_of:
+        marks.append(f"own={','.join(mention.own_account_of)}")
+    for signal, name in (
+        ("reply_to_own_account", "reply_to_own"),
+        ("thread_answered_by_brand", "in_thread"),
+    ):
+        brands = mention.signals.get(signal)
+        if isinstance(brands, list) and brands:
+            marks.append(f"{name}={','.join(map(str, brands))}")
+    return marks
 
 
 def run(
@@ -111,9 +141,15 @@ def _command(args: argparse.Namespace) -> int:
     except RulesError as exc:
         print(exc, file=sys.stderr)
         return 2
-    posts = read_posts(args.file, sys.stderr)
+    try:
+        brands = load_brands(args.brands) if args.brands is not None else None
+    except FatalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    posts = read_posts(args.file, sys.stderr, brands)
     queued = run(posts, settings, load_classifier(settings), sys.stdout, args.json)
-    print(f"{len(posts)} posts, {queued} queued", file=sys.stderr)
+    own = sum(bool(post.own_account_of) for post in posts)
+    print(f"{len(posts)} posts, {queued} queued, {own} by brands' own accounts", file=sys.stderr)
     return 0
 
 
@@ -135,5 +171,11 @@ def register_commands(sub: Any) -> None:
         help="confidence threshold for classifications without the model's needs_response",
     )
     test.add_argument("--model-dir", type=Path, help="classifier model folder")
+    test.add_argument(
+        "--brands",
+        type=Path,
+        metavar="FILE.yaml",
+        help="listen.yaml (or a brands list): mark posts of the brands' own accounts",
+    )
     test.add_argument("--json", action="store_true", help="print each routed Mention as JSON")
     test.set_defaults(func=_command)

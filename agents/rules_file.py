@@ -73,6 +73,13 @@ class When(BaseModel):
     min_vetting_score: float | None = Field(default=None, ge=0, le=1)
     max_vetting_score: float | None = Field(default=None, ge=0, le=1)
     author_flags: tuple[VettingFlag, ...] = Field(default=(), description="Any of these flags.")
+    is_reply: bool | None = Field(default=None, description="The post is (not) a reply.")
+    reply_to_own_account: bool | None = Field(
+        default=None, description="The post replies (does not reply) to a brand's own post."
+    )
+    thread_answered_by_brand: bool | None = Field(
+        default=None, description="A brand's own account posted (did not post) in the thread."
+    )
 
     _tuple = field_validator(
         "label", "brand", "source", "language", "keywords", "author_flags", mode="before"
@@ -235,6 +242,9 @@ def to_rule(spec: RuleSpec | DefaultSpec, hours: BusinessHoursSpec | None = None
         min_vetting_score=when.min_vetting_score,
         max_vetting_score=when.max_vetting_score,
         author_flags=frozenset(when.author_flags),
+        is_reply=when.is_reply,
+        reply_to_own_account=when.reply_to_own_account,
+        thread_answered_by_brand=when.thread_answered_by_brand,
         business_hours=hours.calendar() if uses and hours is not None else None,
     )
 

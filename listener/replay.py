@@ -3,9 +3,15 @@
 Each line is one JSON object. Only ``text`` is required; the other keys are
 ``id``, ``source``, ``author`` (an object with id/handle/name/followers/url/
 verified, or a handle string), ``created_at`` (ISO 8601, or unix seconds),
-``url``, ``lang``, ``brands`` (a list, or one string), ``reply_to_id`` and
-``thread_id``. Unknown keys are ignored, so a dump of ``Mention`` records
-replays too. Blank lines are skipped.
+``url``, ``lang``, ``brands`` (a list, or one string), ``reply_to_id``,
+``thread_id`` and ``own_account_of`` (the brands whose own account wrote the
+post: a list, or one string). Unknown keys are ignored, so a dump of
+``Mention`` records replays too. Blank lines are skipped.
+
+``--brands FILE.yaml`` (a ``listen.yaml``, or any YAML with a ``brands`` list)
+marks the posts of the brands' ``own_accounts`` and the replies to them, as
+``listen`` does (:meth:`listener.brands.BrandMatcher.annotate`); the brands a
+line names are kept, and no line is dropped for matching no brand.
 
 Defaults: ``source`` is ``--source`` (``"replay"``); ``created_at`` is now (a
 timestamp without an offset is read as UTC); a missing ``id`` becomes a hash
@@ -37,7 +43,8 @@ import orjson
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from listener.errors import MentionError, SkippableError
+from listener.brands import BrandMatcher, BrandSettings
+from listener.errors import FatalError, MentionError, SkippableError
 from listener.pacing import Pacer
 from listener.producer import MentionProducer
 from listener.record import Mention, describe_validation_error
@@ -47,7 +54,9 @@ DEFAULT_SOURCE = "replay"
 _DESCRIPTION = (
     "Replay a JSON Lines file of posts into mentions.raw (keyed by Mention id). Each line is "
     'a JSON object with at least "text"; optional: id, source, author (object or handle), '
-    "created_at (ISO 8601 or unix seconds), url, lang, brands, reply_to_id, thread_id. "
+    "created_at (ISO 8601 or unix seconds), url, lang, brands, reply_to_id, thread_id, "
+    "own_account_of. With --brands, posts by the brands' own_accounts (and replies to "
+    "them) are marked as listen marks them. "
     "A line without an id gets a stable one (a hash of source, line number and text), so "
     "replaying the same file twice produces the same ids. Bad lines are reported on stderr "
     "with their line number and sent to the dead-letter topic; the replay goes on. Kafka "
@@ -143,9 +152,10 @@ def parse_line(raw: bytes | str, line_no: int, *, default_source: str = DEFAULT_
     author = _author(obj.get("author"))
     if author is not None:
         fields["author"] = author
-    brands = obj.get("brands")
-    if brands is not None:
-        fields["brands"] = (brands,) if isinstance(brands, str) else brands
+    for key in ("brands", "own_account_of"):
+        value = obj.get(key)
+        if value is not None:
+            fields[key] = (value,) if isinstance(value, str) else value
     return Mention.create(
         source=source,
         native_id=_native_id(obj.get("id"), source, line_no, text),
@@ -156,6 +166,31 @@ def parse_line(raw: bytes | str, line_no: int, *, default_source: str = DEFAULT_
 
 
 # --- I/O ----------------------------------------------------------------------------------
+
+
+def load_brands(path: Path) -> BrandMatcher:
+    """A matcher for the ``brands`` list of a YAML file (a ``listen.yaml`` works as is).
+
+    Raises:
+        FatalError: The file cannot be read, is not YAML, has no ``brands`` list,
+            or a brand is invalid (the message names the brand and the field).
+    """
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise FatalError(f"{path}: cannot read brands: {exc}") from exc
+    brands = data.get("brands") if isinstance(data, dict) else None
+    if not isinstance(brands, list) or not brands:
+        raise FatalError(f"{path}: expected a 'brands' list")
+    settings = []
+    for n, brand in enumerate(brands):
+        try:
+            settings.append(BrandSettings.model_validate(brand))
+        except ValidationError as exc:
+            raise FatalError(f"{path}: brands[{n}]: {describe_validation_error(exc)}") from exc
+    return BrandMatcher(settings)
 
 
 class ReplayTarget(Protocol):
@@ -183,6 +218,7 @@ class ReplayStats:
 
     produced: int = 0
     dead_lettered: int = 0
+    own_accounts: int = 0
     blank: int = 0
     elapsed: float = 0.0
 
@@ -194,8 +230,9 @@ class ReplayStats:
 
     def summary(self, path: Path | str) -> str:
         """One human line, e.g. ``"replayed f.jsonl: 98 produced, 2 dead-lettered, ..."``."""
+        own = f" ({self.own_accounts} by brands' own accounts)" if self.own_accounts else ""
         return (
-            f"replayed {path}: {self.produced} produced, {self.dead_lettered} dead-lettered"
+            f"replayed {path}: {self.produced} produced{own}, {self.dead_lettered} dead-lettered"
             f" in {self.elapsed:.2f} s ({self.rate:.1f} posts/s)"
         )
 
@@ -228,6 +265,7 @@ def replay_file(
     default_source: str = DEFAULT_SOURCE,
     progress: bool | None = None,
     err: IO[str] | None = None,
+    brands: BrandMatcher | None = None,
 ) -> ReplayStats:
     """Replay ``path`` line by line into ``target``; bad lines are reported and dead-lettered.
 
@@ -239,6 +277,8 @@ def replay_file(
         default_source: ``source`` for lines that do not name one.
         progress: Show a progress bar on ``err``; ``None`` shows one only on a terminal.
         err: Where bad-line reports and the progress bar go (default stderr).
+        brands: If given, marks own-account posts and replies to them
+            (:meth:`BrandMatcher.annotate`), in file order.
 
     Raises:
         OSError: The file cannot be opened or read.
@@ -261,6 +301,8 @@ def replay_file(
                 pacer.wait()
             try:
                 mention = parse_line(line, line_no, default_source=default_source)
+                if brands is not None:
+                    mention = brands.annotate(mention)
             except SkippableError as exc:
                 bar.write(f"{path}:{line_no}: {exc.reason}: {exc}", file=err)
                 target.send_dead_letter(
@@ -274,6 +316,7 @@ def replay_file(
             else:
                 target.send_mention(mention)
                 stats.produced += 1
+                stats.own_accounts += bool(mention.own_account_of)
             bar.update(1)
     stats.elapsed = time.perf_counter() - started
     return stats
@@ -306,6 +349,12 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
         type=_positive_float,
         metavar="S",
         help="seconds to wait for a broker before giving up",
+    )
+    p.add_argument(
+        "--brands",
+        type=Path,
+        metavar="FILE.yaml",
+        help="listen.yaml (or a file with a brands list): mark the brands' own-account posts",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_replay)
@@ -350,6 +399,11 @@ def run_replay(args: argparse.Namespace) -> int:
         print(f"error: bad Kafka setting: {describe_validation_error(exc)}", file=sys.stderr)
         return EXIT_KAFKA
     try:
+        brands = load_brands(args.brands) if args.brands is not None else None
+    except FatalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FILE
+    try:
         with MentionProducer(kafka) as producer:
             started = time.perf_counter()
             stats = replay_file(
@@ -359,6 +413,7 @@ def run_replay(args: argparse.Namespace) -> int:
                 limit=args.limit,
                 default_source=args.source,
                 progress=False if args.no_progress else None,
+                brands=brands,
             )
             producer.flush()
             stats.elapsed = time.perf_counter() - started

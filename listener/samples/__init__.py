@@ -11,3 +11,6 @@ BRAND_POSTS: Path = _HERE / "brand_posts.jsonl"
 
 BRAND_POST_LABELS: Path = _HERE / "brand_posts.labels.jsonl"
 """Hand labels for the English posts: ``{"id": "<source>:<id>", "label", "needs_response"}``."""
+
+BRANDS: Path = _HERE / "brands.yaml"
+"""The 12 sample brands in listen.yaml's ``brands`` shape, with their own accounts."""

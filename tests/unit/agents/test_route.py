@@ -93,3 +93,27 @@ def test_poison_and_unclassified_go_to_dead_letter_and_routing_continues(
         )
         == 1
     )
+
+
+def test_own_account_posts_are_counted_and_never_queued(build, sender, make_mention, wait_until):
+    pipeline, registry = build(dedup_window_s=0)
+    queue = pipeline.topics.needs_response.get_topic_name()
+    reply = _classified(make_mention, "b1", "We're very sorry. Please DM us", "complaint", 0.97)
+    reply = reply.model_copy(update={"own_account_of": ("acme",), "brands": ("acme",)})
+    customer = _classified(make_mention, "c1", "my parcel never came", "complaint", 0.9)
+
+    async def scenario() -> None:
+        async with pipeline.route_agent.test_context() as agent:
+            for post in (reply, customer):
+                await agent.put(encode_mention(post), key=post.id.encode())
+            await wait_until(
+                lambda: (
+                    registry.get_sample_value("brandlistener_end_to_end_latency_seconds_count")
+                    == 2
+                )
+            )
+
+    asyncio.run(scenario())
+    assert [k for k, _ in sender.on(queue)] == [b"bluesky:c1"]
+    own = {"brand": "acme", "source": "bluesky"}
+    assert registry.get_sample_value("brandlistener_own_account_posts_total", own) == 1

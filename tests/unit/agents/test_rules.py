@@ -218,3 +218,52 @@ def test_min_confidence_is_the_score_of_the_label_matched() -> None:
     )
     strong = {"complaint": 0.7, "praise": 0.1, "question": 0.1, "other": 0.1}
     assert route(_scored(strong, True), 0.5, rules=legal).rule_ids == ("complaint.legal",)
+
+
+def test_own_account_post_is_never_queued_whatever_its_label() -> None:
+    from agents.rules import OWN_ACCOUNT
+
+    brand_reply = _mention("complaint", 0.99, "We're very sorry. Please DM us your order number")
+    assert route(brand_reply, 0.5).needs_response is True
+    own = brand_reply.model_copy(update={"own_account_of": ("acme",)})
+    routing = route(own, 0.5)
+    assert routing.needs_response is False
+    assert routing.rule_ids == (OWN_ACCOUNT,)
+    assert (routing.priority, routing.team, routing.sla_due_at) == (None, None, None)
+    # Even a table that queues everything does not queue it.
+    everything = (Rule("all", frozenset(), "P1", "support", True),)
+    assert route(own, 0.0, everything).rule_ids == (OWN_ACCOUNT,)
+    # Unclassified own posts are routed too (nothing to decide).
+    unclassified = _mention(None).model_copy(update={"own_account_of": ("acme",)})
+    assert route(unclassified, 0.5).needs_response is False
+
+
+@pytest.mark.parametrize(
+    ("fields", "signals", "hits"),
+    [
+        ({}, {}, (False, False, False)),
+        ({"reply_to_id": "bluesky:0"}, {}, (True, False, False)),
+        ({"reply_to_id": "bluesky:0"}, {"reply_to_own_account": ["acme"]}, (True, True, False)),
+        ({"thread_id": "bluesky:0"}, {"thread_answered_by_brand": ["acme"]}, (False, False, True)),
+    ],
+)
+def test_thread_conditions(
+    fields: dict[str, str], signals: dict[str, list[str]], hits: tuple[bool, bool, bool]
+) -> None:
+    mention = _mention("question").model_copy(update={**fields, "signals": signals})
+    base = Rule("r", frozenset(), "P3", "support", True)
+    rules = [
+        Rule("r", frozenset(), "P3", "support", True, is_reply=True),
+        Rule("r", frozenset(), "P3", "support", True, reply_to_own_account=True),
+        Rule("r", frozenset(), "P3", "support", True, thread_answered_by_brand=True),
+    ]
+    assert tuple(rule.matches(mention, "question") for rule in rules) == hits
+    negated = [
+        Rule("r", frozenset(), "P3", "support", True, is_reply=False),
+        Rule("r", frozenset(), "P3", "support", True, reply_to_own_account=False),
+        Rule("r", frozenset(), "P3", "support", True, thread_answered_by_brand=False),
+    ]
+    assert tuple(rule.matches(mention, "question") for rule in negated) == tuple(
+        not hit for hit in hits
+    )
+    assert base.matches(mention, "question")

@@ -93,3 +93,45 @@ def test_rules_test_without_the_model_decision_shows_no_score(
     out = io.StringIO()
     run(read_posts(_posts(tmp_path), io.StringIO())[2:], AgentSettings(), keyword_classifier(), out)
     assert "praise@0.85  nr=n/a  -  P4  community" in out.getvalue()
+
+
+def test_rules_test_marks_and_keeps_brand_replies_out_of_the_queue(
+    tmp_path: Path, keyword_classifier: type
+) -> None:
+    brands = tmp_path / "listen.yaml"
+    brands.write_text(
+        "brands:\n  - name: acme\n    keywords: [acme]\n"
+        "    own_accounts: {bluesky: [acme.bsky.social]}\n"
+    )
+    posts_file = tmp_path / "thread.jsonl"
+    lines = [
+        {"id": "1", "source": "bluesky", "text": "acme my order is broken", "author": "cust"},
+        {
+            "id": "2",
+            "source": "bluesky",
+            "text": "We're very sorry, your order is broken? Please DM us",
+            "author": "acme.bsky.social",
+            "reply_to_id": "bluesky:1",
+        },
+        {
+            "id": "3",
+            "source": "bluesky",
+            "text": "still broken after a week",
+            "author": "cust",
+            "reply_to_id": "bluesky:2",
+            "thread_id": "bluesky:1",
+        },
+        {"id": "4", "text": "explicit: broken, sorry", "own_account_of": "acme"},
+    ]
+    posts_file.write_bytes(b"\n".join(orjson.dumps(line) for line in lines))
+    out = io.StringIO()
+    assert main(["rules", "test", str(posts_file), "--brands", str(tmp_path / "nope.yaml")]) == 2
+    from listener.replay import load_brands
+
+    posts = read_posts(posts_file, io.StringIO(), load_brands(brands))
+    assert run(posts, AgentSettings(), keyword_classifier(), out) == 2
+    first, reply, follow_up, explicit = out.getvalue().splitlines()
+    assert "QUEUE" in first and "own=" not in first
+    assert "  -  -  -  sla=-  sinks=*  rules=own_account  own=acme  " in reply
+    assert "QUEUE" in follow_up and "reply_to_own=acme  in_thread=acme" in follow_up
+    assert "rules=own_account  own=acme" in explicit

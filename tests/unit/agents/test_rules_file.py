@@ -136,3 +136,47 @@ def test_business_hours_errors_are_clear() -> None:
     bad = {**base, "business_hours": {"hours": "17:00-09:00", "timezone": "Nowhere/Here"}}
     with pytest.raises(RulesError, match="business_hours: Value error"):
         parse_rules(bad)
+
+
+def test_thread_conditions_from_yaml() -> None:
+    doc = {
+        "rules": [
+            {
+                "id": "thread.follow_up",
+                "when": {"reply_to_own_account": True, "label": ["complaint", "question"]},
+                "then": {"needs_response": True, "priority": "P2", "team": "support"},
+            },
+            {
+                "id": "thread.chatter",
+                "when": {"thread_answered_by_brand": True, "is_reply": True},
+                "then": {"needs_response": False},
+            },
+        ],
+        "default": {"then": {"needs_response": False}},
+    }
+    rules, sla = parse_rules(doc)
+    follow_up = _mention("complaint", "it's been 8 days", reply_to_id="bluesky:0").model_copy(
+        update={"signals": {"reply_to_own_account": ["acme"]}}
+    )
+    assert route(follow_up, 0.5, rules, sla).rule_ids == ("thread.follow_up",)
+    chatter = _mention("complaint", "same here", reply_to_id="bluesky:5").model_copy(
+        update={"signals": {"thread_answered_by_brand": ["acme"]}}
+    )
+    assert route(chatter, 0.5, rules, sla).rule_ids == ("thread.chatter",)
+    with pytest.raises(RulesError, match="when.is_reply"):
+        parse_rules(
+            {
+                "rules": [
+                    {"id": "x", "when": {"is_reply": "maybe"}, "then": {"needs_response": False}}
+                ],
+                "default": {"then": {"needs_response": False}},
+            }
+        )
+
+
+def test_example_file_never_queues_own_accounts() -> None:
+    rules, sla = load_rules(EXAMPLE)
+    own = _mention("complaint", "Sorry! Please DM us.", 0.99).model_copy(
+        update={"own_account_of": ("acme",)}
+    )
+    assert route(own, 0.5, rules, sla).rule_ids == ("own_account",)

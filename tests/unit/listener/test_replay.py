@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import io
 from datetime import UTC, datetime
 from pathlib import Path
@@ -248,3 +249,45 @@ def test_unreachable_kafka_exits_3_quickly(
     assert replay.run_replay(args) == replay.EXIT_KAFKA
     err = capsys.readouterr().err
     assert "Kafka unreachable" in err and "127.0.0.1:1" in err
+
+
+def test_own_account_of_can_be_given_on_the_line() -> None:
+    assert parse_line(_line(text="sorry!", own_account_of="acme"), 1).own_account_of == ("acme",)
+    assert parse_line(_line(text="hi", own_account_of=["a", "b"]), 1).own_account_of == ("a", "b")
+    with pytest.raises(SkippableError, match="own_account_of"):
+        parse_line(_line(text="hi", own_account_of=7), 1)
+
+
+def test_replay_with_brands_marks_own_accounts_in_file_order(tmp_path: Path) -> None:
+    from listener.samples import BRAND_POSTS, BRANDS
+
+    target = _Recorder()
+    stats = replay_file(
+        BRAND_POSTS, target, progress=False, err=io.StringIO(), brands=replay.load_brands(BRANDS)
+    )
+    own = [m for m in target.mentions if m.own_account_of]
+    # Every verified author of the sample stream is one of its brand's own accounts.
+    assert {m.id for m in own} == {m.id for m in target.mentions if m.author.verified}
+    assert stats.own_accounts == len(own) == 58
+    assert all(m.own_account_of == m.brands for m in own)
+    replies = [m for m in target.mentions if m.signals.get("reply_to_own_account")]
+    assert len(replies) > 40
+    assert "(58 by brands' own accounts)" in stats.summary("f")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("brands: []\n", "expected a 'brands' list"),
+        ("[1\n", "cannot read brands"),
+        ("brands:\n  - name: acme\n    own_accounts: {mastodon: [acme]}\n", "brands[0]"),
+        ("brands:\n  - name: acme\n", "nothing to match"),
+    ],
+)
+def test_bad_brands_file(tmp_path: Path, text: str, message: str) -> None:
+    from listener.errors import FatalError
+
+    path = tmp_path / "brands.yaml"
+    path.write_text(text)
+    with pytest.raises(FatalError, match=re.escape(message)):
+        replay.load_brands(path)
