@@ -7,6 +7,10 @@ item from the queue, observes its time in queue, and stops counting it overdue.
 An id that was never queued (or not yet) is kept by the worker as a marker, so
 acknowledging before the item arrives works too; acknowledging twice is harmless.
 
+``--label L`` also corrects the model's label of each item: it writes a
+correction to ``mentions.corrections`` first (see :mod:`agents.corrections_cli`;
+the post's text and old label are read from the queue), then the acknowledgements.
+
 Kafka settings come from the worker's environment (``AGENTS_BOOTSTRAP_SERVERS``,
 ``AGENTS_TOPIC_PREFIX``) so the acks reach the topics that worker reads; the
 flags win over it. ``-`` as an id reads ids from standard input, one per line.
@@ -26,6 +30,7 @@ from kafka.errors import KafkaError
 
 from agents.settings import AgentSettings
 from listener.producer import producer_config
+from listener.record import LABELS
 from listener.settings import KafkaSettings
 from listener.topics import TopicNames
 
@@ -121,6 +126,12 @@ def run_ack(args: argparse.Namespace) -> int:
         print("error: no ids to acknowledge", file=sys.stderr)
         return EXIT_USAGE
     kafka = kafka_settings(args)
+    if getattr(args, "label", None) is not None:
+        from agents.corrections_cli import write_corrections
+
+        status = write_corrections(kafka, ids, args)
+        if status != EXIT_OK:
+            return status
     try:
         client = KafkaProducer(**producer_config(kafka))
     except KafkaError as exc:
@@ -146,10 +157,16 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
         help="acknowledge queue items by Mention id (stops their SLA clocks)",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="exit status: 0 written, 2 bad id, 3 Kafka unreachable or delivery failed",
+        epilog="exit status: 0 written, 2 bad id, 3 Kafka unreachable or delivery failed, "
+        "4 --label given for an id that is not on the queue",
     )
     p.add_argument("ids", nargs="+", metavar="ID", help="Mention id (<source>:<native id>), or -")
     p.add_argument("--by", metavar="NAME", help="who acknowledged (kept in the record)")
+    p.add_argument(
+        "--label",
+        choices=LABELS,
+        help="also correct the model's label of each item (writes mentions.corrections)",
+    )
     p.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers")
     p.add_argument("--topic-prefix", metavar="P", help="topic-name prefix (default: the worker's)")
     p.add_argument(

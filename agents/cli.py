@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from agents import ack, demo, rules_cli, worker
+from agents import ack, corrections_cli, demo, rules_cli, worker
 from listener import cli as listener_cli
 from models import cli as models_cli
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.register_commands(sub)
     rules_cli.register_commands(sub)
     ack.register_commands(sub)
+    corrections_cli.register_commands(sub)
     demo.register_commands(sub)
     return parser
 

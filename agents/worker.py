@@ -25,7 +25,7 @@ import faust
 from faust.types import AgentT
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from agents import classify, delivery_service, detect, observe, route
+from agents import classify, corrections, delivery_service, detect, observe, route
 from agents.app import (
     Outputs,
     PipelineTopics,
@@ -157,6 +157,7 @@ def build_worker(
     spikes = _register_spikes(app, settings, topics, outputs, metrics)
     register_views(app, registry)
     observe.attach(app, settings, metrics, outputs)
+    corrections.register(app, metrics, names, settings.topic_partitions)
     delivery = delivery_service.register(app, settings, registry)
     return Pipeline(app, topics, metrics, classify_agent, route_agent, executor, delivery, spikes)
 
@@ -265,6 +266,7 @@ def ensure_topics(settings: AgentSettings, pipeline: Pipeline) -> None:
         settings.topic_partitions,
         replication_factor=settings.topic_replication,
     )
+    corrections.ensure_topic(settings)  # compacted: not created with the defaults above
     if created:
         log.info("created topics: %s", ", ".join(created))
     keyed = [settings.topics.classified, *(t.get_topic_name() for t in stateful_inputs(pipeline))]

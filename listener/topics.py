@@ -42,6 +42,15 @@ class TopicNames:
         return f"{self.prefix}mentions.acks"
 
     @property
+    def corrections(self) -> str:
+        """People's label corrections, keyed by Mention id; compacted (the latest per id stays).
+
+        Not in :meth:`all`: it is created compacted by the worker and by the
+        commands that write it (``agents/corrections.py``), not with the defaults.
+        """
+        return f"{self.prefix}mentions.corrections"
+
+    @property
     def dead_letter(self) -> str:
         """Anything that failed to decode, validate, classify or deliver, with its reason."""
         return f"{self.prefix}mentions.dead-letter"
