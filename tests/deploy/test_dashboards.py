@@ -41,8 +41,8 @@ from agents.sinks.metrics import create as create_sink_metrics
 from listener.kafka_local import free_port
 from listener.metrics import create as create_listener_metrics
 from listener.producer import MentionProducer
-from listener.replay import replay_file
-from listener.samples import BRAND_POSTS
+from listener.replay import load_brands, replay_file
+from listener.samples import BRAND_POSTS, BRANDS
 from listener.settings import KafkaSettings
 from listener.topics import TopicNames
 
@@ -90,7 +90,7 @@ def receiver() -> Iterator[str]:
 
 
 def acknowledge_one(bootstrap: str, topics: TopicNames) -> None:
-    """Read one item from the queue and acknowledge it with ``brand-listener ack``."""
+    """Read one item from the queue; acknowledge and correct it with ``ack --label``."""
     consumer = KafkaConsumer(
         topics.needs_response,
         bootstrap_servers=bootstrap,
@@ -102,7 +102,16 @@ def acknowledge_one(bootstrap: str, topics: TopicNames) -> None:
         key = next(iter(consumer)).key
     finally:
         consumer.close()
-    argv = ["ack", key.decode(), "--by", "deploy-test", "--bootstrap", bootstrap]
+    argv = [
+        "ack",
+        key.decode(),
+        "--by",
+        "deploy-test",
+        "--label",
+        "praise",
+        "--bootstrap",
+        bootstrap,
+    ]
     assert cli_main([*argv, "--topic-prefix", topics.prefix]) == 0
 
 
@@ -180,7 +189,9 @@ def stack(
 
         settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=topics.prefix)
         with MentionProducer(settings) as producer:
-            stats = replay_file(BRAND_POSTS, producer, limit=POSTS, progress=False)
+            stats = replay_file(
+                BRAND_POSTS, producer, limit=POSTS, progress=False, brands=load_brands(BRANDS)
+            )
         poison = KafkaProducer(bootstrap_servers=kafka_bootstrap)
         try:
             poison.send(topics.raw, key=b"poison", value=b"\x00 not json").get(timeout=30)
@@ -198,6 +209,8 @@ def stack(
         for series in (
             "brandlistener_dead_letter_total",
             "brandlistener_time_in_queue_seconds_count",
+            "brandlistener_label_corrections_total",
+            "brandlistener_own_account_posts_total",
             'brandlistener_sink_deliveries_total{outcome="dead_letter"}',
             "brandlistener_sink_retries_total",
             "brandlistener_sla_breaches_total",

@@ -69,9 +69,9 @@ def test_errors_name_rule_and_field() -> None:
     doc = yaml.safe_load(EXAMPLE.read_text())  # rules[0:2]: the author vetting rules
     doc["rules"][4]["when"]["min_confidence"] = 1.5
     doc["rules"][5]["when"]["hours"] = "late"
-    doc["rules"][6]["then"]["priority"] = "P9"
-    doc["rules"][7]["then"]["sinks"] = ["zendsk"]
-    doc["rules"][8]["when"]["labl"] = "praise"
+    doc["rules"][7]["then"]["priority"] = "P9"  # rules[6]: thread.follow_up
+    doc["rules"][8]["then"]["sinks"] = ["zendsk"]
+    doc["rules"][9]["when"]["labl"] = "praise"
     doc["rules"].append({"id": "complaint", "then": {"needs_response": False}})
     with pytest.raises(RulesError) as info:
         parse_rules(doc, "rules.yaml")
@@ -80,12 +80,12 @@ def test_errors_name_rule_and_field() -> None:
     assert (
         'rules[5] (complaint.night): when.hours: Value error, hours must look like "09:00' in text
     )
-    assert "rules[6] (complaint): then.priority:" in text
-    assert "rules[7] (question): then.sinks: Value error, unknown sink(s) ['zendsk']" in text
-    assert "rules[8] (praise.thank): when.labl: Extra inputs are not permitted" in text
+    assert "rules[7] (complaint): then.priority:" in text
+    assert "rules[8] (question): then.sinks: Value error, unknown sink(s) ['zendsk']" in text
+    assert "rules[9] (praise.thank): when.labl: Extra inputs are not permitted" in text
     clean = yaml.safe_load(EXAMPLE.read_text())
     with pytest.raises(RulesError, match="rules: Value error, duplicate rule id 'question'"):
-        parse_rules({**clean, "rules": clean["rules"][7:8] * 2})
+        parse_rules({**clean, "rules": clean["rules"][8:9] * 2})
     with pytest.raises(RulesError, match="default: Field required"):
         parse_rules({"rules": []})
 
@@ -180,3 +180,9 @@ def test_example_file_never_queues_own_accounts() -> None:
         update={"own_account_of": ("acme",)}
     )
     assert route(own, 0.5, rules, sla).rule_ids == ("own_account",)
+    follow_up = _mention("complaint", "it's been 8 days", reply_to_id="bluesky:0").model_copy(
+        update={"signals": {"reply_to_own_account": ["acme"]}}
+    )
+    assert route(follow_up, 0.5, rules, sla).rule_ids == ("thread.follow_up",)
+    legal = follow_up.model_copy(update={"text": "my lawyer will hear about this"})
+    assert route(legal, 0.5, rules, sla).rule_ids == ("complaint.legal",)

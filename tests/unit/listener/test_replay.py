@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import argparse
-import re
 import io
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
