@@ -7,17 +7,16 @@
   praise; otherwise other (the guideline's precedence complaint > question >
   praise > other).
 
-Sets (see ``models/intent-minilm/README.md``):
-
-- ``dev``: the 1,975 dev posts; TF-IDF fitted on all of train.
-- ``cross-source``: every ``complaints19`` post (train + dev, 3,392), with
-  TF-IDF fitted on train without ``complaints19``.
-- ``samples``: ``listener/samples/brand_posts.jsonl`` with its hand labels
-  (718 posts, 12 invented brands, 2026): out of domain for everything here.
+Sets (see ``models/intent-minilm/README.md``): every dev set of the ``--data``
+folders (``models/data.py``; e.g. ``intent``, ``intent-v2/real``,
+``intent-v2/synthetic``), with per-source figures, and ``samples``
+(``listener/samples/brand_posts.jsonl`` with its hand labels: out of domain).
+TF-IDF is fitted on the training rows of all the folders, unweighted.
 
 Usage::
 
-    python -m models.baselines [--json build/baselines.json]
+    python -m models.baselines --data ../shared/data/intent --data ../shared/data/intent-v2 \
+        [--json build/baselines.json]
 """
 
 from __future__ import annotations
@@ -35,32 +34,26 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
+from models.data import Corpus, load_corpus, needs_response_target
 from models.evaluation import classification_report, format_report, load_labelled
-from models.train import DEFAULT_DATA, REPO_ROOT, read_jsonl
+from models.report import praise_as_complaint
+from models.train import DEFAULT_DATA, REPO_ROOT
 
-HELD_OUT_SOURCE = "complaints19"
 SAMPLES = REPO_ROOT / "listener" / "samples" / "brand_posts.jsonl"
 SAMPLE_LABELS = REPO_ROOT / "listener" / "samples" / "brand_posts.labels.jsonl"
 _URL = re.compile(r"https?://\S+")
 
-EvalSet = tuple[str, list[dict[str, Any]], list[dict[str, Any]]]
 
-
-def eval_sets(data: Path) -> list[EvalSet]:
-    """The three evaluation sets, each with the training rows a baseline may fit on.
+def eval_sets(corpus: Corpus) -> dict[str, list[dict[str, Any]]]:
+    """Every dev set of ``corpus``, then ``samples``.
 
     Args:
-        data: Folder with ``train.jsonl`` and ``dev.jsonl``.
+        corpus: The loaded data folders.
 
     Returns:
-        ``(name, train_rows, test_rows)`` for dev, cross-source and samples.
+        Rows per set name.
     """
-    train = read_jsonl(data / "train.jsonl")
-    dev = read_jsonl(data / "dev.jsonl")
-    train_in = [r for r in train if r["source"] != HELD_OUT_SOURCE]
-    held = [r for r in train + dev if r["source"] == HELD_OUT_SOURCE]
-    samples = load_labelled(SAMPLES, SAMPLE_LABELS)
-    return [("dev", train, dev), ("cross-source", train_in, held), ("samples", train, samples)]
+    return {**corpus.dev, "samples": load_labelled(SAMPLES, SAMPLE_LABELS)}
 
 
 def tfidf_logreg(seed: int = 20261123) -> Pipeline:
@@ -104,37 +97,48 @@ def vader_rule(texts: Sequence[str]) -> list[str]:
     return out
 
 
-def _gold_needs(rows: Sequence[dict[str, Any]]) -> list[bool] | None:
-    if all(isinstance(r.get("needs_response"), bool) for r in rows):
-        return [bool(r["needs_response"]) for r in rows]
-    return None
+def score(rows: list[dict[str, Any]], pred: list[str]) -> dict[str, Any]:
+    """A baseline's report on one set, with praise -> complaint and per-source figures."""
+    gold = [r["label"] for r in rows]
+    report = classification_report(gold, pred, gold_needs=[needs_response_target(r) for r in rows])
+    report["praise_as_complaint"] = praise_as_complaint(report)
+    sources = sorted({str(r.get("source")) for r in rows})
+    if len(sources) > 1:
+        report["per_source"] = {}
+        for source in sources:
+            idx = [i for i, r in enumerate(rows) if str(r.get("source")) == source]
+            part = classification_report(
+                [gold[i] for i in idx],
+                [pred[i] for i in idx],
+                gold_needs=[needs_response_target(rows[i]) for i in idx],
+            )
+            report["per_source"][source] = {
+                k: part[k] for k in ("n", "macro_f1", "accuracy", "needs_response")
+            }
+    return report
 
 
-def run(data: Path) -> dict[str, dict[str, Any]]:
-    """Fit and score both baselines on every set.
+def run(folders: list[Path]) -> dict[str, dict[str, Any]]:
+    """Fit TF-IDF + LR once on every training row, and score both baselines on every set.
 
     Args:
-        data: Folder with ``train.jsonl`` and ``dev.jsonl``.
+        folders: Data folders (``models/data.py``).
 
     Returns:
         ``{set: {baseline: classification_report}}``.
     """
+    corpus = load_corpus(folders)
+    model = tfidf_logreg().fit(
+        [r["text"] for r in corpus.train], [r["label"] for r in corpus.train]
+    )
     results: dict[str, dict[str, Any]] = {}
-    for name, train_rows, test_rows in eval_sets(data):
-        texts = [r["text"] for r in test_rows]
-        gold = [r["label"] for r in test_rows]
-        model = tfidf_logreg().fit(
-            [r["text"] for r in train_rows], [r["label"] for r in train_rows]
-        )
-        preds = {
-            "tfidf_logreg": [str(p) for p in model.predict(texts)],
-            "vader_question_rule": vader_rule(texts),
-        }
+    for name, rows in eval_sets(corpus).items():
+        texts = [r["text"] for r in rows]
         results[name] = {
-            baseline: classification_report(gold, pred, gold_needs=_gold_needs(test_rows))
-            for baseline, pred in preds.items()
+            "tfidf_logreg": score(rows, [str(p) for p in model.predict(texts)]),
+            "vader_question_rule": score(rows, vader_rule(texts)),
+            "n_train": len(corpus.train),
         }
-        results[name]["n_train"] = len(train_rows)
     return results
 
 
@@ -143,10 +147,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m models.baselines", description=__doc__.splitlines()[0]
     )
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        default=None,
+        help=f"data folder, repeatable (models/data.py; default {DEFAULT_DATA})",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the reports here")
     args = p.parse_args(argv)
-    results = run(args.data)
+    results = run(args.data or [DEFAULT_DATA])
     for name, by_baseline in results.items():
         for baseline, report in by_baseline.items():
             if baseline != "n_train":

@@ -42,6 +42,7 @@ import torch
 from sklearn.metrics import f1_score
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
+from models.batching import bucketed_batches, collate, predict_ids
 from models.masking import add_masking, masking_of, save_tokenizer
 from models.runtime import DEFAULT_MODEL_DIR, OnnxIntentClassifier
 from models.train import (
@@ -51,11 +52,8 @@ from models.train import (
     REPO_ROOT,
     adamw,
     base_model_dir,
-    bucketed_batches,
     class_weights,
-    collate,
     encode,
-    predict_ids,
     read_jsonl,
     seed_everything,
 )

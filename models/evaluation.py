@@ -167,13 +167,14 @@ def classification_report(
 
 
 def pick_threshold(
-    gold: Sequence[bool], score: Sequence[float], min_recall: float = 0.95
+    gold: Sequence[bool], score: Sequence[float] | np.ndarray, min_recall: float = 0.95
 ) -> dict[str, float]:
     """The highest score threshold whose recall is at least ``min_recall``.
 
     Args:
         gold: True needs_response per post.
-        score: ``P(complaint) + P(question)`` per post.
+        score: needs_response score per post (``P(complaint) + P(question)``, or a
+            needs_response output's probability).
         min_recall: Recall to keep.
 
     Returns:

@@ -2,15 +2,17 @@
 
 Steps: torch -> ONNX fp32 (TorchScript exporter, opset 17, dynamic batch and
 sequence axes) -> int8 dynamic quantisation with per-channel weight scales ->
-dev evaluation of both through the serving code (``OnnxIntentClassifier``) ->
-the shipped model folder: ``model.int8.onnx``, tokenizer, ``config.json``,
-``metrics.json`` and an fp16 safetensors copy of the torch checkpoint under
-``checkpoint/`` (usable with ``transformers.pipeline`` offline).
+dev evaluation of both through the serving code (``OnnxIntentClassifier``), on
+every dev set of the ``--data`` folders -> the shipped model folder:
+``model.int8.onnx``, tokenizer, ``config.json``, ``metrics.json`` and an fp16
+safetensors copy of the torch checkpoint under ``checkpoint/`` (usable with
+``transformers.pipeline`` offline; not committed since 2.0.0: ``make train``
+makes it again).
 
 Usage::
 
     python -m models.export --checkpoint build/intent-minilm/best \
-        --data ../shared/data/intent --out models/intent-minilm
+        --data ../shared/data/intent --data ../shared/data/intent-v2 --out models/intent-minilm
 """
 
 from __future__ import annotations
@@ -38,19 +40,21 @@ from sklearn.metrics import f1_score, precision_recall_fscore_support  # noqa: E
 from tokenizers import Tokenizer  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
+from models.data import load_corpus  # noqa: E402
 from models.masking import save_tokenizer  # noqa: E402
 from models.optimize import fuse, to_fp16  # noqa: E402
 from models.report import carry_over_evaluation  # noqa: E402
 from models.runtime import OnnxIntentClassifier  # noqa: E402
 from models.serving_graph import MAX_PROB_DIFF, ClsOnlyLastLayer  # noqa: E402
-from models.train import LABELS, MAX_LENGTH, REPO_ROOT, read_jsonl  # noqa: E402
+from models.train import LABELS, MAX_LENGTH, REPO_ROOT  # noqa: E402
 
-MODEL_VERSION = "1.1.0"
+MODEL_VERSION = "2.0.0"
 SPECIAL_TOKENS = ("cls_token", "sep_token", "pad_token", "unk_token", "mask_token")
 NEEDS_RESPONSE = frozenset({"complaint", "question"})
 # Copied from the training log into metrics.json (models.train and models.distill logs).
 TRAINING_KEYS = (
-    "recipe layers teachers exclude_source augment masking alpha temperature seed epochs "
+    "recipe layers teachers data weights borderline_weight needs_response_head training_mix "
+    "selected_on exclude_source augment masking alpha temperature seed epochs "
     "epochs_requested best_epoch lr batch_size max_length warmup_fraction class_weights threads "
     "history wall_seconds command torch"
 ).split()
@@ -217,7 +221,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(prog="python -m models.export", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
-    p.add_argument("--data", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "intent")
+    p.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        default=None,
+        help="data folder whose dev sets are scored, repeatable (default ../shared/data/intent)",
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--work", type=Path, default=None, help="scratch dir for the fp32 ONNX")
     p.add_argument("--threads", type=int, default=2)
@@ -267,20 +277,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     save_fp16_checkpoint(args.checkpoint, args.out / "checkpoint")
     print(f"exported in {time.monotonic() - started:.0f}s", flush=True)
 
-    rows = read_jsonl(args.data / "dev.jsonl")
+    corpus = load_corpus(args.data or [REPO_ROOT.parent / "shared" / "data" / "intent"])
+    rows = corpus.dev_rows()
     texts = [row["text"] for row in rows]
-    gold = [row["label"] for row in rows]
-    sources = [row["source"] for row in rows]
     fp32 = OnnxIntentClassifier(args.out, model_file=str(fp32_path.resolve()), threads=args.threads)
     int8 = OnnxIntentClassifier(args.out, provider="cpu", threads=args.threads)
-    p32 = fp32.predict_proba(texts)
-    p8 = int8.predict_proba(texts)
-    pred32 = [LABELS[i] for i in p32.argmax(1)]
-    pred8 = [LABELS[i] for i in p8.argmax(1)]
+    p32, nr32 = fp32.predict_scores(texts)
+    p8, nr8 = int8.predict_scores(texts)
     if tuple(fp32.labels) != LABELS:
         raise RuntimeError(f"label order mismatch: {fp32.labels} != {LABELS}")
+    by_set: dict[str, dict[str, list[Any]]] = {}
+    for i, row in enumerate(rows):
+        part = by_set.setdefault(row["set"], {"gold": [], "p32": [], "p8": [], "sources": []})
+        part["gold"].append(row["label"])
+        part["sources"].append(row["source"])
+        part["p32"].append(LABELS[int(p32[i].argmax())])
+        part["p8"].append(LABELS[int(p8[i].argmax())])
 
-    torch_check = check_against_torch(args.checkpoint, texts[:64], p32[:64])
+    torch_check = check_against_torch(args.checkpoint, texts[:64], p32[:64], nr32[:64])
     if torch_check > MAX_PROB_DIFF:
         print(
             f"the exported fp32 graph differs from the torch model by {torch_check} "
@@ -302,13 +316,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "fused_operators": fused,
             "cls_only_last_layer": not args.full_last_layer,
         },
-        "dev_items": len(rows),
-        "int8": report(gold, pred8, sources),
-        "fp32": report(gold, pred32, sources),
+        "outputs": fp32.labels + (("needs_response",) if fp32.has_needs_response_output else ()),
+        "dev_items": {name: len(part["gold"]) for name, part in by_set.items()},
+        "int8": {n: report(p["gold"], p["p8"], p["sources"]) for n, p in by_set.items()},
+        "fp32": {n: report(p["gold"], p["p32"], p["sources"]) for n, p in by_set.items()},
         "int8_vs_fp32": {
             "argmax_agreement": round(float(np.mean(p32.argmax(1) == p8.argmax(1))), 4),
             "max_abs_prob_diff": round(float(np.abs(p32 - p8).max()), 4),
             "mean_abs_prob_diff": round(float(np.abs(p32 - p8).mean()), 5),
+            "needs_response_max_abs_diff": round(float(np.abs(nr32 - nr8).max()), 4),
         },
         "onnx_fp32_vs_torch_max_abs_prob_diff": torch_check,
         "artefact": {
@@ -330,8 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     carry_over_evaluation(metrics, metrics_path)
     metrics_path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     summary = {
-        "int8_macro_f1": metrics["int8"]["macro_f1"],
-        "fp32_macro_f1": metrics["fp32"]["macro_f1"],
+        "int8_macro_f1": {name: rep["macro_f1"] for name, rep in metrics["int8"].items()},
+        "fp32_macro_f1": {name: rep["macro_f1"] for name, rep in metrics["fp32"].items()},
         "agreement": metrics["int8_vs_fp32"]["argmax_agreement"],
         "bytes": metrics["artefact"]["bytes"],
         "sha256": metrics["artefact"]["sha256"],
@@ -344,13 +360,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 @torch.no_grad()
-def check_against_torch(checkpoint: Path, texts: Sequence[str], onnx_probs: np.ndarray) -> float:
+def check_against_torch(
+    checkpoint: Path, texts: Sequence[str], onnx_probs: np.ndarray, onnx_need: np.ndarray
+) -> float:
     """Largest probability difference between torch fp32 and ONNX fp32 on ``texts``.
 
     Args:
         checkpoint: fp32 checkpoint folder.
         texts: A few dev texts.
-        onnx_probs: ONNX fp32 probabilities for ``texts``, same order.
+        onnx_probs: ONNX fp32 label probabilities for ``texts``, same order.
+        onnx_need: ONNX fp32 needs_response scores for ``texts`` (compared only when
+            the checkpoint has a needs_response output).
 
     Returns:
         The maximum absolute difference.
@@ -359,11 +379,15 @@ def check_against_torch(checkpoint: Path, texts: Sequence[str], onnx_probs: np.n
     model = AutoModelForSequenceClassification.from_pretrained(
         checkpoint, attn_implementation="eager", dtype=torch.float32
     ).eval()
+    n = len(LABELS)
     worst = 0.0
-    for text, ref in zip(texts, onnx_probs, strict=True):
+    for text, ref, need in zip(texts, onnx_probs, onnx_need, strict=True):
         enc = tokenizer([text], truncation=True, max_length=MAX_LENGTH, return_tensors="pt")
-        probs = torch.softmax(model(**enc).logits, -1)[0].numpy()
+        logits = model(**enc).logits[0]
+        probs = torch.softmax(logits[:n], -1).numpy()
         worst = max(worst, float(np.abs(probs - ref).max()))
+        if logits.shape[0] > n:
+            worst = max(worst, abs(float(torch.sigmoid(logits[n])) - float(need)))
     return round(worst, 7)
 
 

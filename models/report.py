@@ -1,16 +1,20 @@
 """Evaluate a shipped model folder on every set and store the results in its ``metrics.json``.
 
-Sets: ``dev`` (with per-source figures), ``samples`` (listener/samples, hand
-labelled, out of domain) and ``cross-source`` (every ``complaints19`` post,
-scored by a model of the same recipe trained without that source, given with
-``--cross-source-model``). The needs_response threshold on
-``P(complaint) + P(question)`` is chosen on dev: the highest one that keeps
-recall >= ``--min-recall``; it is then applied unchanged to the other sets.
+Sets: every dev set of the ``--data`` folders (``models/data.py``: e.g.
+``intent`` and ``intent-v2/real``, ``intent-v2/synthetic``), each with
+per-source figures; ``samples`` (listener/samples, hand labelled, out of
+domain); and, with ``--cross-source-model``, ``cross-source`` (every
+``complaints19`` post, scored by a model of the same recipe trained without
+that source). The needs_response threshold is chosen on one dev set
+(``--threshold-set``): the highest one that keeps recall >= ``--min-recall``;
+it is then applied unchanged to the other sets. The score is the model's own
+needs_response output when it has one, else ``P(complaint) + P(question)``.
 
 Runs in the runtime environment (no torch, no scikit-learn)::
 
-    python -m models.report --model-dir models/intent-minilm \
-        --cross-source-model build/student-l3-xs/export --baselines build/baselines.json --write
+    python -m models.report --model-dir models/intent-minilm --data ../shared/data/intent \
+        --data ../shared/data/intent-v2 --threshold-set intent-v2/real --min-recall 0.9 \
+        --baselines build/baselines.json --write
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from models.data import load_corpus, needs_response_target
 from models.evaluation import (
     LABELS,
     NEEDS_RESPONSE_LABELS,
@@ -48,7 +53,7 @@ def _rows(path: Path) -> list[dict[str, Any]]:
 
 def score_set(
     clf: OnnxIntentClassifier, rows: Sequence[dict[str, Any]], threshold: float | None
-) -> tuple[dict[str, Any], np.ndarray]:
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """Report for ``rows`` with needs_response decided at ``threshold``.
 
     Args:
@@ -57,35 +62,58 @@ def score_set(
         threshold: needs_response threshold (``None``: top label).
 
     Returns:
-        The classification report and the probabilities (rows in input order).
+        The classification report, the probabilities (columns in ``LABELS`` order)
+        and the needs_response scores, rows in input order. The report adds
+        ``praise_as_complaint`` (share of gold praise predicted complaint).
     """
-    probs = clf.predict_proba([r["text"] for r in rows])
+    probs, need_score = clf.predict_scores([r["text"] for r in rows])
     cols = [clf.labels.index(label) for label in LABELS]
     probs = probs[:, cols]
     pred = [LABELS[i] for i in probs.argmax(1)]
-    need_score = probs[:, [LABELS.index(x) for x in NEEDS_RESPONSE_LABELS]].sum(1)
     if threshold is None:
         pred_needs = [p in NEEDS_RESPONSE_LABELS for p in pred]
     else:
         pred_needs = list(need_score >= threshold)
-    gold_needs = None
-    if all(isinstance(r.get("needs_response"), bool) for r in rows):
-        gold_needs = [bool(r["needs_response"]) for r in rows]
+    gold_needs = [needs_response_target(r) for r in rows]
     report = classification_report(
         [r["label"] for r in rows], pred, gold_needs=gold_needs, pred_needs=pred_needs
     )
-    return report, probs
+    report["praise_as_complaint"] = praise_as_complaint(report)
+    return report, probs, need_score
 
 
-def per_source(rows: Sequence[dict[str, Any]], probs: np.ndarray) -> dict[str, Any]:
-    """Macro-F1 and accuracy per ``source`` (labels present in that source only)."""
+def praise_as_complaint(report: dict[str, Any]) -> float | None:
+    """Share of gold praise that a report's predictions call complaint (None: no praise)."""
+    labels = report["confusion"]["labels"]
+    row = report["confusion"]["rows_gold"][labels.index("praise")]
+    total = sum(row)
+    return round(row[labels.index("complaint")] / total, 4) if total else None
+
+
+def per_source(
+    rows: Sequence[dict[str, Any]], probs: np.ndarray, need: np.ndarray, threshold: float | None
+) -> dict[str, Any]:
+    """Macro-F1, accuracy and needs_response P/R per ``source`` (labels present there only)."""
     out: dict[str, Any] = {}
     for source in sorted({str(r["source"]) for r in rows}):
         idx = [i for i, r in enumerate(rows) if r["source"] == source]
         gold = [rows[i]["label"] for i in idx]
         pred = [LABELS[j] for j in probs[idx].argmax(1)]
-        rep = classification_report(gold, pred)
-        out[source] = {"n": len(idx), "macro_f1": rep["macro_f1"], "accuracy": rep["accuracy"]}
+        pred_needs = (
+            [p in NEEDS_RESPONSE_LABELS for p in pred]
+            if threshold is None
+            else list(need[idx] >= threshold)
+        )
+        rep = classification_report(
+            gold, pred, [needs_response_target(rows[i]) for i in idx], pred_needs
+        )
+        out[source] = {
+            "n": len(idx),
+            "macro_f1": rep["macro_f1"],
+            "accuracy": rep["accuracy"],
+            "needs_response": rep["needs_response"],
+            "praise_as_complaint": praise_as_complaint(rep),
+        }
     return out
 
 
@@ -106,69 +134,98 @@ def carry_over_evaluation(metrics: dict[str, Any], previous_path: Path) -> None:
             metrics[key] = previous[key]
 
 
+def evaluate_dev(
+    clf: OnnxIntentClassifier, name: str, rows: Sequence[dict[str, Any]], threshold: float
+) -> dict[str, Any]:
+    """One dev set's report at ``threshold``, per source and, where marked, by borderline."""
+    rep, probs, need = score_set(clf, rows, threshold)
+    rep["per_source"] = per_source(rows, probs, need, threshold)
+    rep["needs_response_top_label"] = score_set(clf, rows, None)[0]["needs_response"]
+    if any("borderline" in r for r in rows):
+        for flag in (False, True):
+            part = [r for r in rows if bool(r.get("borderline")) is flag]
+            sub, _, _ = score_set(clf, part, threshold)
+            key = "borderline" if flag else "not_borderline"
+            rep[key] = {k: sub[k] for k in ("n", "macro_f1", "accuracy", "needs_response")}
+    print(format_report(rep, f"== {name}, needs_response at {threshold}"))
+    print(f"praise predicted complaint: {rep['praise_as_complaint']}")
+    return rep
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Evaluate and return the ``evaluation`` block (also printed)."""
+    """Evaluate and return the threshold and the ``evaluation`` block (also printed)."""
     clf = OnnxIntentClassifier(args.model_dir, provider="cpu", needs_response_threshold=None)
-    dev = _rows(args.data / "dev.jsonl")
-    dev_top, dev_probs = score_set(clf, dev, None)
-    need = dev_probs[:, [LABELS.index(x) for x in NEEDS_RESPONSE_LABELS]].sum(1)
-    gold_need = [r["label"] in NEEDS_RESPONSE_LABELS for r in dev]
-    picked = pick_threshold(gold_need, need, args.min_recall)
+    corpus = load_corpus(args.data or [DEFAULT_DATA])
+    threshold_set = args.threshold_set or next(iter(corpus.dev))
+    pick_rows = corpus.dev[threshold_set]
+    _, _, need = score_set(clf, pick_rows, None)
+    picked = pick_threshold([needs_response_target(r) for r in pick_rows], need, args.min_recall)
     threshold = picked["threshold"] if args.threshold is None else args.threshold
-    dev_rep, _ = score_set(clf, dev, threshold)
-    dev_rep["per_source"] = per_source(dev, dev_probs)
-    dev_rep["needs_response_top_label"] = dev_top["needs_response"]
-    samples = load_labelled(SAMPLES, SAMPLE_LABELS)
-    samples_rep, _ = score_set(clf, samples, threshold)
-    samples_top, _ = score_set(clf, samples, None)
-    samples_rep["needs_response_top_label"] = samples_top["needs_response"]
+    rule = (
+        "sigmoid(needs_response output) >= threshold"
+        if clf.has_needs_response_output
+        else "P(complaint) + P(question) >= threshold"
+    )
     result: dict[str, Any] = {
-        "needs_response_rule": "P(complaint) + P(question) >= threshold",
-        "threshold_selection": {"set": "dev", "min_recall": args.min_recall, **picked},
-        "dev": dev_rep,
-        "samples": samples_rep,
+        "needs_response_rule": rule,
+        "threshold_selection": {"set": threshold_set, "min_recall": args.min_recall, **picked},
+        "dev_sets": {
+            name: evaluate_dev(clf, name, rows, threshold) for name, rows in corpus.dev.items()
+        },
     }
-    print(format_report(dev_rep, f"== dev, needs_response at {threshold}"))
+    samples = load_labelled(SAMPLES, SAMPLE_LABELS)
+    samples_rep, _, _ = score_set(clf, samples, threshold)
+    samples_rep["needs_response_top_label"] = score_set(clf, samples, None)[0]["needs_response"]
+    result["samples"] = samples_rep
     print(format_report(samples_rep, f"== samples (out of domain), needs_response at {threshold}"))
     if args.cross_source_model is not None:
-        xs = OnnxIntentClassifier(
-            args.cross_source_model, provider="cpu", needs_response_threshold=None
-        )
-        train = _rows(args.data / "train.jsonl")
-        held = [r for r in train + dev if r["source"] == HELD_OUT_SOURCE]
-        dev_in = [r for r in dev if r["source"] != HELD_OUT_SOURCE]
-        _, in_probs = score_set(xs, dev_in, None)
-        in_need = in_probs[:, [LABELS.index(x) for x in NEEDS_RESPONSE_LABELS]].sum(1)
-        xs_pick = pick_threshold(
-            [r["label"] in NEEDS_RESPONSE_LABELS for r in dev_in], in_need, args.min_recall
-        )
-        xs_rep, _ = score_set(xs, held, xs_pick["threshold"])
-        held_dev = [r for r in dev if r["source"] == HELD_OUT_SOURCE]
-        xs_dev_rep, _ = score_set(xs, held_dev, xs_pick["threshold"])
-        xs_in_rep, _ = score_set(xs, dev_in, xs_pick["threshold"])
-        result["cross_source"] = {
-            "held_out_source": HELD_OUT_SOURCE,
-            "model": str(args.cross_source_model),
-            "threshold_selection": {"set": "dev without complaints19", **xs_pick},
-            "all": xs_rep,
-            "dev_part_only": xs_dev_rep,
-            "in_source_dev": xs_in_rep,
-        }
-        print(
-            format_report(xs_rep, f"== cross-source: {HELD_OUT_SOURCE} (train+dev), held-out run")
-        )
-        print(format_report(xs_dev_rep, f"== cross-source: {HELD_OUT_SOURCE} dev part only"))
-        print(format_report(xs_in_rep, "== held-out run on dev without complaints19"))
+        result["cross_source"] = cross_source(args, corpus.dev[next(iter(corpus.dev))])
     if args.baselines is not None:
         result["baselines"] = json.loads(args.baselines.read_text(encoding="utf-8"))
     return {"threshold": threshold, "evaluation": result}
+
+
+def cross_source(args: argparse.Namespace, dev: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The held-out run's figures on complaints19 (train + dev of the first folder)."""
+    xs = OnnxIntentClassifier(
+        args.cross_source_model, provider="cpu", needs_response_threshold=None
+    )
+    train = _rows((args.data or [DEFAULT_DATA])[0] / "train.jsonl")
+    held = [r for r in train + list(dev) if r["source"] == HELD_OUT_SOURCE]
+    dev_in = [r for r in dev if r["source"] != HELD_OUT_SOURCE]
+    _, _, in_need = score_set(xs, dev_in, None)
+    xs_pick = pick_threshold([needs_response_target(r) for r in dev_in], in_need, args.min_recall)
+    xs_rep, _, _ = score_set(xs, held, xs_pick["threshold"])
+    held_dev = [r for r in dev if r["source"] == HELD_OUT_SOURCE]
+    xs_dev_rep, _, _ = score_set(xs, held_dev, xs_pick["threshold"])
+    xs_in_rep, _, _ = score_set(xs, dev_in, xs_pick["threshold"])
+    print(format_report(xs_rep, f"== cross-source: {HELD_OUT_SOURCE} (train+dev), held-out run"))
+    return {
+        "held_out_source": HELD_OUT_SOURCE,
+        "model": str(args.cross_source_model),
+        "threshold_selection": {"set": "dev without complaints19", **xs_pick},
+        "all": xs_rep,
+        "dev_part_only": xs_dev_rep,
+        "in_source_dev": xs_in_rep,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Evaluate; with ``--write`` store the threshold and figures in ``metrics.json``."""
     p = argparse.ArgumentParser(prog="python -m models.report", description=__doc__.splitlines()[0])
     p.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        default=None,
+        help=f"data folder, repeatable (models/data.py; default {DEFAULT_DATA})",
+    )
+    p.add_argument(
+        "--threshold-set",
+        default=None,
+        help="dev set the needs_response threshold is chosen on (default: the first)",
+    )
     p.add_argument("--cross-source-model", type=Path, default=None)
     p.add_argument("--baselines", type=Path, default=None, help="JSON of models.baselines")
     p.add_argument("--min-recall", type=float, default=0.95)

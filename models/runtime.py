@@ -29,8 +29,8 @@ import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
 from models.calibrate import apply_offsets
+from models.evaluation import NEEDS_RESPONSE_LABELS
 from models.evaluation import needs_response as _needs_response
-from models.evaluation import needs_response_score
 from models.interface import Prediction
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,9 @@ MODEL_NAME = "intent-minilm"
 # Graph fusions left off on CPU, measured on the shipped int8 model (one thread, dev
 # posts): without SkipLayerNormFusion 631-693 posts/s, with it 498-586.
 CPU_DISABLED_FUSIONS = ("SkipLayerNormFusion",)
+# id2label name of an optional last output: a needs_response logit (models.train
+# --needs-response-head). It is not a label: its sigmoid is the needs_response score.
+NEEDS_RESPONSE_OUTPUT = "needs_response"
 
 __all__ = ["DEFAULT_MODEL_DIR", "OnnxIntentClassifier", "available_cores", "resolve_provider"]
 
@@ -192,8 +195,11 @@ class OnnxIntentClassifier:
             the model has the cores to itself (a batch job, a benchmark); off
             where other threads need the CPU between runs (the worker's event loop).
             Only matters with ``threads_per_run`` > 1.
-        needs_response_threshold: Minimum ``P(complaint) + P(question)`` for a post
-            to need a response (the model's calibrated decision). Defaults to
+        needs_response_threshold: Minimum needs_response score for a post to need
+            a response (the model's calibrated decision). The score is the sigmoid
+            of the model's needs_response output when ``config.json`` names a last
+            output ``needs_response`` (models from 2.0.0), else
+            ``P(complaint) + P(question)``. Defaults to
             ``metrics.json`` ``thresholds.needs_response`` in ``model_dir`` (written
             by ``python -m models.report --write``). A model without one has no
             calibrated decision: its predictions carry ``needs_response=None`` (the
@@ -247,9 +253,11 @@ class OnnxIntentClassifier:
         config = _read_json(self._dir / "config.json")
         id2label = config.get("id2label") or {}
         try:
-            self._labels = tuple(str(id2label[str(i)]) for i in range(len(id2label)))
+            outputs = tuple(str(id2label[str(i)]) for i in range(len(id2label)))
         except KeyError as exc:
             raise ValueError(f"config.json id2label is not 0..n-1: {id2label}") from exc
+        self._has_head = bool(outputs) and outputs[-1] == NEEDS_RESPONSE_OUTPUT
+        self._labels = outputs[:-1] if self._has_head else outputs
         if not self._labels:
             raise ValueError("config.json has no id2label mapping")
         metrics = _read_json(self._dir / "metrics.json")
@@ -342,8 +350,13 @@ class OnnxIntentClassifier:
 
     @property
     def needs_response_threshold(self) -> float | None:
-        """The calibrated minimum ``P(complaint) + P(question)``; ``None``: not calibrated."""
+        """The calibrated minimum needs_response score; ``None``: not calibrated."""
         return self._threshold
+
+    @property
+    def has_needs_response_output(self) -> bool:
+        """Whether the model has its own needs_response output (else P(c) + P(q) is used)."""
+        return self._has_head
 
     @property
     def label_offsets(self) -> dict[str, float]:
@@ -359,9 +372,11 @@ class OnnxIntentClassifier:
             prediction: A Prediction from this classifier.
 
         Returns:
-            ``P(complaint) + P(question) >= needs_response_threshold`` (or, with no
+            ``needs_response_score >= needs_response_threshold`` (or, with no
             threshold, whether the top label is complaint or question).
         """
+        if self._threshold is not None and prediction.needs_response_score is not None:
+            return prediction.needs_response_score >= self._threshold
         return _needs_response(prediction.scores, self._threshold)
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
@@ -373,22 +388,23 @@ class OnnxIntentClassifier:
         Returns:
             One Prediction per text, in input order: the label (the most probable,
             or by :attr:`label_offsets` when set), a probability for every label,
-            ``needs_response_score`` (``P(complaint) + P(question)``) and
+            ``needs_response_score`` (the model's needs_response output, or
+            ``P(complaint) + P(question)`` for a model without one) and
             ``needs_response`` (that score against :attr:`needs_response_threshold`;
             ``None`` when the model has no threshold).
 
         Raises:
             TypeError: ``texts`` is a bare string or holds a non-string.
         """
-        probs = self.predict_proba(texts)
+        probs, need = self.predict_scores(texts)
         if self._offsets is None:
             chosen = probs.argmax(axis=-1)
         else:
             chosen = apply_offsets(probs, self._offsets)
         predictions = []
-        for row, index in zip(probs, chosen, strict=True):
+        for row, index, nr in zip(probs, chosen, need, strict=True):
             scores = {label: float(p) for label, p in zip(self._labels, row, strict=True)}
-            score = needs_response_score(scores)
+            score = float(nr)
             predictions.append(
                 Prediction(
                     label=self._labels[int(index)],
@@ -411,6 +427,23 @@ class OnnxIntentClassifier:
         Raises:
             TypeError: ``texts`` is a bare string or holds a non-string.
         """
+        return self.predict_scores(texts)[0]
+
+    def predict_scores(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Label probabilities and the needs_response score of every text.
+
+        Args:
+            texts: Post texts, in any order.
+
+        Returns:
+            ``(probabilities, needs_response_score)``: float32 arrays of shapes
+            ``(len(texts), len(labels))`` and ``(len(texts),)``, rows in input order.
+            The score is the sigmoid of the model's needs_response output, or
+            ``P(complaint) + P(question)`` for a model without one.
+
+        Raises:
+            TypeError: ``texts`` is a bare string or holds a non-string.
+        """
         if isinstance(texts, str):
             raise TypeError("predict() takes a sequence of texts, not a single string")
         items = list(texts)
@@ -418,17 +451,24 @@ class OnnxIntentClassifier:
             if not isinstance(text, str):
                 raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str")
         out = np.empty((len(items), len(self._labels)), dtype=np.float32)
+        need = np.empty(len(items), dtype=np.float32)
         if not items:
-            return out
+            return out, need
         encodings = self._tokenizer.encode_batch(items)
         order = sorted(range(len(items)), key=lambda i: len(encodings[i].ids))
         size = min(self._batch_size, math.ceil(len(order) / self._parallel_runs))
         batches = [order[start : start + size] for start in range(0, len(order), size)]
         groups = [[encodings[i] for i in idx] for idx in batches]
         runner = map if self._pool is None or len(groups) == 1 else self._pool.map
+        n = len(self._labels)
         for idx, logits in zip(batches, runner(self._run, groups), strict=True):
-            out[idx] = _softmax(logits)
-        return out
+            out[idx] = _softmax(logits[:, :n])
+            if self._has_head:
+                need[idx] = 1.0 / (1.0 + np.exp(-logits[:, n]))
+        if not self._has_head:
+            cols = [self._labels.index(x) for x in NEEDS_RESPONSE_LABELS if x in self._labels]
+            need[:] = out[:, cols].sum(axis=1)
+        return out, need
 
     def _run(self, batch: Sequence[Encoding]) -> np.ndarray:
         width = max(len(enc.ids) for enc in batch)

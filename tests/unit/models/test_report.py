@@ -42,8 +42,10 @@ def test_write_replaces_recomputed_blocks_and_keeps_the_others(tmp_path: Path) -
 
     written = json.loads((model / "metrics.json").read_text())
     evaluation = written["evaluation"]
-    assert evaluation["dev"]["n"] == len(DEV_ROWS)
-    assert 0.0 <= evaluation["dev"]["macro_f1"] <= 1.0
+    # a folder of train.jsonl / dev.jsonl gives one dev set named after the folder
+    assert evaluation["dev_sets"]["data"]["n"] == len(DEV_ROWS)
+    assert 0.0 <= evaluation["dev_sets"]["data"]["macro_f1"] <= 1.0
+    assert evaluation["dev"] == {"macro_f1": -1.0}  # an earlier layout's block is not recomputed
     assert evaluation["cross_source"] == {"marker": "from an earlier held-out run"}
     assert evaluation["baselines"] == {"marker": "from models.baselines"}
     assert written["thresholds"]["needs_response"] == evaluation["threshold_selection"]["threshold"]

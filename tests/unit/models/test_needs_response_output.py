@@ -1,0 +1,83 @@
+"""A model with its own needs_response output: the runtime's labels, scores and decision."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper  # noqa: E402
+
+from models.runtime import DEFAULT_MODEL_DIR, OnnxIntentClassifier  # noqa: E402
+
+LABELS = ("complaint", "praise", "question", "other")
+# logits = (number of tokens) * ROW: a known output for every post
+ROW = np.array([[0.1, 0.0, -0.1, 0.05, 0.2]], dtype=np.float32)
+
+
+def tiny_model(path: Path) -> None:
+    """input_ids -> count of tokens -> times ROW: five logits per post."""
+    ids = helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"])
+    mask = helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])
+    out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 5])
+    row = helper.make_tensor("row", TensorProto.FLOAT, [1, 5], ROW.ravel().tolist())
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    nodes = [
+        helper.make_node("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["m", "axes"], ["n"], keepdims=1),
+        helper.make_node("MatMul", ["n", "row"], ["logits"]),
+    ]
+    graph = helper.make_graph(nodes, "tiny", [ids, mask], [out], initializer=[row, axes])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    tiny_model(tmp_path / "model.int8.onnx")
+    shutil.copy(DEFAULT_MODEL_DIR / "tokenizer.json", tmp_path / "tokenizer.json")
+    outputs = [*LABELS, "needs_response"]
+    config = {
+        "id2label": {str(i): name for i, name in enumerate(outputs)},
+        "label2id": {name: i for i, name in enumerate(outputs)},
+        "pad_token_id": 0,
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    metrics = {"model": "tiny", "version": "0.0.1", "thresholds": {"needs_response": 0.9}}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    return tmp_path
+
+
+def test_the_output_is_not_a_label_and_its_sigmoid_is_the_score(model_dir: Path) -> None:
+    clf = OnnxIntentClassifier(model_dir, provider="cpu", threads=1)
+    assert clf.labels == LABELS
+    assert clf.has_needs_response_output
+    texts = ["ok", "my parcel never arrived and nobody answers the phone at all"]
+    probs, need = clf.predict_scores(texts)
+    assert probs.shape == (2, 4)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-6)
+    tokens = [len(clf._tokenizer.encode(t).ids) for t in texts]
+    logits = np.array(tokens, dtype=np.float32)[:, None] * ROW
+    np.testing.assert_allclose(need, 1 / (1 + np.exp(-logits[:, 4])), rtol=1e-5)
+    preds = clf.predict(texts)
+    for pred, score in zip(preds, need, strict=True):
+        assert set(pred.scores) == set(LABELS)
+        assert pred.needs_response_score == pytest.approx(float(score), rel=1e-6)
+        assert pred.needs_response is (float(score) >= 0.9)
+        assert clf.needs_response(pred) is pred.needs_response
+    # the decision follows the output, not P(complaint) + P(question)
+    short, long = preds
+    assert short.needs_response is False and long.needs_response is True
+
+
+def test_a_four_label_model_scores_complaint_plus_question() -> None:
+    clf = OnnxIntentClassifier(provider="cpu", threads=1)
+    probs, need = clf.predict_scores(["where is my parcel?"])
+    if clf.has_needs_response_output:
+        pytest.skip("the shipped model has its own needs_response output")
+    assert need[0] == pytest.approx(probs[0, 0] + probs[0, 2], rel=1e-6)
