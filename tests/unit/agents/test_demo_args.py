@@ -49,3 +49,15 @@ def test_live_config_is_valid_listen_settings(tmp_path: Path) -> None:
     config = live_config(args)
     assert config["brands"][0]["keywords"] == ["acme corp", "acmecorp"]
     assert config["connectors"]["bluesky"]["url"] == "ws://127.0.0.1:1/subscribe"
+
+
+def test_demo_replays_with_the_sample_brands_and_refuses_a_bad_brands_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from listener.samples import BRANDS
+
+    assert build_parser().parse_args(["demo"]).brands == BRANDS
+    bad = tmp_path / "brands.yaml"
+    bad.write_text("brands:\n  - name: acme\n    own_accounts: {mastodon: [acme]}\n")
+    assert main(["demo", "--brands", str(bad), "--data-dir", str(tmp_path)]) == 2
+    assert "user@instance" in capsys.readouterr().err
