@@ -88,14 +88,17 @@ class Scripted(BaseConnector):
 
 
 def make(
-    tmp_path: Path, script: list[Batch | BaseException], client: FakeClient
+    tmp_path: Path,
+    script: list[Batch | BaseException],
+    client: FakeClient,
+    matcher: BrandMatcher = MATCHER,
 ) -> tuple[Runner, Scripted, CollectorRegistry]:
     holder: list[Runner] = []
     conn = Scripted(script, holder)
     registry = CollectorRegistry()
     runner = Runner(
         [conn],
-        MATCHER,
+        matcher,
         lambda: MentionProducer(KafkaSettings(), client=client),
         CursorStore(tmp_path),
         create(registry),
@@ -175,3 +178,26 @@ def test_cursor_store_atomic_roundtrip(tmp_path: Path) -> None:
     store.path("y").write_text("{torn")
     with pytest.raises(FatalError, match="unreadable"):
         store.load("y")
+
+
+def test_own_account_posts_and_replies_to_them_are_produced_marked(tmp_path: Path) -> None:
+    from listener.own_accounts import OwnAccountSettings
+    from listener.record import Author
+
+    own = OwnAccountSettings(other={"fake": ("AcmeCare",)})
+    matcher = BrandMatcher([BrandSettings(name="acme", keywords=("acme",), own_accounts=own)])
+    brand = Mention.create(
+        source="fake", native_id="b", text="Sorry! DM us?", author=Author(handle="@acmecare")
+    )
+    follow_up = Mention.create(
+        source="fake", native_id="f", text="it's been 8 days", reply_to_id="fake:b"
+    )
+    stray = mention(9, "nothing to do with anyone")
+    client = FakeClient()
+    runner, _, _ = make(tmp_path, [Batch((brand, follow_up, stray), cursor="c1")], client, matcher)
+    asyncio.run(runner.run())
+    raw = {m.id: m for m in (decode_mention(v) for t, v in client.sent if t == "mentions.raw")}
+    assert set(raw) == {"fake:b", "fake:f"}
+    assert raw["fake:b"].own_account_of == ("acme",)
+    assert raw["fake:f"].own_account_of == ()
+    assert raw["fake:f"].signals["reply_to_own_account"] == ["acme"]
