@@ -108,8 +108,7 @@ def test_own_account_posts_are_counted_and_never_queued(build, sender, make_ment
                 await agent.put(encode_mention(post), key=post.id.encode())
             await wait_until(
                 lambda: (
-                    registry.get_sample_value("brandlistener_end_to_end_latency_seconds_count")
-                    == 2
+                    registry.get_sample_value("brandlistener_end_to_end_latency_seconds_count") == 2
                 )
             )
 
