@@ -42,7 +42,8 @@ FORWARD_STAGE = "spike-forward"
 class SpikeForward:
     """Re-keys the watched classified mentions by ``brand|label`` for :class:`SpikeStage`.
 
-    A mention of two brands is forwarded twice. Only the fields the detector
+    A mention of two brands is forwarded twice; a post by a brand's own
+    account is not forwarded (its replies are not customers). Only the fields the detector
     uses travel (id, text, brand, label), read with orjson, not the model.
 
     Args:
@@ -68,8 +69,8 @@ class SpikeForward:
             try:
                 record = orjson.loads(event_value(event))
                 label = record["classification"]["label"]
-                if not self._watches(label):
-                    continue
+                if not self._watches(label) or record.get("own_account_of"):
+                    continue  # unwatched label, or the brand's own post (never a customer)
                 for brand in record.get("brands") or ("unknown",):
                     key = series_key(str(brand), label)
                     value = {

@@ -138,3 +138,25 @@ async def test_forward_keys_by_brand_and_label_and_skips_unwatched_and_undecodab
         "id": two_brands["id"],
         "text": two_brands["text"],
     }
+
+
+@sync
+async def test_own_posts_are_not_counted_and_unreadable_events_are_dead_lettered(
+    sender: Any,
+) -> None:
+    spikes, _, _ = stage(sender, ("Acme",))
+    own = Mention.create(
+        source="t", native_id="own", text="We're sorry, DM us", brands=("Acme",)
+    ).model_copy(
+        update={
+            "own_account_of": ("Acme",),
+            "classification": Classification(
+                label="complaint", scores={n: 0.25 for n in LABELS}, model="kw@1"
+            ),
+        }
+    )
+    await spikes.forward.process([Event(encode_mention(own)), event("Acme"), Event(b"{not json")])
+    forwarded = [orjson.loads(v)["id"] for _, v in sender.on(SPIKE_TOPIC)]
+    assert own.id not in forwarded and len(forwarded) == 1
+    letters = [orjson.loads(v) for _, v in sender.on(TOPICS.dead_letter)]
+    assert [(d["stage"], d["payload"]) for d in letters] == [("spike-forward", "{not json")]
