@@ -6,7 +6,9 @@ Two folder layouts are read (see ``../shared/data/*/README.md``):
   after the folder, e.g. ``intent``;
 - any other ``*.jsonl`` whose rows carry ``split`` = ``train`` or ``dev``
   (``../shared/data/intent-v2``: ``real.jsonl``, ``synthetic.jsonl``): one dev set
-  per file, named ``<folder>/<file stem>``, e.g. ``intent-v2/real``.
+  per file, named ``<folder>/<file stem>``, e.g. ``intent-v2/real``;
+- a single ``.jsonl`` file with ``split`` (e.g. ``brand-listener corrections
+  export``'s rows, all ``train``): its dev rows, if any, are named after its stem.
 
 Every row keeps its ``source`` and gains ``set`` (the name above). Its
 needs_response target is its own ``needs_response`` field where it has one, else
@@ -65,7 +67,8 @@ def load_folder(folder: Path) -> Corpus:
     """Train rows and dev sets of one data folder (either layout).
 
     Args:
-        folder: ``train.jsonl`` and/or ``dev.jsonl``, or ``*.jsonl`` files with ``split``.
+        folder: ``train.jsonl`` and/or ``dev.jsonl``, or ``*.jsonl`` files with
+            ``split``, or one such file.
 
     Returns:
         The folder's corpus.
@@ -81,12 +84,12 @@ def load_folder(folder: Path) -> Corpus:
         if (folder / "dev.jsonl").is_file():
             corpus.dev[folder.name] = _tag(_read_jsonl(folder / "dev.jsonl"), folder.name)
         return corpus
-    files = sorted(folder.glob("*.jsonl"))
+    files = [folder] if folder.is_file() else sorted(folder.glob("*.jsonl"))
     if not files:
         raise FileNotFoundError(f"no .jsonl files in {folder}")
     corpus = Corpus()
     for path in files:
-        name = f"{folder.name}/{path.stem}"
+        name = path.stem if folder.is_file() else f"{folder.name}/{path.stem}"
         rows = _tag(_read_jsonl(path), name)
         for i, row in enumerate(rows):
             if row.get("split") not in SPLITS:

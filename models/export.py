@@ -53,8 +53,8 @@ SPECIAL_TOKENS = ("cls_token", "sep_token", "pad_token", "unk_token", "mask_toke
 NEEDS_RESPONSE = frozenset({"complaint", "question"})
 # Copied from the training log into metrics.json (models.train and models.distill logs).
 TRAINING_KEYS = (
-    "recipe layers teachers data weights borderline_weight needs_response_head training_mix "
-    "selected_on exclude_source augment masking alpha temperature seed epochs "
+    "recipe layers teachers init stages data weights borderline_weight needs_response_head "
+    "training_mix selected_on exclude_source augment masking alpha temperature seed epochs "
     "epochs_requested best_epoch lr batch_size max_length warmup_fraction class_weights threads "
     "history wall_seconds command torch"
 ).split()

