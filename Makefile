@@ -32,14 +32,18 @@ kafka-jars: install ## Resolve the Apache Kafka broker jars from Maven Central i
 demo: install ## Run the whole pipeline locally: broker, worker, bundled sample stream, live queue
 	$(BIN)/brand-listener demo
 
-test: install ## Everything CI runs: unit, contract, integration (own Kafka broker) and deploy checks
-	$(BIN)/pytest tests/unit tests/contract tests/integration tests/deploy $(PYTEST_ARGS)
+test: install ## Everything CI runs: unit, contract, integration and short chaos (own Kafka broker), deploy checks
+	$(BIN)/pytest tests/unit tests/contract tests/integration tests/chaos tests/deploy $(PYTEST_ARGS)
 
 test-unit: install ## Unit and contract tests only (no broker, a few seconds)
 	$(BIN)/pytest tests/unit tests/contract $(PYTEST_ARGS)
 
-test-integration: install ## Integration tests on a real Kafka broker the suite starts
-	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+test-integration: install ## Integration and short chaos tests on a real Kafka broker the suite starts
+	$(BIN)/pytest tests/integration tests/chaos $(PYTEST_ARGS)
+
+.PHONY: soak
+soak: install ## Chaos scenarios over 50,000 posts each at ~400 posts/s, 5 runs each (hours; SOAK_ARGS=...)
+	$(PY) tests/chaos/soak.py $(SOAK_ARGS)
 
 .PHONY: test-deploy
 test-deploy: install ## Deploy checks: promtool rules, dashboards vs a live worker + Prometheus, compose/Helm (needs the prometheus package)

@@ -12,7 +12,8 @@ counts, over every acknowledged post:
   partition's committed offset reached its end);
 * each stop's exit status and seconds (target: 0 within 10 s).
 
-The scenarios (:data:`SCENARIOS`) are run short by ``tests/chaos/test_chaos.py``
+The scenarios (:data:`SCENARIOS` and :func:`sink_outage`) are run short by
+``tests/chaos/test_chaos.py``
 (``make test``) and long by ``tests/chaos/soak.py`` (``make soak``).
 """
 
@@ -399,3 +400,81 @@ def run_scenario(
     if outcome.lost or outcome.committed_lag:
         print(run.logs(), file=sys.stderr)
     return outcome
+
+
+@dataclass
+class SinkOutcome:
+    """What reached the ticketing system in the sink-outage scenario."""
+
+    queued: int
+    tickets: int
+    missing: list[str]
+    repeated: dict[str, int]
+    dead_lettered: int
+    requests: int
+
+    def line(self) -> str:
+        return (
+            f"sink outage: {self.queued} queued, {self.tickets} tickets, missing "
+            f"{len(self.missing)}, repeated {len(self.repeated)}, dead-lettered "
+            f"{self.dead_lettered}, {self.requests} POSTs to the sink"
+        )
+
+
+def sink_outage(
+    tmp: Path, bootstrap: str, rate: float, busy_s: float
+) -> tuple[Outcome, SinkOutcome]:
+    """Zendesk answers 503 while posts arrive (two workers, one SIGTERMed), then comes back.
+
+    Every queued Mention must become exactly one ticket (or a dead letter after
+    its retry budget, which this run sets high enough that none should be).
+    """
+    from contract.sink_servers import ZendeskServer
+    from integration.helpers import FAST_RETRIES, Servers
+
+    zendesk = ZendeskServer()
+    down = threading.Event()
+    zendesk.down = down.is_set
+    with Servers(zendesk) as servers:
+        run = Run(tmp, bootstrap, "sink_outage", rate)
+        sinks = {"zendesk": {"url": zendesk.url, "email": "agent@acme.test", "api_token": "tok"}}
+        run.env = {
+            "AGENTS_SINKS": orjson.dumps(sinks).decode(),
+            "AGENTS_DELIVERY": orjson.dumps({**FAST_RETRIES, "max_attempts": 10_000}).decode(),
+        }
+        try:
+            down.set()
+            run.feeder.start()
+            first, second = run.worker(), run.worker()
+            time.sleep(busy_s)
+            run.stop(first, signal.SIGTERM)
+            time.sleep(busy_s)
+            down.clear()
+            outcome = run.drain(last=second)
+            queued = set(ids_in(bootstrap, run.topics.needs_response))
+            deadline = time.monotonic() + 180
+
+            def tickets() -> Counter[str]:
+                created = servers.run(lambda: list(zendesk.created.values()))
+                return Counter(str(t["external_id"]) for t in created)
+
+            letters = set(ids_in(bootstrap, run.topics.dead_letter, inner="payload"))
+            while time.monotonic() < deadline and not queued <= set(tickets()) | letters:
+                time.sleep(2)
+                letters = set(ids_in(bootstrap, run.topics.dead_letter, inner="payload"))
+            made = tickets()
+            posts = servers.run(lambda: sum(1 for r in zendesk.requests if r[0] == "POST"))
+        except BaseException:
+            print(run.logs(), file=sys.stderr)
+            raise
+        finally:
+            run.close()
+    sink = SinkOutcome(
+        queued=len(queued),
+        tickets=sum(made.values()),
+        missing=sorted(queued - set(made) - letters),
+        repeated={i: n for i, n in made.items() if n > 1},
+        dead_lettered=len(queued & letters),
+        requests=posts,
+    )
+    return outcome, sink

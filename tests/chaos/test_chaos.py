@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from chaos.harness import Outcome, own_broker, run_scenario
+from chaos.harness import Outcome, own_broker, run_scenario, sink_outage
 
 RATE = 150.0
 BUSY_S = 4.0
@@ -45,3 +45,15 @@ def test_a_broker_restart_mid_stream_loses_nothing(tmp_path: Path) -> None:
     # A stop right after the broker came back may wait on reconnects: status only.
     check(outcome, graceful_stop_s=None)
     assert all(code == 0 for _, code, _ in outcome.stops), outcome.stops
+
+
+def test_a_sink_down_for_the_whole_feed_opens_each_ticket_once_when_back(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    outcome, sink = sink_outage(tmp_path, kafka_bootstrap, RATE, BUSY_S)
+    check(outcome)
+    print(sink.line())
+    assert sink.queued > 100, "posts reached the queue"
+    assert sink.missing == [], f"queued posts with no ticket: {sink.missing[:10]}"
+    assert sink.repeated == {}, f"second tickets: {list(sink.repeated.items())[:10]}"
+    assert sink.requests > sink.tickets, "the outage made the sink retry"
