@@ -69,18 +69,6 @@ class Health:
         for tp in [tp for tp in self._progress if tp not in kept]:
             del self._progress[tp]
 
-    def stuck(self, after_s: float) -> list[tuple[TopicPartition, int]]:
-        """``(tp, committed)`` of the partitions with lag and no progress for ``after_s``.
-
-        ``committed`` is -1 for a partition the group never committed on.
-        """
-        now = self._clock()
-        return [
-            (tp, p.committed)
-            for tp, p in sorted(self._progress.items())
-            if p.lag > 0 and now - p.since >= after_s
-        ]
-
     def stalled(self) -> list[str]:
         """One line per partition with lag and no progress for ``stall_after_s``."""
         now = self._clock()

@@ -37,8 +37,6 @@ class LagMonitor:
         group: The consumer group (the app id).
         metrics: Where ``consumer_lag`` is set.
         health: Fed every reading, for stall detection.
-        reseek_after_s: A partition with lag and no committed progress this long is
-            sought back to its committed offset (see :meth:`reseek_stuck`); None: never.
     """
 
     def __init__(
@@ -48,10 +46,7 @@ class LagMonitor:
         group: str,
         metrics: AgentMetrics,
         health: Health,
-        reseek_after_s: float | None = None,
     ) -> None:
-        self._reseek_after_s = reseek_after_s
-        self._reseeked: dict[TopicPartition, float] = {}
         self._app = app
         self._bootstrap = bootstrap
         self._group = group
@@ -121,47 +116,6 @@ class LagMonitor:
             return
         ends = {(tp.topic, tp.partition): int(end) for tp, end in highwaters.items()}
         self.publish(committed, ends)
-        await self.reseek_stuck()
-
-    async def reseek_stuck(self) -> list[TopicPartition]:
-        """Seek partitions with lag and no committed progress back to where they should read.
-
-        That is the committed offset, or the earliest offset where the group never
-        committed (a worker killed before its first commit on the partition).
-
-        Why: faust-streaming can drop records it fetched while a rebalance or table
-        recovery suspended the streams, yet count them as read, so records re-fetched
-        after the seek to the committed offset are skipped as already read: the
-        partition's position sits at the end, its committed offset behind, and
-        nothing is processed (seen after a kill -9 and restart). ``Consumer.seek``
-        resets that read offset, so the records are read again (at-least-once: a
-        repeat is absorbed by ``Mention.id`` downstream). At most once per
-        ``reseek_after_s`` per partition.
-        """
-        if self._reseek_after_s is None or self._app.rebalancing:
-            return []
-        now = asyncio.get_running_loop().time()
-        done = []
-        for (topic, partition), committed in self._health.stuck(self._reseek_after_s):
-            tp = (topic, partition)
-            if now - self._reseeked.get(tp, float("-inf")) < self._reseek_after_s:
-                continue
-            self._reseeked[tp] = now
-            ftp = faust.types.TP(topic, partition)
-            if committed < 0:
-                # Never committed (e.g. a worker killed before its first commit on this
-                # partition): where the group starts, the earliest retained offset.
-                earliest = await self._app.consumer.earliest_offsets(ftp)
-                offset, where = int(earliest.get(ftp, 0)), "the earliest offset"
-            else:
-                offset, where = committed, "its committed offset"
-            log.warning(
-                "%s[%d]: lag and no committed progress for %.0fs: seeking back to %s, %d",
-                *(topic, partition, self._reseek_after_s, where, offset),
-            )
-            await self._app.consumer.seek(ftp, offset)
-            done.append(tp)
-        return done
 
     async def close(self) -> None:
         """Close the admin client."""

@@ -34,9 +34,7 @@ def attach(
     """
     state = health.Health(settings.stall_after_s)
     state.model_loaded = True
-    monitor = lag.LagMonitor(
-        app, settings.bootstrap_list(), settings.app_id, metrics, state, settings.reseek_after_s
-    )
+    monitor = lag.LagMonitor(app, settings.bootstrap_list(), settings.app_id, metrics, state)
     lag.register(app, monitor, settings.lag_interval_s)
     sla.register(
         app, metrics, outputs, settings.topics, settings.topic_partitions, settings.lag_interval_s

@@ -144,15 +144,6 @@ class AgentSettings(FlagSettings):
         le=300,
         description="How often consumer lag and the queue/SLA gauges are read.",
     )
-    reseek_after_s: float = Field(
-        default=20.0,
-        gt=0,
-        description=(
-            "A partition with lag whose committed offset has not moved for this long is "
-            "sought back to its committed offset, or the earliest one if none was committed "
-            "(re-reads records Faust dropped in a rebalance)."
-        ),
-    )
     stall_after_s: float = Field(
         default=120.0,
         gt=0,
