@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from aiokafka.errors import MessageSizeTooLargeError
 from faust.types import EventT
 
 from agents import commits
 from agents.batches import AckAfterDeliveryStream
 from agents.metrics import AgentMetrics
 from agents.settings import AgentSettings
-from listener.dead_letter import dead_letter_record, reason_of
+from listener.dead_letter import MAX_RECORD_BYTES, dead_letter_record, reason_of
 from listener.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -208,6 +209,18 @@ class Failure:
         return cls(event_value(event), key, reason or reason_of(exc), f"{exc}", event_origin(event))
 
 
+class RecordTooLargeError(Exception):
+    """A record over :data:`~listener.dead_letter.MAX_RECORD_BYTES`, never sent."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"record of {size} bytes is over the {MAX_RECORD_BYTES}-byte limit")
+
+
+def is_too_large(error: BaseException) -> bool:
+    """Whether ``error`` says a record was too large for Kafka (ours or the client's)."""
+    return isinstance(error, RecordTooLargeError | MessageSizeTooLargeError)
+
+
 class Outputs:
     """Produces an agent's records and dead letters and waits for Kafka to acknowledge them.
 
@@ -236,9 +249,11 @@ class Outputs:
         """Produce ``outgoing`` and dead-letter ``failures``; return once all are acknowledged.
 
         A record Kafka refuses (after the client's own retries) is dead-lettered
-        with reason ``"delivery"``. Dead letters are retried with backoff until
-        Kafka takes them: this method does not return before every input is
-        accounted for, so the caller may then let its input be acked.
+        with reason ``"delivery"``; one over :data:`MAX_RECORD_BYTES` is not sent
+        but dead-lettered with reason ``"too_large"`` (its payload cut to fit).
+        Dead letters are retried with backoff until Kafka takes them: this
+        method does not return before every input is accounted for, so the
+        caller may then let its input be acked.
 
         Args:
             stage: The agent's stage name, recorded on dead letters and metrics.
@@ -248,13 +263,18 @@ class Outputs:
         Returns:
             For each of ``outgoing``, whether it was delivered (else dead-lettered).
         """
-        errors = await self._send_all([(o.topic, o.key, o.value) for o in outgoing])
+        fits = [len(o.value) <= MAX_RECORD_BYTES for o in outgoing]
+        sendable = [(o.topic, o.key, o.value) for o, ok in zip(outgoing, fits, strict=True) if ok]
+        sent = iter(await self._send_all(sendable))
+        errors: list[BaseException | None] = [
+            next(sent) if ok else RecordTooLargeError(len(o.value))
+            for o, ok in zip(outgoing, fits, strict=True)
+        ]
         dead = list(failures)
         for record, error in zip(outgoing, errors, strict=True):
             if error is not None:
-                dead.append(
-                    Failure(record.value, record.key, "delivery", f"{error!r}", record.origin)
-                )
+                reason = "too_large" if is_too_large(error) else "delivery"
+                dead.append(Failure(record.value, record.key, reason, f"{error!r}", record.origin))
         await self._dead_letter(stage, dead)
         return [error is None for error in errors]
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from kafka import KafkaProducer
 from kafka.errors import KafkaConfigurationError, KafkaError, KafkaTimeoutError
 
-from listener.dead_letter import dead_letter_record
+from listener.dead_letter import MAX_RECORD_BYTES, dead_letter_record
 from listener.errors import FatalError, MentionError, RetryableError
 from listener.record import Mention, encode_mention
 from listener.settings import KafkaSettings
@@ -123,15 +123,37 @@ class MentionProducer:
         self._client = client
         self._closed = False
 
-    def send_mention(self, mention: Mention) -> None:
+    def send_mention(self, mention: Mention, *, stage: str = "produce") -> bool:
         """Queue ``mention`` for ``mentions.raw``, keyed by its id.
+
+        A Mention whose record would pass :data:`~listener.dead_letter.MAX_RECORD_BYTES`
+        (Kafka would refuse it) is dead-lettered instead, reason ``too_large``,
+        its payload cut to fit and its size recorded; the caller goes on.
+
+        Args:
+            mention: The post.
+            stage: Who produces it (the dead letter's stage: ``replay``, a connector).
+
+        Returns:
+            True if queued for ``mentions.raw``, False if dead-lettered as too large.
 
         Raises:
             RetryableError: An earlier record failed with a transient error, or
                 the client could not queue this one in time.
             FatalError: An earlier record failed with a non-retriable error.
         """
-        self._send(self.topics.raw, encode_mention(mention), mention.id.encode("utf-8"))
+        value = encode_mention(mention)
+        if len(value) > MAX_RECORD_BYTES:
+            self.send_dead_letter(
+                value,
+                stage=stage,
+                reason="too_large",
+                error=f"record of {len(value)} bytes is over the {MAX_RECORD_BYTES}-byte limit",
+                key=mention.id,
+            )
+            return False
+        self._send(self.topics.raw, value, mention.id.encode("utf-8"))
+        return True
 
     def send_dead_letter(
         self,

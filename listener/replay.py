@@ -196,8 +196,8 @@ def load_brands(path: Path) -> BrandMatcher:
 class ReplayTarget(Protocol):
     """Where replayed records go (``MentionProducer`` in production)."""
 
-    def send_mention(self, mention: Mention) -> None:
-        """Queue a Mention for ``mentions.raw``."""
+    def send_mention(self, mention: Mention, *, stage: str = ...) -> bool:
+        """Queue a Mention for ``mentions.raw``; False if it was dead-lettered (too large)."""
 
     def send_dead_letter(
         self,
@@ -314,9 +314,12 @@ def replay_file(
                 )
                 stats.dead_lettered += 1
             else:
-                target.send_mention(mention)
-                stats.produced += 1
-                stats.own_accounts += bool(mention.own_account_of)
+                if target.send_mention(mention, stage="replay"):
+                    stats.produced += 1
+                    stats.own_accounts += bool(mention.own_account_of)
+                else:
+                    bar.write(f"{path}:{line_no}: too_large: dead-lettered", file=err)
+                    stats.dead_lettered += 1
             bar.update(1)
     stats.elapsed = time.perf_counter() - started
     return stats

@@ -248,7 +248,7 @@ class Runner:
             if self._producer is None:
                 self._producer = self._factory()
             for mention in mentions:
-                self._producer.send_mention(mention)
+                self._producer.send_mention(mention, stage=name)
             for skip in skipped:
                 self._producer.send_dead_letter(
                     skip.payload, stage=name, reason=skip.reason, error=skip.detail

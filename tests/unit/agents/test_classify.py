@@ -7,6 +7,7 @@ import orjson
 
 from agents.classify import classification_of
 from agents.rules import LABEL_FROM_SCORES
+from listener.dead_letter import MAX_RECORD_BYTES
 from listener.record import LABELS, decode_mention, encode_mention
 from models.interface import Prediction
 
@@ -220,3 +221,35 @@ def test_split_post_is_classified_then_queued_by_the_model_decision(
     routing = decode_mention(queued).routing
     assert routing is not None and routing.needs_response is True
     assert routing.rule_ids == ("complaint", LABEL_FROM_SCORES)
+
+
+def test_an_output_over_the_record_limit_is_dead_lettered_too_large_not_sent(
+    build, sender, make_mention, wait_until
+):
+    pipeline, registry = build()
+    topics = pipeline.topics
+    classified = topics.classified.get_topic_name()
+    dead_topic = topics.dead_letter.get_topic_name()
+    post = make_mention("50", "broken")
+    post = post.model_copy(update={"text": "broken <b>x</b> " + "y" * (MAX_RECORD_BYTES - 600)})
+    assert len(encode_mention(post)) <= MAX_RECORD_BYTES  # the input fits; its output does not
+
+    async def scenario() -> None:
+        async with pipeline.classify_agent.test_context() as agent:
+            event = await agent.put(encode_mention(post), key=post.id.encode())
+            await wait_until(lambda: len(sender.on(dead_topic)) == 1, timeout=5)
+            await wait_until(lambda: event.message.acked)
+
+    asyncio.run(scenario())
+    assert sender.on(classified) == []
+    (value,) = [v for _, v in sender.on(dead_topic)]
+    dead = orjson.loads(value)
+    assert len(value) <= MAX_RECORD_BYTES
+    assert (dead["stage"], dead["reason"], dead["payload_truncated"]) == (
+        "classify",
+        "too_large",
+        True,
+    )
+    assert dead["payload_bytes"] > MAX_RECORD_BYTES
+    labels = {"stage": "classify", "reason": "too_large"}
+    assert registry.get_sample_value("brandlistener_dead_letter_total", labels) == 1

@@ -12,7 +12,8 @@ from kafka.future import Future
 
 from listener.errors import FatalError, RetryableError
 from listener.producer import LINGER_MS, MentionProducer, producer_config
-from listener.record import Mention, decode_mention
+from listener.dead_letter import MAX_RECORD_BYTES
+from listener.record import Mention, decode_mention, encode_mention
 from listener.settings import KafkaSettings
 
 
@@ -74,6 +75,26 @@ def test_send_mention_is_keyed_by_id_to_raw() -> None:
     decoded = decode_mention(value)
     assert (decoded.id, decoded.text) == ("bluesky:3kx", "@Flyaway where is my bag")
     assert producer.sent == 1
+
+
+def test_an_oversized_mention_is_dead_lettered_cut_to_fit_and_the_producer_goes_on() -> None:
+    client = _FakeClient()
+    producer = MentionProducer(_settings(), client=client)
+    huge = Mention.create(source="replay", native_id="big", text="<script>x</script>" * 120_000)
+    assert producer.send_mention(huge, stage="replay") is False
+    assert producer.send_mention(_mention()) is True
+    (dead_topic, value, key, _), (raw_topic, _, _, _) = client.sent
+    assert (dead_topic, raw_topic, key) == (
+        "t1.mentions.dead-letter",
+        "t1.mentions.raw",
+        b"replay:big",
+    )
+    assert value is not None and len(value) <= MAX_RECORD_BYTES
+    letter = orjson.loads(value)
+    assert (letter["stage"], letter["reason"]) == ("replay", "too_large")
+    assert letter["payload_truncated"] is True
+    assert letter["payload_bytes"] == len(encode_mention(huge)) > MAX_RECORD_BYTES
+    assert letter["payload"].startswith('{"')
 
 
 def test_send_dead_letter() -> None:

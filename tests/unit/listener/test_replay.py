@@ -139,8 +139,9 @@ class _Recorder:
         self.mentions: list[Mention] = []
         self.dead: list[tuple[bytes | str | None, dict[str, Any]]] = []
 
-    def send_mention(self, mention: Mention) -> None:
+    def send_mention(self, mention: Mention, *, stage: str = "produce") -> bool:
         self.mentions.append(mention)
+        return True
 
     def send_dead_letter(
         self,
