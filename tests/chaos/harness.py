@@ -385,13 +385,14 @@ def run_scenario(
     rate: float,
     busy_s: float,
     broker: KafkaBroker | None = None,
+    drain_timeout_s: float = 300.0,
 ) -> Outcome:
-    """Run scenario ``name`` once: feed, do it, drain, count."""
+    """Run scenario ``name`` once: feed, do it, drain (at most ``drain_timeout_s``), count."""
     run = Run(tmp, bootstrap, name, rate, broker=broker)
     try:
         run.feeder.start()
         SCENARIOS[name](run, busy_s)
-        outcome = run.drain()
+        outcome = run.drain(drain_timeout_s)
     except BaseException:
         print(run.logs(), file=sys.stderr)
         raise
@@ -422,7 +423,7 @@ class SinkOutcome:
 
 
 def sink_outage(
-    tmp: Path, bootstrap: str, rate: float, busy_s: float
+    tmp: Path, bootstrap: str, rate: float, busy_s: float, drain_timeout_s: float = 300.0
 ) -> tuple[Outcome, SinkOutcome]:
     """Zendesk answers 503 while posts arrive (two workers, one SIGTERMed), then comes back.
 
@@ -450,9 +451,9 @@ def sink_outage(
             run.stop(first, signal.SIGTERM)
             time.sleep(busy_s)
             down.clear()
-            outcome = run.drain(last=second)
+            outcome = run.drain(drain_timeout_s, last=second)
             queued = set(ids_in(bootstrap, run.topics.needs_response))
-            deadline = time.monotonic() + 180
+            deadline = time.monotonic() + drain_timeout_s
 
             def tickets() -> Counter[str]:
                 created = servers.run(lambda: list(zendesk.created.values()))

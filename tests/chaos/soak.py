@@ -35,19 +35,23 @@ def main() -> int:
     parser.add_argument("--scenario", action="append", choices=choices)
     args = parser.parse_args()
     failed = 0
-    for name in args.scenario or choices:
-        busy_s = args.posts / args.rate / STEPS.get(name, 2)
-        for run in range(args.runs):
+    names = args.scenario or choices
+    drain_s = max(300.0, args.posts / 100)
+    for run in range(args.runs):  # round-robin, so every scenario has runs early
+        for name in names:
+            busy_s = args.posts / args.rate / STEPS.get(name, 2)
             started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
             with tempfile.TemporaryDirectory(prefix=f"soak-{name}-{run}-") as tmp:
                 with own_broker(Path(tmp)) as broker:
                     if name == "sink_outage":
-                        outcome, sink = sink_outage(Path(tmp), broker.bootstrap, args.rate, busy_s)
+                        outcome, sink = sink_outage(
+                            Path(tmp), broker.bootstrap, args.rate, busy_s, drain_s
+                        )
                         extra = f"; {sink.line()}"
                         bad = bool(sink.missing or sink.repeated)
                     else:
                         outcome = run_scenario(
-                            name, Path(tmp), broker.bootstrap, args.rate, busy_s, broker
+                            name, Path(tmp), broker.bootstrap, args.rate, busy_s, broker, drain_s
                         )
                         extra, bad = "", False
             print(f"[{started}] run {run + 1}/{args.runs} {outcome.line()}{extra}", flush=True)
