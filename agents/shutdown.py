@@ -1,22 +1,16 @@
 """A deadline on the worker's graceful stop.
 
-On SIGTERM Faust (0.15.3, ``App._stop_consumer``) stops the flow of events,
-clears the streams' queues and then waits until every event it had handed to a
-stream is acked (``Consumer.wait_empty``). An event dropped from a queue is
-never acked, and while anything still refers to it that wait has no end.
-Workers stopped while 400 posts/s arrived hung like this in 2 of 5 and 1 of 4
-tries (64- and 512-event batches), logging ``wait_empty: Waiting for tasks
-[(1, <ConsumerMessage: ... mentions.classified ...>)]`` until they were killed.
-
-:class:`ShutdownDeadline` bounds that: armed when the stop signal arrives, it
-ends the process with :data:`EXIT_SHUTDOWN_TIMEOUT` if the graceful stop has
-not finished in time. Ending it commits nothing: the next worker is handed
-everything after the last commit again, and sinks drop duplicates by
-``Mention.id``. (Separately, a stop under load can lose a few posts: an open
-hole, README *Delivery semantics*, ``tests/perf/soak_stop_under_load.py``.)
-A supervisor (Kubernetes after its grace period, Compose after
-``stop_grace_period``) would kill the process anyway; the deadline makes a
-bare ``brand-listener worker`` behave the same, with a log line that says why.
+On SIGTERM Faust stops the flow of events, clears the streams' queues, waits
+for the batches in flight (:meth:`agents.commits.ContiguousCommitConsumer.wait_empty`)
+and commits. A stop can still hang where something it waits for never
+answers (a sink or Kafka down, a stuck batch). :class:`ShutdownDeadline`
+bounds that: armed when the stop signal arrives, it ends the process with
+:data:`EXIT_SHUTDOWN_TIMEOUT` if the graceful stop has not finished in time.
+Ending it commits nothing: the next worker reads everything after the last
+commit again, and sinks drop duplicates by ``Mention.id``. A supervisor
+(Kubernetes after its grace period, Compose after ``stop_grace_period``) would
+kill the process anyway; the deadline makes a bare ``brand-listener worker``
+behave the same, with a log line that says why.
 """
 
 from __future__ import annotations
