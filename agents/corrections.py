@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from agents.batches import AckAfterDeliveryStream
 from agents.metrics import AgentMetrics
 from agents.settings import AgentSettings
-from listener.record import Label, Mention, describe_validation_error
+from listener.record import RESPONSE_LABELS, Label, Mention, describe_validation_error
 from listener.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,6 @@ log = logging.getLogger(__name__)
 COMPACTED: dict[str, str] = {"cleanup.policy": "compact"}
 """Topic config of ``mentions.corrections``: Kafka keeps the latest record per Mention id."""
 
-RESPONSE_LABELS = frozenset({"complaint", "question"})
-"""Labels that need a response when the person did not say (as in the guideline)."""
 
 TRAINING_SOURCE = "corrections"
 """The ``source`` field of exported training rows."""

@@ -31,13 +31,12 @@ from typing import IO, Any
 
 import yaml
 
-from agents.rules import routing_label
 from listener.brands import BrandMatcher, BrandSettings
 from listener.connectors.bluesky import BlueskySettings
 from listener.errors import FatalError
 from listener.kafka_local import KafkaBroker, create_topics, die_with_parent, port_in_use
 from listener.producer import MentionProducer
-from listener.record import Mention, decode_mention
+from listener.record import Mention, decode_mention, routing_label
 from listener.replay import ReplayStats, load_brands, replay_file
 from listener.samples import BRAND_POSTS, BRANDS
 from listener.settings import KafkaSettings

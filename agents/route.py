@@ -33,10 +33,10 @@ from agents.app import Failure, Outgoing, Outputs, event_origin, event_value
 from agents.batches import run_batches
 from agents.dedup import CopyDedup
 from agents.metrics import AgentMetrics
-from agents.rules import RULES, SLA, Rule, route, routing_label
+from agents.rules import RULES, SLA, Rule, route
 from agents.tables import Sweeper
 from agents.vetting import AuthorVetter
-from listener.record import Mention, Routing, decode_mention, encode_mention
+from listener.record import Mention, Routing, decode_mention, encode_mention, routing_label
 from listener.topics import TopicNames
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,13 @@ from zoneinfo import ZoneInfo
 
 from agents.business_hours import BusinessHours, due_at
 from listener.errors import SkippableError
-from listener.record import Classification, Mention, Priority, Routing
+from listener.record import (
+    RESPONSE_LABELS,
+    Mention,
+    Priority,
+    Routing,
+    routing_label,
+)
 
 URGENT_TERMS: tuple[str, ...] = (
     "outage",
@@ -51,8 +57,6 @@ SLA: dict[str, timedelta] = {
 }
 """Time to first response by priority, from the post's ``created_at``; P4 has none."""
 
-RESPONSE_LABELS: tuple[str, ...] = ("complaint", "question")
-"""The labels the model's needs_response decision is about, in guideline precedence."""
 
 BELOW_THRESHOLD = "confidence.below_threshold"
 """Rule id added when a label that wants a response is below the confidence threshold."""
@@ -204,20 +208,6 @@ def _terms_pattern(terms: tuple[str, ...]) -> re.Pattern[str]:
         alternatives = "|".join(r"\s+".join(map(re.escape, t.split())) for t in terms)
         pattern = _PATTERNS[terms] = re.compile(rf"\b(?:{alternatives})\b", re.IGNORECASE)
     return pattern
-
-
-def routing_label(classification: Classification) -> str:
-    """The label the rules are matched on.
-
-    The top label, except when the model's needs_response decision is yes for
-    a post whose top label is praise or other (e.g. P(complaint)=0.30,
-    P(question)=0.25, P(other)=0.45): then the higher scoring of complaint and
-    question (complaint on a tie, as in the guideline's precedence), so the post
-    reaches the complaint or question rules, their priority, team and SLA.
-    """
-    if classification.needs_response and classification.label not in RESPONSE_LABELS:
-        return max(RESPONSE_LABELS, key=lambda name: classification.scores[name])
-    return classification.label
 
 
 def route(

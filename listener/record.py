@@ -29,6 +29,9 @@ LABELS: tuple[str, ...] = ("complaint", "praise", "question", "other")
 """The four intent labels, in a fixed order (the classifier's score order)."""
 
 Label = Literal["complaint", "praise", "question", "other"]
+
+RESPONSE_LABELS: tuple[Label, ...] = ("complaint", "question")
+"""The labels that ask for an answer (the needs_response decision), in guideline precedence."""
 Priority = Literal["P1", "P2", "P3", "P4"]
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -247,3 +250,17 @@ def decode_mention(data: bytes | str) -> Mention:
         return Mention.model_validate(obj)
     except ValidationError as exc:
         raise SkippableError("validation", describe_validation_error(exc)) from exc
+
+
+def routing_label(classification: Classification) -> str:
+    """The label the routing rules match a post on (and sinks and dashboards show).
+
+    The top label, except when the model's needs_response decision is yes for
+    a post whose top label is praise or other (e.g. P(complaint)=0.30,
+    P(question)=0.25, P(other)=0.45): then the higher scoring of complaint and
+    question (complaint on a tie, as in the guideline's precedence), so the post
+    reaches the complaint or question rules, their priority, team and SLA.
+    """
+    if classification.needs_response and classification.label not in RESPONSE_LABELS:
+        return max(RESPONSE_LABELS, key=lambda name: classification.scores[name])
+    return classification.label

@@ -25,9 +25,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.rules import routing_label
 from listener.errors import FatalError, RetryableError, SkippableError
-from listener.record import Mention, Priority
+from listener.record import Mention, Priority, routing_label
 
 DEFAULT_TIMEOUT_S = 10.0
 """Total time for one HTTP request; a timeout is retryable."""
@@ -219,7 +218,7 @@ class HttpClient:
 
 
 def routed_label(mention: Mention) -> str | None:
-    """The label the post was routed as (:func:`agents.rules.routing_label`), None if unclassified.
+    """The label the post was routed as (:func:`~listener.record.routing_label`), or None.
 
     Usually the top label; for a post the model says needs a response while its
     top label is praise or other, the higher of complaint and question.

@@ -13,10 +13,9 @@ from agents.rules import (
     URGENT_TERMS,
     Rule,
     route,
-    routing_label,
 )
 from listener.errors import SkippableError
-from listener.record import LABELS, Classification, Mention
+from listener.record import LABELS, Classification, Mention, routing_label
 
 CREATED = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 
