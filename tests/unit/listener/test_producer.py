@@ -10,9 +10,9 @@ import pytest
 from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError, NotLeaderForPartitionError
 from kafka.future import Future
 
+from listener.dead_letter import MAX_RECORD_BYTES
 from listener.errors import FatalError, RetryableError
 from listener.producer import LINGER_MS, MentionProducer, producer_config
-from listener.dead_letter import MAX_RECORD_BYTES
 from listener.record import Mention, decode_mention, encode_mention
 from listener.settings import KafkaSettings
 
