@@ -3,7 +3,7 @@
 Used by the plain aiokafka consumers (:mod:`agents.deliver`,
 :mod:`agents.sinks.alerting`), which commit an input's offset only after its
 dead letter is acknowledged. The Faust agents batch theirs through
-:class:`agents.app.Outputs` instead.
+:class:`agents.runtime.app.Outputs` instead.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SerializeAsAny, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from agents.pipeline.spikes import SpikeConfig
 from agents.sinks.config import DeliverySettings, validate_sinks
-from agents.spikes import SpikeConfig
 from listener.settings import FlagSettings
 from listener.topics import TopicNames
 
@@ -125,7 +125,8 @@ class AgentSettings(FlagSettings):
         gt=0,
         description=(
             "Longest graceful stop after SIGTERM/SIGINT; then the worker exits with status 75 "
-            "(agents/shutdown.py). Keep it under the supervisor's grace period (Kubernetes: 30 s)."
+            "(agents/runtime/shutdown.py). Keep it under the supervisor's grace period "
+            "(Kubernetes: 30 s)."
         ),
     )
     session_timeout_s: float = Field(

@@ -5,7 +5,7 @@ module-level app), so tests can build several pipelines in one process. The
 command runs Faust's own ``Worker``, whose SIGTERM/SIGINT handlers stop the app
 gracefully: in-flight batches finish, acked offsets are committed, the producer
 is flushed; a stop that takes longer than ``shutdown_timeout_s`` ends the process
-(:mod:`agents.shutdown`). Also runnable as ``python -m agents.worker``.
+(:mod:`agents.runtime.shutdown`). Also runnable as ``python -m agents.worker``.
 """
 
 from __future__ import annotations
@@ -25,8 +25,18 @@ import faust
 from faust.types import AgentT
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from agents import classify, corrections, delivery_service, detect, observe, route
-from agents.app import (
+from agents import delivery_service
+from agents.observability import observe
+from agents.observability.metrics import AgentMetrics, create, register_views
+from agents.pipeline import classify, detect, route
+from agents.pipeline.dedup import CopyDedup
+from agents.pipeline.rules import RULES, SLA
+from agents.pipeline.rules_file import RuleTable, load_rules
+from agents.pipeline.spikes import SpikeDetector
+from agents.pipeline.tables import JsonState, Sweeper, owned_by, state_table
+from agents.pipeline.vetting import AuthorVetter, VettingSettings
+from agents.queue import corrections
+from agents.runtime.app import (
     Outputs,
     PipelineTopics,
     SendFn,
@@ -35,15 +45,8 @@ from agents.app import (
     declare_outputs,
     kafka_sender,
 )
-from agents.dedup import CopyDedup
-from agents.metrics import AgentMetrics, create, register_views
-from agents.rules import RULES, SLA
-from agents.rules_file import RuleTable, load_rules
+from agents.runtime.shutdown import ShutdownDeadline
 from agents.settings import AgentSettings
-from agents.shutdown import ShutdownDeadline
-from agents.spikes import SpikeDetector
-from agents.tables import JsonState, Sweeper, owned_by, state_table
-from agents.vetting import AuthorVetter, VettingSettings
 from models.interface import IntentClassifier
 
 log = logging.getLogger(__name__)
@@ -74,7 +77,7 @@ class QuietWorker(faust.Worker):
     """Faust's worker with fewer INFO lines and a deadline on its graceful stop.
 
     Fewer lines: see :data:`LIFECYCLE_NOISE`, :data:`QUIET_LOGGERS`. The deadline:
-    the first SIGTERM/SIGINT arms ``shutdown_deadline`` (:mod:`agents.shutdown`),
+    the first SIGTERM/SIGINT arms ``shutdown_deadline`` (:mod:`agents.runtime.shutdown`),
     which ends the process if the graceful stop hangs.
     """
 
@@ -285,7 +288,7 @@ def ensure_topics(settings: AgentSettings, pipeline: Pipeline) -> None:
 
 
 def stateful_inputs(pipeline: Pipeline) -> tuple[faust.TopicT, ...]:
-    """The repartition topics whose records meet their table's key (see ``agents/tables.py``)."""
+    """The repartition topics whose records meet their table's key (agents/pipeline/tables.py)."""
     return (pipeline.topics.by_copy_text, pipeline.topics.by_brand_label)
 
 

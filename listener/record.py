@@ -63,7 +63,7 @@ class Classification(BaseModel):
     P(complaint) + P(question), at or above the model's threshold); both are
     ``None`` in records written before they existed and for classifiers without
     a calibrated threshold, and the router then falls back to its confidence
-    threshold on the top label (``agents/rules.py``).
+    threshold on the top label (``agents/pipeline/rules.py``).
     """
 
     model_config = _FROZEN

@@ -46,7 +46,7 @@ class TopicNames:
         """People's label corrections, keyed by Mention id; compacted (the latest per id stays).
 
         Not in :meth:`all`: it is created compacted by the worker and by the
-        commands that write it (``agents/corrections.py``), not with the defaults.
+        commands that write it (``agents/queue/corrections.py``), not with the defaults.
         """
         return f"{self.prefix}mentions.corrections"
 

@@ -1,7 +1,7 @@
 """The alert path: mentions.alerts -> every configured sink that delivers alerts.
 
 An alert is the JSON object on ``mentions.alerts`` (see
-:meth:`agents.spikes.SpikeAlert.record`), keyed by its stable ``id``. A sink
+:meth:`agents.pipeline.spikes.SpikeAlert.record`), keyed by its stable ``id``. A sink
 that can page or post about it (PagerDuty, Slack) has an
 ``async deliver_alert(alert) -> DeliveryResult`` beside ``deliver`` and an
 ``alerts`` switch in its settings (on by default); :class:`AlertSink` is that

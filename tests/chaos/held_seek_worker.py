@@ -4,7 +4,7 @@ Fault injection for ``test_held_seek.py``: at a rebalance Faust's recovery
 resumes the stream partitions (with the fetcher running and the flow on for
 the changelogs) before it seeks them to their committed offsets, so records
 fetched in between reach the agents (stock Faust 0.15.3) or must be held back
-(:mod:`agents.commits`). Holding the seek makes that window as wide as we
+(:mod:`agents.runtime.commits`). Holding the seek makes that window as wide as we
 like instead of a race. The first seek (at start, before the fetcher runs)
 is not held. ``HOLD_SEEK_RECORDS`` (default 300) says how many records;
 ``HOLD_SEEK_STOCK=1`` runs stock Faust's consumer instead of ours (to show
@@ -22,7 +22,8 @@ from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from agents import commits, worker
+from agents import worker
+from agents.runtime import commits
 
 log = logging.getLogger("held_seek")
 

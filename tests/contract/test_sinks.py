@@ -76,7 +76,7 @@ def test_request_shape_and_auth(name: str) -> None:
 
 
 def counted(m: Mention, count: int) -> Mention:
-    """``m`` as the route stage re-produces it when a copy arrives (``agents/dedup.py``)."""
+    """``m`` as the route stage re-produces it when a copy arrives (agents/pipeline/dedup.py)."""
     signals = {**m.signals, "duplicates": {"of": m.id, "count": count}}
     return m.model_copy(update={"signals": signals})
 

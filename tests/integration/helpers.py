@@ -31,8 +31,8 @@ from contract.sink_servers import SinkServer
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from agents.classify import classification_of
-from agents.rules import route
+from agents.pipeline.classify import classification_of
+from agents.pipeline.rules import route
 from listener.kafka_local import free_port
 from listener.listen import listen, load_settings
 from listener.record import Mention

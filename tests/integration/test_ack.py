@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from agents.cli import main
+from agents.commands.cli import main
 from integration.helpers import read_all
 from listener.topics import TopicNames
 

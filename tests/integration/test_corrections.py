@@ -10,8 +10,8 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from agents.cli import main
-from agents.corrections import decode_correction
+from agents.commands.cli import main
+from agents.queue.corrections import decode_correction
 from integration.helpers import produce, read_all
 from listener.record import LABELS, Classification, Mention, encode_mention
 from listener.topics import TopicNames

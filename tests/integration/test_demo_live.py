@@ -67,7 +67,7 @@ def test_live_bluesky_demo_prints_routed_posts(tmp_path: Path) -> None:
     with jetstream() as harness:
         url = harness.url
         cmd = [
-            sys.executable, "-m", "agents.cli", "demo",
+            sys.executable, "-m", "agents.commands.cli", "demo",
             "--live", "bluesky", "--brand", "acme", "--keyword", "acme",
             "--jetstream-url", url, "--duration", "6", "--exit-when-done",
             "--port", str(free_port_pair()), "--web-port", str(free_port()),

@@ -69,7 +69,7 @@ def test_demo_queue_shows_the_customer_not_the_brand_reply(tmp_path: Path) -> No
     brands = tmp_path / "brands.yaml"
     brands.write_text(BRANDS)
     cmd = [
-        sys.executable, "-m", "agents.cli", "demo", "--exit-when-done",
+        sys.executable, "-m", "agents.commands.cli", "demo", "--exit-when-done",
         "--stream", str(stream), "--brands", str(brands), "--rate", "20",
         "--port", str(free_port_pair()), "--web-port", str(free_port()),
         "--data-dir", str(tmp_path / "demo"),

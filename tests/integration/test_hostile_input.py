@@ -66,7 +66,7 @@ def test_bad_lines_and_oversized_posts_are_dead_lettered_and_the_run_goes_on(
         [
             sys.executable,
             "-m",
-            "agents.cli",
+            "agents.commands.cli",
             "replay",
             str(path),
             "--bootstrap",

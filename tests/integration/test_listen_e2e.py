@@ -2,7 +2,7 @@
 subprocess with the real model -> ``mentions.needs-response``.
 
 The ids that must arrive are computed here from what ``listen`` produced to
-``mentions.raw``, with the same model and :func:`agents.rules.route`.
+``mentions.raw``, with the same model and :func:`agents.pipeline.rules.route`.
 """
 
 from __future__ import annotations

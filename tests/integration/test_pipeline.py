@@ -2,8 +2,8 @@
 
 Expected routing is computed in this process with the same model (one post per
 ONNX run on both sides, so int8 results do not depend on batch-mates), the
-classify agent's record (:func:`agents.classify.classification_of`, with the
-model's needs_response decision) and :func:`agents.rules.route`; the worker
+classify agent's record (:func:`agents.pipeline.classify.classification_of`, with the
+model's needs_response decision) and :func:`agents.pipeline.rules.route`; the worker
 must queue exactly those ids.
 """
 

@@ -1,7 +1,7 @@
 """The stateful agents across workers and restarts: real broker, real model, worker subprocesses.
 
 Copy dedup and author vetting keep their state in changelog-backed Faust
-tables, keyed like their input topics (``agents/tables.py``). So:
+tables, keyed like their input topics (``agents/pipeline/tables.py``). So:
 
 * a copy-paste campaign posted by many authors, processed by two workers of
   one app, is one queue item with the whole count, not one per worker;

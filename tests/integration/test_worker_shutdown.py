@@ -3,7 +3,7 @@
 Real broker (its own, not the session's: this test freezes it), real model, the
 worker as a subprocess. With the broker frozen (SIGSTOP) the worker's stop waits on
 commits and flushes that cannot complete; ``AGENTS_SHUTDOWN_TIMEOUT_S`` bounds it
-(agents/shutdown.py). After the broker thaws, a new worker of the same group and
+(agents/runtime/shutdown.py). After the broker thaws, a new worker of the same group and
 data directory goes on with the next posts.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from kafka_fixtures import TOPIC_PARTITIONS, start_broker
 
-from agents.shutdown import EXIT_SHUTDOWN_TIMEOUT
+from agents.runtime.shutdown import EXIT_SHUTDOWN_TIMEOUT
 from integration.helpers import Tail, Worker, make_posts, produce, running
 from listener.kafka_local import create_topics
 from listener.record import encode_mention

@@ -147,7 +147,8 @@ def main() -> None:
         workers = []
         for i, web in enumerate(webs):
             command = [
-                sys.executable, "-m", "agents.cli", "worker", "--bootstrap", broker.bootstrap,
+                sys.executable, "-m", "agents.commands.cli", "worker",
+                "--bootstrap", broker.bootstrap,
                 "--topic-prefix", topics.prefix, "--web-port", str(web),
                 "--data-dir", str(Path(tmp) / f"worker-{i}"),
             ]  # fmt: skip

@@ -1,0 +1,1 @@
+"""The ``brand-listener`` command line: one module per subcommand group."""

@@ -1,0 +1,56 @@
+"""The ``brand-listener`` command: one entry point composing each package's subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from agents import worker
+from agents.commands import ack, demo
+from agents.commands import corrections as corrections_cli
+from agents.commands import rules as rules_cli
+from listener import cli as listener_cli
+from models import cli as models_cli
+
+QUIET_CLIENT_LOGGERS = ("kafka", "aiokafka")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (every subcommand sets ``func``)."""
+    parser = argparse.ArgumentParser(
+        prog="brand-listener",
+        description="Streaming brand-mention listener: sources -> Kafka -> classify -> route.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    listener_cli.register_commands(sub)
+    models_cli.register_commands(sub)
+    worker.register_commands(sub)
+    rules_cli.register_commands(sub)
+    ack.register_commands(sub)
+    corrections_cli.register_commands(sub)
+    demo.register_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        # The Kafka clients narrate every connection at INFO; their failures surface as our errors.
+        for name in QUIET_CLIENT_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

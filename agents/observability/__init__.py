@@ -1,0 +1,1 @@
+"""The worker's metrics, health and consumer lag."""

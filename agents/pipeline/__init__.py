@@ -1,0 +1,1 @@
+"""The pipeline stages (classify, route, dedup, spikes) and the rules, vetting, tables they use."""

@@ -1,0 +1,181 @@
+"""The ``classify_mentions`` agent: mentions.raw -> intent classifier -> mentions.classified.
+
+The classified topic is keyed by the author (:func:`agents.pipeline.vetting.partition_key`),
+not by Mention id: the route agent keeps each author's vetting window in a
+table keyed the same way, so an author's posts and state meet on one worker.
+
+Delivery: at-least-once. :meth:`ClassifyStage.process` returns only once Kafka
+has acknowledged every classified record and dead letter of the batch
+(:meth:`~agents.runtime.app.Outputs.deliver`); :func:`agents.runtime.batches.run_batches` acks
+the batch only then, and :mod:`agents.runtime.commits` commits only contiguous acked
+offsets. If Kafka refuses even the dead letters, ``deliver`` keeps retrying:
+the agent stalls (backpressure) rather than ack what it could not deliver. A
+crash (kill -9) loses nothing: un-committed offsets are read again, and
+duplicates are absorbed downstream by ``Mention.id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import Executor
+
+import faust
+from faust.types import EventT, StreamT
+
+from agents.observability.metrics import AgentMetrics
+from agents.pipeline.vetting import partition_key
+from agents.runtime.app import Failure, Outgoing, Outputs, event_origin, event_value
+from agents.runtime.batches import run_batches
+from listener.record import LABELS, Classification, Mention, decode_mention, encode_mention
+from listener.topics import TopicNames
+from models.interface import IntentClassifier, Prediction
+
+log = logging.getLogger(__name__)
+
+STAGE = "classify"
+
+
+class ClassifyStage:
+    """Classifies one batch of raw events and hands the results to :class:`Outputs`.
+
+    Args:
+        classifier: The intent model; ``predict`` runs on ``executor``.
+        outputs: Where classified mentions and dead letters go.
+        metrics: The worker's metrics.
+        executor: Runs inference off the event loop (one thread: the model
+            parallelises internally).
+        topics: Topic names.
+    """
+
+    def __init__(
+        self,
+        classifier: IntentClassifier,
+        outputs: Outputs,
+        metrics: AgentMetrics,
+        executor: Executor,
+        topics: TopicNames,
+    ) -> None:
+        self._classifier = classifier
+        self._outputs = outputs
+        self._metrics = metrics
+        self._executor = executor
+        self._topics = topics
+
+    @property
+    def outputs(self) -> Outputs:
+        """Where this stage's records and dead letters go."""
+        return self._outputs
+
+    async def process(self, events: Sequence[EventT]) -> None:
+        """Decode, classify and produce ``events``; returns once Kafka has them all."""
+        failures: list[Failure] = []
+        decoded: list[tuple[EventT, Mention]] = []
+        for event in events:
+            try:
+                decoded.append((event, decode_mention(event_value(event))))
+            except Exception as exc:  # noqa: BLE001 - one bad event is dead-lettered
+                failures.append(Failure.of(event, exc))
+        outgoing: list[Outgoing] = []
+        classified: list[Mention] = []
+        if decoded:
+            predictions = await self._predict([m.text for _, m in decoded], decoded, failures)
+            for (event, mention), prediction in zip(decoded, predictions, strict=False):
+                try:
+                    done = self._classified(mention, prediction)
+                    outgoing.append(
+                        Outgoing(
+                            self._topics.classified,
+                            partition_key(mention),
+                            encode_mention(done),
+                            event_origin(event),
+                        )
+                    )
+                    classified.append(done)
+                except Exception as exc:  # noqa: BLE001 - one bad event is dead-lettered
+                    failures.append(Failure.of(event, exc, reason="classification"))
+        delivered = await self._outputs.deliver(STAGE, outgoing, failures)
+        for mention, ok in zip(classified, delivered, strict=True):
+            if ok:
+                self._metrics.observe_stage(mention, "classified")
+
+    async def _predict(
+        self,
+        texts: list[str],
+        decoded: list[tuple[EventT, Mention]],
+        failures: list[Failure],
+    ) -> list[Prediction]:
+        """Run the model on ``texts`` off the loop; on failure dead-letter the whole batch."""
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            predictions = await loop.run_in_executor(
+                self._executor, self._classifier.predict, texts
+            )
+            if len(predictions) != len(texts):
+                raise RuntimeError(
+                    f"classifier returned {len(predictions)} predictions for {len(texts)} texts"
+                )
+        except Exception as exc:  # noqa: BLE001 - the batch is dead-lettered, the agent goes on
+            log.exception("classifier failed on a batch of %d", len(texts))
+            failures.extend(Failure.of(event, exc, reason="classification") for event, _ in decoded)
+            return []
+        self._metrics.classifier_batch_seconds.observe(time.perf_counter() - started)
+        self._metrics.classifier_batch_size.observe(len(texts))
+        return predictions
+
+    def _classified(self, mention: Mention, prediction: Prediction) -> Mention:
+        classification = classification_of(prediction, self._classifier.name)
+        return mention.with_stage("classified", classification=classification)
+
+
+def classification_of(prediction: Prediction, model: str) -> Classification:
+    """The record's :class:`~listener.record.Classification` of one prediction.
+
+    Carries the model's calibrated needs_response decision and score when the
+    prediction has them (the router prefers them to its confidence threshold).
+
+    Args:
+        prediction: One post's prediction.
+        model: ``name@version`` of the classifier.
+
+    Raises:
+        pydantic.ValidationError: The prediction lacks a label's score or has an
+            unknown label.
+    """
+    score = prediction.needs_response_score
+    return Classification.model_validate(
+        {
+            "label": prediction.label,
+            "scores": {label: float(prediction.scores[label]) for label in LABELS},
+            "model": model,
+            "needs_response": prediction.needs_response,
+            # float32 sums may overshoot 1.0 by an ulp or two
+            "needs_response_score": None if score is None else min(1.0, max(0.0, float(score))),
+        }
+    )
+
+
+def register(
+    app: faust.App,
+    source: faust.TopicT,
+    stage: ClassifyStage,
+    *,
+    batch_size: int,
+    batch_window_s: float,
+) -> faust.types.AgentT:
+    """Add the ``classify_mentions`` agent to ``app``, reading ``source`` in batches."""
+
+    async def classify_mentions(stream: StreamT) -> None:
+        await run_batches(
+            stream,
+            stage=STAGE,
+            process=stage.process,
+            dead_letter=stage.outputs.dead_letter_batch,
+            batch_size=batch_size,
+            within_s=batch_window_s,
+        )
+
+    return app.agent(source, name="classify_mentions")(classify_mentions)

@@ -1,0 +1,1 @@
+"""The human queue: the SLA clock and support staff's label corrections."""

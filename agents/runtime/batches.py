@@ -1,0 +1,98 @@
+"""The one agent loop: take a batch, process it, ack it only once its output is durable.
+
+Faust's ``Stream.take_events`` acks a batch in the ``finally`` after its
+``yield``: when the loop body asks for the next batch, but also when the
+generator is closed because the body was cancelled or raised (a stop, a
+rebalance). :class:`AckAfterDeliveryStream` (the app's ``Stream`` class) acks
+an event only after :func:`run_batches` marked it delivered, so a batch whose
+output Kafka never acknowledged stays unacked: it is not committed, and the
+next owner of its partition reads it again.
+
+:func:`run_batches` is the loop every batch agent runs: the stage's
+``process`` returns once Kafka has its output and dead letters; an unexpected
+error dead-letters the whole batch with its reason; only then is the batch
+marked delivered. If even the dead letters cannot be written, the batch stays
+unacked and its partition stalls visibly (lag) rather than skip it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, cast
+
+import faust
+from faust.types import EventT, StreamT
+
+from agents.runtime.commits import in_flight_of
+
+log = logging.getLogger(__name__)
+
+Process = Callable[[Sequence[EventT]], Awaitable[object]]
+"""A stage's batch handler: returns once its output (and dead letters) are in Kafka."""
+
+DeadLetterBatch = Callable[[str, Sequence[EventT], Exception], Awaitable[bool]]
+"""Dead-letters a failed batch with the error; returns whether Kafka took every record."""
+
+
+class AckAfterDeliveryStream(faust.Stream):
+    """A Faust stream whose ``take_events`` batches are acked only once marked delivered."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._delivered: set[int] = set()
+
+    def mark_delivered(self, events: Iterable[EventT]) -> None:
+        """Let ``events`` be acked: their output is durable."""
+        self._delivered.update(id(event) for event in events)
+
+    async def ack(self, event: EventT) -> bool:
+        """Ack ``event`` if it was marked delivered; otherwise leave it for redelivery."""
+        if id(event) not in self._delivered:
+            return False
+        self._delivered.discard(id(event))
+        return await super().ack(event)
+
+
+async def run_batches(
+    stream: StreamT,
+    *,
+    stage: str,
+    process: Process,
+    dead_letter: DeadLetterBatch,
+    batch_size: int,
+    within_s: float,
+    after: Callable[[], None] | None = None,
+) -> None:
+    """Run ``process`` over ``stream`` in batches, acking each only after it is durable.
+
+    Args:
+        stream: The agent's stream (an :class:`AckAfterDeliveryStream`).
+        stage: The stage name, for logs and dead letters.
+        process: The stage's batch handler.
+        dead_letter: Where a batch goes when ``process`` raises.
+        batch_size: Most events per batch.
+        within_s: Longest wait for a batch to fill.
+        after: Called after each batch (e.g. a table sweep; the agent is its only writer).
+    """
+    ours = cast(AckAfterDeliveryStream, stream)
+    in_flight = in_flight_of(ours.app)
+    async for events in ours.take_events(batch_size, within=within_s):
+        with in_flight.track() if in_flight is not None else contextlib.nullcontext():
+            delivered = True
+            try:
+                await process(events)
+            except Exception as exc:  # noqa: BLE001 - one bad batch must not end the agent
+                log.exception("%s batch of %d failed unexpectedly", stage, len(events))
+                delivered = await dead_letter(stage, events, exc)
+            if delivered:
+                ours.mark_delivered(events)
+            else:
+                log.critical(
+                    "%s: %d events neither processed nor dead-lettered; left unacked "
+                    "(their partitions stall until a restart reads them again)",
+                    *(stage, len(events)),
+                )
+        if after is not None:
+            after()
