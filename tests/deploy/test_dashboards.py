@@ -35,8 +35,8 @@ import yaml
 from kafka import KafkaConsumer, KafkaProducer
 from prometheus_client import CollectorRegistry
 
-from agents.cli import main as cli_main
-from agents.metrics import create
+from agents.commands.cli import main as cli_main
+from agents.observability.metrics import create
 from agents.sinks.metrics import create as create_sink_metrics
 from listener.kafka_local import free_port
 from listener.metrics import create as create_listener_metrics
@@ -132,7 +132,7 @@ def stack(
         [
             sys.executable,
             "-m",
-            "agents.cli",
+            "agents.commands.cli",
             "worker",
             "--bootstrap",
             kafka_bootstrap,
@@ -160,7 +160,7 @@ def stack(
             [
                 sys.executable,
                 "-m",
-                "agents.cli",
+                "agents.commands.cli",
                 "listen",
                 "--config",
                 str(listen_config(tmp_path, feeds, listen_port)),
