@@ -1,24 +1,20 @@
-"""The ``brand-listener worker`` command: build the pipeline (app, agents, views) and run it.
+"""The worker: build the pipeline (app, agents, views, delivery) and run it.
 
 :func:`build_worker` wires everything explicitly (no autodiscovery, no
-module-level app), so tests can build several pipelines in one process. The
-command runs Faust's own ``Worker``, whose SIGTERM/SIGINT handlers stop the app
-gracefully: in-flight batches finish, acked offsets are committed, the producer
-is flushed; a stop that takes longer than ``shutdown_timeout_s`` ends the process
-(:mod:`agents.runtime.shutdown`). Also runnable as ``python -m agents.worker``.
+module-level app), so tests can build several pipelines in one process.
+:func:`run_worker` creates the topics, then runs Faust's ``Worker``
+(:class:`~agents.runtime.faust_worker.QuietWorker`), whose SIGTERM/SIGINT
+handlers stop the app gracefully. The command line is
+:mod:`agents.commands.worker`; ``python -m agents.worker`` runs it.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import logging
-import signal
 import sys
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import faust
@@ -45,59 +41,12 @@ from agents.runtime.app import (
     declare_outputs,
     kafka_sender,
 )
+from agents.runtime.faust_worker import QuietWorker
 from agents.runtime.shutdown import ShutdownDeadline
 from agents.settings import AgentSettings
 from models.interface import IntentClassifier
 
 log = logging.getLogger(__name__)
-
-QUIET_LOGGERS = ("aiokafka", "faust.transport.drivers.aiokafka", "faust.tables", "faust.assignor")
-"""Loggers that are chatty at INFO (per-partition tables on every rebalance); kept at WARNING."""
-
-LIFECYCLE_NOISE = (
-    "Starting...",
-    "Stopping...",
-    "Cleanup",
-    "Gathering service tasks...",
-    "Gathering all futures...",
-    "Waiting for agents to start...",
-    "Waiting for tables to be registered...",
-)
-"""mode logs these for each of ~15 services at every start and stop; dropped below WARNING."""
-
-
-class _QuietLifecycle(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno > logging.INFO or not record.getMessage().rstrip().endswith(
-            LIFECYCLE_NOISE
-        )
-
-
-class QuietWorker(faust.Worker):
-    """Faust's worker with fewer INFO lines and a deadline on its graceful stop.
-
-    Fewer lines: see :data:`LIFECYCLE_NOISE`, :data:`QUIET_LOGGERS`. The deadline:
-    the first SIGTERM/SIGINT arms ``shutdown_deadline`` (:mod:`agents.runtime.shutdown`),
-    which ends the process if the graceful stop hangs.
-    """
-
-    def __init__(
-        self, app: faust.App, *, shutdown_deadline: ShutdownDeadline, **kwargs: Any
-    ) -> None:
-        super().__init__(app, **kwargs)
-        self.shutdown_deadline = shutdown_deadline
-
-    def _schedule_shutdown(self, sig: signal.Signals) -> None:
-        self.shutdown_deadline.arm(sig.name)
-        super()._schedule_shutdown(sig)
-
-    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
-        """Add the lifecycle filter once mode has configured the root logger."""
-        super().on_setup_root_logger(logger, level)
-        for handler in logger.handlers:
-            handler.addFilter(_QuietLifecycle())
-        for name in QUIET_LOGGERS:
-            logging.getLogger(name).setLevel(max(level, logging.WARNING))
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +208,7 @@ def ensure_topics(settings: AgentSettings, pipeline: Pipeline) -> None:
     partitions stay unassigned until the next rebalance. Creating every topic
     first (the app's repartition topics on a first start, in particular) avoids that.
     """
-    from listener.kafka_local import create_topics
+    from listener.kafka_admin import create_topics, partition_counts
 
     logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python's admin is chatty at INFO
     names = [*pipeline.topics.by_name(), settings.topics.acks]
@@ -269,7 +218,13 @@ def ensure_topics(settings: AgentSettings, pipeline: Pipeline) -> None:
         settings.topic_partitions,
         replication_factor=settings.topic_replication,
     )
-    corrections.ensure_topic(settings)  # compacted: not created with the defaults above
+    # compacted: not created with the defaults above
+    corrections.ensure_topic(
+        settings.bootstrap_servers,
+        settings.topics,
+        settings.topic_partitions,
+        settings.topic_replication,
+    )
     if created:
         log.info("created topics: %s", ", ".join(created))
     keyed = [settings.topics.classified, *(t.get_topic_name() for t in stateful_inputs(pipeline))]
@@ -290,19 +245,6 @@ def ensure_topics(settings: AgentSettings, pipeline: Pipeline) -> None:
 def stateful_inputs(pipeline: Pipeline) -> tuple[faust.TopicT, ...]:
     """The repartition topics whose records meet their table's key (agents/pipeline/tables.py)."""
     return (pipeline.topics.by_copy_text, pipeline.topics.by_brand_label)
-
-
-def partition_counts(bootstrap: list[str], names: list[str]) -> dict[str, int]:
-    """The number of partitions of each topic (0 for a missing one)."""
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, client_id="brand-listener-worker", enable_auto_commit=False
-    )
-    try:
-        return {name: len(consumer.partitions_for_topic(name) or ()) for name in names}
-    finally:
-        consumer.close()
 
 
 def routing_rules(settings: AgentSettings) -> RuleTable:
@@ -379,88 +321,7 @@ def run_worker(settings: AgentSettings) -> int:
     return 0  # pragma: no cover - execute_from_commandline always raises SystemExit
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The worker's flags; each wins over its ``AGENTS_*`` environment variable."""
-    parser.add_argument("--bootstrap", help="Kafka bootstrap servers, host:port[,host:port]")
-    parser.add_argument("--topic-prefix", help="prefix of every topic name")
-    parser.add_argument("--app-id", help="Faust app id = consumer group")
-    parser.add_argument("--web-port", type=int, help="port of /metrics and /health")
-    parser.add_argument("--model-dir", type=Path, help="classifier model folder")
-    parser.add_argument("--model-batch-size", type=int, help="posts per ONNX run")
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        help="fallback needs-response confidence (records/models without the calibrated decision)",
-    )
-    parser.add_argument(
-        "--batch-size", type=int, help="most events an agent takes at once (default 512)"
-    )
-    parser.add_argument("--data-dir", type=Path, help="Faust data directory")
-    parser.add_argument("--rules", type=Path, metavar="FILE.yaml", help="routing rules file")
-    parser.add_argument(
-        "--config",
-        type=Path,
-        metavar="FILE.yaml",
-        help="YAML of AgentSettings fields (e.g. a sinks block); wins over AGENTS_* variables",
-    )
-
-
-def settings_from_args(args: argparse.Namespace) -> AgentSettings:
-    """Settings from the environment, then ``--config``, then the command-line flags on top."""
-    base = AgentSettings(**load_config(args.config)) if args.config else AgentSettings()
-    return base.override(
-        bootstrap_servers=args.bootstrap,
-        topic_prefix=args.topic_prefix,
-        app_id=args.app_id,
-        web_port=args.web_port,
-        model_dir=args.model_dir,
-        model_batch_size=args.model_batch_size,
-        needs_response_threshold=args.threshold,
-        batch_size=args.batch_size,
-        data_dir=args.data_dir,
-        rules_file=args.rules,
-    )
-
-
-def load_config(path: Path) -> dict[str, Any]:
-    """The mapping in a worker config file (YAML).
-
-    Raises:
-        ValueError: The file does not hold a mapping.
-    """
-    import yaml
-
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
-    return data
-
-
-def _command(args: argparse.Namespace) -> int:
-    return run_worker(settings_from_args(args))
-
-
-def register_commands(sub: Any) -> None:
-    """Add the ``worker`` subcommand to the ``brand-listener`` parser."""
-    parser = sub.add_parser(
-        "worker",
-        help="run the Faust worker (classify and route agents)",
-        description="Consume mentions.raw, classify, route; serve /metrics and /health.",
-    )
-    add_arguments(parser)
-    parser.set_defaults(func=_command)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m agents.worker``: the worker command on its own."""
-    parser = argparse.ArgumentParser(prog="agents.worker", description=__doc__)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    return _command(args)
-
-
 if __name__ == "__main__":
+    from agents.commands.worker import main
+
     sys.exit(main())

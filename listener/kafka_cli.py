@@ -14,7 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from listener.kafka_local import KafkaBroker, KafkaLocalError, create_topics, resolve_jars
+from listener.kafka_admin import create_topics
+from listener.kafka_local import KafkaBroker, KafkaLocalError, resolve_jars
 from listener.topics import TopicNames
 
 DEFAULT_DATA_DIR = Path(".demo/kafka")

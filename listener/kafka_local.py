@@ -19,12 +19,11 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from listener.errors import FatalError
+from listener.kafka_admin import admin_client
 
 KAFKA_VERSION = "4.4.0"
 SCALA_VERSION = "2.13"
@@ -188,13 +187,6 @@ def new_cluster_id() -> str:
     while (cid := base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode())[0] == "-":
         pass
     return cid
-
-
-def _admin(bootstrap: str, timeout_ms: int) -> Any:
-    from kafka import KafkaAdminClient  # imported late: heavy, and only the probes need it
-
-    timeouts = {"request_timeout_ms": timeout_ms, "bootstrap_timeout_ms": timeout_ms}
-    return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="brand-listener", **timeouts)
 
 
 def die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -408,7 +400,7 @@ class KafkaBroker:
         from kafka.errors import KafkaError
 
         try:
-            admin = _admin(self.bootstrap, 5000)
+            admin = admin_client(self.bootstrap, 5000)
             try:  # registered and unfenced: it takes produce and fetch requests now
                 return any(not b["is_fenced"] for b in admin.describe_cluster()["brokers"])
             finally:
@@ -454,46 +446,3 @@ class KafkaBroker:
                 return True
             time.sleep(0.1)
         return False
-
-
-def create_topics(
-    bootstrap: str,
-    names: Iterable[str],
-    partitions: int = 4,
-    *,
-    replication_factor: int = 1,
-    configs: dict[str, str] | None = None,
-    timeout: float = 30.0,
-) -> list[str]:
-    """Create topics, leaving existing ones as they are; wait until each partition has a leader.
-
-    Args:
-        bootstrap: ``host:port`` of the cluster.
-        names: Topic names.
-        partitions: Partitions for each new topic.
-        replication_factor: Replicas per partition (1 on the local broker).
-        configs: Topic-level configs, e.g. ``{"retention.ms": "3600000"}``.
-        timeout: Seconds to wait for the broker.
-
-    Returns:
-        The names that were created by this call.
-
-    Raises:
-        kafka.errors.KafkaError: The broker refused a topic for another reason than that it exists.
-    """
-    from kafka.errors import TopicAlreadyExistsError
-
-    wanted = list(dict.fromkeys(names))
-    spec = {"num_partitions": partitions, "replication_factor": replication_factor}
-    ms = int(timeout * 1000)
-    created = []
-    admin = _admin(bootstrap, ms)
-    try:
-        for name in wanted:  # one request each: an existing topic fails only its own request
-            with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics({name: {**spec, "configs": dict(configs or {})}}, timeout_ms=ms)
-                created.append(name)
-        admin.wait_for_topics(wanted, timeout_ms=ms)
-        return created
-    finally:
-        admin.close()

@@ -19,7 +19,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from listener.kafka_local import KafkaBroker, KafkaLocalError, create_topics, free_ports
+from listener.kafka_admin import create_topics
+from listener.kafka_local import KafkaBroker, KafkaLocalError, free_ports
 from listener.topics import TopicNames
 
 TOPIC_PARTITIONS = 4

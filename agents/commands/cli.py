@@ -7,8 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from agents import worker
-from agents.commands import ack, demo
+from agents.commands import ack, demo, worker
 from agents.commands import corrections as corrections_cli
 from agents.commands import rules as rules_cli
 from listener import cli as listener_cli

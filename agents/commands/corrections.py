@@ -32,7 +32,7 @@ from kafka.errors import KafkaError
 
 from agents.commands.ack import EXIT_KAFKA, EXIT_OK, EXIT_USAGE, kafka_settings, parse_ids
 from agents.pipeline.tables import partition_for
-from agents.queue.corrections import COMPACTED, Correction, decode_correction, training_row
+from agents.queue.corrections import Correction, decode_correction, ensure_topic, training_row
 from listener.errors import SkippableError
 from listener.producer import producer_config
 from listener.record import LABELS, Mention, decode_mention
@@ -120,18 +120,6 @@ def read_corrections(
     return latest
 
 
-def ensure_topic(kafka: KafkaSettings) -> None:
-    """Create the corrections topic, compacted, if it is missing (the worker does the same)."""
-    from listener.kafka_local import create_topics
-
-    create_topics(
-        kafka.bootstrap_servers,
-        [kafka.topics.corrections],
-        configs=COMPACTED,
-        timeout=kafka.bootstrap_timeout_s,
-    )
-
-
 def send_corrections(
     client: Any, topics: TopicNames, corrections: Iterable[Correction], timeout_s: float = 30.0
 ) -> int:
@@ -199,7 +187,7 @@ def write_corrections(kafka: KafkaSettings, ids: list[str], args: argparse.Names
         print(f"error: cannot read the queue: {exc!r}", file=sys.stderr)
         return EXIT_KAFKA
     try:
-        ensure_topic(kafka)
+        ensure_topic(kafka.bootstrap_servers, kafka.topics, timeout_s=kafka.bootstrap_timeout_s)
         client = KafkaProducer(**producer_config(kafka))
     except KafkaError as exc:
         print(f"error: cannot reach Kafka at {kafka.bootstrap_servers}: {exc!r}", file=sys.stderr)

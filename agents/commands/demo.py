@@ -34,7 +34,8 @@ import yaml
 from listener.brands import BrandMatcher, BrandSettings
 from listener.connectors.bluesky import BlueskySettings
 from listener.errors import FatalError
-from listener.kafka_local import KafkaBroker, create_topics, die_with_parent, port_in_use
+from listener.kafka_admin import create_topics
+from listener.kafka_local import KafkaBroker, die_with_parent, port_in_use
 from listener.producer import MentionProducer
 from listener.record import Mention, decode_mention, routing_label
 from listener.replay import ReplayStats, load_brands, replay_file

@@ -31,14 +31,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agents.observability.metrics import AgentMetrics
 from agents.runtime.batches import AckAfterDeliveryStream
-from agents.settings import AgentSettings
+from listener.kafka_admin import COMPACTED, create_topics
 from listener.record import RESPONSE_LABELS, Label, Mention, describe_validation_error
 from listener.topics import TopicNames
 
 log = logging.getLogger(__name__)
-
-COMPACTED: dict[str, str] = {"cleanup.policy": "compact"}
-"""Topic config of ``mentions.corrections``: Kafka keeps the latest record per Mention id."""
 
 
 TRAINING_SOURCE = "corrections"
@@ -174,20 +171,27 @@ def training_row(correction: Correction) -> dict[str, Any]:
     return row
 
 
-def ensure_topic(settings: AgentSettings) -> bool:
-    """Create the compacted corrections topic if it is missing (before the worker subscribes).
+def ensure_topic(
+    bootstrap: str | list[str],
+    topics: TopicNames,
+    partitions: int = 4,
+    replication: int = 1,
+    timeout_s: float = 30.0,
+) -> bool:
+    """Create ``mentions.corrections`` compacted if it is missing (worker and commands alike).
+
+    Kafka then keeps the latest correction per Mention id.
 
     Returns:
         Whether it was created by this call.
     """
-    from listener.kafka_local import create_topics
-
     created = create_topics(
-        settings.bootstrap_servers,
-        [settings.topics.corrections],
-        settings.topic_partitions,
-        replication_factor=settings.topic_replication,
+        bootstrap,
+        [topics.corrections],
+        partitions,
+        replication_factor=replication,
         configs=COMPACTED,
+        timeout=timeout_s,
     )
     return bool(created)
 

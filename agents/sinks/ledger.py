@@ -24,8 +24,8 @@ from typing import Protocol
 
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import TopicAlreadyExistsError
+
+from listener.kafka_admin import COMPACTED, create_topics
 
 log = logging.getLogger(__name__)
 
@@ -93,22 +93,13 @@ class KafkaLedger:
 
     def start(self) -> None:
         """Create the topic if missing (compacted), then load it whole (blocking)."""
-        admin = KafkaAdminClient(bootstrap_servers=self._bootstrap, client_id="sink-ledger")
-        try:
-            admin.create_topics(
-                [
-                    NewTopic(
-                        self._topic,
-                        self._partitions,
-                        self._replication,
-                        topic_configs={"cleanup.policy": "compact"},
-                    )
-                ]
-            )
-        except TopicAlreadyExistsError:
-            pass
-        finally:
-            admin.close()
+        create_topics(
+            self._bootstrap,
+            [self._topic],
+            self._partitions,
+            replication_factor=self._replication,
+            configs=COMPACTED,
+        )
         self._producer = KafkaProducer(
             bootstrap_servers=self._bootstrap, acks="all", retries=5, linger_ms=0
         )

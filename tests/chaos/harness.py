@@ -36,7 +36,8 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from listener.kafka_local import KafkaBroker, create_topics, free_port, free_ports
+from listener.kafka_admin import create_topics
+from listener.kafka_local import KafkaBroker, free_port, free_ports
 from listener.record import Mention, encode_mention
 from listener.topics import TopicNames
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from agents import worker
+from agents.commands import worker
 from agents.runtime import commits
 
 log = logging.getLogger("held_seek")

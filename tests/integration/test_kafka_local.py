@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from listener.kafka_local import KafkaBroker, KafkaLocalError, create_topics, free_ports
+from listener.kafka_admin import create_topics
+from listener.kafka_local import KafkaBroker, KafkaLocalError, free_ports
 from listener.topics import TopicNames
 
 

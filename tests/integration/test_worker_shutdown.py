@@ -19,7 +19,7 @@ from kafka_fixtures import TOPIC_PARTITIONS, start_broker
 
 from agents.runtime.shutdown import EXIT_SHUTDOWN_TIMEOUT
 from integration.helpers import Tail, Worker, make_posts, produce, running
-from listener.kafka_local import create_topics
+from listener.kafka_admin import create_topics
 from listener.record import encode_mention
 from listener.topics import TopicNames
 

@@ -25,7 +25,8 @@ from pathlib import Path
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
-from listener.kafka_local import KafkaBroker, create_topics, free_ports
+from listener.kafka_admin import create_topics
+from listener.kafka_local import KafkaBroker, free_ports
 from listener.pacing import Pacer
 from listener.producer import MentionProducer
 from listener.record import Mention, decode_mention

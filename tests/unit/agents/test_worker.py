@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from agents.commands.worker import register_commands, settings_from_args
 from agents.settings import AgentSettings
-from agents.worker import build_worker, register_commands, settings_from_args
+from agents.worker import build_worker
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agents.commands.worker import load_config
 from agents.settings import AgentSettings
-from agents.worker import load_config
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "deploy" / "worker.example.yaml"
 

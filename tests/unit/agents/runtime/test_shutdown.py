@@ -10,8 +10,8 @@ import time
 import faust
 import pytest
 
+from agents.runtime.faust_worker import QuietWorker
 from agents.runtime.shutdown import EXIT_SHUTDOWN_TIMEOUT, ShutdownDeadline
-from agents.worker import QuietWorker
 
 
 class Expiries:

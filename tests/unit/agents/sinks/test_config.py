@@ -9,11 +9,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr, ValidationError
 
+from agents.commands.worker import register_commands, settings_from_args
 from agents.settings import AgentSettings
 from agents.sinks.config import validate_sinks
 from agents.sinks.pagerduty import PagerDutySettings
 from agents.sinks.zendesk import ZendeskSettings
-from agents.worker import build_worker, register_commands, settings_from_args
+from agents.worker import build_worker
 
 ZENDESK = {"url": "https://acme.zendesk.com", "email": "agent@acme.test", "api_token": "tok"}
 

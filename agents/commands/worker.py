@@ -1,0 +1,95 @@
+"""``brand-listener worker`` and ``python -m agents.worker``: flags, config file, run."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from agents.settings import AgentSettings
+from agents.worker import run_worker
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The worker's flags; each wins over its ``AGENTS_*`` environment variable."""
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers, host:port[,host:port]")
+    parser.add_argument("--topic-prefix", help="prefix of every topic name")
+    parser.add_argument("--app-id", help="Faust app id = consumer group")
+    parser.add_argument("--web-port", type=int, help="port of /metrics and /health")
+    parser.add_argument("--model-dir", type=Path, help="classifier model folder")
+    parser.add_argument("--model-batch-size", type=int, help="posts per ONNX run")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        help="fallback needs-response confidence (records/models without the calibrated decision)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, help="most events an agent takes at once (default 512)"
+    )
+    parser.add_argument("--data-dir", type=Path, help="Faust data directory")
+    parser.add_argument("--rules", type=Path, metavar="FILE.yaml", help="routing rules file")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE.yaml",
+        help="YAML of AgentSettings fields (e.g. a sinks block); wins over AGENTS_* variables",
+    )
+
+
+def settings_from_args(args: argparse.Namespace) -> AgentSettings:
+    """Settings from the environment, then ``--config``, then the command-line flags on top."""
+    base = AgentSettings(**load_config(args.config)) if args.config else AgentSettings()
+    return base.override(
+        bootstrap_servers=args.bootstrap,
+        topic_prefix=args.topic_prefix,
+        app_id=args.app_id,
+        web_port=args.web_port,
+        model_dir=args.model_dir,
+        model_batch_size=args.model_batch_size,
+        needs_response_threshold=args.threshold,
+        batch_size=args.batch_size,
+        data_dir=args.data_dir,
+        rules_file=args.rules,
+    )
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """The mapping in a worker config file (YAML).
+
+    Raises:
+        ValueError: The file does not hold a mapping.
+    """
+    import yaml
+
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def _command(args: argparse.Namespace) -> int:
+    return run_worker(settings_from_args(args))
+
+
+def register_commands(sub: Any) -> None:
+    """Add the ``worker`` subcommand to the ``brand-listener`` parser."""
+    parser = sub.add_parser(
+        "worker",
+        help="run the Faust worker (classify and route agents)",
+        description="Consume mentions.raw, classify, route; serve /metrics and /health.",
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=_command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m agents.worker``: the worker command on its own."""
+    parser = argparse.ArgumentParser(prog="agents.worker", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return _command(args)
