@@ -17,11 +17,20 @@ from agents.sinks.base import (
     routed_label,
     summary,
 )
+from agents.sinks.lookup import PendingCreates, create_once, find_or_create, mention_tag
 from listener.record import Mention
 
 PRIORITIES = {"P1": 4, "P2": 3, "P3": 2, "P4": 1}
 """Freshdesk priority codes: 4 urgent, 3 high, 2 medium, 1 low."""
 STATUS_OPEN = 2
+LOOKUP_PAGES = 3
+"""Pages of the requester's newest tickets (100 each) searched for a pending create."""
+
+
+def requester(mention: Mention) -> str:
+    """The requester contact's ``unique_external_id``: ``<source>:<author id or handle>``."""
+    author = mention.author
+    return f"{mention.source}:{author.id or author.handle or 'unknown'}"
 
 
 class FreshdeskSettings(SinkSettings):
@@ -36,11 +45,19 @@ class FreshdeskSink:
 
     Auth: HTTP basic with the API key as user name and ``X`` as password. Rate
     limits: per-minute by plan; 429 carries Retry-After, honoured by the
-    deliverer. Idempotency: Freshdesk has no idempotency key, so the ledger
-    (``uses_ledger``) maps each Mention id to its ticket id and is consulted
-    before creating. The requester is the post's author as a contact with
-    ``unique_external_id`` ``<source>:<author>``. Guarantee: at-least-once; a
-    crash between create and the ledger write can create one duplicate.
+    deliverer. The requester is the post's author as a contact with
+    ``unique_external_id`` ``<source>:<author>``. Idempotency: Freshdesk has no
+    idempotency key. Each ticket carries the tag
+    :func:`~agents.sinks.lookup.mention_tag` (``bl-`` + a digest of the Mention
+    id); when a create timed out, lost its connection or got a 5xx, the next
+    attempt first lists the requester's newest tickets
+    (``GET /api/v2/tickets?unique_external_id=...&order_by=created_at``, read
+    from the database, unlike ``/api/v2/search/tickets`` whose index lags by
+    minutes) and takes the one with that tag instead of creating another. The
+    ledger (``uses_ledger``) maps each Mention id to its ticket id and answers
+    redeliveries without a call. Guarantee: at-least-once, one ticket per
+    Mention id, except when a worker crashes between a create and its ledger
+    write.
 
     Args:
         settings: Domain and API key.
@@ -54,6 +71,8 @@ class FreshdeskSink:
         self.settings = settings
         auth = aiohttp.BasicAuth(settings.api_key.get_secret_value(), "X")
         self._http = HttpClient("freshdesk", settings.timeout_s, auth=auth)
+        self._url = settings.url.rstrip("/") + "/api/v2/tickets"
+        self._pending = PendingCreates()
 
     def accepts(self, mention: Mention) -> bool:
         """Mentions whose priority is in ``settings.priorities``."""
@@ -64,7 +83,7 @@ class FreshdeskSink:
         author = mention.author
         who = author.id or author.handle or "unknown"
         priority = mention.routing.priority if mention.routing else None
-        tags = ["brand-listener", mention.source, *mention.brands]
+        tags = ["brand-listener", mention_tag(mention.id), mention.source, *mention.brands]
         if (label := routed_label(mention)) is not None:
             tags.append(label)
         ticket: dict[str, Any] = {
@@ -72,7 +91,7 @@ class FreshdeskSink:
             "description": "<br>".join(
                 html.escape(line) for line in description(mention).split("\n")
             ),
-            "unique_external_id": f"{mention.source}:{who}",
+            "unique_external_id": requester(mention),
             "name": author.name or author.handle or who,
             "status": STATUS_OPEN,
             "priority": PRIORITIES.get(priority or "P4", 1),
@@ -83,10 +102,41 @@ class FreshdeskSink:
         return ticket
 
     async def deliver(self, mention: Mention) -> DeliveryResult:
-        """Create the ticket; the external id is Freshdesk's ticket id."""
-        url = self.settings.url.rstrip("/") + "/api/v2/tickets"
-        _, _, text = await self._http.request("POST", url, json=self.ticket(mention))
-        return DeliveryResult(str(orjson.loads(text)["id"]), created=True)
+        """Create the ticket (or find the one an ambiguous attempt made); id = ticket id."""
+        return await find_or_create(
+            self._pending, mention.id, lambda: self.find(mention), lambda: self._create(mention)
+        )
+
+    async def _create(self, mention: Mention) -> str:
+        text = await create_once(
+            "freshdesk", self._http, self._pending, mention.id, self._url, json=self.ticket(mention)
+        )
+        return str(orjson.loads(text)["id"])
+
+    async def find(self, mention: Mention) -> str | None:
+        """The id of the requester's ticket tagged for ``mention``, or None.
+
+        Lists the requester's tickets newest first (100 a page, at most
+        :data:`LOOKUP_PAGES` pages, following the ``link`` header's next page).
+        """
+        tag = mention_tag(mention.id)
+        params: dict[str, str] = {
+            "unique_external_id": requester(mention),
+            "order_by": "created_at",
+            "order_type": "desc",
+            "per_page": "100",
+        }
+        found: str | None = None
+        for page in range(1, LOOKUP_PAGES + 1):
+            _, headers, text = await self._http.request(
+                "GET", self._url, params={**params, "page": str(page)}
+            )
+            for ticket in orjson.loads(text):
+                if tag in (ticket.get("tags") or []):
+                    found = str(ticket["id"])  # newest first: the last one is the oldest
+            if found is not None or 'rel="next"' not in headers.get("link", ""):
+                return found
+        return None
 
     async def close(self) -> None:
         """Close the HTTP session."""

@@ -2,10 +2,12 @@
 
 Each server runs on 127.0.0.1 (aiohttp), checks auth the way the real service
 does and answers with its documented status codes and error bodies. Faults are
-scripted: :meth:`SinkServer.script` queues canned answers (429 + Retry-After,
-503) for the next requests, and ``lose_after_create`` makes the server create
-the object and then answer 503, as when a response is lost on the way back.
-``created`` holds what was really created, to count duplicates.
+scripted (:mod:`.sink_server_base`): canned answers for the next requests
+(429 + Retry-After, 503), and ``lose_after_create``: the server creates the
+object and then loses the answer (a 503, a timeout or a dropped connection,
+``lose_as``). ``created`` holds what was really created, to count duplicates.
+The ticketing targets without an idempotency key, with their searches, are in
+:mod:`.ticket_servers`.
 
 :data:`SERVERS` is keyed by sink name, plus ``-<mode>`` for a second wire
 format of the same sink (``slack-api``: chat.postMessage beside the incoming
@@ -17,7 +19,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import itertools
 import math
 import time
 from collections.abc import Callable
@@ -27,99 +28,15 @@ import orjson
 from aiohttp import web
 from pydantic import SecretStr
 
-from agents.sinks.freshdesk import FreshdeskSettings, FreshdeskSink
-from agents.sinks.jira_sm import JiraSMSettings, JiraSMSink
 from agents.sinks.pagerduty import PagerDutySettings, PagerDutySink
-from agents.sinks.request_tracker import RequestTrackerSettings, RequestTrackerSink
-from agents.sinks.servicenow import ServiceNowSettings, ServiceNowSink
 from agents.sinks.slack import SlackSettings, SlackSink
 from agents.sinks.webhook import WebhookSettings, WebhookSink
 from agents.sinks.zendesk import ZendeskSettings, ZendeskSink
 
+from .sink_server_base import LoseAs, SinkServer, basic, jsonr
+from .ticket_servers import FreshdeskServer, JiraSMServer, RequestTrackerServer, ServiceNowServer
+
 SECRET = "whsec_" + base64.b64encode(b"contract-test-secret").decode()
-
-
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
-def jsonr(body: Any, status: int, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(body), status=status, headers=headers, content_type="application/json"
-    )
-
-
-class SinkServer:
-    """Base: routing, scripted faults, auth, a store of created objects."""
-
-    name: ClassVar[str]
-    mode: ClassVar[str] = ""
-    routes: ClassVar[list[tuple[str, str]]]
-
-    def __init__(self) -> None:
-        self.created: dict[str, dict[str, Any]] = {}
-        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
-        self.lose_after_create = 0
-        self.down: Callable[[], bool] = lambda: False  # an outage: 503 while it says so
-        self._script: list[web.Response] = []
-        self._ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self.url = ""
-
-    async def start(self) -> None:
-        app = web.Application()
-        for method, path in self.routes:
-            app.router.add_route(method, path, self._entry)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def script(self, status: int, count: int = 1, retry_after: str | None = None) -> None:
-        for _ in range(count):
-            headers = {"Retry-After": retry_after} if retry_after is not None else None
-            self._script.append(self.error(status, headers))
-
-    def error(self, status: int, headers: dict[str, str] | None = None) -> web.Response:
-        return jsonr({"error": f"HTTP {status}"}, status, headers)
-
-    async def _entry(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        self.requests.append((request.method, request.path_qs, dict(request.headers), body))
-        if self._script:
-            return self._script.pop(0)
-        if self.down():
-            return self.error(503)
-        if not self.authorized(request):
-            return self.unauthorized()
-        before = len(self.created)
-        response = await self.handle(request, orjson.loads(body) if body else {})
-        if self.lose_after_create and len(self.created) > before:
-            self.lose_after_create -= 1
-            return self.error(503)
-        return response
-
-    def sink(self, good_auth: bool = True, clock: Any = None) -> Any:
-        raise NotImplementedError
-
-    def authorized(self, request: web.Request) -> bool:
-        raise NotImplementedError
-
-    def unauthorized(self) -> web.Response:
-        raise NotImplementedError
-
-    async def handle(self, request: web.Request, body: Any) -> web.Response:
-        raise NotImplementedError
-
-    def check(self, obj: dict[str, Any], mention_id: str) -> None:
-        """Assert the created object carries what the sink must send."""
-        raise NotImplementedError
 
 
 class ZendeskServer(SinkServer):
@@ -132,10 +49,17 @@ class ZendeskServer(SinkServer):
         super().__init__()
         self.keys: dict[str, tuple[str, int, dict[str, Any]]] = {}
 
-    def sink(self, good_auth: bool = True, clock: Any = None) -> ZendeskSink:
+    def sink(
+        self, good_auth: bool = True, clock: Any = None, timeout_s: float = 10.0
+    ) -> ZendeskSink:
         token = "tok" if good_auth else "wrong"
         return ZendeskSink(
-            ZendeskSettings(url=self.url, email="agent@acme.test", api_token=SecretStr(token))
+            ZendeskSettings(
+                url=self.url,
+                email="agent@acme.test",
+                api_token=SecretStr(token),
+                timeout_s=timeout_s,
+            )  # fmt: skip
         )
 
     def authorized(self, request: web.Request) -> bool:
@@ -182,9 +106,12 @@ class PagerDutyServer(SinkServer):
     name = "pagerduty"
     routes = [("POST", "/v2/enqueue")]
 
-    def sink(self, good_auth: bool = True, clock: Any = None) -> PagerDutySink:
+    def sink(
+        self, good_auth: bool = True, clock: Any = None, timeout_s: float = 10.0
+    ) -> PagerDutySink:
         key = "R0UTINGKEY0000000000000000000000" if good_auth else "nope"
-        return PagerDutySink(PagerDutySettings(url=self.url, routing_key=SecretStr(key)))
+        settings = PagerDutySettings(url=self.url, routing_key=SecretStr(key), timeout_s=timeout_s)
+        return PagerDutySink(settings)
 
     def authorized(self, request: web.Request) -> bool:
         return True  # the routing key is in the body
@@ -215,10 +142,10 @@ class SlackServer(SinkServer):
     name = "slack"
     routes = [("POST", "/services/{team}/{bot}/{secret}")]
 
-    def sink(self, good_auth: bool = True, clock: Any = None) -> SlackSink:
+    def sink(self, good_auth: bool = True, clock: Any = None, timeout_s: float = 10.0) -> SlackSink:
         secret = "XXXXgoodsecret" if good_auth else "revoked"
         url = f"{self.url}/services/T000/B000/{secret}"
-        settings = SlackSettings(url=url, min_interval_s=0)
+        settings = SlackSettings(url=url, min_interval_s=0, timeout_s=timeout_s)
         if clock is None:
             return SlackSink(settings)
         return SlackSink(settings, clock=clock, sleep=clock.sleep)
@@ -275,6 +202,7 @@ class SlackApiServer(SinkServer):
         self,
         good_auth: bool = True,
         clock: Any = None,
+        timeout_s: float = 10.0,
         channel: str = "C0SUPPORT",
         **settings: Any,
     ) -> SlackSink:
@@ -282,7 +210,11 @@ class SlackApiServer(SinkServer):
         self.clock = clock
         settings.setdefault("min_interval_s", 1.0 if clock is not None else 0)
         config = SlackSettings(
-            url=f"{self.url}/api", token=SecretStr(token), channel=channel, **settings
+            url=f"{self.url}/api",
+            token=SecretStr(token),
+            channel=channel,
+            timeout_s=timeout_s,
+            **settings,
         )
         if clock is None:
             return SlackSink(config)
@@ -346,9 +278,12 @@ class WebhookServer(SinkServer):
     name = "webhook"
     routes = [("POST", "/hooks/brand")]
 
-    def sink(self, good_auth: bool = True, clock: Any = None) -> WebhookSink:
+    def sink(
+        self, good_auth: bool = True, clock: Any = None, timeout_s: float = 10.0
+    ) -> WebhookSink:
         secret = SECRET if good_auth else "whsec_" + base64.b64encode(b"other").decode()
-        return WebhookSink(WebhookSettings(url=f"{self.url}/hooks/brand", secret=SecretStr(secret)))
+        url = f"{self.url}/hooks/brand"
+        return WebhookSink(WebhookSettings(url=url, secret=SecretStr(secret), timeout_s=timeout_s))
 
     def authorized(self, request: web.Request) -> bool:
         return True  # checked in handle, where the raw body is at hand
@@ -372,164 +307,6 @@ class WebhookServer(SinkServer):
         assert obj["type"] == "mention.needs_response" and obj["data"]["id"] == mention_id
 
 
-class JiraSMServer(SinkServer):
-    """Service Management REST: create customer request, 201 with issueKey."""
-
-    name = "jira_sm"
-    routes = [("POST", "/rest/servicedeskapi/request")]
-
-    def sink(self, good_auth: bool = True, clock: Any = None) -> JiraSMSink:
-        token = "atl-token" if good_auth else "expired"
-        settings = JiraSMSettings(
-            url=self.url, email="bot@acme.test", api_token=SecretStr(token),
-            service_desk_id="10", request_type_id="25",
-        )  # fmt: skip
-        return JiraSMSink(settings)
-
-    def authorized(self, request: web.Request) -> bool:
-        return request.headers.get("Authorization") == basic("bot@acme.test", "atl-token")
-
-    def unauthorized(self) -> web.Response:
-        return web.Response(text="Client must be authenticated to access this resource.",
-                            status=401)  # fmt: skip
-
-    async def handle(self, request: web.Request, body: Any) -> web.Response:
-        fields = body.get("requestFieldValues", {})
-        if (
-            not body.get("serviceDeskId")
-            or not body.get("requestTypeId")
-            or not fields.get("summary")
-        ):
-            msg = "Your request could not be created. Please check the fields."
-            return jsonr(
-                {"errorMessage": msg, "i18nErrorMessage": {"i18nKey": "sd.request.create.error"}},
-                400,
-            )
-        n = next(self._ids)
-        key = f"SD-{n}"
-        self.created[key] = body
-        links = {"web": f"{self.url}/servicedesk/customer/portal/10/{key}"}
-        return jsonr({"issueId": str(10000 + n), "issueKey": key, "_links": links}, 201)
-
-    def check(self, obj: dict[str, Any], mention_id: str) -> None:
-        assert obj["serviceDeskId"] == "10" and obj["requestTypeId"] == "25"
-        assert mention_id in obj["requestFieldValues"]["description"]
-
-
-class FreshdeskServer(SinkServer):
-    """Freshdesk v2 tickets: API key basic auth, validation errors in ``errors[]``."""
-
-    name = "freshdesk"
-    routes = [("POST", "/api/v2/tickets")]
-
-    def sink(self, good_auth: bool = True, clock: Any = None) -> FreshdeskSink:
-        key = "fd-key" if good_auth else "bad"
-        return FreshdeskSink(FreshdeskSettings(url=self.url, api_key=SecretStr(key)))
-
-    def authorized(self, request: web.Request) -> bool:
-        return request.headers.get("Authorization") == basic("fd-key", "X")
-
-    def unauthorized(self) -> web.Response:
-        msg = "You have to be logged in to perform this action."
-        return jsonr({"code": "invalid_credentials", "message": msg}, 401)
-
-    async def handle(self, request: web.Request, body: Any) -> web.Response:
-        requester = (
-            "requester_id",
-            "email",
-            "phone",
-            "twitter_id",
-            "unique_external_id",
-            "facebook_id",
-        )
-        if not any(body.get(f) for f in requester):
-            error = {
-                "field": "requester_id",
-                "message": "Please fill at least 1 of email, mobile, phone, twitter_id, "
-                "unique_external_id, facebook_id, requester_id fields",
-                "code": "missing_field",
-            }  # noqa: E501
-            return jsonr({"description": "Validation failed", "errors": [error]}, 400)
-        n = next(self._ids)
-        self.created[str(n)] = body
-        return jsonr({**body, "id": n}, 201)
-
-    def check(self, obj: dict[str, Any], mention_id: str) -> None:
-        assert obj["priority"] == 4 and obj["status"] == 2
-        assert mention_id in obj["description"] and obj["unique_external_id"]
-
-
-class ServiceNowServer(SinkServer):
-    """Table API: sysparm_query lookup, 201 with ``result``, documented 401 body."""
-
-    name = "servicenow"
-    routes = [("GET", "/api/now/table/incident"), ("POST", "/api/now/table/incident")]
-
-    def sink(self, good_auth: bool = True, clock: Any = None) -> ServiceNowSink:
-        password = "sn-pass" if good_auth else "old"
-        return ServiceNowSink(
-            ServiceNowSettings(url=self.url, user="integ", password=SecretStr(password))
-        )
-
-    def authorized(self, request: web.Request) -> bool:
-        return request.headers.get("Authorization") == basic("integ", "sn-pass")
-
-    def unauthorized(self) -> web.Response:
-        error = {
-            "message": "User Not Authenticated",
-            "detail": "Required to provide Auth information",
-        }
-        return jsonr({"error": error, "status": "failure"}, 401)
-
-    async def handle(self, request: web.Request, body: Any) -> web.Response:
-        if request.method == "GET":
-            query = request.query.get("sysparm_query", "")
-            field, _, value = query.partition("=")
-            found = [r for r in self.created.values() if field and r.get(field) == value]
-            return jsonr({"result": found[: int(request.query.get("sysparm_limit", "10000"))]}, 200)
-        n = next(self._ids)
-        record = {
-            **body,
-            "sys_id": hashlib.md5(str(n).encode()).hexdigest(),
-            "number": f"INC{n:07d}",
-        }
-        self.created[record["number"]] = record
-        return jsonr({"result": record}, 201)
-
-    def check(self, obj: dict[str, Any], mention_id: str) -> None:
-        assert obj["correlation_id"] == mention_id and obj["urgency"] == "1"
-
-
-class RequestTrackerServer(SinkServer):
-    """RT5 REST2: ``Authorization: token``, 201 with id/type/_url, ``{"message": ...}`` errors."""
-
-    name = "request_tracker"
-    routes = [("POST", "/REST/2.0/ticket")]
-
-    def sink(self, good_auth: bool = True, clock: Any = None) -> RequestTrackerSink:
-        token = "1-14-abcdef" if good_auth else "1-14-revoked"
-        return RequestTrackerSink(RequestTrackerSettings(url=self.url, token=SecretStr(token)))
-
-    def authorized(self, request: web.Request) -> bool:
-        return request.headers.get("Authorization") == "token 1-14-abcdef"
-
-    def unauthorized(self) -> web.Response:
-        return jsonr({"message": "Unauthorized"}, 401)
-
-    async def handle(self, request: web.Request, body: Any) -> web.Response:
-        if not body.get("Queue"):
-            return jsonr({"message": "Could not create ticket. Queue not set"}, 400)
-        n = next(self._ids)
-        self.created[str(n)] = body
-        return jsonr(
-            {"id": str(n), "type": "ticket", "_url": f"{self.url}/REST/2.0/ticket/{n}"}, 201
-        )
-
-    def check(self, obj: dict[str, Any], mention_id: str) -> None:
-        assert obj["Queue"] == "General" and obj["Priority"] == 90
-        assert mention_id in obj["Content"]
-
-
 SERVERS: dict[str, type[SinkServer]] = {
     s.name + (f"-{s.mode}" if s.mode else ""): s
     for s in (ZendeskServer, PagerDutyServer, SlackServer, SlackApiServer, WebhookServer,
@@ -537,3 +314,9 @@ SERVERS: dict[str, type[SinkServer]] = {
 }  # fmt: skip
 """A local server for every sink in the registry (except the in-memory one), and for each
 further wire format of one (``slack-api``)."""
+
+__all__ = [
+    "SERVERS", "FreshdeskServer", "JiraSMServer", "LoseAs", "PagerDutyServer",
+    "RequestTrackerServer", "ServiceNowServer", "SinkServer", "SlackApiServer", "SlackServer",
+    "WebhookServer", "ZendeskServer", "basic", "jsonr",
+]  # fmt: skip
