@@ -264,3 +264,14 @@ def routing_label(classification: Classification) -> str:
     if classification.needs_response and classification.label not in RESPONSE_LABELS:
         return max(RESPONSE_LABELS, key=lambda name: classification.scores[name])
     return classification.label
+
+
+def author_key(mention: Mention) -> str | None:
+    """``"<source>:<author id or handle>"``, or None when the source names no author."""
+    who = mention.author.id or mention.author.handle
+    return f"{mention.source}:{who.lower()}" if who else None
+
+
+def classified_key(mention: Mention) -> bytes:
+    """The key of ``mentions.classified``: the author (to meet its vetting state), else the id."""
+    return (author_key(mention) or mention.id).encode()

@@ -1,6 +1,6 @@
 """The ``classify_mentions`` agent: mentions.raw -> intent classifier -> mentions.classified.
 
-The classified topic is keyed by the author (:func:`agents.pipeline.vetting.partition_key`),
+The classified topic is keyed by the author (:func:`listener.record.classified_key`),
 not by Mention id: the route agent keeps each author's vetting window in a
 table keyed the same way, so an author's posts and state meet on one worker.
 
@@ -26,10 +26,16 @@ import faust
 from faust.types import EventT, StreamT
 
 from agents.observability.metrics import AgentMetrics
-from agents.pipeline.vetting import partition_key
 from agents.runtime.app import Failure, Outgoing, Outputs, event_origin, event_value
 from agents.runtime.batches import run_batches
-from listener.record import LABELS, Classification, Mention, decode_mention, encode_mention
+from listener.record import (
+    LABELS,
+    Classification,
+    Mention,
+    classified_key,
+    decode_mention,
+    encode_mention,
+)
 from listener.topics import TopicNames
 from models.interface import IntentClassifier, Prediction
 
@@ -88,7 +94,7 @@ class ClassifyStage:
                     outgoing.append(
                         Outgoing(
                             self._topics.classified,
-                            partition_key(mention),
+                            classified_key(mention),
                             encode_mention(done),
                             event_origin(event),
                         )

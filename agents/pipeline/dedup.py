@@ -2,7 +2,7 @@
 
 :class:`CopyDedup` is pure state on an injected clock. Two posts are copies
 when they mention the same brands and their texts are equal after
-:func:`agents.pipeline.vetting.normalise` (lowercased, URLs and @handles stripped,
+:func:`agents.pipeline.text.normalise` (lowercased, URLs and @handles stripped,
 whitespace folded). The first one of a window goes to the queue as usual;
 each later copy gets ``signals["duplicates"] = {"of": <first id>, "count": n}``
 (n = copies seen so far, the original included), is routed but not queued,
@@ -44,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agents.pipeline.tables import JsonState, Owned, everything
-from agents.pipeline.vetting import fingerprint, normalise
+from agents.pipeline.text import fingerprint, normalise
 from listener.record import Mention, decode_mention, encode_mention
 
 Clock = Callable[[], float]

@@ -17,7 +17,7 @@ State: one entry per author in a :class:`~agents.pipeline.tables.JsonState`: in 
 worker the changelog-backed ``author-vetting`` Faust table (see
 ``agents/pipeline/tables.py``), so a restart or rebalance keeps every author's window,
 and with N workers all of an author's posts meet on one of them (the
-classified topic is keyed by :func:`partition_key`, the author). Each post is
+classified topic is keyed by the author, :func:`listener.record.classified_key`). Each post is
 recorded once by its Mention id, so a redelivered post (at-least-once) is not
 counted twice. An author's entry holds at most ``max_posts`` posts and is
 deleted by :meth:`AuthorVetter.sweep` once its newest post has left the window.
@@ -25,7 +25,6 @@ deleted by :meth:`AuthorVetter.sweep` once its newest post has left the window.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from collections.abc import Callable
@@ -34,13 +33,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agents.pipeline.tables import JsonState, Owned, everything
-from listener.record import Mention
+from agents.pipeline.text import HANDLE, URL, fingerprint
+from listener.record import Mention, author_key
 
 Clock = Callable[[], float]
 
-_URL = re.compile(r"https?://\S+", re.IGNORECASE)
-_HANDLE = re.compile(r"(?<![\w@])@([A-Za-z0-9_.]+)")
-_SPACE = re.compile(r"\s+")
 _REPOST = re.compile(r"^\s*(?:RT|repost(?:ed)?)\s*[:@]", re.IGNORECASE)
 
 PROMO_PHRASES: tuple[str, ...] = (
@@ -61,17 +58,6 @@ WEIGHTS: dict[str, float] = {
     "duplicate_text": 0.35,
 }
 """Each flag's contribution to the score (capped at 1)."""
-
-
-def normalise(text: str) -> str:
-    """Lowercased, URLs and @handles removed, whitespace folded: what copies have in common."""
-    text = _HANDLE.sub(" ", _URL.sub(" ", text.lower()))
-    return _SPACE.sub(" ", text).strip()
-
-
-def fingerprint(text: str) -> str:
-    """A short stable hash of :func:`normalise` (near-identical texts share it)."""
-    return hashlib.blake2b(normalise(text).encode(), digest_size=8).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,24 +117,13 @@ class _Post:
 def _facts(mention: Mention, at: float) -> _Post:
     text = mention.text
     domains = frozenset(
-        (urlsplit(u).hostname or "").removeprefix("www.") for u in _URL.findall(text)
+        (urlsplit(u).hostname or "").removeprefix("www.") for u in URL.findall(text)
     ) - {""}
     brands = {b.lower() for b in mention.brands}
-    others = {h.lower().rstrip(".") for h in _HANDLE.findall(text)} - brands
+    others = {h.lower().rstrip(".") for h in HANDLE.findall(text)} - brands
     repost = bool(_REPOST.match(text)) or bool(mention.signals.get("repost"))
     promo = _PROMO.search(text) is not None
     return _Post(mention.id, at, repost, domains, promo, len(others), fingerprint(text))
-
-
-def author_key(mention: Mention) -> str | None:
-    """``"<source>:<author id or handle>"``, or None when the source names no author."""
-    who = mention.author.id or mention.author.handle
-    return f"{mention.source}:{who.lower()}" if who else None
-
-
-def partition_key(mention: Mention) -> bytes:
-    """The classified topic's record key: the author (to meet its vetting state), else the id."""
-    return (author_key(mention) or mention.id).encode()
 
 
 class AuthorVetter:

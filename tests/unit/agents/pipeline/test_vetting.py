@@ -9,14 +9,13 @@ from fake_clock import FakeClock
 
 from agents.pipeline.rules import Rule, route
 from agents.pipeline.tables import JsonState
+from agents.pipeline.text import fingerprint, normalise
 from agents.pipeline.vetting import (
     AuthorVetter,
     VettingSettings,
-    fingerprint,
-    normalise,
-    partition_key,
 )
 from listener.record import LABELS, Author, Classification, Mention
+from listener.record import classified_key as partition_key
 
 _IDS = itertools.count()
 
