@@ -60,7 +60,8 @@ class DeliveryResult:
         external_id: The target's id for the ticket/alert/message (ticket number,
             PagerDuty dedup key, webhook message id, ...).
         created: True if this call created it; False if it already existed
-            (replayed idempotency key, duplicate, or found in the ledger).
+            (replayed idempotency key, duplicate, found in the ledger, or found
+            in the target by the search after an ambiguous create).
     """
 
     external_id: str
@@ -74,8 +75,9 @@ class Sink(Protocol):
     Attributes:
         name: Registry name, also the metric label and the ledger key prefix.
         uses_ledger: True if the deliverer must look the Mention id up in the
-            ledger before creating and record it after: every target whose own
-            deduplication is missing (Jira SM, Freshdesk, ServiceNow, RT, Slack)
+            ledger before creating and record it after: every target without an
+            idempotency key (Jira SM, Freshdesk, ServiceNow, RT, Slack; all but
+            Slack also search the target for the id, see :mod:`agents.sinks.lookup`)
             or bounded in time (Zendesk keys live 2 hours, a PagerDuty dedup_key
             only while its alert is open). False only where the receiver's
             contract is to deduplicate by the id we send (Standard Webhooks).

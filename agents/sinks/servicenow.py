@@ -59,11 +59,17 @@ class ServiceNowSink:
         """Find the record correlated to the Mention id, or create it; external id = number."""
         params = {
             "sysparm_query": f"correlation_id={mention.id}",
-            "sysparm_fields": "sys_id,number",
-            "sysparm_limit": "1",
+            "sysparm_fields": "sys_id,number,correlation_id",
+            "sysparm_limit": "10",
         }
         _, _, text = await self._http.request("GET", self._url, params=params)
-        found = orjson.loads(text).get("result") or []
+        # An encoded query has no quoting: an id with ^ in it ("^OR...") would widen
+        # the query, so only a record whose correlation_id is exactly the id counts.
+        found = [
+            r
+            for r in orjson.loads(text).get("result") or []
+            if r.get("correlation_id") == mention.id
+        ]
         if found:
             return DeliveryResult(str(found[0].get("number") or found[0]["sys_id"]), created=False)
         priority = (

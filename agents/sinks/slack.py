@@ -115,8 +115,12 @@ class SlackSink:
     Mention id once posted, and a Mention delivered again while still waiting
     or being posted joins that message instead of being posted twice. Spike
     alerts (``deliver_alert``, unless ``alerts`` is off) are posted on their
-    own, ledger-keyed by alert id. Guarantee: at-least-once; a crash between
-    posting and the ledger write can repeat a message.
+    own, ledger-keyed by alert id. Guarantee: at-least-once (a timeout can
+    repeat a message): neither API takes an idempotency key and a bot cannot
+    find its own message by our id without reading the channel's history, so
+    a post whose answer is lost (timeout, dropped connection, 5xx after Slack
+    posted it) is posted again on retry, as is one posted just before a crash
+    and its ledger write.
 
     Args:
         settings: Webhook URL or token and channel.

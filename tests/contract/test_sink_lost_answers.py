@@ -202,3 +202,18 @@ def test_slack_is_at_least_once_a_lost_answer_repeats_the_message(name: str, mod
         assert len(server.created) == 2
 
     run(name, scenario)
+
+
+def test_servicenow_takes_no_other_record_for_an_id_with_a_caret() -> None:
+    """An encoded query has no quoting: ``^OR`` in an id widens the query; the sink checks."""
+
+    async def scenario(server: SinkServer) -> None:
+        ledger = MemoryLedger()
+        other = await deliver_once(server, mention(1), ledger)
+        sneaky = mention(2).model_copy(update={"id": "mastodon:2^ORcontact_type=social"})
+        outcome = await deliver_once(server, sneaky, ledger)
+        assert other.result is not None and outcome.result is not None
+        assert outcome.result.created and outcome.result.external_id != other.result.external_id
+        assert len(server.created) == 2
+
+    run("servicenow", scenario)

@@ -244,8 +244,10 @@ class ServiceNowServer(SinkServer):
     async def handle(self, request: web.Request, body: Any) -> web.Response:
         if request.method == "GET":
             query = request.query.get("sysparm_query", "")
-            field, _, value = query.partition("=")
-            found = [r for r in self.created.values() if field and r.get(field) == value]
+            found = [r for r in self.created.values() if _encoded_match(query, r)]
+            wanted = [f for f in request.query.get("sysparm_fields", "").split(",") if f]
+            if wanted:
+                found = [{f: r.get(f, "") for f in wanted} for r in found]
             return jsonr({"result": found[: int(request.query.get("sysparm_limit", "10000"))]}, 200)
         n = next(self._ids)
         record = {
@@ -351,6 +353,32 @@ class RequestTrackerServer(SinkServer):
         assert obj["Queue"] == "General" and obj["Priority"] == 90
         assert mention_id in obj["Content"]
         assert obj["CustomFields"] == {"Mention Id": mention_id}
+
+
+def _encoded_match(query: str, record: dict[str, Any]) -> bool:
+    """An encoded query's ``field=value`` / ``field!=value`` conditions: ``^`` AND, ``^OR`` OR."""
+    if not query:
+        return True
+    for group in query.split("^NQ"):
+        ands = [part.split("^OR") for part in group.split("^") if part]
+        # "a^ORb" splits on "^" into "a", "ORb": an OR joins the previous condition
+        merged: list[list[str]] = []
+        for part in ands:
+            if merged and part[0].startswith("OR"):
+                merged[-1].append(part[0][2:])
+            else:
+                merged.append(part)
+        if all(any(_condition(c, record) for c in ors) for ors in merged):
+            return True
+    return False
+
+
+def _condition(condition: str, record: dict[str, Any]) -> bool:
+    if "!=" in condition:
+        field, _, value = condition.partition("!=")
+        return str(record.get(field, "")) != value
+    field, _, value = condition.partition("=")
+    return str(record.get(field, "")) == value
 
 
 def _same(stored: Any, value: str) -> bool:
