@@ -19,18 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import Gauge
-from pydantic import BaseModel
 
 from agents.dead_letters import produce_until_acked
-from agents.sinks import SINKS
 from agents.sinks.delivery import Deliverer, Outcome
-from agents.sinks.ledger import KafkaLedger, Ledger
-from agents.sinks.metrics import DeliveryLag, SinkMetrics
+from agents.sinks.ledger import KafkaLedger
+from agents.sinks.metrics import DeliveryLag
 from listener.dead_letter import dead_letter_record, reason_of
 from listener.record import Mention, decode_mention
 from listener.topics import TopicNames
@@ -192,30 +190,6 @@ class DeliveryLoop:
             await lane.deliverer.sink.close()
 
 
-def build_deliverers(
-    sinks: Mapping[str, BaseModel], ledger: Ledger, metrics: SinkMetrics
-) -> list[Deliverer]:
-    """One :class:`Deliverer` per configured sink.
-
-    Args:
-        sinks: Registry name -> that sink's settings (its ``settings_model``).
-        ledger: The idempotency ledger (a started :class:`~agents.sinks.ledger.KafkaLedger`).
-        metrics: The sink metrics bundle.
-
-    Raises:
-        ValueError: An unknown sink name, or settings of the wrong model.
-    """
-    deliverers = []
-    for name, settings in sinks.items():
-        cls: Any = SINKS.get(name)
-        if cls is None:
-            raise ValueError(f"unknown sink {name!r}; known: {', '.join(sorted(SINKS))}")
-        if not isinstance(settings, cls.settings_model):
-            raise ValueError(f"sink {name!r} needs {cls.settings_model.__name__} settings")
-        deliverers.append(Deliverer(cls(settings), ledger, metrics))
-    return deliverers
-
-
 async def run_delivery(
     bootstrap_servers: list[str],
     topics: TopicNames,
@@ -238,7 +212,7 @@ async def run_delivery(
         bootstrap_servers: Kafka bootstrap ``host:port`` list.
         topics: Topic names (needs-response in, dead-letter out).
         group_id: The delivery consumer group, e.g. ``"<app_id>-deliver"``.
-        deliverers: One per configured sink (see :func:`build_deliverers`).
+        deliverers: One per configured sink (see :func:`agents.delivery_service.build_deliverers`).
         ledger: The started ledger; caught up after every rebalance.
         stop: Set to stop.
         commit_interval_s: How often finished offsets are committed.
