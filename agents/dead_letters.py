@@ -8,9 +8,10 @@ dead letter is acknowledged. The Faust agents batch theirs through
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any, Protocol
+
+from listener.retry import until_acknowledged
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ async def produce_until_acked(
     *,
     backoff_s: tuple[float, float] = (0.5, 30.0),
 ) -> None:
-    """Produce ``value`` to ``topic``, retrying with doubling backoff until it is acknowledged.
+    """Produce ``value`` to ``topic``, retrying until it is acknowledged (the project's backoff).
 
     Never gives up: the caller's offset waits on this record, so returning
     without it would lose the input.
@@ -40,14 +41,8 @@ async def produce_until_acked(
         topic: The dead-letter topic.
         value: The record, from :func:`listener.dead_letter.dead_letter_record`.
         key: The input's key, kept so the dead letter lands beside its siblings.
-        backoff_s: First and longest wait between attempts.
+        backoff_s: Backoff base and cap between attempts.
     """
-    delay, longest = backoff_s
-    while True:
-        try:
+    async for attempt in until_acknowledged(f"dead letter to {topic}", *backoff_s):
+        with attempt:
             await producer.send_and_wait(topic, value, key=key)
-            return
-        except Exception as exc:  # noqa: BLE001 - retried: a dead letter must not be lost
-            log.error("dead-letter produce failed (%r); retrying in %.1fs", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(longest, delay * 2)

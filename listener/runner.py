@@ -12,7 +12,8 @@ Error policy (R7), decided here only:
 
 * :class:`RetryableError` from a poll: wait ``after`` seconds when the source
   said so (Retry-After), else exponential backoff (``backoff_base_s`` doubling up
-  to ``backoff_max_s``), both with random jitter; then poll again.
+  to ``backoff_max_s``) with full jitter (:func:`listener.retry.backoff_delay`);
+  then poll again.
 * :class:`RetryableError` from Kafka: the same backoff, the same batch again on
   a fresh producer; the cursor does not move meanwhile.
 * :class:`FatalError` (bad credentials, bad config): that connector stops with
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -38,6 +38,7 @@ from listener.lang import detect as detect_lang
 from listener.metrics import ListenerMetrics
 from listener.producer import MentionProducer
 from listener.record import Mention
+from listener.retry import backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -58,26 +59,6 @@ class RecentIds:
         self._ids.move_to_end(key)
         while len(self._ids) > self.size:
             self._ids.popitem(last=False)
-
-
-def backoff_delay(
-    attempt: int,
-    after: float | None,
-    *,
-    base: float,
-    cap: float,
-    rng: Callable[[], float] = random.random,
-) -> float:
-    """Seconds to wait before retry number ``attempt`` (1-based).
-
-    With ``after`` (Retry-After) the wait is ``after`` plus up to 10% jitter,
-    never less than asked; otherwise ``base * 2**(attempt-1)`` capped at ``cap``,
-    with "equal jitter" (between half and all of it).
-    """
-    if after is not None:
-        return after + rng() * max(0.1 * after, 0.05)
-    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
-    return ceiling / 2 + rng() * ceiling / 2
 
 
 class Runner:

@@ -27,6 +27,7 @@ from agents.runtime import commits
 from agents.runtime.batches import AckAfterDeliveryStream
 from agents.settings import AgentSettings
 from listener.dead_letter import MAX_RECORD_BYTES, dead_letter_record, reason_of
+from listener.retry import until_acknowledged
 from listener.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -209,6 +210,10 @@ class Failure:
         return cls(event_value(event), key, reason or reason_of(exc), f"{exc}", event_origin(event))
 
 
+class DeadLettersRefused(Exception):
+    """Kafka did not acknowledge some dead letters of a batch (they are sent again)."""
+
+
 class RecordTooLargeError(Exception):
     """A record over :data:`~listener.dead_letter.MAX_RECORD_BYTES`, never sent."""
 
@@ -228,7 +233,8 @@ class Outputs:
         send: Enqueues one record, returning its delivery future.
         topics: Topic names (for the dead-letter topic).
         metrics: Where dead letters are counted.
-        backoff_s: First and longest wait between dead-letter delivery attempts.
+        backoff_s: Backoff base and cap between dead-letter delivery attempts
+            (:func:`listener.retry.until_acknowledged`).
     """
 
     def __init__(
@@ -327,19 +333,13 @@ class Outputs:
                 f.payload, stage=stage, reason=f.reason, error=f.error, origin=f.origin
             )
             records.append((dead_topic, f.key, value))
-        delay, longest = self._backoff_s
-        attempt = 1
-        while True:
-            errors = await self._send_all(records)
-            retry = [r for r, e in zip(records, errors, strict=True) if e is not None]
-            if not retry:
-                break
-            first_error = next(e for e in errors if e is not None)
-            log.error(
-                "dead-letter topic %s refused %d record(s) (attempt %d: %r); retrying in %.1fs",
-                *(dead_topic, len(retry), attempt, first_error, delay),
-            )
-            await asyncio.sleep(delay)
-            records, delay, attempt = retry, min(longest, delay * 2), attempt + 1
+        base, cap = self._backoff_s
+        async for attempt in until_acknowledged(f"dead letters to {dead_topic}", base, cap):
+            with attempt:
+                errors = await self._send_all(records)
+                records = [r for r, e in zip(records, errors, strict=True) if e is not None]
+                if records:
+                    first = next(e for e in errors if e is not None)
+                    raise DeadLettersRefused(f"{len(records)} refused, first: {first!r}")
         for f in failures:
             self._metrics.dead_letter.labels(stage=stage, reason=f.reason).inc()

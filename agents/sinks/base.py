@@ -17,16 +17,15 @@ error kinds:
 
 from __future__ import annotations
 
-import email.utils
-import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
-from listener.errors import FatalError, RetryableError, SkippableError
+from listener.errors import RetryableError
 from listener.record import Mention, Priority, routing_label
+from listener.retry import check_http_status
 
 DEFAULT_TIMEOUT_S = 10.0
 """Total time for one HTTP request; a timeout is retryable."""
@@ -105,53 +104,15 @@ class Sink(Protocol):
         ...
 
 
-def retry_after(headers: Any, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date).
-
-    Args:
-        headers: A mapping of response headers (case-insensitive in aiohttp).
-        now: The current Unix time (for tests).
-
-    Returns:
-        Non-negative seconds, or None if the header is absent or unreadable.
-    """
-    value = headers.get("Retry-After")
-    if value is None:
-        return None
-    value = str(value).strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
 def classify_status(system: str, status: int, headers: Any, body: str) -> None:
-    """Raise the project error for a non-2xx HTTP status; return for 2xx.
-
-    Args:
-        system: Target name, for the message.
-        status: HTTP status code.
-        headers: Response headers (for Retry-After).
-        body: Response body (first 300 characters go into the message).
+    """:func:`~listener.retry.check_http_status` as sinks need it: another 4xx skips that item.
 
     Raises:
         RetryableError: 408, 425, 429 or 5xx, with ``after`` from Retry-After.
         FatalError: 401, 403, 404 (wrong credentials, permissions or URL).
         SkippableError: Any other 4xx (reason ``"rejected"``).
     """
-    if 200 <= status < 300:
-        return
-    detail = f"{system} answered HTTP {status}: {body[:300].strip()}"
-    if status in (408, 425, 429) or status >= 500:
-        raise RetryableError(detail, after=retry_after(headers))
-    if status in (401, 403, 404):
-        raise FatalError(f"{detail} (check the {system} credentials and URL)")
-    raise SkippableError("rejected", detail)
+    check_http_status(system, status, headers, body, other_4xx="skip")
 
 
 class HttpClient:

@@ -29,6 +29,7 @@ from agents.sinks.ledger import Ledger
 from agents.sinks.metrics import SinkMetrics
 from listener.errors import FatalError, RetryableError
 from listener.record import Mention
+from listener.retry import backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,7 @@ class RetryPolicy:
         Full jitter: uniform in ``[0, min(cap, base * 2**(attempt-1))]``, but never
         less than the target's ``after`` (Retry-After).
         """
-        window = min(self.cap_s, self.base_s * 2 ** max(0, attempt - 1))
-        delay = rand() * window
-        return delay if after is None else max(delay, after)
+        return backoff_delay(attempt, after, base=self.base_s, cap=self.cap_s, rand=rand)
 
 
 class CircuitBreaker:

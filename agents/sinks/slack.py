@@ -18,11 +18,11 @@ from agents.sinks.base import (
     HttpClient,
     SinkSettings,
     classify_status,
-    retry_after,
     summary,
 )
 from listener.errors import FatalError, RetryableError, SkippableError
 from listener.record import Mention
+from listener.retry import retry_after
 
 log = logging.getLogger(__name__)
 

@@ -107,42 +107,6 @@ def parse_time(value: Any) -> datetime | None:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
 
 
-def retry_after(headers: Any, default: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or HTTP date), or ``default``."""
-    value = headers.get("Retry-After") if headers is not None else None
-    if not value:
-        return default
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    from email.utils import parsedate_to_datetime
-
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return default
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def check_status(source: str, status: int, headers: Any) -> None:
-    """Map an HTTP status to the project's error kinds (the one place this is decided).
-
-    Raises:
-        RetryableError: 429, 5xx or 408 (with ``after`` from Retry-After when sent).
-        FatalError: 401/403 (credentials) or any other 4xx (a request we built wrong).
-    """
-    from listener.errors import FatalError, RetryableError
-
-    if status < 400:
-        return
-    if status in (408, 429) or status >= 500:
-        raise RetryableError(f"{source}: HTTP {status}", after=retry_after(headers))
-    if status in (401, 403):
-        raise FatalError(f"{source}: HTTP {status}: credentials rejected; check the token")
-    raise FatalError(f"{source}: HTTP {status}: request rejected")
-
-
 class _TextExtractor(HTMLParser):
     _BREAKS = frozenset({"p", "br", "div", "li", "pre", "blockquote", "tr"})
 

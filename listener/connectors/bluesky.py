@@ -27,9 +27,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from listener.brands import BrandMatcher
-from listener.connectors.base import BaseConnector, Batch, Skipped, parse_time, retry_after
+from listener.connectors.base import BaseConnector, Batch, Skipped, parse_time
 from listener.errors import RetryableError, SkippableError
 from listener.record import Author, Mention
+from listener.retry import retry_after
 
 log = logging.getLogger(__name__)
 POST = "app.bsky.feed.post"

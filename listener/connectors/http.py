@@ -1,7 +1,7 @@
 """One JSON request to a source's REST API, with the project's error kinds.
 
 :func:`request_json` is the request every polling connector makes: send it,
-map the status with :func:`~listener.connectors.base.check_status` (plus the
+map the status with :func:`~listener.retry.check_http_status` (plus the
 source's own rate-limit header, see :func:`raise_for_status`), read the body as
 JSON, and turn network failures and malformed bodies into
 :class:`~listener.errors.RetryableError`.
@@ -14,8 +14,8 @@ from typing import Any
 
 import aiohttp
 
-from listener.connectors.base import check_status
 from listener.errors import RetryableError
+from listener.retry import check_http_status
 
 ResetAfter = Callable[[Mapping[str, str]], float | None]
 """Reads a source's own rate-limit header: the ``after`` of a 429 sent without Retry-After."""
@@ -24,7 +24,7 @@ ResetAfter = Callable[[Mapping[str, str]], float | None]
 def raise_for_status(
     source: str, response: aiohttp.ClientResponse, reset_after: ResetAfter | None = None
 ) -> None:
-    """:func:`~listener.connectors.base.check_status`, with ``reset_after`` on a bare 429.
+    """:func:`~listener.retry.check_http_status`, with ``reset_after`` on a bare 429.
 
     Raises:
         RetryableError: 429 (``after`` from Retry-After, else from ``reset_after``), 5xx, 408.
@@ -33,7 +33,7 @@ def raise_for_status(
     if reset_after is not None and response.status == 429:
         if "Retry-After" not in response.headers:
             raise RetryableError(f"{source}: HTTP 429", after=reset_after(response.headers))
-    check_status(source, response.status, response.headers)
+    check_http_status(source, response.status, response.headers)
 
 
 async def request_json(

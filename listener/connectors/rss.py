@@ -26,9 +26,10 @@ import feedparser
 from pydantic import BaseModel, ConfigDict, Field
 
 from listener.brands import BrandMatcher
-from listener.connectors.base import BaseConnector, Batch, Skipped, check_status, html_to_text
+from listener.connectors.base import BaseConnector, Batch, Skipped, html_to_text
 from listener.errors import FatalError, RetryableError, SkippableError
 from listener.record import Author, Mention
+from listener.retry import check_http_status
 
 
 class RssSettings(BaseModel):
@@ -112,7 +113,7 @@ class RssConnector(BaseConnector):
                     return None, response.headers
                 if response.status == 404 or response.status == 410:
                     raise FatalError(f"rss: {url}: HTTP {response.status}: feed is gone")
-                check_status("rss", response.status, response.headers)
+                check_http_status("rss", response.status, response.headers)
                 return await response.read(), response.headers
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise RetryableError(f"rss: {url}: {type(exc).__name__}: {exc}") from exc

@@ -14,8 +14,8 @@ from urllib.parse import quote
 
 import aiohttp
 
-from listener.connectors.base import check_status
 from listener.errors import RetryableError
+from listener.retry import check_http_status
 
 Event = tuple[str, str, str]
 """``(stream key, event name, data)``."""
@@ -71,7 +71,7 @@ class SseStreams:
 
         Raises:
             RetryableError: A connection failed, or 429/5xx.
-            FatalError: 401/403 or another 4xx (via :func:`check_status`).
+            FatalError: 401/403 or another 4xx (via :func:`~listener.retry.check_http_status`).
         """
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.open_timeout_s)
         for key, url in self.urls.items():
@@ -84,7 +84,7 @@ class SseStreams:
                 raise RetryableError(f"{source}: cannot open stream {key}: {exc}") from exc
             self._responses.append(response)
             try:
-                check_status(source, response.status, response.headers)
+                check_http_status(source, response.status, response.headers)
             except Exception:
                 await self.close()
                 raise

@@ -15,7 +15,7 @@ from listener.errors import FatalError, RetryableError
 from listener.metrics import create
 from listener.producer import MentionProducer
 from listener.record import Mention, decode_mention
-from listener.runner import RecentIds, Runner, backoff_delay
+from listener.runner import RecentIds, Runner
 from listener.settings import KafkaSettings
 
 MATCHER = BrandMatcher([BrandSettings(name="acme", keywords=("acme",))])
@@ -154,13 +154,6 @@ def test_fatal_stops_only_that_connector(tmp_path: Path) -> None:
     assert asyncio.run(runner.run()) == {"fake": "401 bad token"}
     assert conn.closed == 1
     assert value(registry, "brandlistener_connector_errors_total", kind="fatal") == 1
-
-
-def test_backoff_delay_honours_retry_after() -> None:
-    assert backoff_delay(1, 7.0, base=1, cap=60, rng=lambda: 0.0) == 7.0
-    assert 7.0 <= backoff_delay(1, 7.0, base=1, cap=60, rng=lambda: 1.0) <= 7.8
-    assert backoff_delay(10, None, base=1, cap=60, rng=lambda: 1.0) == 60
-    assert backoff_delay(3, None, base=1, cap=60, rng=lambda: 0.0) == 2.0
 
 
 def test_recent_ids_bounded() -> None:
