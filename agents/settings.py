@@ -14,8 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SerializeAsAny, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from agents.delivery.config import DeliverySettings, validate_sinks
 from agents.pipeline.spikes import SpikeConfig
-from agents.sinks.config import DeliverySettings, validate_sinks
 from listener.settings import FlagSettings
 from listener.topics import TopicNames
 

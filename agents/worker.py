@@ -21,7 +21,7 @@ import faust
 from faust.types import AgentT
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from agents import delivery_service
+from agents.delivery import service as delivery_service
 from agents.observability import observe
 from agents.observability.metrics import AgentMetrics, create, register_views
 from agents.pipeline import classify, detect, route
@@ -76,7 +76,7 @@ def build_worker(
 ) -> Pipeline:
     """Build the app with the classify and route agents, metrics, web views and delivery.
 
-    Delivery to the sinks (:mod:`agents.delivery_service`) is attached only
+    Delivery to the sinks (:mod:`agents.delivery.service`) is attached only
     when ``settings.sinks`` has at least one block.
 
     Args:

@@ -12,7 +12,7 @@ restart or rebalance keeps the baseline and the "already alerted" state.
 
 Each alert is produced to ``mentions.alerts`` keyed by its stable id
 (``spike:<brand>:<label>:<window start>``) before the batch is acked; the
-alert sinks read it from there (:mod:`agents.sinks.alerting`), and the ledger
+alert sinks read it from there (:mod:`agents.delivery.alerts`), and the ledger
 and PagerDuty's ``dedup_key`` absorb a redelivered alert. A record that fails
 to decode is dead-lettered by each stage that reads it, with the stage's name.
 """

@@ -3,7 +3,7 @@
 A sink turns one :class:`~listener.record.Mention` into one ticket, alert or
 message in an outside system. It does **one** attempt per call: retries,
 backoff, the circuit breaker, the idempotency ledger and dead-lettering are
-the :class:`~agents.sinks.delivery.Deliverer`'s job, decided in one place
+the :class:`~agents.delivery.policy.Deliverer`'s job, decided in one place
 (STYLE R7, R11). A sink only says what went wrong, with the project's three
 error kinds:
 

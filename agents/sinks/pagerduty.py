@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import orjson
 from pydantic import BaseModel, Field, SecretStr
 
-from agents.sinks.alerting import alert_summary
+from agents.sinks.alerts import alert_summary
 from agents.sinks.base import (
     DeliveryResult,
     HttpClient,

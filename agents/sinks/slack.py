@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import orjson
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
-from agents.sinks.alerting import alert_text
+from agents.sinks.alerts import alert_text
 from agents.sinks.base import (
     DeliveryResult,
     HttpClient,

@@ -10,9 +10,9 @@ import orjson
 from fake_clock import FakeClock
 from prometheus_client import CollectorRegistry
 
-from agents.sinks.delivery import CircuitBreaker, Deliverer, RetryPolicy
-from agents.sinks.ledger import MemoryLedger
-from agents.sinks.metrics import create
+from agents.delivery.ledger import MemoryLedger
+from agents.delivery.metrics import create
+from agents.delivery.policy import CircuitBreaker, Deliverer, RetryPolicy
 from listener.record import Author, Classification, Mention, Routing
 
 from .sink_servers import SinkServer

@@ -2,7 +2,7 @@
 
 For every sink, the local server creates the object and then loses its
 answer: it holds it past the sink's HTTP timeout, drops the connection, or
-answers 503. The real :class:`~agents.sinks.delivery.Deliverer` retries (fast
+answers 503. The real :class:`~agents.delivery.policy.Deliverer` retries (fast
 policy, fake clock for the backoff; the HTTP timeout is real and short).
 Afterwards exactly one object exists for the Mention id and the result and
 the ledger carry its id: Zendesk replays its Idempotency-Key, PagerDuty and
@@ -21,9 +21,9 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from agents.delivery.ledger import MemoryLedger
+from agents.delivery.policy import Outcome
 from agents.sinks import SINKS
-from agents.sinks.delivery import Outcome
-from agents.sinks.ledger import MemoryLedger
 from agents.sinks.lookup import mention_tag
 from listener.record import Author, Mention
 

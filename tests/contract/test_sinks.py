@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from agents.delivery.config import DeliverySettings
+from agents.delivery.ledger import MemoryLedger
+from agents.delivery.metrics import create
+from agents.delivery.policy import CircuitBreaker, Deliverer, Outcome
 from agents.sinks import SINKS
-from agents.sinks.config import DeliverySettings
-from agents.sinks.delivery import CircuitBreaker, Deliverer, Outcome
-from agents.sinks.ledger import MemoryLedger
-from agents.sinks.metrics import create
 from listener.errors import FatalError
 from listener.record import Mention
 

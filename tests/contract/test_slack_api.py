@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from agents.sinks.ledger import MemoryLedger
+from agents.delivery.ledger import MemoryLedger
 from listener.errors import FatalError, SkippableError
 
 from .delivery_support import FakeClock, delivered, deliverer, mention

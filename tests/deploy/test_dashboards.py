@@ -36,8 +36,8 @@ from kafka import KafkaConsumer, KafkaProducer
 from prometheus_client import CollectorRegistry
 
 from agents.commands.cli import main as cli_main
+from agents.delivery.metrics import create as create_sink_metrics
 from agents.observability.metrics import create
-from agents.sinks.metrics import create as create_sink_metrics
 from listener.kafka_local import free_port
 from listener.metrics import create as create_listener_metrics
 from listener.producer import MentionProducer

@@ -36,9 +36,9 @@ from aiohttp import ClientSession, web
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from agents.sinks.delivery import Deliverer, RetryPolicy
-from agents.sinks.ledger import KafkaLedger, MemoryLedger, ledger_topic
-from agents.sinks.metrics import create
+from agents.delivery.ledger import KafkaLedger, MemoryLedger, ledger_topic
+from agents.delivery.metrics import create
+from agents.delivery.policy import Deliverer, RetryPolicy
 from agents.sinks.request_tracker import RequestTrackerSettings, RequestTrackerSink
 from listener.errors import FatalError
 from listener.record import Classification, Mention, Routing

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from agents.sinks.ledger import KafkaLedger, ledger_topic
+from agents.delivery.ledger import KafkaLedger, ledger_topic
 from listener.topics import TopicNames
 
 

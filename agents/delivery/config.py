@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agents.delivery.policy import CircuitBreaker, RetryPolicy
 from agents.sinks import SINKS
-from agents.sinks.delivery import CircuitBreaker, RetryPolicy
 
 
 def validate_sinks(raw: Any) -> dict[str, BaseModel]:

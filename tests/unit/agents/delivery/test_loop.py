@@ -7,12 +7,12 @@ from typing import Any, ClassVar
 
 from prometheus_client import CollectorRegistry
 
-from agents.deliver import DeliveryLoop, Item, OffsetTracker
+from agents.delivery.ledger import MemoryLedger
+from agents.delivery.loop import DeliveryLoop, Item, OffsetTracker
+from agents.delivery.metrics import create
+from agents.delivery.policy import Deliverer, RetryPolicy
 from agents.sinks.base import DeliveryResult
-from agents.sinks.delivery import Deliverer, RetryPolicy
-from agents.sinks.ledger import MemoryLedger
 from agents.sinks.memory import MemorySink
-from agents.sinks.metrics import create
 from listener.errors import FatalError
 from listener.record import Mention, Routing, encode_mention
 

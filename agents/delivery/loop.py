@@ -12,7 +12,7 @@ classify/route agents. At-least-once: after a crash or rebalance the
 uncommitted items are delivered again and the ledger/idempotency keys absorb
 the repeats. Its lag, what it has not finished of each partition, is
 ``brandlistener_delivery_lag{group="<app_id>-deliver"}``
-(:class:`~agents.sinks.metrics.DeliveryLag`), read at each commit.
+(:class:`~agents.delivery.metrics.DeliveryLag`), read at each commit.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from typing import Any
 
 from prometheus_client import Gauge
 
-from agents.dead_letters import produce_until_acked
-from agents.sinks.delivery import Deliverer, Outcome
-from agents.sinks.ledger import KafkaLedger
-from agents.sinks.metrics import DeliveryLag
+from agents.delivery.dead_letters import produce_until_acked
+from agents.delivery.ledger import KafkaLedger
+from agents.delivery.metrics import DeliveryLag
+from agents.delivery.policy import Deliverer, Outcome
 from listener.dead_letter import dead_letter_record, reason_of
 from listener.record import Mention, decode_mention
 from listener.topics import TopicNames
@@ -212,7 +212,7 @@ async def run_delivery(
         bootstrap_servers: Kafka bootstrap ``host:port`` list.
         topics: Topic names (needs-response in, dead-letter out).
         group_id: The delivery consumer group, e.g. ``"<app_id>-deliver"``.
-        deliverers: One per configured sink (see :func:`agents.delivery_service.build_deliverers`).
+        deliverers: One per configured sink (see :func:`agents.delivery.service.build_deliverers`).
         ledger: The started ledger; caught up after every rebalance.
         stop: Set to stop.
         commit_interval_s: How often finished offsets are committed.

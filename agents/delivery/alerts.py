@@ -4,9 +4,9 @@ An alert is the JSON object on ``mentions.alerts`` (see
 :meth:`agents.pipeline.spikes.SpikeAlert.record`), keyed by its stable ``id``. A sink
 that can page or post about it (PagerDuty, Slack) has an
 ``async deliver_alert(alert) -> DeliveryResult`` beside ``deliver`` and an
-``alerts`` switch in its settings (on by default); :class:`AlertSink` is that
-shape. Delivery goes through the same
-:meth:`~agents.sinks.delivery.Deliverer.deliver_alert` as mentions: retries
+``alerts`` switch in its settings (on by default); :class:`~agents.sinks.alerts.AlertSink`
+is that shape. Delivery goes through the same
+:meth:`~agents.delivery.policy.Deliverer.deliver_alert` as mentions: retries
 with backoff, the sink's breaker, and the ledger keyed by the alert id, so an
 alert that is read again after a restart or rebalance is not sent twice.
 
@@ -16,7 +16,7 @@ committed only after every sink has delivered the alert or it was
 dead-lettered with reason ``"sink:<name>"``. Guarantee: at-least-once, at most
 one message per (sink, alert id) while the ledger holds the entry. Its lag is
 ``brandlistener_delivery_lag{group="<app_id>-alerts"}``
-(:class:`~agents.sinks.metrics.DeliveryLag`): read after each poll, counting the
+(:class:`~agents.delivery.metrics.DeliveryLag`): read after each poll, counting the
 batch about to be delivered from its first offset, and again after each commit.
 """
 
@@ -25,55 +25,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import orjson
 from prometheus_client import Gauge
 
-from agents.dead_letters import produce_until_acked
-from agents.sinks.base import DeliveryResult, Sink
-from agents.sinks.delivery import Deliverer
-from agents.sinks.ledger import KafkaLedger
-from agents.sinks.metrics import DeliveryLag
+from agents.delivery.dead_letters import produce_until_acked
+from agents.delivery.ledger import KafkaLedger
+from agents.delivery.metrics import DeliveryLag
+from agents.delivery.policy import Deliverer
 from listener.dead_letter import dead_letter_record, reason_of
 from listener.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
 STAGE = "alert"
-
-
-@runtime_checkable
-class AlertSink(Protocol):
-    """A sink that can also deliver alert records (one attempt per call, like ``deliver``)."""
-
-    async def deliver_alert(self, alert: Mapping[str, Any]) -> DeliveryResult:
-        """Make one attempt to send ``alert``; raises the sink error kinds like ``deliver``."""
-        ...
-
-
-def delivers_alerts(sink: Sink) -> bool:
-    """Whether ``sink`` has ``deliver_alert`` and its settings leave ``alerts`` on."""
-    settings = getattr(sink, "settings", None)
-    return isinstance(sink, AlertSink) and bool(getattr(settings, "alerts", True))
-
-
-def alert_summary(alert: Mapping[str, Any]) -> str:
-    """One line: what spiked, how much, against which baseline."""
-    return (
-        f"{alert.get('label', '?')} spike for {alert.get('brand', '?')}: "
-        f"{alert.get('count', '?')} in {float(alert.get('window_s', 0)):.0f}s "
-        f"(baseline {alert.get('baseline_mean', '?')}, threshold {alert.get('threshold', '?')})"
-    )
-
-
-def alert_text(alert: Mapping[str, Any], examples: int = 3) -> str:
-    """The summary plus up to ``examples`` example posts, for chat messages."""
-    lines = [alert_summary(alert)]
-    for example in list(alert.get("examples") or ())[:examples]:
-        text = " ".join(str(example.get("text", "")).split())[:150]
-        lines.append(f"• {text} ({example.get('id', '?')})")
-    return "\n".join(lines)
 
 
 async def deliver_alert(
@@ -104,7 +70,7 @@ async def run_alert_delivery(
         ledger: The started ledger; caught up after every rebalance.
         stop: Set to stop; the alert in hand is finished first.
         lag_gauge: ``brandlistener_delivery_lag``
-            (:attr:`~agents.sinks.metrics.SinkMetrics.delivery_lag`), set for ``group_id`` and
+            (:attr:`~agents.delivery.metrics.SinkMetrics.delivery_lag`), set for ``group_id`` and
             the alerts topic.
     """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer

@@ -10,8 +10,8 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr, ValidationError
 
 from agents.commands.worker import register_commands, settings_from_args
+from agents.delivery.config import validate_sinks
 from agents.settings import AgentSettings
-from agents.sinks.config import validate_sinks
 from agents.sinks.pagerduty import PagerDutySettings
 from agents.sinks.zendesk import ZendeskSettings
 from agents.worker import build_worker

@@ -10,11 +10,11 @@ import pytest
 from fake_clock import FakeClock
 from prometheus_client import CollectorRegistry
 
+from agents.delivery.ledger import MemoryLedger
+from agents.delivery.metrics import SinkMetrics, create
+from agents.delivery.policy import CircuitBreaker, Deliverer, RetryPolicy
 from agents.sinks.base import DeliveryResult
-from agents.sinks.delivery import CircuitBreaker, Deliverer, RetryPolicy
-from agents.sinks.ledger import MemoryLedger
 from agents.sinks.memory import MemorySink
-from agents.sinks.metrics import SinkMetrics, create
 from listener.errors import FatalError, RetryableError, SkippableError
 from listener.record import Mention
 

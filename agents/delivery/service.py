@@ -3,12 +3,12 @@
 Why inside the worker and not a separate ``brand-listener deliver`` process:
 one process to deploy, configure and scale is simplest for users, and the
 delivery loop already runs in its own consumer group (``<app_id>-deliver``)
-with its own per-sink lanes (see :mod:`agents.deliver`), so a slow sink never
+with its own per-sink lanes (see :mod:`agents.delivery.loop`), so a slow sink never
 holds the classify/route agents and scaling out workers scales delivery too.
 The service is a :class:`mode.Service` child of the app, so it starts after
 the app's own services and stops before them. Alerts (``mentions.alerts``)
 go to the sinks that deliver them in a second loop, group ``<app_id>-alerts``
-(:mod:`agents.sinks.alerting`). On stop, the delivery loop stops
+(:mod:`agents.delivery.alerts`). On stop, the delivery loop stops
 reading, commits what every sink has finished and leaves the rest to be
 redelivered (the ledger and idempotency keys absorb the repeats).
 """
@@ -23,20 +23,21 @@ import faust
 from mode import Service
 from prometheus_client import CollectorRegistry
 
-from agents.deliver import run_delivery
+from agents.delivery.alerts import run_alert_delivery
+from agents.delivery.ledger import KafkaLedger, Ledger, ledger_topic
+from agents.delivery.loop import run_delivery
+from agents.delivery.metrics import SinkMetrics
+from agents.delivery.metrics import create as create_sink_metrics
+from agents.delivery.policy import Deliverer
 from agents.settings import AgentSettings
 from agents.sinks import SINKS
-from agents.sinks.alerting import delivers_alerts, run_alert_delivery
-from agents.sinks.delivery import Deliverer
-from agents.sinks.ledger import KafkaLedger, Ledger, ledger_topic
-from agents.sinks.metrics import SinkMetrics
-from agents.sinks.metrics import create as create_sink_metrics
+from agents.sinks.alerts import delivers_alerts
 
 log = logging.getLogger(__name__)
 
 
 class DeliveryService(Service):
-    """Runs :func:`agents.deliver.run_delivery` for the configured sinks.
+    """Runs :func:`agents.delivery.loop.run_delivery` for the configured sinks.
 
     Args:
         settings: Worker settings; ``settings.sinks`` must not be empty.

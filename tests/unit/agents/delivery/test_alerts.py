@@ -10,12 +10,13 @@ from fake_clock import FakeClock
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from agents.sinks.alerting import alert_text, deliver_alert, delivers_alerts
+from agents.delivery.alerts import deliver_alert
+from agents.delivery.ledger import MemoryLedger
+from agents.delivery.metrics import create
+from agents.delivery.policy import CircuitBreaker, Deliverer, RetryPolicy
+from agents.sinks.alerts import alert_text, delivers_alerts
 from agents.sinks.base import DeliveryResult
-from agents.sinks.delivery import CircuitBreaker, Deliverer, RetryPolicy
-from agents.sinks.ledger import MemoryLedger
 from agents.sinks.memory import MemorySink
-from agents.sinks.metrics import create
 from agents.sinks.pagerduty import PagerDutySettings, PagerDutySink
 from agents.sinks.slack import SlackSettings, SlackSink
 from listener.errors import RetryableError

@@ -9,8 +9,8 @@ from aiokafka.errors import IllegalStateError
 from async_support import sync
 from prometheus_client import CollectorRegistry
 
-from agents.deliver import OffsetTracker
-from agents.sinks.metrics import DeliveryLag, create, partition_lag
+from agents.delivery.loop import OffsetTracker
+from agents.delivery.metrics import DeliveryLag, create, partition_lag
 
 QUEUE = "mentions.needs-response"
 GROUP = "brand-listener-deliver"

@@ -24,9 +24,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agents.delivery.ledger import Ledger
+from agents.delivery.metrics import SinkMetrics
 from agents.sinks.base import DeliveryResult, Sink
-from agents.sinks.ledger import Ledger
-from agents.sinks.metrics import SinkMetrics
 from listener.errors import FatalError, RetryableError
 from listener.record import Mention
 from listener.retry import backoff_delay

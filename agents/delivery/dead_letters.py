@@ -1,7 +1,7 @@
 """Producing a dead letter that must not be lost: retry until Kafka acknowledges it.
 
-Used by the plain aiokafka consumers (:mod:`agents.deliver`,
-:mod:`agents.sinks.alerting`), which commit an input's offset only after its
+Used by the plain aiokafka consumers (:mod:`agents.delivery.loop`,
+:mod:`agents.delivery.alerts`), which commit an input's offset only after its
 dead letter is acknowledged. The Faust agents batch theirs through
 :class:`agents.runtime.app.Outputs` instead.
 """

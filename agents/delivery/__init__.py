@@ -1,0 +1,1 @@
+"""Delivery to the sinks: the loops, the retry and breaker policy, the ledger, dead letters."""
