@@ -109,7 +109,7 @@ def build_worker(
     spikes = _register_spikes(app, settings, topics, outputs, metrics)
     register_views(app, registry)
     observe.attach(app, settings, metrics, outputs)
-    corrections.register(app, metrics, names, settings.topic_partitions)
+    corrections.register(app, metrics, names, settings.topic_partitions, outputs.dead_letter_batch)
     delivery = delivery_service.register(app, settings, registry)
     return Pipeline(app, topics, metrics, classify_agent, route_agent, executor, delivery, spikes)
 

@@ -22,15 +22,15 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import faust
 import orjson
-from faust.types import StreamT
+from faust.types import EventT, StreamT
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agents.observability.metrics import AgentMetrics
-from agents.runtime.batches import AckAfterDeliveryStream
+from agents.runtime.batches import DeadLetterBatch, run_events
 from listener.kafka_admin import COMPACTED, create_topics
 from listener.record import RESPONSE_LABELS, Label, Mention, describe_validation_error
 from listener.topics import TopicNames
@@ -197,7 +197,11 @@ def ensure_topic(
 
 
 def register(
-    app: faust.App, metrics: AgentMetrics, topics: TopicNames, partitions: int
+    app: faust.App,
+    metrics: AgentMetrics,
+    topics: TopicNames,
+    partitions: int,
+    dead_letter: DeadLetterBatch,
 ) -> faust.types.AgentT:
     """Add ``count_corrections``: count each correction read from ``mentions.corrections``.
 
@@ -215,19 +219,18 @@ def register(
         compacting=True,
     )
 
+    def count(event: EventT) -> None:
+        value = event.value if isinstance(event.value, bytes) else None
+        if not value:
+            return  # a tombstone
+        try:
+            correction = decode_correction(value)
+        except ValueError as exc:
+            log.warning("skipping a record of %s: %s", topics.corrections, exc)
+            return
+        metrics.count_correction(correction.old_label or "", correction.new_label)
+
     async def count_corrections(stream: StreamT) -> None:
-        # Acked by hand, like every agent of the worker (agents/runtime/batches.py).
-        manual = cast(AckAfterDeliveryStream, cast(faust.Stream, stream).noack())
-        async for event in manual.events():
-            value = event.value if isinstance(event.value, bytes) else None
-            if value:
-                try:
-                    correction = decode_correction(value)
-                except ValueError as exc:
-                    log.warning("skipping a record of %s: %s", topics.corrections, exc)
-                else:
-                    metrics.count_correction(correction.old_label or "", correction.new_label)
-            manual.mark_delivered([event])
-            await manual.ack(event)
+        await run_events(stream, stage="corrections", handle=count, dead_letter=dead_letter)
 
     return app.agent(source, name="count_corrections")(count_corrections)

@@ -39,7 +39,7 @@ import logging
 import time
 from collections import Counter as Tally
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any
 
 import faust
 import orjson
@@ -47,7 +47,7 @@ from faust.types import EventT, StreamT
 
 from agents.observability.metrics import AgentMetrics
 from agents.runtime.app import Outputs
-from agents.runtime.batches import AckAfterDeliveryStream
+from agents.runtime.batches import run_events
 from listener.errors import SkippableError
 from listener.record import Mention, decode_mention
 from listener.topics import TopicNames
@@ -256,18 +256,12 @@ def register(
     tracker = QueueTracker(table, metrics, topics)
 
     async def track_queue(stream: StreamT) -> None:
-        # Acked by hand, after the record is tracked or dead-lettered: Faust's own
-        # per-event ack also runs when the loop is cancelled mid-event.
-        manual = cast(AckAfterDeliveryStream, cast(faust.Stream, stream).noack())
-        async for event in manual.events():
-            try:
-                tracker.on_record(*_fields(event))
-            except Exception as exc:  # noqa: BLE001 - one bad record must not crash the agent
-                log.exception("could not track queue record %r", event.key)
-                if not await outputs.dead_letter_batch(STAGE, [event], exc):
-                    continue  # left unacked: read again after a restart
-            manual.mark_delivered([event])
-            await manual.ack(event)
+        await run_events(
+            stream,
+            stage=STAGE,
+            handle=lambda event: tracker.on_record(*_fields(event)),
+            dead_letter=outputs.dead_letter_batch,
+        )
 
     app.agent(source, name="track_queue")(track_queue)
 

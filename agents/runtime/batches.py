@@ -1,4 +1,4 @@
-"""The one agent loop: take a batch, process it, ack it only once its output is durable.
+"""The agent loops: take a batch (or an event), process it, ack it only once its output is durable.
 
 Faust's ``Stream.take_events`` acks a batch in the ``finally`` after its
 ``yield``: when the loop body asks for the next batch, but also when the
@@ -96,3 +96,34 @@ async def run_batches(
                 )
         if after is not None:
             after()
+
+
+async def run_events(
+    stream: StreamT,
+    *,
+    stage: str,
+    handle: Callable[[EventT], object],
+    dead_letter: DeadLetterBatch,
+) -> None:
+    """Run ``handle`` on each event of ``stream``, acking it only once handled or dead-lettered.
+
+    For agents that keep per-event state in a table (the table's changelog
+    record goes to the event's partition, so they cannot batch). Acked by hand:
+    Faust's own per-event ack also runs when the loop is cancelled mid-event.
+
+    Args:
+        stream: The agent's stream (an :class:`AckAfterDeliveryStream`).
+        stage: The stage name, for logs and dead letters.
+        handle: Takes one event (synchronously: no await between read and ack).
+        dead_letter: Where an event goes when ``handle`` raises.
+    """
+    manual = cast(AckAfterDeliveryStream, cast(faust.Stream, stream).noack())
+    async for event in manual.events():
+        try:
+            handle(event)
+        except Exception as exc:  # noqa: BLE001 - one bad record must not end the agent
+            log.exception("%s could not take the record at %r", stage, event.key)
+            if not await dead_letter(stage, [event], exc):
+                continue  # left unacked: read again after a restart
+        manual.mark_delivered([event])
+        await manual.ack(event)
