@@ -51,6 +51,15 @@ class TopicNames:
         return f"{self.prefix}mentions.corrections"
 
     @property
+    def inbox_actions(self) -> str:
+        """What people and helpdesks did to queue items (claim, respond, resolve...), keyed by id.
+
+        Compacted, and each record carries the item's whole inbox state
+        (``agents/queue/actions.py``). Not in :meth:`all`, like :attr:`corrections`.
+        """
+        return f"{self.prefix}mentions.inbox-actions"
+
+    @property
     def dead_letter(self) -> str:
         """Anything that failed to decode, validate, classify or deliver, with its reason."""
         return f"{self.prefix}mentions.dead-letter"
