@@ -29,10 +29,18 @@ install: $(VENV)/.installed ## Create .venv and install the app with dev tools (
 kafka-jars: install ## Resolve the Apache Kafka broker jars from Maven Central into ~/.cache
 	$(BIN)/brand-listener kafka fetch
 
-demo: install ## Run the whole pipeline locally: broker, worker, bundled sample stream, live queue
+.PHONY: system-deps
+system-deps: ## Check (and as root, install) the system programs `make test` needs: Java, Maven, Prometheus, RT, Chromium...
+	@bash deploy/tools/system-deps.sh test
+
+.PHONY: demo-deps
+demo-deps:
+	@bash deploy/tools/system-deps.sh demo
+
+demo: demo-deps install ## Run the whole pipeline locally: broker, worker, bundled sample stream, live queue
 	$(BIN)/brand-listener demo
 
-test: install ## Everything CI runs: unit, contract, integration and short chaos (own Kafka broker), deploy checks
+test: system-deps install ## Everything CI runs: unit, contract, integration and short chaos (own Kafka broker), deploy checks
 	$(BIN)/pytest tests/unit tests/contract tests/integration tests/chaos tests/deploy $(PYTEST_ARGS)
 
 test-unit: install ## Unit and contract tests only (no broker, a few seconds)
