@@ -133,6 +133,13 @@ def run_listen(args: argparse.Namespace) -> int:
         settings = load_settings(
             args.config, bootstrap_servers=args.bootstrap, topic_prefix=args.topic_prefix
         )
+        if args.check_config:
+            connectors = build_connectors(settings, BrandMatcher(settings.brands))
+            if not connectors:
+                raise FatalError("no connector enabled: add a block under 'connectors'")
+            names = ", ".join(c.name for c in connectors)
+            print(f"{args.config}: valid; connectors: {names}; brands: {len(settings.brands)}")
+            return EXIT_OK
         return asyncio.run(listen(settings))
     except FatalError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -155,4 +162,9 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, required=True, metavar="FILE.yaml")
     p.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers")
     p.add_argument("--topic-prefix", metavar="P", help="topic-name prefix")
+    p.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the config (brands, every connector block) and exit: 0 valid, 2 not",
+    )
     p.set_defaults(func=run_listen)

@@ -16,6 +16,32 @@ from models import cli as models_cli
 QUIET_CLIENT_LOGGERS = ("kafka", "aiokafka")
 
 
+def version() -> str:
+    """The installed package's version and the bundled model's name."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        package = installed("brand-listener")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        package = "unknown"
+    return f"{package} (model {bundled_model()})"
+
+
+def bundled_model() -> str:
+    """``name@version`` of the model shipped in models/intent-minilm (its metrics.json)."""
+    from pathlib import Path
+
+    import orjson
+
+    path = Path(__file__).resolve().parents[2] / "models" / "intent-minilm" / "metrics.json"
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return "not found"
+    return f"{data.get('model', 'intent-minilm')}@{data.get('version', '?')}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (every subcommand sets ``func``)."""
     parser = argparse.ArgumentParser(
@@ -23,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Streaming brand-mention listener: sources -> Kafka -> classify -> route.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     listener_cli.register_commands(sub)
     models_cli.register_commands(sub)

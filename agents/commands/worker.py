@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from agents.settings import AgentSettings
 from agents.worker import run_worker
+
+EXIT_INVALID = 2
+"""Exit status of ``--check-config`` on an invalid configuration."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--data-dir", type=Path, help="Faust data directory")
     parser.add_argument("--rules", type=Path, metavar="FILE.yaml", help="routing rules file")
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate settings, sinks, rules file and model, then exit (0 valid, 2 not)",
+    )
     parser.add_argument(
         "--config",
         type=Path,
@@ -70,7 +79,34 @@ def load_config(path: Path) -> dict[str, Any]:
 
 
 def _command(args: argparse.Namespace) -> int:
+    if args.check_config:
+        return check_config(args)
     return run_worker(settings_from_args(args))
+
+
+def check_config(args: argparse.Namespace) -> int:
+    """``worker --check-config``: settings, sinks, rules file and model folder; 0 valid, 2 not."""
+    from pydantic import ValidationError
+
+    from agents.worker import load_classifier, routing_rules
+    from listener.record import describe_validation_error
+
+    try:
+        settings = settings_from_args(args)
+        rules, _ = routing_rules(settings)
+        classifier = load_classifier(settings)
+    except ValidationError as exc:
+        print(f"error: {describe_validation_error(exc)}", file=sys.stderr)
+        return EXIT_INVALID
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    sinks = ", ".join(settings.sinks) or "none"
+    print(
+        f"valid: app {settings.app_id} on {settings.bootstrap_servers}, model {classifier.name}, "
+        f"{len(rules)} routing rules, sinks: {sinks}"
+    )
+    return 0
 
 
 def register_commands(sub: Any) -> None:
