@@ -43,3 +43,20 @@ def test_every_alert_has_severity_and_summary() -> None:
             if "alert" in rule:
                 assert rule.get("labels", {}).get("severity") in {"warning", "critical"}, rule
                 assert rule.get("annotations", {}).get("summary"), rule["alert"]
+
+
+def test_every_alert_links_its_runbook_section() -> None:
+    """Each ``runbook_url`` names a ``### <AlertName>`` section of deploy/README.md."""
+    rules = yaml.safe_load(RULES.read_text())
+    headings = {
+        line[4:].strip().lower()
+        for line in (RULES.parents[1] / "README.md").read_text().splitlines()
+        if line.startswith("### ")
+    }
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if "alert" not in rule:
+                continue
+            url = rule["annotations"].get("runbook_url", "")
+            assert url == f"deploy/README.md#{rule['alert'].lower()}", rule["alert"]
+            assert rule["alert"].lower() in headings, f"no runbook section for {rule['alert']}"
