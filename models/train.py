@@ -253,6 +253,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="the tokenizer turns @handles into '@user' (models/masking.py)",
     )
     p.add_argument(
+        "--stop-after",
+        type=int,
+        default=0,
+        help="if > 0, stop after this many epochs of the --epochs schedule (its learning "
+        "rate has not decayed to 0 then: a first stage that a second one continues)",
+    )
+    p.add_argument(
         "--budget-minutes",
         type=float,
         default=0.0,
@@ -366,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     best_f1 = -1.0
     step = 0
     epoch = 0
-    while epoch < plan["epochs"]:
+    while epoch < plan["epochs"] and not 0 < args.stop_after <= epoch:
         model.train()
         t0 = time.monotonic()
         running = 0.0
@@ -458,6 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "masking": sorted(masking_of(tokenizer.backend_tokenizer)),
         "epochs": plan["epochs"],
         "epochs_requested": args.epochs,
+        "stopped_after": args.stop_after or None,
         "lr": args.lr,
         "batch_size": args.batch_size,
         "max_length": MAX_LENGTH,
