@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from agents.commands import ack, demo, worker
+from agents.commands import ack, demo, inbox, worker
 from agents.commands import corrections as corrections_cli
 from agents.commands import rules as rules_cli
 from listener import cli as listener_cli
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     rules_cli.register_commands(sub)
     ack.register_commands(sub)
     corrections_cli.register_commands(sub)
+    inbox.register_commands(sub)
     demo.register_commands(sub)
     return parser
 
