@@ -11,10 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SerializeAsAny, field_validator
+from pydantic import BaseModel, Field, SerializeAsAny, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from agents.delivery.config import DeliverySettings, validate_sinks
+from agents.delivery.sync.config import SyncConfig
 from agents.pipeline.spikes import SpikeConfig
 from listener.settings import FlagSettings
 from listener.topics import TopicNames
@@ -164,6 +165,10 @@ class AgentSettings(FlagSettings):
     delivery: DeliverySettings = Field(
         default_factory=DeliverySettings, description="Retry budget and breaker of every sink."
     )
+    sync: SyncConfig = Field(
+        default_factory=SyncConfig,
+        description="Helpdesk sync-back and PagerDuty updates per sink (all off by default).",
+    )
 
     spikes: SpikeConfig = Field(
         default_factory=SpikeConfig,
@@ -185,6 +190,14 @@ class AgentSettings(FlagSettings):
     @classmethod
     def _validate_sinks(cls, value: Any) -> dict[str, BaseModel]:
         return validate_sinks(value)
+
+    @model_validator(mode="after")
+    def _sync_needs_its_sink(self) -> AgentSettings:
+        missing = [name for name in self.sync.enabled() if name not in self.sinks]
+        if missing:
+            names = ", ".join(missing)
+            raise ValueError(f"sync enabled for {names} without that sink under sinks")
+        return self
 
     @property
     def topics(self) -> TopicNames:

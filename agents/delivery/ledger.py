@@ -40,6 +40,28 @@ def ledger_key(sink: str, mention_id: str) -> str:
     return f"{sink}:{mention_id}"
 
 
+class _Index:
+    """Entries by key plus the reverse map (sink, external id) -> Mention id, for the sync-back."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, str] = {}
+        self.reverse: dict[tuple[str, str], str] = {}
+
+    def put(self, key: str, external_id: str) -> None:
+        self.entries[key] = external_id
+        sink, _, mention_id = key.partition(":")  # sink names have no colon
+        self.reverse[(sink, external_id)] = mention_id
+
+    def pop(self, key: str) -> None:
+        external_id = self.entries.pop(key, None)
+        if external_id is not None:
+            self.reverse.pop((key.partition(":")[0], external_id), None)
+
+    def tickets(self, sink: str) -> list[tuple[str, str]]:
+        prefix = f"{sink}:"
+        return [(k[len(prefix) :], v) for k, v in self.entries.items() if k.startswith(prefix)]
+
+
 class Ledger(Protocol):
     """Where delivered (sink, Mention id) pairs are remembered."""
 
@@ -56,7 +78,8 @@ class MemoryLedger:
     """A ledger in a dict (unit tests and single-process runs; lost on exit)."""
 
     def __init__(self) -> None:
-        self.entries: dict[str, str] = {}
+        self._index = _Index()
+        self.entries = self._index.entries
 
     async def get(self, sink: str, mention_id: str) -> str | None:
         """The external id recorded for this pair, or None."""
@@ -64,7 +87,18 @@ class MemoryLedger:
 
     async def record(self, sink: str, mention_id: str, external_id: str) -> None:
         """Remember the pair."""
-        self.entries[ledger_key(sink, mention_id)] = external_id
+        self._index.put(ledger_key(sink, mention_id), external_id)
+
+    def mention_for(self, sink: str, external_id: str) -> str | None:
+        """The Mention id delivered to ``sink`` as ``external_id``, or None."""
+        return self._index.reverse.get((sink, external_id))
+
+    def tickets(self, sink: str) -> list[tuple[str, str]]:
+        """Every (Mention id, external id) recorded for ``sink``."""
+        return self._index.tickets(sink)
+
+    async def catch_up(self) -> None:
+        """Nothing to read: every entry is already here."""
 
 
 class KafkaLedger:
@@ -84,7 +118,8 @@ class KafkaLedger:
         self._topic = topic
         self._partitions = partitions
         self._replication = replication
-        self._entries: dict[str, str] = {}
+        self._index = _Index()
+        self._entries = self._index.entries
         self._producer: KafkaProducer | None = None
         self._consumer: KafkaConsumer | None = None
 
@@ -132,9 +167,9 @@ class KafkaLedger:
                         continue
                     key = record.key.decode()
                     if record.value is None:
-                        self._entries.pop(key, None)
+                        self._index.pop(key)
                     else:
-                        self._entries[key] = orjson.loads(record.value)["external_id"]
+                        self._index.put(key, orjson.loads(record.value)["external_id"])
         log.info("sink ledger %s: %d entries loaded", self._topic, len(self._entries))
 
     async def catch_up(self) -> None:
@@ -158,7 +193,15 @@ class KafkaLedger:
         value = orjson.dumps({"external_id": external_id, "recorded_at": time.time()})
         future = producer.send(self._topic, key=key.encode(), value=value)
         await asyncio.to_thread(future.get, 30)
-        self._entries[key] = external_id
+        self._index.put(key, external_id)
+
+    def mention_for(self, sink: str, external_id: str) -> str | None:
+        """The Mention id delivered to ``sink`` as ``external_id``, or None (from memory)."""
+        return self._index.reverse.get((sink, external_id))
+
+    def tickets(self, sink: str) -> list[tuple[str, str]]:
+        """Every (Mention id, external id) recorded for ``sink`` (from memory)."""
+        return self._index.tickets(sink)
 
     def close(self) -> None:
         """Flush and close the Kafka clients."""

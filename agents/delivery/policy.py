@@ -195,7 +195,8 @@ class Deliverer:
     async def deliver_alert(self, alert: Mapping[str, Any]) -> Outcome:
         """Deliver an alert record (key: ``alert["id"]``) with the same retries, breaker, ledger.
 
-        So one alert id is sent once, even when redelivered after a restart.
+        So one alert id is sent once, even when redelivered after a restart; its
+        ``"status": "resolved"`` record is keyed ``<id>:resolved``, sent once too.
 
         Raises:
             TypeError: The sink has no ``deliver_alert``.
@@ -203,7 +204,8 @@ class Deliverer:
         send = getattr(self.sink, "deliver_alert", None)
         if send is None:
             raise TypeError(f"sink {self.name} does not deliver alerts")
-        return await self._measured(str(alert["id"]), lambda: send(alert))
+        key = str(alert["id"]) + (":resolved" if alert.get("status") == "resolved" else "")
+        return await self._measured(key, lambda: send(alert))
 
     async def _measured(self, key: str, call: Callable[[], Awaitable[DeliveryResult]]) -> Outcome:
         started = self._clock()

@@ -10,7 +10,9 @@ the app's own services and stops before them. Alerts (``mentions.alerts``)
 go to the sinks that deliver them in a second loop, group ``<app_id>-alerts``
 (:mod:`agents.delivery.alerts`). On stop, the delivery loop stops
 reading, commits what every sink has finished and leaves the rest to be
-redelivered (the ledger and idempotency keys absorb the repeats).
+redelivered (the ledger and idempotency keys absorb the repeats). The
+helpdesk sync-back and the PagerDuty updates (``settings.sync``,
+:mod:`agents.delivery.sync`) start here too, sharing the ledger.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from agents.delivery.loop import run_delivery
 from agents.delivery.metrics import SinkMetrics
 from agents.delivery.metrics import create as create_sink_metrics
 from agents.delivery.policy import Deliverer
+from agents.delivery.sync.service import SyncRunner
 from agents.settings import AgentSettings
 from agents.sinks import SINKS
 from agents.sinks.alerts import delivers_alerts
@@ -53,6 +56,8 @@ class DeliveryService(Service):
         self._task: asyncio.Task[None] | None = None
         self._alert_task: asyncio.Task[None] | None = None
         self._ledger: KafkaLedger | None = None
+        self._sync_tasks: list[asyncio.Task[None]] = []
+        self.sync: SyncRunner | None = None
 
     async def on_start(self) -> None:
         """Load the ledger (blocking, in a thread) and start the delivery loop."""
@@ -100,6 +105,11 @@ class DeliveryService(Service):
             )
             self._alert_task.add_done_callback(self._on_done)
             log.info("delivering %s to %s", s.topics.alerts, ", ".join(d.name for d in alerting))
+        if s.sync.enabled():
+            self.sync = SyncRunner(s, ledger, self._metrics)
+            self._sync_tasks = await self.sync.start(self._stop_event)
+            for task in self._sync_tasks:
+                task.add_done_callback(self._on_done)
 
     def _on_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None and not self._stop_event.is_set():
@@ -110,8 +120,9 @@ class DeliveryService(Service):
     async def on_stop(self) -> None:
         """Stop reading, commit what is finished, close the sinks and the ledger."""
         self._stop_event.set()
-        tasks = [t for t in (self._task, self._alert_task) if t is not None]
+        tasks = [t for t in (self._task, self._alert_task, *self._sync_tasks) if t is not None]
         self._task = self._alert_task = None
+        self._sync_tasks = []
         for task in tasks:
             try:
                 await asyncio.wait_for(task, timeout=30)
@@ -119,6 +130,9 @@ class DeliveryService(Service):
                 log.error("%s did not stop in 30s; cancelled", task.get_name())
             except Exception as exc:  # noqa: BLE001 - already reported by _on_done
                 log.debug("%s ended with %r", task.get_name(), exc)
+        if self.sync is not None:
+            await self.sync.stop()
+            self.sync = None
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = None

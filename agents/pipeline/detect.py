@@ -11,7 +11,8 @@ counts are whole on one worker (``min_count`` means what it says), and a
 restart or rebalance keeps the baseline and the "already alerted" state.
 
 Each alert is produced to ``mentions.alerts`` keyed by its stable id
-(``spike:<brand>:<label>:<window start>``) before the batch is acked; the
+(``spike:<brand>:<label>:<window start>``) before the batch is acked, and so
+is the same id with ``"status": "resolved"`` when the incident ends; the
 alert sinks read it from there (:mod:`agents.delivery.alerts`), and the ledger
 and PagerDuty's ``dedup_key`` absorb a redelivered alert. A record that fails
 to decode is dead-lettered by each stage that reads it, with the stage's name.
@@ -125,15 +126,22 @@ class SpikeStage:
     async def process(self, events: Sequence[EventT]) -> list[SpikeAlert]:
         """Count ``events``; produce their alerts and return those Kafka acknowledged."""
         alerts: list[SpikeAlert] = []
+        resolved: list[Outgoing] = []  # spikes that ended ("status": "resolved" on the alert id)
         outgoing: list[Outgoing] = []
         failures: list[Failure] = []
         for event in events:
             try:
                 r = orjson.loads(event_value(event))
-                alert = self.detector.count(str(r["brand"]), r["label"], r["id"], r["text"])
+                ended, alert = self.detector.step(str(r["brand"]), r["label"], r["id"], r["text"])
             except Exception as exc:  # noqa: BLE001 - one bad event is dead-lettered
                 failures.append(Failure.of(event, exc))
                 continue
+            if ended is not None:
+                log.warning("spike %s ended: %d mentions in a window", ended.id, ended.count)
+                value = orjson.dumps(ended.record())
+                resolved.append(
+                    Outgoing(self._topics.alerts, ended.id.encode(), value, event_origin(event))
+                )
             if alert is not None:
                 log.warning("spike alert %s: %d mentions", alert.id, alert.count)
                 value = orjson.dumps(alert.record())
@@ -141,10 +149,10 @@ class SpikeStage:
                     Outgoing(self._topics.alerts, alert.id.encode(), value, event_origin(event))
                 )
                 alerts.append(alert)
-        if not outgoing and not failures:
+        if not outgoing and not failures and not resolved:
             return []
-        delivered = await self._outputs.deliver(STAGE, outgoing, failures)
-        sent = [alert for alert, ok in zip(alerts, delivered, strict=True) if ok]
+        delivered = await self._outputs.deliver(STAGE, [*outgoing, *resolved], failures)
+        sent = [alert for alert, ok in zip(alerts, delivered, strict=False) if ok]
         for alert in sent:
             self._metrics.spike_alerts.labels(
                 brand=self._brand(alert.brand), label=alert.label

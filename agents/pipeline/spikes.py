@@ -10,7 +10,11 @@ with a few example posts. Hysteresis: after an alert the key is disarmed; it
 re-arms only when a whole window closes at or below ``mean + rearm_k * sigma``,
 so a crisis that lasts an hour is one alert, not one per window. Windows
 that were part of an incident are kept out of the baseline, so a long
-incident does not become the new normal.
+incident does not become the new normal. The window that re-arms a key
+after an alert ends the incident: :meth:`SpikeDetector.step` returns a
+:class:`SpikeResolved` (the alert's id, ``"status": "resolved"``), which the
+alert sinks turn into a PagerDuty ``resolve`` and a Slack "resolved" message.
+Like every window, it closes when the key's next mention arrives.
 
 State: one entry per ``(brand, label)`` in a :class:`~agents.pipeline.tables.JsonState`;
 in the worker the changelog-backed ``spike-series`` Faust table, read by the
@@ -141,6 +145,37 @@ class SpikeAlert:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class SpikeResolved:
+    """An alerted incident ended: a closed window at or below the re-arm level."""
+
+    brand: str
+    label: str
+    window_start: float
+    window_s: float
+    ended_at: float
+    count: int
+
+    @property
+    def id(self) -> str:
+        """The id of the alert this resolves (also its PagerDuty dedup key)."""
+        return f"spike:{self.brand}:{self.label}:{int(self.window_start)}"
+
+    def record(self) -> dict[str, Any]:
+        """The JSON object produced to ``mentions.alerts``: the alert's id, resolved."""
+        return {
+            "id": self.id,
+            "kind": "spike",
+            "status": "resolved",
+            "brand": self.brand,
+            "label": self.label,
+            "window_start": self.window_start,
+            "window_s": self.window_s,
+            "ended_at": self.ended_at,
+            "count": self.count,
+        }
+
+
 @dataclass
 class _Series:
     window: int
@@ -149,6 +184,7 @@ class _Series:
     armed: bool = True
     in_incident: bool = False
     examples: list[tuple[str, str]] = field(default_factory=list)
+    alert_window: int | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The table entry."""
@@ -159,6 +195,7 @@ class _Series:
             "armed": self.armed,
             "in_incident": self.in_incident,
             "examples": [list(e) for e in self.examples],
+            "alert_window": self.alert_window,
         }
 
     @classmethod
@@ -171,6 +208,7 @@ class _Series:
             armed=bool(entry["armed"]),
             in_incident=bool(entry["in_incident"]),
             examples=[(str(i), str(t)) for i, t in entry["examples"]],
+            alert_window=None if entry.get("alert_window") is None else int(entry["alert_window"]),
         )
 
 
@@ -216,18 +254,42 @@ class SpikeDetector:
 
     def count(self, brand: str, label: str, mention_id: str, text: str) -> SpikeAlert | None:
         """Count one mention of ``brand`` with ``label``; return the alert it triggers, if any."""
+        return self.step(brand, label, mention_id, text)[1]
+
+    def step(
+        self, brand: str, label: str, mention_id: str, text: str
+    ) -> tuple[SpikeResolved | None, SpikeAlert | None]:
+        """Count one mention; return the incident its arrival ended and the alert it triggers.
+
+        The windows closed before this mention may end an alerted incident
+        (:class:`SpikeResolved`); the mention itself may start a new one.
+        """
         brand = brand.lower()
         key = series_key(brand, label)
         entry = self.state.get(key)
         window = self._window()
         series = _Series(window) if entry is None else _Series.of_json(entry)
-        self._advance(series, window)
+        ended = self._advance(series, window)
+        resolved = None
+        if ended is not None and series.alert_window is not None:
+            s = self.settings
+            resolved = SpikeResolved(
+                brand=brand,
+                label=label,
+                window_start=series.alert_window * s.window_s,
+                window_s=s.window_s,
+                ended_at=(ended[0] + 1) * s.window_s,
+                count=ended[1],
+            )
+            series.alert_window = None
         series.count += 1
         if len(series.examples) < self.settings.examples:
             series.examples.append((mention_id, text))
         alert = self._check(brand, label, series)
+        if alert is not None:
+            series.alert_window = series.window
         self.state.put(key, series.as_json())
-        return alert
+        return resolved, alert
 
     def sweep(self, owned: Owned = everything, idle_s: float = 86_400.0) -> int:
         """Delete owned series idle for ``idle_s`` (and a whole baseline); return how many.
@@ -241,17 +303,23 @@ class SpikeDetector:
     def _window(self) -> int:
         return math.floor(self._clock() / self.settings.window_s)
 
-    def _advance(self, series: _Series, window: int) -> None:
+    def _advance(self, series: _Series, window: int) -> tuple[int, int] | None:
+        """Close the windows before ``window``; return (window, count) of one that re-armed."""
+        rearmed = None
         while series.window < window:
-            self._close(series)
+            closing, count = series.window, series.count
+            if self._close(series):
+                rearmed = (closing, count)
             series.window += 1
             if series.window < window and not series.history and series.armed:
                 series.window = window  # nothing known yet: skip the empty gap
+        return rearmed
 
-    def _close(self, series: _Series) -> None:
+    def _close(self, series: _Series) -> bool:
         s = self.settings
         mean, sigma = _stats(series.history)
-        if not series.armed and series.count <= mean + s.rearm_k * sigma:
+        rearmed = not series.armed and series.count <= mean + s.rearm_k * sigma
+        if rearmed:
             series.armed = True
         if not series.in_incident:
             series.history.append(series.count)
@@ -260,6 +328,7 @@ class SpikeDetector:
         series.in_incident = not series.armed
         series.count = 0
         series.examples = []
+        return rearmed
 
     def _check(self, brand: str, label: str, series: _Series) -> SpikeAlert | None:
         s = self.settings

@@ -30,7 +30,12 @@ def delivers_alerts(sink: Sink) -> bool:
 
 
 def alert_summary(alert: Mapping[str, Any]) -> str:
-    """One line: what spiked, how much, against which baseline."""
+    """One line: what spiked, how much, against which baseline (``Resolved:`` once it ended)."""
+    if alert.get("status") == "resolved":
+        return (
+            f"Resolved: {alert.get('label', '?')} spike for {alert.get('brand', '?')} ended "
+            f"({alert.get('count', '?')} in the last {float(alert.get('window_s', 0)):.0f}s window)"
+        )
     return (
         f"{alert.get('label', '?')} spike for {alert.get('brand', '?')}: "
         f"{alert.get('count', '?')} in {float(alert.get('window_s', 0)):.0f}s "

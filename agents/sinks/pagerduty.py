@@ -45,7 +45,11 @@ class PagerDutySink:
     (``uses_ledger``) keeps a redelivery after the alert was resolved from
     paging again. Guarantee: at-least-once, at most one alert per Mention id.
     Spike alerts (``deliver_alert``, unless ``alerts`` is off) trigger with
-    ``dedup_key`` = the alert id, ledger-guarded the same way.
+    ``dedup_key`` = the alert id, ledger-guarded the same way; an alert record
+    with ``"status": "resolved"`` (the spike ended) sends ``resolve`` with that
+    dedup key. :meth:`update` sends ``acknowledge``/``resolve`` for a Mention
+    id (the inbox sync, :mod:`agents.delivery.sync.pagerduty`); PagerDuty
+    ignores one for an alert that is not open, so repeats are harmless.
 
     Args:
         settings: PagerDuty settings.
@@ -108,8 +112,25 @@ class PagerDutySink:
         answer = orjson.loads(body)
         return DeliveryResult(str(answer.get("dedup_key") or dedup_key), created=True)
 
+    def update_event(self, event_action: str, dedup_key: str) -> dict[str, Any]:
+        """An ``acknowledge`` or ``resolve`` event (Events API v2: no payload needed)."""
+        if event_action not in ("acknowledge", "resolve"):
+            raise ValueError(f"not an update event action: {event_action!r}")
+        return {
+            "routing_key": self.settings.routing_key.get_secret_value(),
+            "event_action": event_action,
+            "dedup_key": dedup_key,
+            "client": "brand-listener",
+        }
+
+    async def update(self, event_action: str, dedup_key: str) -> DeliveryResult:
+        """Acknowledge or resolve the alert whose dedup key is ``dedup_key`` (one attempt)."""
+        return await self._enqueue(self.update_event(event_action, dedup_key), dedup_key)
+
     def alert_event(self, alert: Mapping[str, Any]) -> dict[str, Any]:
-        """The trigger event for a spike alert: ``dedup_key`` is the alert id."""
+        """The event for a spike alert: ``dedup_key`` is the alert id; resolved ones resolve it."""
+        if alert.get("status") == "resolved":
+            return self.update_event("resolve", str(alert["id"]))
         start = datetime.fromtimestamp(float(alert.get("window_start", 0)), UTC)
         return {
             "routing_key": self.settings.routing_key.get_secret_value(),
@@ -129,7 +150,7 @@ class PagerDutySink:
         }
 
     async def deliver_alert(self, alert: Mapping[str, Any]) -> DeliveryResult:
-        """Trigger (or merge into) the PagerDuty alert whose dedup key is the alert id."""
+        """Trigger, merge into or resolve the PagerDuty alert whose dedup key is the alert id."""
         return await self._enqueue(self.alert_event(alert), str(alert["id"]))
 
     async def close(self) -> None:
