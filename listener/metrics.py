@@ -21,6 +21,7 @@ class ListenerMetrics:
     errors: Counter
     reconnects: Counter
     cursor_lag: Gauge
+    paused: Gauge
 
 
 def create(registry: CollectorRegistry | None = None) -> ListenerMetrics:
@@ -62,6 +63,12 @@ def create(registry: CollectorRegistry | None = None) -> ListenerMetrics:
             "brandlistener_connector_cursor_lag_seconds",
             "Now minus the newest created_at in the last produced batch.",
             by_connector,
+            registry=reg,
+        ),
+        paused=Gauge(
+            "brandlistener_connector_paused",
+            "1 while a connector holds off by itself (reason: e.g. spend_guard:day), else 0.",
+            ["connector", "reason"],
             registry=reg,
         ),
     )

@@ -124,6 +124,7 @@ class Runner:
         name = connector.name
         recent = RecentIds(self.dedup_size)
         attempt = 0
+        paused: str | None = None
         try:
             cursor = self.cursors.load(name)
             log.info("connector %s starting from cursor %r", name, cursor)
@@ -154,6 +155,7 @@ class Runner:
                 if batch.cursor is not None and batch.cursor != cursor:
                     self.cursors.save(name, batch.cursor)
                     cursor = batch.cursor
+                paused = self._note_pause(name, paused, batch.paused)
                 if not batch.more:
                     await self._wait(connector.poll_interval_s)
         except FatalError as exc:
@@ -163,6 +165,18 @@ class Runner:
         finally:
             await connector.close()
         return None
+
+    def _note_pause(self, name: str, was: str | None, now: str | None) -> str | None:
+        """Log and publish a connector starting or ending a pause of its own."""
+        if now == was:
+            return now
+        if was is not None:
+            self.metrics.paused.labels(name, was).set(0)
+            log.info("connector %s: %s over; reading again", name, was)
+        if now is not None:
+            self.metrics.paused.labels(name, now).set(1)
+            log.warning("connector %s paused: %s", name, now)
+        return now
 
     async def _retry(
         self, name: str, kind: str, attempt: int, after: float | None, exc: BaseException

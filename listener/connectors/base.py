@@ -46,6 +46,8 @@ class Batch:
     cursor: str | None = None
     skipped: tuple[Skipped, ...] = ()
     more: bool = False
+    paused: str | None = None
+    """Set while the connector holds off by itself, with why (e.g. ``spend_guard:day``)."""
     token: Any = field(default=None, compare=False)
     """Opaque to the runner; handed back to :meth:`Connector.delivered`."""
 

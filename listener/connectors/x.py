@@ -1,8 +1,11 @@
 r"""X (Twitter) API v2 filtered stream, with its rules kept in step with the brand config.
 
-Optional: the filtered stream needs a paid X API plan (Pro or above; Basic has
-no streaming) and ``backfill_minutes`` needs Pro/Enterprise. Nothing here works
-on the free tier.
+Paid: the X API is billed pay-per-use (credits per post read, at the rates the
+Developer Console shows; a post read twice in one UTC day is billed once), and
+stream recovery (``backfill_minutes``) is for Enterprise only. Spend guard:
+``max_posts_per_day`` and ``max_posts_per_month`` stop reading (the stream is
+closed, so nothing more is billed) until the next UTC day or month; the runner
+logs it and sets ``brandlistener_connector_paused{reason="spend_guard:day|month"}``.
 Auth: an app-only bearer token. 401/403 are fatal (also the 403 that means "your
 plan has no access to this endpoint").
 Rules: on every connect, ``GET /2/tweets/search/stream/rules`` is compared with
@@ -17,7 +20,8 @@ Stream: ``GET /2/tweets/search/stream`` is newline-delimited JSON; a bare
 connection and a reconnect. ``{"errors": [...]}`` lines (operational disconnects)
 are skipped with their reason.
 Cursor: the newest tweet id read (informational: the stream cannot resume from
-an id). A reconnect asks for ``backfill_minutes`` of missed tweets (0-5) when
+an id) and the posts read this UTC day and month (for the spend guard), as
+JSON. A reconnect asks for ``backfill_minutes`` of missed tweets (0-5) when
 configured; repeats are dropped by id in the runner. Without it, tweets posted
 while disconnected are lost: delivery is at-least-once only within that window.
 """
@@ -28,6 +32,7 @@ import asyncio
 import json
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -56,11 +61,85 @@ class XSettings(BaseModel):
     bearer_token: SecretStr
     base_url: str = "https://api.x.com"
     rules: dict[str, str] = Field(default_factory=dict, description="brand -> rule; else built.")
-    backfill_minutes: int = Field(default=0, ge=0, le=5, description="On reconnect (Pro+).")
+    backfill_minutes: int = Field(default=0, ge=0, le=5, description="On reconnect (Enterprise).")
+    max_posts_per_day: int | None = Field(
+        default=None, gt=0, description="Spend guard: posts read per UTC day, then pause."
+    )
+    max_posts_per_month: int | None = Field(
+        default=None, gt=0, description="Spend guard: posts read per UTC month, then pause."
+    )
+    pause_check_s: float = Field(
+        default=60.0, gt=0, description="While paused by the guard, how often to look again."
+    )
     stall_s: float = Field(default=30.0, gt=0, description="No keep-alive this long: reconnect.")
     batch_max: int = Field(default=200, gt=0)
     batch_wait_s: float = Field(default=1.0, gt=0)
     timeout_s: float = Field(default=30.0, gt=0)
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """Posts read this UTC day and month, and the newest tweet id: the connector's cursor."""
+
+    last: str | None
+    day: str
+    day_reads: int
+    month: str
+    month_reads: int
+
+    @classmethod
+    def of(cls, cursor: str | None, now: datetime) -> Spend:
+        """The cursor's counts, restarted where the UTC day or month has changed.
+
+        A cursor from before the guard (a bare tweet id) starts the counts at 0.
+        """
+        day, month = now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
+        data: dict[str, Any] = {}
+        if cursor and cursor.startswith("{"):
+            try:
+                data = json.loads(cursor)
+            except ValueError:
+                data = {}
+        last = data.get("last") if data else cursor
+        same_day, same_month = data.get("day") == day, data.get("month") == month
+        return cls(
+            last=str(last) if last else None,
+            day=day,
+            day_reads=int(data.get("day_reads", 0)) if same_day else 0,
+            month=month,
+            month_reads=int(data.get("month_reads", 0)) if same_month else 0,
+        )
+
+    def read(self, tweet_id: str) -> Spend:
+        """After one more post read."""
+        return replace(
+            self, last=tweet_id, day_reads=self.day_reads + 1, month_reads=self.month_reads + 1
+        )
+
+    def over(self, per_day: int | None, per_month: int | None) -> str | None:
+        """``spend_guard:month`` or ``spend_guard:day`` when a cap is reached, else None."""
+        if per_month is not None and self.month_reads >= per_month:
+            return "spend_guard:month"
+        if per_day is not None and self.day_reads >= per_day:
+            return "spend_guard:day"
+        return None
+
+    def room(self, per_day: int | None, per_month: int | None) -> int:
+        """Posts that may still be read before a cap (a large number without caps)."""
+        left = [10**9]
+        if per_day is not None:
+            left.append(per_day - self.day_reads)
+        if per_month is not None:
+            left.append(per_month - self.month_reads)
+        return max(0, min(left))
+
+    def encode(self) -> str:
+        """The cursor string."""
+        return json.dumps(
+            {"last": self.last, "day": self.day, "day_reads": self.day_reads,
+             "month": self.month, "month_reads": self.month_reads},
+            separators=(",", ":"),
+        )  # fmt: skip
 
 
 def brand_rules(brands: BrandMatcher, overrides: dict[str, str]) -> dict[str, str]:
@@ -166,30 +245,37 @@ class XConnector(BaseConnector):
         return response
 
     async def poll(self, cursor: str | None) -> Batch:
-        """Read tweets for up to ``batch_wait_s`` (or ``batch_max`` of them).
+        """Read tweets for up to ``batch_wait_s`` (or ``batch_max`` of them), within the guard.
 
         Raises:
             RetryableError: Connect failed, 429/5xx, or the stream dropped/stalled with
                 nothing read.
         """
+        spend = Spend.of(cursor, datetime.now(UTC))
+        guard = spend.over(self.settings.max_posts_per_day, self.settings.max_posts_per_month)
+        if guard is not None:
+            await self._close_stream()  # nothing is billed while it is closed
+            await asyncio.sleep(self.settings.pause_check_s)
+            return Batch((), spend.encode(), (), more=False, paused=guard)
         if self._response is None:
             self._response = await self._connect()
         mentions: list[Mention] = []
         skipped: list[Skipped] = []
-        last = cursor
         deadline = time.monotonic() + self.settings.batch_wait_s
-        while len(mentions) < self.settings.batch_max and time.monotonic() < deadline:
+        room = spend.room(self.settings.max_posts_per_day, self.settings.max_posts_per_month)
+        limit = min(self.settings.batch_max, room)
+        while len(mentions) < limit and time.monotonic() < deadline:
             wait = max(0.01, deadline - time.monotonic())
             try:
                 line = await asyncio.wait_for(self._response.content.readline(), wait)
             except TimeoutError:
                 if time.monotonic() - self._last_byte > self.settings.stall_s:
-                    return await self._dropped(mentions, skipped, last, "stalled")
+                    return await self._dropped(mentions, skipped, spend, "stalled")
                 break
             except aiohttp.ClientError as exc:
-                return await self._dropped(mentions, skipped, last, str(exc))
+                return await self._dropped(mentions, skipped, spend, str(exc))
             if not line:
-                return await self._dropped(mentions, skipped, last, "stream ended")
+                return await self._dropped(mentions, skipped, spend, "stream ended")
             self._last_byte = time.monotonic()
             if not line.strip():
                 continue  # keep-alive
@@ -202,18 +288,21 @@ class XConnector(BaseConnector):
                 skipped.append(Skipped(exc.reason, str(exc), line))
                 continue
             mentions.append(mention)
-            last = mention.id.split(":", 1)[1]
-        return Batch(tuple(mentions), last, tuple(skipped), more=True)
+            spend = spend.read(mention.id.split(":", 1)[1])
+        return Batch(tuple(mentions), spend.encode(), tuple(skipped), more=True)
 
     async def _dropped(
-        self, mentions: list[Mention], skipped: list[Skipped], last: str | None, why: str
+        self, mentions: list[Mention], skipped: list[Skipped], spend: Spend, why: str
     ) -> Batch:
+        await self._close_stream()
+        if not mentions and not skipped:
+            raise RetryableError(f"x: stream {why}")
+        return Batch(tuple(mentions), spend.encode(), tuple(skipped), more=True)
+
+    async def _close_stream(self) -> None:
         response, self._response = self._response, None
         if response is not None:
             response.close()
-        if not mentions and not skipped:
-            raise RetryableError(f"x: stream {why}")
-        return Batch(tuple(mentions), last, tuple(skipped), more=True)
 
     async def close(self) -> None:
         """Close the stream and the session."""

@@ -9,7 +9,7 @@ import pytest
 
 from listener.errors import RetryableError
 
-from .servers import HARNESSES  # first: servers.py imports paid_servers at its end
+from .servers import BRANDS, HARNESSES  # first: servers.py imports paid_servers at its end
 
 if TYPE_CHECKING:
     from .paid_servers import XHarness
@@ -66,3 +66,31 @@ def test_reddit_429_waits_for_x_ratelimit_reset_and_401_renews_the_token() -> No
     after, tokens = asyncio.run(go())
     assert tokens == 2
     assert after == pytest.approx(42.0)
+
+
+def test_x_spend_guard_stops_reading_at_the_daily_cap_and_says_why() -> None:
+    from listener.connectors.x import XConnector, XSettings
+
+    async def go() -> tuple[Any, list[Any]]:
+        h: Any = HARNESSES["x"]()
+        await h.start()
+        settings = XSettings(
+            bearer_token=h.TOKEN, base_url=h.base, batch_wait_s=0.3,
+            max_posts_per_day=2, pause_check_s=0.01,
+        )  # fmt: skip
+        conn = XConnector(settings, BRANDS)
+        batches = []
+        try:
+            batches.append(await conn.poll(None))
+            batches.append(await conn.poll(batches[0].cursor))
+        finally:
+            await conn.close()
+            await h.stop()
+        return h, batches
+
+    h, (first, second) = asyncio.run(go())
+    assert len(h.messages) > 2, "the stream had more to give"
+    assert len(first.mentions) == 2 and first.paused is None
+    assert second.mentions == () and second.paused == "spend_guard:day"
+    assert '"day_reads":2' in second.cursor and '"month_reads":2' in second.cursor
+    assert len(h.stream_params) == 1, "no new stream (nothing billed) while paused"
