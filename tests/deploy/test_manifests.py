@@ -255,3 +255,9 @@ def test_rendered_manifests_pass_the_kubernetes_schema() -> None:
     broken["spec"]["replicaz"] = 1
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, version, strict=True)
+
+
+def test_compose_runs_the_kafka_version_of_the_local_broker() -> None:
+    from listener.kafka_local import KAFKA_VERSION
+
+    assert compose()["services"]["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"
