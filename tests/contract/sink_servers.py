@@ -33,6 +33,7 @@ from agents.sinks.slack import SlackSettings, SlackSink
 from agents.sinks.webhook import WebhookSettings, WebhookSink
 from agents.sinks.zendesk import ZendeskSettings, ZendeskSink
 
+from .helpdesk_webhooks import post, zendesk_headers
 from .sink_server_base import LoseAs, SinkServer, basic, jsonr
 from .ticket_servers import FreshdeskServer, JiraSMServer, RequestTrackerServer, ServiceNowServer
 
@@ -92,6 +93,23 @@ class ZendeskServer(SinkServer):
             self.keys[key] = (digest, 201, answer)
         return jsonr(answer, 201, {"x-idempotency-lookup": "miss"})
 
+    async def solve(
+        self, ticket_id: str, target: str, secret: str, status: str = "solved", **kw: Any
+    ) -> tuple[int, Any]:
+        """Set the ticket's status and fire the trigger's signed webhook at ``target``.
+
+        The body is what the documented trigger template (``{{ticket.id}}``,
+        ``{{ticket.external_id}}``, ``{{ticket.status}}``) renders to; ``kw``
+        may pass ``at`` (the signature time) or ``body`` (sent instead).
+        """
+        ticket = self.created[ticket_id]
+        ticket["status"] = status
+        body = kw.get("body") or orjson.dumps(
+            {"ticket_id": str(ticket["id"]), "external_id": ticket["external_id"],
+             "status": status.capitalize()}
+        )  # fmt: skip
+        return await post(target, body, zendesk_headers(secret, body, kw.get("at")))
+
     def check(self, obj: dict[str, Any], mention_id: str) -> None:
         assert obj["external_id"] == mention_id
         assert obj["requester"]["name"] and "@" in obj["requester"]["email"]
@@ -113,6 +131,11 @@ class PagerDutyServer(SinkServer):
         settings = PagerDutySettings(url=self.url, routing_key=SecretStr(key), timeout_s=timeout_s)
         return PagerDutySink(settings)
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[dict[str, Any]] = []
+        """Every accepted event (trigger, acknowledge, resolve), in order."""
+
     def authorized(self, request: web.Request) -> bool:
         return True  # the routing key is in the body
 
@@ -120,14 +143,22 @@ class PagerDutyServer(SinkServer):
         if body.get("routing_key") != "R0UTINGKEY0000000000000000000000":
             invalid = {"status": "invalid event", "message": "Event object is invalid"}
             return jsonr({**invalid, "errors": ["Invalid routing key"]}, 400)
+        action = body.get("event_action")
         payload = body.get("payload", {})
-        missing = [f for f in ("summary", "source", "severity") if not payload.get(f)]
-        if missing or body.get("event_action") not in ("trigger", "acknowledge", "resolve"):
-            errors = [f"'payload.{f}' is missing or blank" for f in missing]
+        needed = ("summary", "source", "severity") if action == "trigger" else ()
+        missing = [f for f in needed if not payload.get(f)]
+        errors = [f"'payload.{f}' is missing or blank" for f in missing]
+        if action not in ("trigger", "acknowledge", "resolve"):
+            errors.append("'event_action' is invalid")
+        elif action != "trigger" and not body.get("dedup_key"):
+            errors.append("'dedup_key' is required for acknowledge and resolve events")
+        if errors:
             invalid = {"status": "invalid event", "message": "Event object is invalid"}
-            return jsonr({**invalid, "errors": errors or ["bad event_action"]}, 400)
+            return jsonr({**invalid, "errors": errors}, 400)
+        self.events.append(body)
         key = body.get("dedup_key") or f"auto-{next(self._ids)}"
-        self.created.setdefault(key, body)
+        if action == "trigger":
+            self.created.setdefault(key, body)
         return jsonr({"status": "success", "message": "Event processed", "dedup_key": key}, 202)
 
     def check(self, obj: dict[str, Any], mention_id: str) -> None:

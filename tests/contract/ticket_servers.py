@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 from aiohttp import web
 from pydantic import SecretStr
 
@@ -24,6 +25,7 @@ from agents.sinks.jira_sm import JiraSMSettings, JiraSMSink
 from agents.sinks.request_tracker import RequestTrackerSettings, RequestTrackerSink
 from agents.sinks.servicenow import ServiceNowSettings, ServiceNowSink
 
+from .helpdesk_webhooks import jira_headers, jira_issue_updated, post
 from .query_syntax import QuerySyntaxError, parse
 from .sink_server_base import SinkServer, basic, jsonr
 
@@ -120,6 +122,15 @@ class JiraSMServer(SinkServer):
             answer["nextPageToken"] = str(start + size)
         return jsonr(answer, 200)
 
+    async def transition(
+        self, key: str, target: str, secret: str, status: str = "Resolved", category: str = "done"
+    ) -> tuple[int, Any]:
+        """Move the issue to ``status`` and send the signed ``jira:issue_updated`` webhook."""
+        issue = self.created[key]
+        issue["status"] = status
+        body = orjson.dumps(jira_issue_updated(issue, status, category))
+        return await post(target, body, jira_headers(secret, body))
+
     def check(self, obj: dict[str, Any], mention_id: str) -> None:
         assert obj["serviceDeskId"] == "10" and obj["requestTypeId"] == "25"
         assert mention_id in obj["requestFieldValues"]["description"]
@@ -180,6 +191,21 @@ class FreshdeskServer(SinkServer):
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         self.created[str(n)] = {**body, "id": n, "created_at": now, "updated_at": now}
         return jsonr({**body, "id": n, "created_at": now, "updated_at": now}, 201)
+
+    async def set_status(
+        self, ticket_id: str, target: str, header: tuple[str, str], status: int = 4
+    ) -> tuple[int, Any]:
+        """Set the ticket's status (4 Resolved, 5 Closed) and fire the rule's webhook.
+
+        The content is what the rule's JSON template (``{{ticket.id}}``,
+        ``{{ticket.status}}``) renders to; ``header`` is the custom header the rule sends.
+        """
+        self.created[ticket_id]["status"] = status
+        names = {2: "Open", 3: "Pending", 4: "Resolved", 5: "Closed"}
+        body = orjson.dumps(
+            {"freshdesk_webhook": {"ticket_id": ticket_id, "ticket_status": names[status]}}
+        )
+        return await post(target, body, {header[0]: header[1]})
 
     def list(self, request: web.Request) -> web.Response:
         """``GET /api/v2/tickets``: requester filters, order, 1-100 per page, ``link`` next."""
@@ -251,12 +277,17 @@ class ServiceNowServer(SinkServer):
             return jsonr({"result": found[: int(request.query.get("sysparm_limit", "10000"))]}, 200)
         n = next(self._ids)
         record = {
+            "state": "1",
             **body,
             "sys_id": hashlib.md5(str(n).encode()).hexdigest(),
             "number": f"INC{n:07d}",
         }
         self.created[record["number"]] = record
         return jsonr({"result": record}, 201)
+
+    def set_state(self, number: str, state: str) -> None:
+        """Move an incident to ``state`` (6 Resolved, 7 Closed, 8 Canceled)."""
+        self.created[number]["state"] = state
 
     def check(self, obj: dict[str, Any], mention_id: str) -> None:
         assert obj["correlation_id"] == mention_id and obj["urgency"] == "1"
@@ -272,7 +303,11 @@ class RequestTrackerServer(SinkServer):
     """
 
     name = "request_tracker"
-    routes = [("POST", "/REST/2.0/ticket"), ("GET", "/REST/2.0/tickets")]
+    routes = [
+        ("POST", "/REST/2.0/ticket"),
+        ("GET", "/REST/2.0/tickets"),
+        ("GET", "/REST/2.0/ticket/{id}"),
+    ]
 
     def __init__(self) -> None:
         super().__init__()
@@ -292,6 +327,8 @@ class RequestTrackerServer(SinkServer):
         return jsonr({"message": "Unauthorized"}, 401)
 
     async def handle(self, request: web.Request, body: Any) -> web.Response:
+        if request.method == "GET" and "id" in request.match_info:
+            return self.show(request.match_info["id"])
         if request.method == "GET":
             return self.search(request)
         if not body.get("Queue"):
@@ -302,6 +339,25 @@ class RequestTrackerServer(SinkServer):
         return jsonr(
             {"id": str(n), "type": "ticket", "_url": f"{self.url}/REST/2.0/ticket/{n}"}, 201
         )
+
+    def show(self, ticket_id: str) -> web.Response:
+        """``GET /REST/2.0/ticket/<id>``: its fields, ``Status`` among them; 404 if none."""
+        ticket = self.created.get(ticket_id)
+        if ticket is None:
+            return jsonr({"message": "Resource does not exist"}, 404)
+        url = f"{self.url}/REST/2.0/ticket/{ticket_id}"
+        return jsonr(
+            {"id": int(ticket_id), "type": "ticket", "Subject": ticket.get("Subject", ""),
+             "Status": ticket.get("Status", "new"), "Priority": str(ticket.get("Priority", "")),
+             "Queue": {"type": "queue", "id": "1", "_url": f"{self.url}/REST/2.0/queue/1"},
+             "_hyperlinks": [{"ref": "self", "type": "ticket", "id": int(ticket_id),
+                              "_url": url}]},
+            200,
+        )  # fmt: skip
+
+    def set_status(self, ticket_id: str, status: str) -> None:
+        """Set the ticket's ``Status`` (resolved, rejected, deleted, stalled, open...)."""
+        self.created[ticket_id]["Status"] = status
 
     def search(self, request: web.Request) -> web.Response:
         """``GET /REST/2.0/tickets?query=<TicketSQL>``: CF and Queue clauses, paging fields."""
@@ -374,6 +430,9 @@ def _encoded_match(query: str, record: dict[str, Any]) -> bool:
 
 
 def _condition(condition: str, record: dict[str, Any]) -> bool:
+    field, op, values = condition.partition("IN")
+    if op and "=" not in condition and field.isidentifier():  # fieldIN<a>,<b>
+        return str(record.get(field, "")) in values.split(",")
     if "!=" in condition:
         field, _, value = condition.partition("!=")
         return str(record.get(field, "")) != value
