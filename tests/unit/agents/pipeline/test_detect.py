@@ -160,3 +160,20 @@ async def test_own_posts_are_not_counted_and_unreadable_events_are_dead_lettered
     assert own.id not in forwarded and len(forwarded) == 1
     letters = [orjson.loads(v) for _, v in sender.on(TOPICS.dead_letter)]
     assert [(d["stage"], d["payload"]) for d in letters] == [("spike-forward", "{not json")]
+
+
+@sync
+async def test_the_window_that_ends_an_incident_produces_a_resolved_record(sender: Any) -> None:
+    spikes, clock, _ = stage(sender, ("Acme",))
+    for _ in range(3):
+        await spikes.process([event("Acme")])
+        clock.now += 10
+    assert len(await spikes.process([event("Acme") for _ in range(6)])) == 1
+    clock.now += 10
+    await spikes.process([event("Acme")])  # closes the spike window: still in the incident
+    clock.now += 10
+    assert await spikes.process([event("Acme")]) == [], "a calm window closed: re-armed"
+    records = [orjson.loads(v) for _, v in sender.on(TOPICS.alerts)]
+    assert [r.get("status") for r in records] == [None, "resolved"]
+    assert records[1]["id"] == records[0]["id"] and records[1]["count"] == 1
+    assert sender.on(TOPICS.alerts)[1][0] == records[0]["id"].encode()

@@ -86,3 +86,25 @@ def test_sweep_forgets_keys_idle_for_a_day() -> None:
     detector.observe(_post(brand="Beta"))
     assert detector.sweep() == 1
     assert [key for key, _ in detector.state.items()] == ["beta|complaint"]
+
+
+def test_the_window_that_rearms_ends_the_incident_once_and_survives_a_restart() -> None:
+    clock, store = FakeClock(1_000_020.0), JsonState({})
+    detector = SpikeDetector(SETTINGS, clock, state=store)
+    for n in (2, 3, 2, 3):
+        _window(detector, clock, n)
+    fired = [a for _ in range(6) for a in detector.observe(_post())]
+    assert len(fired) == 1
+    clock.now += 60
+    for _ in range(30):
+        assert detector.step("Acme", "complaint", "t:x", "still angry") == (None, None)
+    clock.now += 60
+    restarted = SpikeDetector(SETTINGS, clock, state=JsonState(dict(store.store)))
+    assert restarted.step("Acme", "complaint", "t:y", "calm") == (None, None), "30 > threshold"
+    clock.now += 60
+    ended, alert = restarted.step("Acme", "complaint", "t:z", "calm")
+    assert alert is None and ended is not None
+    assert ended.id == fired[0].id and ended.record()["status"] == "resolved"
+    assert ended.count == 1 and ended.ended_at == ended.window_start + 3 * 60
+    clock.now += 60
+    assert restarted.step("Acme", "complaint", "t:w", "calm") == (None, None), "once"
