@@ -140,6 +140,9 @@ class AgentSettings(FlagSettings):
         description="Faust data directory (table state; the tables use memory://).",
     )
     loglevel: str = Field(default="info", description="Worker log level.")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text or one JSON object each."
+    )
     lag_interval_s: float = Field(
         default=5.0,
         gt=0,

@@ -44,6 +44,7 @@ from agents.runtime.app import (
 from agents.runtime.faust_worker import QuietWorker
 from agents.runtime.shutdown import ShutdownDeadline
 from agents.settings import AgentSettings
+from listener.logs import logging_config
 from models.interface import IntentClassifier
 
 log = logging.getLogger(__name__)
@@ -294,7 +295,11 @@ def run_worker(settings: AgentSettings) -> int:
     ensure_topics(settings, pipeline)
     deadline = ShutdownDeadline(settings.shutdown_timeout_s)
     worker = QuietWorker(
-        pipeline.app, shutdown_deadline=deadline, loglevel=settings.loglevel, quiet=True
+        pipeline.app,
+        shutdown_deadline=deadline,
+        loglevel=settings.loglevel,
+        logging_config=logging_config(settings.log_format, settings.loglevel),
+        quiet=True,
     )
     log.info(
         "worker %s: %s -> %s -> %s on %s, model %s on %s, needs_response %s, batch %d/%.3fs, "

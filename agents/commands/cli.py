@@ -11,6 +11,7 @@ from agents.commands import ack, demo, inbox, worker
 from agents.commands import corrections as corrections_cli
 from agents.commands import rules as rules_cli
 from listener import cli as listener_cli
+from listener.logs import configure
 from models import cli as models_cli
 
 QUIET_CLIENT_LOGGERS = ("kafka", "aiokafka")
@@ -50,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=None,
+        help="log lines as text (default) or one JSON object each (the worker: AGENTS_LOG_FORMAT)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     listener_cli.register_commands(sub)
     models_cli.register_commands(sub)
@@ -65,10 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure(args.log_format or "text", logging.DEBUG if args.verbose else logging.INFO)
     if not args.verbose:
         # The Kafka clients narrate every connection at INFO; their failures surface as our errors.
         for name in QUIET_CLIENT_LOGGERS:

@@ -11,6 +11,7 @@ from typing import Any
 
 from agents.settings import AgentSettings
 from agents.worker import run_worker
+from listener.logs import configure
 
 EXIT_INVALID = 2
 """Exit status of ``--check-config`` on an invalid configuration."""
@@ -61,6 +62,7 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
         batch_size=args.batch_size,
         data_dir=args.data_dir,
         rules_file=args.rules,
+        log_format=getattr(args, "log_format", None),
     )
 
 
@@ -81,7 +83,9 @@ def load_config(path: Path) -> dict[str, Any]:
 def _command(args: argparse.Namespace) -> int:
     if args.check_config:
         return check_config(args)
-    return run_worker(settings_from_args(args))
+    settings = settings_from_args(args)
+    configure(settings.log_format, logging.DEBUG if getattr(args, "verbose", False) else "INFO")
+    return run_worker(settings)
 
 
 def check_config(args: argparse.Namespace) -> int:
@@ -125,7 +129,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agents.worker", description=__doc__.splitlines()[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure("text", logging.INFO)
     return _command(args)
