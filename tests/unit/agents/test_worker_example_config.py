@@ -16,3 +16,5 @@ def test_worker_example_config_validates_with_its_sinks() -> None:
     assert settings.rules_file == Path("deploy/rules.example.yaml")
     assert settings.spikes.brands == ("acme",)
     assert "change-me" not in repr(settings.sinks["zendesk"])  # tokens are SecretStr
+    assert settings.sync.enabled() == ["zendesk", "pagerduty"]
+    assert "change-me" not in repr(settings.sync)
