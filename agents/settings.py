@@ -78,8 +78,7 @@ class AgentSettings(FlagSettings):
             "ONNX Runtime intra-op threads spin between runs (only with model_threads_per_run "
             "> 1: a single-threaded run has no pool to spin). Fastest when the model has the "
             "cores to itself, but in the worker they take the CPU the event loop needs between "
-            "runs (one worker on 2 cores, one run on both: a 3,000-post burst drained at "
-            "228-258 posts/s spinning, 314-324 not; p50 ingest->queue 340-404 ms vs 238-245 ms)."
+            "runs (slower bursts and latency: deploy/README.md, CPU)."
         ),
     )
     batch_size: int = Field(
@@ -90,8 +89,7 @@ class AgentSettings(FlagSettings):
             "Most events an agent takes from its stream at once. Under a steady load a "
             "batch holds what arrived in batch_window_s (a few posts); in a burst it fills, "
             "and the classifier sorts a full batch by length into runs with little padding "
-            "(bench_pipeline.py, one worker on 2 cores: a burst drained at 524-624 posts/s "
-            "with 512, 392-444 with 64; steady-load latency the same)."
+            "(bursts drain faster with larger batches: deploy/README.md, CPU)."
         ),
     )
     batch_window_s: float = Field(
