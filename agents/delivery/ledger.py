@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from typing import Protocol
 
@@ -59,7 +60,8 @@ class _Index:
 
     def tickets(self, sink: str) -> list[tuple[str, str]]:
         prefix = f"{sink}:"
-        return [(k[len(prefix) :], v) for k, v in self.entries.items() if k.startswith(prefix)]
+        items = list(self.entries.items())  # one C-level copy: a catch_up thread may be writing
+        return [(k[len(prefix) :], v) for k, v in items if k.startswith(prefix)]
 
 
 class Ledger(Protocol):
@@ -122,6 +124,7 @@ class KafkaLedger:
         self._entries = self._index.entries
         self._producer: KafkaProducer | None = None
         self._consumer: KafkaConsumer | None = None
+        self._read_lock = threading.Lock()  # catch_up runs in threads: delivery, alerts, sync
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -147,6 +150,10 @@ class KafkaLedger:
         self._load()
 
     def _load(self) -> None:
+        with self._read_lock:  # one kafka-python consumer, never used by two threads at once
+            self._read()
+
+    def _read(self) -> None:
         consumer = self._consumer
         if consumer is None:
             raise RuntimeError("KafkaLedger.start() was not called")
