@@ -13,6 +13,8 @@ answered 2xx or the poll moves on. A ticket solved twice (a redelivered
 webhook, the next poll) finds the item resolved: ``apply`` refuses the second
 resolve, nothing more is written but the acknowledgement, which is harmless to
 repeat. Guarantee: at-least-once from the helpdesk's signal to both records.
+Auth and rate limits are each system's (its module says which); the poll
+loop here asks at most ``batch`` tickets a round, one round per ``interval_s``.
 """
 
 from __future__ import annotations

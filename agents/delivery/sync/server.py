@@ -10,6 +10,12 @@ item is resolved through :class:`~agents.delivery.sync.base.Resolver`, and the
 answer is 200 only after Kafka acknowledged the records; a Kafka failure is a
 503, so the helpdesk retries. Other events and unknown tickets are answered
 200 (``ignored``) so the helpdesk does not retry them.
+
+Auth: per system (signature or shared secret, constant-time compare); no
+other route but the health check. Rate limits: none of its own beyond the
+body limit; put it behind the ingress that terminates TLS. Idempotency: a
+repeated webhook writes no second resolve (``apply`` refuses it). Guarantee:
+at-least-once (2xx only after Kafka acknowledged).
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ ledger: the webhook receiver (Zendesk, Jira Service Management, Freshdesk),
 one poll task per polled system (ServiceNow, Request Tracker), both writing
 through one :class:`~agents.queue.action_writer.ActionWriter`, and the
 PagerDuty consumer of inbox actions (:mod:`agents.delivery.sync.pagerduty`).
+Auth, rate limits, idempotency and guarantees are those of each part's
+module; the tasks end when the service's stop event is set, and one that
+dies stops the worker (like the delivery loops).
 """
 
 from __future__ import annotations
