@@ -22,6 +22,7 @@ import uuid
 from typing import Any
 
 import orjson
+import pytest
 from contract.delivery_support import FakeClock, deliverer, mention
 from contract.sink_servers import PagerDutyServer, ZendeskServer
 from contract.ticket_servers import RequestTrackerServer
@@ -30,7 +31,8 @@ from prometheus_client import CollectorRegistry
 from agents.delivery.ledger import KafkaLedger, ledger_topic
 from agents.delivery.metrics import create
 from agents.delivery.sync.service import SyncRunner
-from agents.queue.actions import ItemState, decode_state
+from agents.queue.action_writer import ActionWriter
+from agents.queue.actions import Action, ActionRefused, ItemState, decode_state
 from agents.settings import AgentSettings
 from integration.helpers import FAST_RETRIES, produce, read_all
 from listener.record import encode_mention
@@ -138,5 +140,36 @@ def test_solved_tickets_resolve_items_ack_them_and_resolve_the_pagerduty_alert(
             ledger.close()
             for server in (zendesk, rt, pd):
                 await server.stop()
+
+    asyncio.run(scenario())
+
+
+def test_action_writers_see_each_others_records_and_a_restart_rebuilds_the_state(
+    kafka_bootstrap: str, topics: TopicNames
+) -> None:
+    def writer() -> ActionWriter:
+        w = ActionWriter([kafka_bootstrap], topics.inbox_actions, 2, acks_topic=topics.acks)
+        w.start()
+        return w
+
+    async def scenario() -> None:
+        inbox, worker = writer(), writer()
+        try:
+            await inbox.act("mastodon:1", Action(kind="claim", by="ann", at=1.0))
+            with pytest.raises(ActionRefused, match="claimed by ann"):
+                await worker.act("mastodon:1", Action(kind="claim", by="bob", at=2.0))
+            state = await worker.act(
+                "mastodon:1", Action(kind="resolve", by="zendesk", source="zendesk", at=3.0)
+            )
+            assert state.holder == "ann" and state.status == "resolved"
+        finally:
+            inbox.close()
+            worker.close()
+        restarted = writer()
+        try:
+            loaded = restarted.state("mastodon:1")
+            assert loaded is not None and [a.kind for a in loaded.history] == ["claim", "resolve"]
+        finally:
+            restarted.close()
 
     asyncio.run(scenario())
