@@ -161,10 +161,10 @@ async def events(request: web.Request) -> web.StreamResponse:
             counts_pending = True
             if time.monotonic() >= counts_due:
                 counts_due, counts_pending = time.monotonic() + COUNTS_EVERY_S, False
-                html = facets.render(
-                    facets=ctx.state.facets(filters), filters=filters, filter_query=filter_query
-                )
-                chunks.append(b"event: counts\ndata: " + orjson.dumps({"html": html}) + b"\n\n")
+                counts = ctx.state.facets(filters)
+                html = facets.render(facets=counts, filters=filters, filter_query=filter_query)
+                body = {"html": html, "total": counts.total}
+                chunks.append(b"event: counts\ndata: " + orjson.dumps(body) + b"\n\n")
             if chunks:
                 await response.write(b"".join(chunks))
     except (ConnectionResetError, asyncio.CancelledError):

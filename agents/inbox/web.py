@@ -28,7 +28,7 @@ from agents.inbox.views import environment
 
 COOKIE = "inbox_session"
 LOGIN_COOKIE = "inbox_login"
-PUBLIC = ("/health", "/metrics", "/login", "/static/")
+PUBLIC = ("/health", "/metrics", "/login", "/static/", "/favicon.ico")
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -65,6 +65,10 @@ def _authenticate(request: web.Request, config: InboxConfig, sessions: Sessions)
         user = config.users.get(name)
         return Session(name, user.role if user else "agent", f"proxy:{name}", float("inf"))
     return sessions.read(request.cookies.get(COOKIE))
+
+
+async def _favicon(request: web.Request) -> web.Response:
+    return web.Response(status=204)
 
 
 def build_app(
@@ -113,8 +117,13 @@ def build_app(
         html = env.get_template(name).render(**values)
         return web.Response(text=html, status=status, content_type="text/html")
 
-    def login_page(error: str | None = None, status: int = 200) -> web.Response:
-        token = secrets.token_urlsafe(24)
+    def login_page(
+        request: web.Request, error: str | None = None, status: int = 200
+    ) -> web.Response:
+        # One token per browser: a second tab (or the favicon's redirect) keeps the first valid.
+        token = request.cookies.get(LOGIN_COOKIE) or ""
+        if not 24 <= len(token) <= 64 or not token.replace("-", "").replace("_", "").isalnum():
+            token = secrets.token_urlsafe(24)
         response = render("login.html", status, error=error, login_token=token, session=None)
         response.set_cookie(
             LOGIN_COOKIE, token, httponly=True, samesite="Strict",
@@ -125,7 +134,7 @@ def build_app(
     async def login_get(request: web.Request) -> web.StreamResponse:
         if config.proxy_header:
             raise web.HTTPSeeOther("/")
-        return login_page()
+        return login_page(request)
 
     async def login_post(request: web.Request) -> web.StreamResponse:
         form = await request.post()
@@ -135,11 +144,11 @@ def build_app(
         name, password = str(form.get("username", ""))[:200], str(form.get("password", ""))
         client = request.remote or "?"
         if not config.limiter.allowed(name, client):
-            return login_page("Too many failed logins; wait a few minutes.", 429)
+            return login_page(request, "Too many failed logins; wait a few minutes.", 429)
         user = await asyncio.to_thread(check_password, config.users, name, password)
         if user is None:
             config.limiter.failed(name, client)
-            return login_page("Wrong user name or password.", 401)
+            return login_page(request, "Wrong user name or password.", 401)
         config.limiter.succeeded(name)
         response = web.HTTPSeeOther("/")
         response.set_cookie(
@@ -170,6 +179,7 @@ def build_app(
     app.router.add_post("/login", login_post)
     app.router.add_post("/logout", logout)
     app.router.add_get("/health", health)
+    app.router.add_get("/favicon.ico", _favicon)
     app.router.add_get("/metrics", prometheus)
     app.router.add_static("/static/", STATIC, append_version=True)
     pages.add_routes(app)

@@ -59,6 +59,8 @@
     tick();
     setInterval(tick, 1000);
     var queue = document.getElementById("queue");
+    var filters = document.querySelector("details.filters");
+    if (filters && window.matchMedia("(max-width: 760px)").matches) filters.open = false;
     if (queue) {
       var rows = document.getElementById("rows");
       live(queue.dataset.events, {
@@ -72,6 +74,8 @@
           var tpl = document.createElement("template");
           tpl.innerHTML = d.html;
           box.replaceChildren(tpl.content);
+          document.getElementById("total").textContent = d.total;
+          document.getElementById("count-text").textContent = d.total + (d.total === 1 ? " item" : " items");
         }
       });
     }
