@@ -1,8 +1,10 @@
 """``brand-listener demo``: broker, worker and the bundled sample stream on one machine.
 
 Starts (or reuses) a local Kafka broker with a persistent data dir, starts one
-worker process, replays the bundled sample stream at a visible pace and prints,
-live, every post the router sends to the human queue. The stream is replayed
+worker process and the support inbox (``--inbox-port``, default 8086; the URL and
+a demo login, ``demo`` with a random password, are printed), replays the bundled
+sample stream at a visible pace and prints, live, every post the router sends
+to the human queue. The stream is replayed
 with the sample brands' config (``--brands``), which lists each brand's own
 accounts: their replies are marked as the brand's own and never queued. Ctrl-C stops the worker
 and the broker it started; nothing is left running.
@@ -31,6 +33,7 @@ from typing import IO, Any
 
 import yaml
 
+from agents.inbox.demo import DEMO_USER, start_demo_inbox
 from listener.brands import BrandMatcher, BrandSettings
 from listener.connectors.bluesky import BlueskySettings
 from listener.errors import FatalError
@@ -60,6 +63,9 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=9092, help="Kafka client port (default 9092)")
     parser.add_argument(
         "--web-port", type=int, default=6066, help="worker /metrics port (default 6066)"
+    )
+    parser.add_argument(
+        "--inbox-port", type=int, default=8086, help="support inbox port (default 8086)"
     )
     parser.add_argument("--stream", type=Path, default=BRAND_POSTS, help="JSONL posts to replay")
     parser.add_argument(
@@ -259,6 +265,7 @@ def run_demo(args: argparse.Namespace) -> int:
     started_broker = False
     worker: subprocess.Popen[bytes] | None = None
     listener: subprocess.Popen[bytes] | None = None
+    inbox: subprocess.Popen[bytes] | None = None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -285,6 +292,15 @@ def run_demo(args: argparse.Namespace) -> int:
         _wait_healthy(
             f"http://127.0.0.1:{args.web_port}/health", worker, worker_log_path, timeout=180
         )
+        inbox_url = "(not running)"
+        with open(args.data_dir / "inbox.log", "ab") as inbox_log:
+            try:
+                inbox, inbox_url, password = start_demo_inbox(
+                    args.data_dir, broker.bootstrap, args.inbox_port, inbox_log
+                )
+                _say(f"support inbox: {inbox_url}  login: {DEMO_USER} / {password} (new each run)")
+            except RuntimeError as exc:  # the queue below still works without it
+                _say(f"the support inbox did not start ({exc}; log: {inbox_log.name})")
         consumer = _queue_consumer(broker.bootstrap, topics.needs_response)
 
         replay_done = threading.Event()
@@ -382,7 +398,7 @@ def run_demo(args: argparse.Namespace) -> int:
                         f"{replayed[0].own_accounts} posts by the brands' own accounts were "
                         "kept out of the queue (rule own_account)"
                     )
-                _say(f"metrics: {metrics_url}   worker log: {worker_log_path}")
+                _say(f"metrics: {metrics_url}   worker log: {worker_log_path}   inbox: {inbox_url}")
                 if args.exit_when_done:
                     break
                 if args.live:
@@ -403,6 +419,8 @@ def run_demo(args: argparse.Namespace) -> int:
         if listener is not None and listener.poll() is None:
             _say("stopping the listener")
             _terminate(listener)
+        if inbox is not None:
+            _terminate(inbox)
         if worker is not None:
             _say("stopping the worker")
             _terminate(worker)

@@ -71,6 +71,7 @@ def test_live_bluesky_demo_prints_routed_posts(tmp_path: Path) -> None:
             "--live", "bluesky", "--brand", "acme", "--keyword", "acme",
             "--jetstream-url", url, "--duration", "6", "--exit-when-done",
             "--port", str(free_port_pair()), "--web-port", str(free_port()),
+            "--inbox-port", str(free_port()),
             "--data-dir", str(tmp_path / "demo"),
         ]  # fmt: skip
         done = subprocess.run(  # noqa: S603

@@ -72,6 +72,7 @@ def test_demo_queue_shows_the_customer_not_the_brand_reply(tmp_path: Path) -> No
         sys.executable, "-m", "agents.commands.cli", "demo", "--exit-when-done",
         "--stream", str(stream), "--brands", str(brands), "--rate", "20",
         "--port", str(free_port_pair()), "--web-port", str(free_port()),
+        "--inbox-port", str(free_port()),
         "--data-dir", str(tmp_path / "demo"),
     ]  # fmt: skip
     done = subprocess.run(  # noqa: S603
@@ -83,3 +84,4 @@ def test_demo_queue_shows_the_customer_not_the_brand_reply(tmp_path: Path) -> No
     assert len(queued) == 1 and "my parcel never arrived" in queued[0], out
     assert "very sorry" not in out
     assert "1 posts by the brands' own accounts were kept out of the queue" in out
+    assert re.search(r"support inbox: http://127\.0\.0\.1:\d+/  login: demo / \S+", out), out
