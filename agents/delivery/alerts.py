@@ -32,6 +32,7 @@ from prometheus_client import Gauge
 
 from agents.delivery.dead_letters import produce_until_acked
 from agents.delivery.ledger import KafkaLedger
+from agents.delivery.loop import unless_stopped
 from agents.delivery.metrics import DeliveryLag
 from agents.delivery.policy import Deliverer
 from listener.dead_letter import dead_letter_record, reason_of
@@ -68,7 +69,7 @@ async def run_alert_delivery(
         group_id: The alert consumer group, e.g. ``"<app_id>-alerts"``.
         deliverers: One per sink that delivers alerts (see :func:`delivers_alerts`).
         ledger: The started ledger; caught up after every rebalance.
-        stop: Set to stop; the alert in hand is finished first.
+        stop: Set to stop; an alert still being delivered is dropped uncommitted (read again).
         lag_gauge: ``brandlistener_delivery_lag``
             (:attr:`~agents.delivery.metrics.SinkMetrics.delivery_lag`), set for ``group_id`` and
             the alerts topic.
@@ -117,7 +118,10 @@ async def run_alert_delivery(
                     except ValueError as exc:
                         await dead_letter(value, record.key, reason_of(exc), f"{exc}")
                         continue
-                    for sink, failure in await deliver_alert(deliverers, alert):
+                    done, failures = await unless_stopped(deliver_alert(deliverers, alert), stop)
+                    if not done:
+                        return  # stopping: this batch is not committed; the next reader sends it
+                    for sink, failure in failures or ():
                         error = f"{type(failure).__name__}: {failure}"
                         await dead_letter(value, record.key, f"sink:{sink}", error)
             if batches:

@@ -21,7 +21,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import Gauge
 
@@ -34,6 +34,7 @@ from listener.record import Mention, decode_mention
 from listener.topics import TopicNames
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 STAGE = "deliver"
 
@@ -93,6 +94,27 @@ class OffsetTracker:
         return sum(len(p) for p in self._pending.values())
 
 
+async def unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> tuple[bool, T | None]:
+    """Await ``work`` unless ``stop`` is set first (then ``work`` is cancelled).
+
+    A worker's stop must not wait on a sink that keeps failing: what is not
+    finished is not committed, and the next reader delivers it (the ledger and
+    the sinks' keys absorb the repeat).
+
+    Returns:
+        ``(True, result)`` if ``work`` finished, ``(False, None)`` if stopped first.
+    """
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if task.done():
+        return True, task.result()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return False, None
+
+
 @dataclass
 class SinkLane:
     """One sink's queue and workers, so a slow sink only delays itself."""
@@ -134,8 +156,13 @@ class DeliveryLoop:
             for _ in range(lane.concurrency):
                 self._tasks.append(asyncio.create_task(self._work(lane)))
 
-    async def submit(self, item: Item) -> None:
-        """Queue ``item`` for every sink that accepts it (waits while too many are in flight)."""
+    async def submit(self, item: Item, stop: asyncio.Event | None = None) -> bool:
+        """Queue ``item`` for every sink that accepts it (waits while too many are in flight).
+
+        Returns:
+            False if ``stop`` was set while waiting for room: the item is left
+            unfinished (not committed), for the next reader of its partition.
+        """
         try:
             mention = decode_mention(item.value)
         except Exception as exc:  # noqa: BLE001 - an undecodable record is dead-lettered
@@ -143,14 +170,24 @@ class DeliveryLoop:
             await self._dead_letter(
                 item.value, item.key, reason_of(exc), f"{exc}", self._origin(item)
             )
-            return
+            return True
         named = mention.routing.sinks if mention.routing is not None else ()  # the rule's choice
         lanes = [lane for lane in self.lanes if lane.deliverer.sink.accepts(mention)]
         lanes = [lane for lane in lanes if not named or lane.deliverer.name in named]
         self.tracker.add(item.partition, item.offset, len(lanes))
         for lane in lanes:
-            await self._room.acquire()
+            if not await self._wait_for_room(stop):
+                return False
             lane.queue.put_nowait((item, mention))
+        return True
+
+    async def _wait_for_room(self, stop: asyncio.Event | None) -> bool:
+        """Take one in-flight slot; False if ``stop`` is set first (a stop must not wait on it)."""
+        if stop is None:
+            await self._room.acquire()
+            return True
+        done, _ = await unless_stopped(self._room.acquire(), stop)
+        return done
 
     async def _work(self, lane: SinkLane) -> None:
         while True:
@@ -264,7 +301,9 @@ async def run_delivery(
             for tp, records in batches.items():
                 for record in records:
                     value = record.value or b""
-                    await loop.submit(Item(tp.partition, record.offset, record.key, value))
+                    item = Item(tp.partition, record.offset, record.key, value)
+                    if not await loop.submit(item, stop):
+                        break  # stopping while every lane is full: leave the rest unread
             now = asyncio.get_running_loop().time()
             if now - last_commit >= commit_interval_s:
                 await commit()

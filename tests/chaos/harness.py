@@ -230,8 +230,16 @@ class Run:
     def stop(self, worker: Worker, sig: signal.Signals) -> None:
         self.stops.append(worker.stop(sig))
 
-    def drain(self, timeout: float = 300.0, last: Worker | None = None) -> Outcome:
-        """Stop feeding, let one worker (``last``, or a new one) finish the backlog, and count."""
+    def drain(
+        self,
+        timeout: float = 300.0,
+        last: Worker | None = None,
+        also: Callable[[], bool] = lambda: True,
+    ) -> Outcome:
+        """Stop feeding, let one worker (``last``, or a new one) finish the backlog, and count.
+
+        ``also`` must hold too before the last worker is stopped (e.g. every ticket made).
+        """
         self.feeder.finish()
         want = set(self.feeder.acked)
         last = last or self.worker()
@@ -241,7 +249,7 @@ class Run:
         while time.monotonic() < deadline:
             classified = ids_in(self.bootstrap, self.topics.classified)
             dead = set(ids_in(self.bootstrap, self.topics.dead_letter, inner="payload"))
-            if want <= set(classified) | dead and committed_lag(self) == 0:
+            if want <= set(classified) | dead and committed_lag(self) == 0 and also():
                 break
             time.sleep(2)
         self.stop(last, signal.SIGTERM)
@@ -452,18 +460,21 @@ def sink_outage(
             run.stop(first, signal.SIGTERM)
             time.sleep(busy_s)
             down.clear()
-            outcome = run.drain(drain_timeout_s, last=second)
-            queued = set(ids_in(bootstrap, run.topics.needs_response))
-            deadline = time.monotonic() + drain_timeout_s
 
             def tickets() -> Counter[str]:
                 created = servers.run(lambda: list(zendesk.created.values()))
                 return Counter(str(t["external_id"]) for t in created)
 
-            letters = set(ids_in(bootstrap, run.topics.dead_letter, inner="payload"))
-            while time.monotonic() < deadline and not queued <= set(tickets()) | letters:
-                time.sleep(2)
+            def every_queued_post_has_a_ticket_or_a_dead_letter() -> bool:
+                queued = set(ids_in(bootstrap, run.topics.needs_response))
                 letters = set(ids_in(bootstrap, run.topics.dead_letter, inner="payload"))
+                return bool(queued) and queued <= set(tickets()) | letters
+
+            outcome = run.drain(
+                drain_timeout_s, last=second, also=every_queued_post_has_a_ticket_or_a_dead_letter
+            )
+            queued = set(ids_in(bootstrap, run.topics.needs_response))
+            letters = set(ids_in(bootstrap, run.topics.dead_letter, inner="payload"))
             made = tickets()
             posts = servers.run(lambda: sum(1 for r in zendesk.requests if r[0] == "POST"))
         except BaseException:

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from prometheus_client import CollectorRegistry
 
 from agents.delivery.ledger import MemoryLedger
-from agents.delivery.loop import DeliveryLoop, Item, OffsetTracker
+from agents.delivery.loop import DeliveryLoop, Item, OffsetTracker, unless_stopped
 from agents.delivery.metrics import create
 from agents.delivery.policy import Deliverer, RetryPolicy
 from agents.sinks.base import DeliveryResult
@@ -124,5 +124,49 @@ def test_rule_named_sinks_are_the_only_ones_used() -> None:
         assert list(memory.delivered) == ["test:r1"]
         assert loop.tracker.committable() == {0: 2}
         await loop.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_stop_does_not_wait_for_room_behind_a_sink_that_keeps_failing() -> None:
+    async def scenario() -> None:
+        metrics = create(CollectorRegistry())
+        slow = GatedSink()  # never answers while the gate is shut
+
+        async def dead_letter(*_: Any) -> None:
+            raise AssertionError("nothing is dead-lettered on a stop")
+
+        deliverer = Deliverer(slow, MemoryLedger(), metrics, RetryPolicy(max_attempts=1))
+        loop = DeliveryLoop([deliverer], dead_letter, "needs-response", concurrency=1,
+                            max_in_flight=1)  # fmt: skip
+        loop.start()
+        stop = asyncio.Event()
+        assert await loop.submit(item(0), stop)  # takes the only slot
+        waiting = asyncio.ensure_future(loop.submit(item(1), stop))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # no room: the read waits
+        stop.set()
+        assert await asyncio.wait_for(waiting, 1) is False  # the stop wins, item 1 unqueued
+        assert loop.tracker.committable() == {0: 0}  # neither is committed (next to read: 0)
+        await loop.stop()
+
+    asyncio.run(scenario())
+
+
+def test_unless_stopped_returns_the_result_or_cancels_the_work() -> None:
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        assert await unless_stopped(asyncio.sleep(0, result=7), stop) == (True, 7)
+        cancelled = asyncio.Event()
+
+        async def forever() -> None:
+            try:
+                await asyncio.sleep(60)
+            finally:
+                cancelled.set()
+
+        stop.set()
+        assert await unless_stopped(forever(), stop) == (False, None)
+        assert cancelled.is_set()
 
     asyncio.run(scenario())
