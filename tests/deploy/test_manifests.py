@@ -60,14 +60,14 @@ def test_compose_stack_is_complete_and_its_files_exist() -> None:
     doc = compose()
     services = doc["services"]
     assert set(services) >= {
-        "kafka", "worker-1", "worker-2", "listen", "prometheus", "alertmanager", "grafana"
+        "kafka", "worker-1", "worker-2", "listen", "inbox", "prometheus", "alertmanager", "grafana"
     }  # fmt: skip
     for name, service in services.items():
         assert "image" in service or "build" in service, f"{name}: no image or build"
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
             if source.startswith("."):
-                if source == "./listen.yaml":  # supplied by the operator (profile listen)
+                if source in ("./listen.yaml", "./inbox-users.yaml"):  # supplied by the operator
                     continue
                 assert (DEPLOY / source).exists(), f"{name}: mounts missing {source}"
         for dep in service.get("depends_on", {}):
@@ -83,6 +83,7 @@ def test_compose_stack_is_complete_and_its_files_exist() -> None:
         ("worker-1", "http://127.0.0.1:6066/health/live"),
         ("worker-2", "http://127.0.0.1:6066/health/live"),
         ("listen", "http://127.0.0.1:9464/health"),
+        ("inbox", "http://127.0.0.1:8086/health"),
     ):
         assert f"'{url}'" in " ".join(services[name]["healthcheck"]["test"]), name
     assert services["listen"]["environment"]["LISTENER_LISTEN__METRICS_PORT"] == "9464"
@@ -104,6 +105,9 @@ def test_compose_prometheus_scrapes_workers_and_listen_and_passes_promtool(tmp_p
     targets = jobs["brand-listener-worker"]["static_configs"][0]["targets"]
     assert sorted(t.split(":")[0] for t in targets) == ["worker-1", "worker-2"]
     assert jobs["brand-listener-listen"]["static_configs"][0]["targets"] == ["listen:9464"]
+    assert jobs["brand-listener-inbox"]["static_configs"][0]["targets"] == ["inbox:8086"]
+    inbox = compose()["services"]["inbox"]
+    assert inbox["command"][0] == "inbox" and "8086:8086" in inbox["ports"]
     alertmanager = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert alertmanager == ["alertmanager:9093"]
     # The container path of the rules file, pointed at the repository's copy.
@@ -177,6 +181,7 @@ def test_chart_is_structurally_sound() -> None:
     assert {
         "worker-deployment.yaml", "listen-deployment.yaml", "configmap.yaml", "secret.yaml",
         "worker-service.yaml", "servicemonitor.yaml", "scaledobject.yaml",
+        "inbox-deployment.yaml", "inbox-service.yaml", "inbox-secret.yaml",
     } <= templates  # fmt: skip
 
 
@@ -192,7 +197,10 @@ def test_helm_lint() -> None:
 
 def test_helm_template_renders_the_expected_objects() -> None:
     kinds = sorted(doc["kind"] for doc in rendered())
-    assert kinds == ["ConfigMap", "Deployment", "Deployment", "Service", "Service"]
+    assert kinds == [
+        "ConfigMap", "Deployment", "Deployment", "Deployment", "Secret", "Service", "Service",
+        "Service",
+    ]  # fmt: skip
     docs = {(d["kind"], d["metadata"]["name"]): d for d in rendered(*EVERYTHING)}
     assert set(docs) == {
         ("ConfigMap", "bl-brand-listener"), ("Secret", "bl-brand-listener"),
@@ -202,6 +210,8 @@ def test_helm_template_renders_the_expected_objects() -> None:
         ("ServiceMonitor", "bl-brand-listener-worker"),
         ("Service", "bl-brand-listener-listen"), ("ServiceMonitor", "bl-brand-listener-listen"),
         ("ScaledObject", "bl-brand-listener-worker"),
+        ("Deployment", "bl-brand-listener-inbox"), ("Service", "bl-brand-listener-inbox"),
+        ("Secret", "bl-brand-listener-inbox"),
     }  # fmt: skip
     listen = docs[("Deployment", "bl-brand-listener-listen")]["spec"]
     assert listen["replicas"] == 1 and listen["strategy"]["type"] == "Recreate"
@@ -225,6 +235,18 @@ def test_helm_template_renders_the_expected_objects() -> None:
     assert trigger["metadata"]["consumerGroup"] == "brand-listener"
     config = docs[("ConfigMap", "bl-brand-listener")]["data"]
     assert yaml.safe_load(config["listen.yaml"]) == {"brands": [{"name": "Acme"}]}
+    inbox = docs[("Deployment", "bl-brand-listener-inbox")]["spec"]
+    container = inbox["template"]["spec"]["containers"][0]
+    assert container["args"][0] == "inbox" and container["readinessProbe"]["httpGet"] == {
+        "path": "/health", "port": "http"
+    }  # fmt: skip
+    secret_env = next(e for e in container["env"] if e["name"] == "INBOX_SECRET")
+    assert secret_env["valueFrom"]["secretKeyRef"]["name"] == "bl-brand-listener-inbox"
+    service = docs[("Service", "bl-brand-listener-inbox")]["spec"]
+    assert service["selector"]["app.kubernetes.io/component"] == "inbox"
+    users = docs[("Secret", "bl-brand-listener-inbox")]["stringData"]
+    assert yaml.safe_load(users["users.yaml"]) == {"users": {}}
+    assert len(users["session-secret"]) >= 32
 
 
 @pytest.mark.parametrize(
@@ -250,7 +272,7 @@ def test_rendered_manifests_pass_the_kubernetes_schema() -> None:
             continue  # CRDs: no schema shipped (see deploy/README.md)
         kubernetes_validate.validate(doc, version, strict=True)
         checked.append(doc["kind"])
-    assert len(checked) == 7, checked
+    assert len(checked) == 10, checked
     broken = next(d for d in rendered() if d["kind"] == "Deployment")  # must be rejected with:
     broken["spec"]["replicaz"] = 1
     with pytest.raises(kubernetes_validate.ValidationError):

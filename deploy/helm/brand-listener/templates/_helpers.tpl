@@ -53,3 +53,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- fail (printf "keda.maxReplicaCount (%d) exceeds kafka.partitions (%d)" (int .Values.keda.maxReplicaCount) $partitions) -}}
 {{- end -}}
 {{- end -}}
+
+{{- define "brand-listener.inboxSecretName" -}}
+{{- .Values.inbox.existingSecret | default (printf "%s-inbox" (include "brand-listener.fullname" .)) -}}
+{{- end -}}
