@@ -27,17 +27,14 @@ from typing import Any
 
 import numpy as np
 
+from models.offsets import apply_offsets
+
 __all__ = ["GRID", "apply_offsets", "cross_validate", "fit_label_offsets", "macro_f1"]
 
 GRID: np.ndarray = np.round(np.arange(-3.0, 3.0001, 0.1), 2)
 """Offsets tried for each label (log-probability units)."""
 
-_FLOOR = 1e-12
 
-
-def apply_offsets(probs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Label indices ``argmax(log p + offsets)`` per row of ``probs``."""
-    return np.asarray(np.argmax(np.log(np.maximum(probs, _FLOOR)) + offsets, axis=-1))
 
 
 def macro_f1(gold: np.ndarray, pred: np.ndarray, n_labels: int) -> float:

@@ -28,10 +28,10 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
-from models.calibrate import apply_offsets
 from models.evaluation import NEEDS_RESPONSE_LABELS
 from models.evaluation import needs_response as _needs_response
 from models.interface import Prediction
+from models.offsets import apply_offsets
 
 log = logging.getLogger(__name__)
 
