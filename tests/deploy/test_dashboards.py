@@ -11,6 +11,11 @@ metric has data; one item is acknowledged on ``mentions.acks`` so the
 time-in-queue histogram has an observation. The sample posts were created
 months ago, so their SLAs have passed: breaches and overdue items exist.
 
+``brand-listener inbox`` runs too, scraped by the same Prometheus: a lead logs
+in over HTTP and records a first response and a resolution on one queue item,
+so the inbox panels (times to first response and resolution, items by status)
+have data.
+
 ``brand-listener listen --config <generated yaml>`` runs too, as a subprocess into
 the same broker, scraped by the same Prometheus: its RSS connector reads a local
 aiohttp feed of a few brand posts (one 503 first: a retryable error and a
@@ -20,12 +25,16 @@ stops), so every connector panel and alert selector has data.
 
 from __future__ import annotations
 
+import http.cookiejar
 import http.server
 import json
 import os
+import re
 import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +46,8 @@ from prometheus_client import CollectorRegistry
 
 from agents.commands.cli import main as cli_main
 from agents.delivery.metrics import create as create_sink_metrics
+from agents.inbox.auth import hash_password
+from agents.inbox.metrics import InboxMetrics
 from agents.observability.metrics import create
 from listener.kafka_local import free_port
 from listener.metrics import create as create_listener_metrics
@@ -74,6 +85,28 @@ class Receiver(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:
         pass
+
+
+def inbox_respond_and_resolve(url: str) -> None:
+    """Log in to the inbox as a lead; first response, then resolve, on the first queue item."""
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+
+    def call(path: str, form: dict[str, str] | None = None) -> str:
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        with opener.open(url + path, data=data, timeout=10) as response:
+            return str(response.read().decode())
+
+    token = re.search(r'name="login_token" value="([^"]+)"', call("/login"))
+    assert token, "no login form"
+    page = call("/login", {"login_token": token.group(1), "username": "lead", "password": "pw"})
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+    item = re.search(r'href="/item\?id=([^"]+)"', page)
+    assert csrf and item, page[:2000]
+    mention_id = urllib.parse.unquote(item.group(1))
+    for kind in ("first_response", "resolve"):
+        call("/action", {"csrf": csrf.group(1), "id": mention_id, "kind": kind})
 
 
 @pytest.fixture
@@ -150,6 +183,26 @@ def stack(
         tmp_path / "worker.log",
         env={**os.environ, "AGENTS_WEB_HOST": "127.0.0.1", "AGENTS_SESSION_TIMEOUT_S": "6"},
     )
+    inbox_port = free_port()
+    users = tmp_path / "inbox-users.yaml"
+    users.write_text(f"users:\n  lead: {{password_hash: '{hash_password('pw', 4)}', role: lead}}\n")
+    inbox = Process(
+        [
+            sys.executable,
+            "-m",
+            "agents.commands.inbox",
+            "--users",
+            str(users),
+            "--bootstrap",
+            kafka_bootstrap,
+            "--topic-prefix",
+            topics.prefix,
+            "--port",
+            str(inbox_port),
+            "--insecure-cookies",
+        ],  # fmt: skip
+        tmp_path / "inbox.log",
+    )
     feeds = FeedServer(FEED_POSTS)
     listen_port = free_port()
     listen: Process | None = None
@@ -173,8 +226,9 @@ def stack(
         )
         jobs = {"brand-listener-worker": f"127.0.0.1:{web_port}"}
         jobs["brand-listener-listen"] = f"127.0.0.1:{listen_port}"
+        jobs["brand-listener-inbox"] = f"127.0.0.1:{inbox_port}"
         prometheus = Prometheus(tmp_path, jobs)
-        logs = [worker.log, listen.log, prometheus.process.log]
+        logs = [worker.log, listen.log, prometheus.process.log, inbox.log]
 
         def worker_ready() -> bool:
             assert worker.alive(), f"worker exited\n{tail(worker.log)}"
@@ -206,6 +260,17 @@ def stack(
             logs,
         )
         acknowledge_one(kafka_bootstrap, topics)
+        inbox_url = f"http://127.0.0.1:{inbox_port}"
+        wait_for(
+            "the inbox's /health with queue items",
+            lambda: (
+                b'"items": 0' not in http_get(inbox_url + "/health")[1]
+                and http_get(inbox_url + "/health")[0] == 200
+            ),
+            60,
+            logs,
+        )
+        inbox_respond_and_resolve(inbox_url)
         for series in (
             "brandlistener_dead_letter_total",
             "brandlistener_time_in_queue_seconds_count",
@@ -219,12 +284,16 @@ def stack(
             'brandlistener_connector_errors_total{kind="fatal"}',
             "brandlistener_connector_reconnects_total",
             "brandlistener_connector_cursor_lag_seconds",
+            "brandlistener_inbox_time_to_first_response_seconds_count",
+            "brandlistener_inbox_time_to_resolution_seconds_count",
+            'brandlistener_inbox_items{status="resolved"} >= 1',
         ):
             wait_for(f"{series} in Prometheus", lambda s=series: prometheus.query(s), 30, logs)
         time.sleep(3)  # a few more scrapes and rule evaluations after the last increment
         yield prometheus
     finally:
         worker.stop()
+        inbox.stop()
         if listen is not None:
             listen.stop()
         if prometheus is not None:
@@ -265,6 +334,7 @@ def test_dashboards_read_only_metrics_worker_and_listen_export() -> None:
     create(registry)
     create_sink_metrics(registry)
     create_listener_metrics(registry)
+    InboxMetrics(registry)
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
     exported = {
         family.name + suffix
