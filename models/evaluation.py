@@ -8,7 +8,7 @@ predicted has precision 0).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -221,8 +221,3 @@ def format_report(report: Mapping[str, Any], title: str = "") -> str:
         f"(support {nr['support']})"
     )
     return "\n".join(lines)
-
-
-def labels_of(rows: Iterable[Mapping[str, Any]]) -> list[str]:
-    """The ``label`` of every row."""
-    return [str(row["label"]) for row in rows]
