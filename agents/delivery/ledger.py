@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from typing import Protocol
 
 import orjson
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from listener.kafka_admin import COMPACTED, create_topics
+from listener.compacted import CompactedTopic
 
 log = logging.getLogger(__name__)
 
@@ -116,72 +114,35 @@ class KafkaLedger:
     def __init__(
         self, bootstrap_servers: list[str], topic: str, partitions: int = 4, replication: int = 1
     ) -> None:
-        self._bootstrap = bootstrap_servers
         self._topic = topic
-        self._partitions = partitions
-        self._replication = replication
         self._index = _Index()
         self._entries = self._index.entries
-        self._producer: KafkaProducer | None = None
-        self._consumer: KafkaConsumer | None = None
-        self._read_lock = threading.Lock()  # catch_up runs in threads: delivery, alerts, sync
+        self._mirror = CompactedTopic(
+            bootstrap_servers,
+            topic,
+            self._take,
+            partitions=partitions,
+            replication=replication,
+            client_id="sink-ledger",
+        )
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def start(self) -> None:
         """Create the topic if missing (compacted), then load it whole (blocking)."""
-        create_topics(
-            self._bootstrap,
-            [self._topic],
-            self._partitions,
-            replication_factor=self._replication,
-            configs=COMPACTED,
-        )
-        self._producer = KafkaProducer(
-            bootstrap_servers=self._bootstrap, acks="all", retries=5, linger_ms=0
-        )
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=self._bootstrap,
-            enable_auto_commit=False,
-            group_id=None,
-            auto_offset_reset="earliest",
-        )
-        self._load()
-
-    def _load(self) -> None:
-        with self._read_lock:  # one kafka-python consumer, never used by two threads at once
-            self._read()
-
-    def _read(self) -> None:
-        consumer = self._consumer
-        if consumer is None:
-            raise RuntimeError("KafkaLedger.start() was not called")
-        deadline = time.monotonic() + 30
-        partitions = consumer.partitions_for_topic(self._topic)
-        while not partitions and time.monotonic() < deadline:
-            time.sleep(0.2)
-            partitions = consumer.partitions_for_topic(self._topic)
-        tps = [TopicPartition(self._topic, p) for p in sorted(partitions or ())]
-        if set(tps) != consumer.assignment():
-            consumer.assign(tps)
-            consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        while any(consumer.position(tp) < end for tp, end in ends.items()):
-            for records in consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    if record.key is None:
-                        continue
-                    key = record.key.decode()
-                    if record.value is None:
-                        self._index.pop(key)
-                    else:
-                        self._index.put(key, orjson.loads(record.value)["external_id"])
+        self._mirror.start()
         log.info("sink ledger %s: %d entries loaded", self._topic, len(self._entries))
+
+    def _take(self, key: str, value: bytes | None) -> None:
+        if value is None:
+            self._index.pop(key)
+        else:
+            self._index.put(key, orjson.loads(value)["external_id"])
 
     async def catch_up(self) -> None:
         """Read what other workers recorded since the last load (call after a rebalance)."""
-        await asyncio.to_thread(self._load)
+        await asyncio.to_thread(self._mirror.catch_up)
 
     async def get(self, sink: str, mention_id: str) -> str | None:
         """The external id recorded for this pair, or None (from memory)."""
@@ -193,13 +154,9 @@ class KafkaLedger:
         Raises:
             kafka.errors.KafkaError: Kafka did not take the record.
         """
-        producer = self._producer
-        if producer is None:
-            raise RuntimeError("KafkaLedger.start() was not called")
         key = ledger_key(sink, mention_id)
         value = orjson.dumps({"external_id": external_id, "recorded_at": time.time()})
-        future = producer.send(self._topic, key=key.encode(), value=value)
-        await asyncio.to_thread(future.get, 30)
+        await asyncio.to_thread(self._mirror.send, key, value)
         self._index.put(key, external_id)
 
     def mention_for(self, sink: str, external_id: str) -> str | None:
@@ -212,9 +169,4 @@ class KafkaLedger:
 
     def close(self) -> None:
         """Flush and close the Kafka clients."""
-        if self._producer is not None:
-            self._producer.close(timeout=10)
-            self._producer = None
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
+        self._mirror.close()

@@ -20,15 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-import time
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pydantic import ValidationError
 
 from agents.commands.ack import ack_value
 from agents.queue.actions import Action, ActionRefused, ItemState, Role, apply, decode_state
-from listener.kafka_admin import COMPACTED, create_topics
+from listener.compacted import CompactedTopic
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +80,17 @@ class ActionWriter:
         acks_topic: str | None = None,
     ) -> None:
         self._acks_topic = acks_topic
-        self._bootstrap = bootstrap_servers
         self._topic = topic
-        self._partitions = partitions
-        self._replication = replication
-        self._timeout_s = timeout_s
         self._states: dict[str, ItemState] = {}
-        self._producer: KafkaProducer | None = None
-        self._consumer: KafkaConsumer | None = None
-        self._read_lock = threading.Lock()  # kafka-python consumers are not thread-safe
+        self._mirror = CompactedTopic(
+            bootstrap_servers,
+            topic,
+            self._take,
+            partitions=partitions,
+            replication=replication,
+            timeout_s=timeout_s,
+            client_id="brand-listener-actions",
+        )
         self._act_lock = asyncio.Lock()
 
     def __len__(self) -> int:
@@ -99,54 +98,14 @@ class ActionWriter:
 
     def start(self) -> None:
         """Create the topic if missing (compacted), then read it whole (blocking)."""
-        create_topics(
-            self._bootstrap,
-            [self._topic],
-            self._partitions,
-            replication_factor=self._replication,
-            configs=COMPACTED,
-        )
-        self._producer = KafkaProducer(
-            bootstrap_servers=self._bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=0,
-            client_id="brand-listener-actions",
-        )
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=self._bootstrap,
-            enable_auto_commit=False,
-            group_id=None,
-            auto_offset_reset="earliest",
-        )
-        self.catch_up_blocking()
+        self._mirror.start()
         log.info("inbox actions %s: %d items loaded", self._topic, len(self._states))
 
     def catch_up_blocking(self) -> None:
         """Read what was produced to the topic since the last read, up to its end offsets."""
-        with self._read_lock:
-            consumer = self._consumer
-            if consumer is None:
-                raise RuntimeError("ActionWriter.start() was not called")
-            deadline = time.monotonic() + self._timeout_s
-            partitions = consumer.partitions_for_topic(self._topic)
-            while not partitions and time.monotonic() < deadline:
-                time.sleep(0.2)
-                partitions = consumer.partitions_for_topic(self._topic)
-            tps = [TopicPartition(self._topic, p) for p in sorted(partitions or ())]
-            if set(tps) != consumer.assignment():
-                consumer.assign(tps)
-                consumer.seek_to_beginning(*tps)
-            ends = consumer.end_offsets(tps)
-            while any(consumer.position(tp) < end for tp, end in ends.items()):
-                for records in consumer.poll(timeout_ms=500).values():
-                    for record in records:
-                        self._take(record.key, record.value)
+        self._mirror.catch_up()
 
-    def _take(self, key: bytes | None, value: bytes | None) -> None:
-        if key is None:
-            return
-        mention_id = key.decode("utf-8", "replace")
+    def _take(self, mention_id: str, value: bytes | None) -> None:
         if value is None:
             self._states.pop(mention_id, None)
             return
@@ -178,7 +137,7 @@ class ActionWriter:
             await asyncio.to_thread(self.catch_up_blocking)
             current = self._states.get(mention_id) or ItemState(id=mention_id)
             state = apply(current, action, role)
-            await asyncio.to_thread(self._produce, mention_id, state)
+            await asyncio.to_thread(self._mirror.send, mention_id, state.encode())
             self._states[mention_id] = state
             return state
 
@@ -192,27 +151,11 @@ class ActionWriter:
         """
         if self._acks_topic is None:
             raise RuntimeError("this ActionWriter has no acks topic")
-        await asyncio.to_thread(self._send, self._acks_topic, mention_id, ack_value(at, by))
-
-    def _produce(self, mention_id: str, state: ItemState) -> None:
-        self._send(self._topic, mention_id, state.encode())
-
-    def _send(self, topic: str, mention_id: str, value: bytes) -> None:
-        producer = self._producer
-        if producer is None:
-            raise RuntimeError("ActionWriter.start() was not called")
-        future = producer.send(topic, key=mention_id.encode("utf-8"), value=value)
-        future.get(timeout=self._timeout_s)
+        await asyncio.to_thread(self._mirror.send, mention_id, ack_value(at, by), self._acks_topic)
 
     def close(self) -> None:
         """Flush and close the Kafka clients."""
-        if self._producer is not None:
-            self._producer.close(timeout=10)
-            self._producer = None
-        with self._read_lock:
-            if self._consumer is not None:
-                self._consumer.close()
-                self._consumer = None
+        self._mirror.close()
 
 
 __all__ = ["ActionRefused", "ActionWriter", "MemoryActionWriter"]
