@@ -54,7 +54,8 @@ async def serve(args: argparse.Namespace, users: dict[str, User], secret: bytes)
         secure_cookies=not args.insecure_cookies,
         proxy_header=args.trust_proxy_header or None,
     )
-    runner = web.AppRunner(build_app(config, state, writer, feed, registry, metrics))
+    app = build_app(config, state, writer, feed, registry, metrics)
+    runner = web.AppRunner(app, shutdown_timeout=5.0)
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)
     await site.start()

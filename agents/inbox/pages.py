@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
@@ -52,6 +52,7 @@ class Context:
     sessions: Sessions
     metrics: InboxMetrics
     authenticate: Callable[[web.Request], Session | None]
+    streams: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def session(self, request: web.Request) -> Session:
         """The request's session (the middleware let only logged-in requests through)."""
@@ -126,6 +127,9 @@ async def events(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
     filters, only = _filters(request), request.query.get("id")
     changed: asyncio.Queue[str] = asyncio.Queue()
+    task = asyncio.current_task()
+    if task is not None:
+        ctx.streams.add(task)  # cancelled on shutdown: an open stream never delays a stop
     unsubscribe = ctx.state.subscribe(changed.put_nowait)
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
@@ -171,13 +175,21 @@ async def events(request: web.Request) -> web.StreamResponse:
         pass
     finally:
         unsubscribe()
+        if task is not None:
+            ctx.streams.discard(task)
         with contextlib.suppress(Exception):
             await response.write_eof()
     return response
 
 
+async def _close_streams(app: web.Application) -> None:
+    for task in list(app[CONTEXT].streams):
+        task.cancel()
+
+
 def add_routes(app: web.Application) -> None:
-    """Register the pages on ``app``."""
+    """Register the pages on ``app`` (and the shutdown hook that ends the event streams)."""
+    app.on_shutdown.append(_close_streams)
     app.router.add_get("/", queue_page)
     app.router.add_get("/item", item_page)
     app.router.add_post("/action", action)

@@ -32,10 +32,24 @@ NONE = "(none)"
 
 @dataclass
 class Item:
-    """One queue item: the routed post and its inbox state."""
+    """One queue item: the routed post and its inbox state.
+
+    ``dims`` (the item's value(s) per filter dimension) and ``key`` (its queue
+    order) are computed once per change (:meth:`reindex`), not per request.
+    """
 
     mention: Mention
     state: ItemState
+    dims: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    key: tuple[int, float, str] = (9, 0.0, "")
+
+    def __post_init__(self) -> None:
+        self.reindex()
+
+    def reindex(self) -> None:
+        """Recompute :attr:`dims` and :attr:`key` after the state changed."""
+        self.dims = {dimension: self.values(dimension) for dimension in FILTERS}
+        self.key = self.sort_key()
 
     @property
     def id(self) -> str:
@@ -92,24 +106,25 @@ class Item:
         )
 
 
+def _passes(item: Item, dimension: str, wanted: str) -> bool:
+    if dimension == "status" and wanted == ACTIVE:
+        return item.state.status != "resolved"
+    return wanted in item.dims[dimension]
+
+
+def _active(filters: dict[str, str]) -> list[tuple[str, str]]:
+    """The filters that narrow anything: status defaults to :data:`ACTIVE`, ``all`` is none."""
+    wanted = {dimension: filters.get(dimension, "") for dimension in FILTERS}
+    wanted["status"] = wanted["status"] or ACTIVE
+    return [(d, v) for d, v in wanted.items() if v and v != "all"]
+
+
 def matches(item: Item, filters: dict[str, str], skip: str | None = None) -> bool:
     """Whether ``item`` passes every filter but ``skip``.
 
     A missing status filter means :data:`ACTIVE`; ``status=all`` shows every item.
     """
-    for dimension in FILTERS:
-        if dimension == skip:
-            continue
-        wanted = filters.get(dimension) or (ACTIVE if dimension == "status" else "")
-        if not wanted or wanted == "all":
-            continue
-        if dimension == "status" and wanted == ACTIVE:
-            if item.state.status == "resolved":
-                return False
-            continue
-        if wanted not in item.values(dimension):
-            return False
-    return True
+    return all(_passes(item, d, v) for d, v in _active(filters) if d != skip)
 
 
 @dataclass
@@ -178,29 +193,35 @@ class InboxState:
         item = self.items.get(state.id)
         if item is not None:
             item.state = state
+            item.reindex()
             self._changed(state.id)
 
     def select(self, filters: dict[str, str]) -> list[Item]:
         """The items that pass ``filters``, in queue order."""
-        chosen = [item for item in self.items.values() if matches(item, filters)]
-        chosen.sort(key=Item.sort_key)
+        active = _active(filters)
+        chosen = [i for i in self.items.values() if all(_passes(i, d, v) for d, v in active)]
+        chosen.sort(key=lambda item: item.key)
         return chosen
 
     def facets(self, filters: dict[str, str]) -> Facets:
-        """Counts per filter value, each dimension counted under the other filters."""
-        facets = Facets()
-        for dimension in FILTERS:
-            counts: dict[str, int] = {}
-            for item in self.items.values():
-                if matches(item, filters, skip=dimension):
-                    for value in item.values(dimension):
-                        counts[value] = counts.get(value, 0) + 1
-            facets.counts[dimension] = dict(sorted(counts.items()))
+        """Counts per filter value, each dimension counted under the other filters (one pass)."""
+        active = _active(filters)
+        counts: dict[str, dict[str, int]] = {dimension: {} for dimension in FILTERS}
+        total = 0
+        for item in self.items.values():
+            failed = [d for d, v in active if not _passes(item, d, v)]
+            if len(failed) > 1:
+                continue
+            total += not failed
+            for dimension in failed or FILTERS:
+                bucket = counts[dimension]
+                for value in item.dims[dimension]:
+                    bucket[value] = bucket.get(value, 0) + 1
+        facets = Facets({d: dict(sorted(c.items())) for d, c in counts.items()}, total)
         status = facets.counts["status"]
         everything = sum(status.values())
         status[ACTIVE] = everything - status.get("resolved", 0)
         status["all"] = everything
-        facets.total = sum(1 for item in self.items.values() if matches(item, filters))
         return facets
 
     def by_status(self) -> dict[str, int]:

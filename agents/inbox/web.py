@@ -53,7 +53,7 @@ class InboxConfig:
     secret: bytes
     secure_cookies: bool = True
     proxy_header: str | None = None
-    row_limit: int = 300
+    row_limit: int = 200
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
 
 
