@@ -4,12 +4,13 @@
 ``mentions.needs-response`` and ``mentions.inbox-actions`` (no consumer group:
 each replica reads everything), seeks to the beginning and feeds each record to
 :class:`~agents.inbox.state.InboxState`; it is *ready* once it has read up to
-the end offsets it saw at start. :class:`Writer` applies an action with
-:func:`agents.queue.actions.apply`, writes the new state to the compacted
-actions topic and the side records: an acknowledgement on ``mentions.acks``
-when the first response is recorded (the worker's SLA clock stops), a
-correction on ``mentions.corrections``, and the author on the compacted
-``mentions.spam-authors`` topic.
+the end offsets it saw at start. :class:`Writer` records an action through
+:class:`agents.queue.action_writer.ActionWriter` (the one writer of the actions
+topic, shared with the helpdesk sync-back: it catches up with other writers,
+then :func:`~agents.queue.actions.apply`), then writes the side records: an
+acknowledgement on ``mentions.acks`` when the first response is recorded (the
+worker's SLA clock stops), a correction on ``mentions.corrections``, and the
+author on the compacted ``mentions.spam-authors`` topic.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from collections.abc import Callable
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from agents.commands.ack import ack_value
 from agents.inbox.metrics import InboxMetrics
 from agents.inbox.state import InboxState
-from agents.queue.actions import Action, ItemState, Role, apply
+from agents.queue.action_writer import ActionWriter
+from agents.queue.actions import Action, ItemState, Role
 from agents.queue.corrections import Correction, ensure_topic
 from listener.kafka_admin import COMPACTED, create_topics, partition_counts
 from listener.record import author_key
@@ -126,6 +127,9 @@ class Writer:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.topics, self.state, self.metrics, self._clock = topics, state, metrics, clock
+        self._actions = ActionWriter(
+            bootstrap.split(","), topics.inbox_actions, acks_topic=topics.acks
+        )
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             client_id="brand-listener-inbox",
@@ -135,12 +139,14 @@ class Writer:
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
-        """Connect the producer."""
+        """Read the actions topic (the action writer's mirror) and connect the producer."""
+        await asyncio.to_thread(self._actions.start)
         await self._producer.start()
 
     async def stop(self) -> None:
-        """Flush and close the producer."""
+        """Flush and close the clients."""
         await self._producer.stop()
+        await asyncio.to_thread(self._actions.close)
 
     async def act(
         self,
@@ -165,20 +171,17 @@ class Writer:
             action = Action.model_validate(
                 {"kind": kind, "by": by, "at": self._clock(), "team": team, "label": label}
             )
-            before = self.state.state_of(mention_id)
-            after = apply(before, action, role)
+            after = await self._actions.act(mention_id, action, role)
+            if after.first_response_at == action.at:  # this action stopped the SLA clock
+                await self._actions.ack(mention_id, action.at, by)
             key = mention_id.encode("utf-8")
-            sends = [self._producer.send(self.topics.inbox_actions, after.encode(), key=key)]
-            if before.first_response_at is None and after.first_response_at is not None:
-                ack = ack_value(after.first_response_at, by)
-                sends.append(self._producer.send(self.topics.acks, ack, key=key))
+            sends = []
             if kind == "correct_label" and after.label is not None:
                 correction = Correction.of(
                     item.mention, mention_id=mention_id, new_label=after.label, by=by, at=action.at
                 )
-                sends.append(
-                    self._producer.send(self.topics.corrections, correction.encode(), key=key)
-                )
+                topic = self.topics.corrections
+                sends.append(self._producer.send(topic, correction.encode(), key=key))
             spammer = author_key(item.mention)
             if kind == "mark_spam" and spammer:
                 body = orjson.dumps({"by": by, "at": action.at, "mention_id": mention_id})
@@ -187,5 +190,5 @@ class Writer:
             for sent in await asyncio.gather(*sends):
                 await sent
             self.state.put_state(after)
-            self.metrics.observe(item, before, after)
+            self.metrics.observe(item, action, after)
             return after

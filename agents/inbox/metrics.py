@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from agents.observability.metrics import QUEUE_BUCKETS, LabelCap
-from agents.queue.actions import ItemState
+from agents.queue.actions import Action, ItemState
 
 if TYPE_CHECKING:
     from agents.inbox.state import InboxState, Item
@@ -61,15 +61,15 @@ class InboxMetrics:
         )
         self._team = LabelCap(50)
 
-    def observe(self, item: Item, before: ItemState, after: ItemState) -> None:
-        """Count an action and observe the clocks it stopped."""
-        self.actions.labels(after.history[-1].kind if after.history else "unknown").inc()
+    def observe(self, item: Item, action: Action, after: ItemState) -> None:
+        """Count ``action`` and observe the clocks it stopped (``after``: the item's new state)."""
+        self.actions.labels(action.kind).inc()
         labels = (self._team(item.team), item.priority)
-        if before.first_response_at is None and after.first_response_at is not None:
-            waited = max(0.0, after.first_response_at - item.queued_at)
+        if after.first_response_at == action.at:  # set by this action (later ones keep the first)
+            waited = max(0.0, action.at - item.queued_at)
             self.first_response.labels(*labels).observe(waited)
-        if before.resolved_at is None and after.resolved_at is not None:
-            self.resolution.labels(*labels).observe(max(0.0, after.resolved_at - item.queued_at))
+        if after.resolved_at == action.at:
+            self.resolution.labels(*labels).observe(max(0.0, action.at - item.queued_at))
 
     def refresh(self, state: InboxState) -> None:
         """Set the per-status gauge from the current view (before each scrape)."""
