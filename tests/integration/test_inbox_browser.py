@@ -261,6 +261,29 @@ def test_live_queue_claim_respond_correct_restart(
             expect(ann.locator(".item-head .status")).to_have_text("responded")
             expect(ann.locator(".item-head .chip")).to_have_text("question")
             assert ann.locator(".history li").all_inner_texts() == history
+
+        # An agent cannot claim or take over what another holds, even with a hand-made POST.
+        bob.goto(item_url(inbox, first.id))
+        csrf = bob.locator("input[name=csrf]").first.get_attribute("value")
+        assert csrf
+        for kind, refusal in (("claim", "take it over instead"), ("take_over", "only a lead")):
+            form = {"csrf": csrf, "id": first.id, "kind": kind}
+            page = bob.request.post(inbox.url + "/action", form=form).text()
+            assert refusal in page, page[:3000]
+        # A lead reassigns the team; marking the author as spam records the author key.
+        ann.goto(item_url(inbox, first.id))
+        ann.fill("input[name=team]", "billing")
+        ann.click("button[data-action=reassign_team]")
+        expect(ann.locator(".details dd").first).to_have_text("billing")
+        expect(ann.locator("#holder")).to_contain_text("Nobody has claimed")
+        ann.click("button[data-action=mark_spam]")
+        expect(ann.locator(".details")).to_contain_text("Author marked as spam")
+        spam = Tail(kafka_bootstrap, f"{topics.prefix}mentions.spam-authors")
+        spam.until(lambda: bool(spam.records), 15)
+        spam.close()
+        assert [(k, orjson.loads(v)["by"]) for k, v in spam.records] == [
+            (b"bluesky:dana.example", "ann")
+        ]
     finally:
         inbox.stop()
         if replica is not None:
