@@ -37,6 +37,8 @@ def main() -> int:
     failed = 0
     names = args.scenario or choices
     drain_s = max(300.0, args.posts / 100)
+    # The sink outage's backlog becomes tickets one HTTP call each: give it longer.
+    sink_drain_s = max(900.0, args.posts / 40)
     for run in range(args.runs):  # round-robin, so every scenario has runs early
         for name in names:
             busy_s = args.posts / args.rate / STEPS.get(name, 2)
@@ -45,7 +47,7 @@ def main() -> int:
                 with own_broker(Path(tmp)) as broker:
                     if name == "sink_outage":
                         outcome, sink = sink_outage(
-                            Path(tmp), broker.bootstrap, args.rate, busy_s, drain_s
+                            Path(tmp), broker.bootstrap, args.rate, busy_s, sink_drain_s
                         )
                         extra = f"; {sink.line()}"
                         bad = bool(sink.missing or sink.repeated)
