@@ -245,8 +245,11 @@ def test_live_queue_claim_respond_correct_restart(
         shoot(ann, tmp_path, "inbox-item.png")
         ann.set_viewport_size({"width": 390, "height": 844})
         shoot(ann, tmp_path, "inbox-item-phone.png")
+        assert ann.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scroll
         ann.goto(inbox.url + "/")
         shoot(ann, tmp_path, "inbox-queue-phone.png")
+        assert ann.evaluate("document.documentElement.scrollWidth") <= 390
+        assert not ann.locator("details.filters").evaluate("d => d.open")  # folded on a phone
         ann.set_viewport_size({"width": 1280, "height": 860})
         width = ann.evaluate("document.documentElement.scrollWidth")
         assert width <= 1280
