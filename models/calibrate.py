@@ -35,8 +35,6 @@ GRID: np.ndarray = np.round(np.arange(-3.0, 3.0001, 0.1), 2)
 """Offsets tried for each label (log-probability units)."""
 
 
-
-
 def macro_f1(gold: np.ndarray, pred: np.ndarray, n_labels: int) -> float:
     """Macro-F1 over the labels present in ``gold`` (as ``models.evaluation`` counts it)."""
     scores = []
