@@ -30,7 +30,7 @@ from agents.pipeline.rules import RULES, SLA
 from agents.pipeline.rules_file import RuleTable, load_rules
 from agents.pipeline.spikes import SpikeDetector
 from agents.pipeline.tables import JsonState, Sweeper, owned_by, state_table
-from agents.pipeline.vetting import AuthorVetter, VettingSettings
+from agents.pipeline.vetting import AuthorVetter, VettingSettings, register_spam_marks
 from agents.queue import corrections
 from agents.runtime.app import (
     Outputs,
@@ -129,7 +129,9 @@ def _register_routing(
     if settings.vetting_window_s:
         table = state_table(app, "author-vetting", partitions, "author -> recent posts' facts")
         vetting = VettingSettings(window_s=settings.vetting_window_s)
-        vetter = AuthorVetter(vetting, state=JsonState(table))
+        marks = state_table(app, "spam-authors", partitions, "author -> marked as spam by")
+        vetter = AuthorVetter(vetting, state=JsonState(table), marked=JsonState(marks))
+        register_spam_marks(app, names.spam_authors, vetter, partitions, outputs.dead_letter_batch)
     if settings.dedup_window_s:
         table = state_table(app, "copy-campaigns", partitions, "copy text -> first post, count")
         dedup = CopyDedup(settings.dedup_window_s, state=JsonState(table))
@@ -222,6 +224,7 @@ def ensure_topics(settings: AgentSettings, pipeline: Pipeline) -> None:
     # The tables' changelogs too: a table written before its changelog shows in the
     # consumer's metadata raises PartitionsMismatch (seen on a first start).
     changelogs = [table.changelog_topic.get_topic_name() for table in pipeline.app.tables.values()]
+    changelogs.append(settings.topics.spam_authors)  # keyed by author, latest mark wins
     created += create_topics(
         settings.bootstrap_servers,
         changelogs,
@@ -238,7 +241,11 @@ def ensure_topics(settings: AgentSettings, pipeline: Pipeline) -> None:
     )
     if created:
         log.info("created topics: %s", ", ".join(created))
-    keyed = [settings.topics.classified, *(t.get_topic_name() for t in stateful_inputs(pipeline))]
+    keyed = [
+        settings.topics.classified,
+        settings.topics.spam_authors,
+        *(t.get_topic_name() for t in stateful_inputs(pipeline)),
+    ]
     wrong = {
         name: count
         for name, count in partition_counts(settings.bootstrap_list(), keyed).items()

@@ -60,6 +60,14 @@ class TopicNames:
         return f"{self.prefix}mentions.inbox-actions"
 
     @property
+    def spam_authors(self) -> str:
+        """Authors support staff marked as spam, keyed by author key (``<source>:<id>``); compacted.
+
+        The worker's author vetting reads it (flag ``marked_spam``). Not in :meth:`all`.
+        """
+        return f"{self.prefix}mentions.spam-authors"
+
+    @property
     def dead_letter(self) -> str:
         """Anything that failed to decode, validate, classify or deliver, with its reason."""
         return f"{self.prefix}mentions.dead-letter"

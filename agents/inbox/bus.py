@@ -35,14 +35,9 @@ from listener.topics import TopicNames
 log = logging.getLogger(__name__)
 
 
-def spam_authors_topic(topics: TopicNames) -> str:
-    """The compacted topic of authors marked as spam, keyed by author key (``<source>:<id>``)."""
-    return f"{topics.prefix}mentions.spam-authors"
-
-
 def create_inbox_topics(bootstrap: str, topics: TopicNames, partitions: int = 4) -> None:
     """Create the compacted topics the inbox writes, leaving existing ones as they are."""
-    names = [topics.inbox_actions, spam_authors_topic(topics)]
+    names = [topics.inbox_actions, topics.spam_authors]
     create_topics(bootstrap, names, partitions, configs=COMPACTED)
     ensure_topic(bootstrap, topics, partitions)
 
@@ -185,7 +180,7 @@ class Writer:
             spammer = author_key(item.mention)
             if kind == "mark_spam" and spammer:
                 body = orjson.dumps({"by": by, "at": action.at, "mention_id": mention_id})
-                topic = spam_authors_topic(self.topics)
+                topic = self.topics.spam_authors
                 sends.append(self._producer.send(topic, body, key=spammer.encode("utf-8")))
             for sent in await asyncio.gather(*sends):
                 await sent

@@ -186,6 +186,15 @@ class Rule:
 
 
 RULES: tuple[Rule, ...] = (
+    # An author support staff marked as spam in the inbox (vetting flag marked_spam).
+    Rule(
+        "author.marked_spam",
+        frozenset({"complaint", "question", "praise", "other"}),
+        "P4",
+        "trust-safety",
+        False,
+        author_flags=frozenset({"marked_spam"}),
+    ),
     Rule("complaint.urgent", frozenset({"complaint"}), "P1", "escalations", True, URGENT_TERMS),
     Rule("complaint", frozenset({"complaint"}), "P2", "support", True),
     Rule("question", frozenset({"question"}), "P3", "support", True),

@@ -21,6 +21,12 @@ classified topic is keyed by the author, :func:`listener.record.classified_key`)
 recorded once by its Mention id, so a redelivered post (at-least-once) is not
 counted twice. An author's entry holds at most ``max_posts`` posts and is
 deleted by :meth:`AuthorVetter.sweep` once its newest post has left the window.
+
+Support staff can mark an author as spam in the inbox: the mark goes to
+``mentions.spam-authors`` (keyed by the same author key, so co-partitioned
+with ``mentions.classified``); :func:`register_spam_marks` keeps those marks in
+the ``spam-authors`` table, and the author's posts then carry the flag
+``marked_spam`` (weight 1: score 1), which routing rules can match.
 """
 
 from __future__ import annotations
@@ -32,8 +38,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import faust
+import orjson
+from faust.types import EventT, StreamT
+
 from agents.pipeline.tables import JsonState, Owned, everything
 from agents.pipeline.text import HANDLE, URL, fingerprint
+from agents.runtime.batches import DeadLetterBatch, run_events
 from listener.record import Mention, author_key
 
 Clock = Callable[[], float]
@@ -56,6 +67,7 @@ WEIGHTS: dict[str, float] = {
     "mass_mentions": 0.2,
     "high_rate": 0.3,
     "duplicate_text": 0.35,
+    "marked_spam": 1.0,
 }
 """Each flag's contribution to the score (capped at 1)."""
 
@@ -133,6 +145,8 @@ class AuthorVetter:
         settings: Window, bounds and limits.
         clock: Seconds since the epoch (tests pass a fake clock).
         state: Where the authors' windows live (the worker passes its Faust table).
+        marked: Authors support staff marked as spam (author key -> who and when;
+            the worker's ``spam-authors`` table, from ``mentions.spam-authors``).
     """
 
     def __init__(
@@ -140,10 +154,19 @@ class AuthorVetter:
         settings: VettingSettings | None = None,
         clock: Clock = time.time,
         state: JsonState | None = None,
+        marked: JsonState | None = None,
     ) -> None:
         self.settings = settings or VettingSettings()
         self._clock = clock
         self.state = state if state is not None else JsonState()
+        self.marked = marked if marked is not None else JsonState()
+
+    def mark(self, key: str, mark: dict[str, Any] | None) -> None:
+        """Record (or, with None, withdraw) a person's spam mark on the author ``key``."""
+        if mark is None:
+            self.marked.delete(key)
+        else:
+            self.marked.put(key, mark)
 
     def __len__(self) -> int:
         return len(self.state)
@@ -161,7 +184,7 @@ class AuthorVetter:
             posts = [*posts, _facts(mention, now)][-s.max_posts :]
         if fresh or len(posts) != len(rows):
             self.state.put(key, [p.row() for p in posts])
-        return self._score(posts)
+        return self._score(posts, self.marked.get(key))
 
     def annotate(self, mention: Mention) -> Mention:
         """``mention`` with ``signals["vetting"]`` set (a copy; the input is not changed)."""
@@ -174,7 +197,7 @@ class AuthorVetter:
         oldest = self._clock() - self.settings.window_s
         return self.state.sweep(lambda rows: not rows or float(rows[-1][1]) < oldest, owned)
 
-    def _score(self, posts: list[_Post]) -> dict[str, Any]:
+    def _score(self, posts: list[_Post], mark: Any = None) -> dict[str, Any]:
         s, n = self.settings, len(posts)
         domains = frozenset().union(*(p.domains for p in posts))
         span_h = max((posts[-1].at - posts[0].at) / 3600, 1.0)
@@ -207,6 +230,8 @@ class AuthorVetter:
                 reasons["high_rate"] = f"{n / span_h:.0f} posts/hour"
         if len(domains) > s.max_domains:
             reasons["many_domains"] = f"links to {len(domains)} distinct domains"
+        if isinstance(mark, dict):
+            reasons["marked_spam"] = f"marked as spam by {mark.get('by', 'support')}"
         score = min(1.0, sum(WEIGHTS[flag] for flag in reasons))
         flags = sorted(reasons)
         return {
@@ -215,3 +240,36 @@ class AuthorVetter:
             "reasons": [reasons[f] for f in flags],
             **measured,
         }
+
+
+def register_spam_marks(
+    app: faust.App, topic: str, vetter: AuthorVetter, partitions: int, dead_letter: DeadLetterBatch
+) -> faust.types.AgentT:
+    """Add ``mark_spam_authors``: keep ``topic``'s marks (author key -> who, when) in ``vetter``.
+
+    A tombstone withdraws a mark. Each record is taken once handled or dead-lettered.
+    """
+    source = app.topic(
+        topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+        internal=True,
+    )
+
+    def take(event: EventT) -> None:
+        key = event.key.decode("utf-8") if isinstance(event.key, bytes) else None
+        if not key:
+            raise ValueError("a spam mark needs the author key as its record key")
+        value = event.value if isinstance(event.value, bytes) else None
+        mark = orjson.loads(value) if value else None
+        if mark is not None and not isinstance(mark, dict):
+            raise ValueError("a spam mark is a JSON object")
+        vetter.mark(key, mark)
+
+    async def mark_spam_authors(stream: StreamT) -> None:
+        await run_events(stream, stage="spam-marks", handle=take, dead_letter=dead_letter)
+
+    return app.agent(source, name="mark_spam_authors")(mark_spam_authors)

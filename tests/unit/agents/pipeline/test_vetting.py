@@ -125,3 +125,32 @@ def test_rules_match_vetting_score_and_flags() -> None:
     assert route(_classified(m, farm), 0.5, rules, sla).rule_ids == ("farm",)
     assert route(_classified(m, None), 0.5, rules, sla).rule_ids == ("trusted",), "unvetted = 0"
     assert route(_classified(m, {"score": 0.4}), 0.5, rules, sla).rule_ids == ("rest",)
+
+
+def test_a_spam_mark_from_the_inbox_flags_the_author_until_withdrawn() -> None:
+    clock = FakeClock()
+    vetter = AuthorVetter(clock=clock)
+    assert vetter.vet(post("@acme my order is late", author="U9"))["flags"] == []
+    vetter.mark("t:u9", {"by": "ann <b>lead</b>", "at": 1.0, "mention_id": "t:1"})
+    flagged = vetter.vet(post("@acme buy now at my shop", author="U9"))
+    assert flagged["flags"] == ["marked_spam"] and flagged["score"] == 1.0
+    assert flagged["reasons"] == ["marked as spam by ann <b>lead</b>"]
+    assert vetter.vet(post("@acme hello", author="U10"))["flags"] == []  # only that author
+    vetter.mark("t:u9", None)
+    assert "marked_spam" not in vetter.vet(post("@acme hi again", author="U9"))["flags"]
+
+
+def test_a_rule_on_the_marked_spam_flag_keeps_the_author_out_of_the_queue() -> None:
+    clock = FakeClock()
+    vetter = AuthorVetter(clock=clock)
+    vetter.mark("t:u7", {"by": "ann", "at": 1.0})
+    scores = {name: (0.97 if name == "complaint" else 0.01) for name in LABELS}
+    classified = post("@acme broken again", author="U7").model_copy(
+        update={"classification": Classification(label="complaint", scores=scores, model="m@1")}
+    )
+    labels = frozenset({"complaint"})
+    spam_rule = Rule("spam.marked", labels, "P4", "moderation", False,
+                     author_flags=frozenset({"marked_spam"}))  # fmt: skip
+    rules = (spam_rule, Rule("complaint", labels, "P2", "support", True))
+    routing = route(vetter.annotate(classified), 0.5, rules)
+    assert routing.needs_response is False and routing.rule_ids[0] == "spam.marked"
