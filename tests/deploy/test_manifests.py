@@ -283,3 +283,15 @@ def test_compose_runs_the_kafka_version_of_the_local_broker() -> None:
     from listener.kafka_local import KAFKA_VERSION
 
     assert compose()["services"]["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"
+
+
+def test_the_worker_service_exposes_the_sync_webhooks_only_when_asked() -> None:
+    def sync_ports(*sets: str) -> list[int]:
+        service = next(
+            d for d in rendered(*sets)
+            if d["kind"] == "Service" and d["metadata"]["name"].endswith("-worker")
+        )  # fmt: skip
+        return [p["port"] for p in service["spec"]["ports"] if p["name"] == "http-sync"]
+
+    assert sync_ports() == []
+    assert sync_ports("worker.exposeSync=true") == [6067]
