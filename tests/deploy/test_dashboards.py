@@ -348,11 +348,38 @@ def test_dashboards_read_only_metrics_worker_and_listen_export() -> None:
     assert unknown == set(), f"queries read metrics nobody exports: {sorted(unknown)}"
 
 
-def test_every_dashboard_panel_uses_the_provisioned_datasource() -> None:
+def test_dashboards_are_importable_with_datasource_and_filter_variables() -> None:
+    """A ``$datasource`` variable and ``__inputs`` (import into any Grafana), and filters.
+
+    Every panel reads ``${datasource}``; every selector of a worker or listen
+    metric filters on ``$instance``, and on ``$team`` / ``$brand`` where the
+    metric has that label.
+    """
+    registry = CollectorRegistry()
+    create(registry)
+    create_sink_metrics(registry)
+    create_listener_metrics(registry)
+    InboxMetrics(registry)
+    labels = {
+        name: set(getattr(collector, "_labelnames", ()) or ())
+        for name, collector in registry._names_to_collectors.items()
+    }
     assert len(DASHBOARDS) == 2, DASHBOARDS
     for dashboard in DASHBOARDS:
         doc = json.loads(dashboard.read_text())
         assert doc["uid"] and doc["title"], dashboard
+        assert doc["__inputs"][0]["pluginId"] == "prometheus"
+        variables = {v["name"]: v for v in doc["templating"]["list"]}
+        assert variables["datasource"]["type"] == "datasource"
+        assert {"instance", "team", "brand"} <= set(variables)
         for panel in doc["panels"]:
             if panel.get("targets"):
-                assert panel["datasource"] == {"type": "prometheus", "uid": "prometheus"}, panel
+                assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        for title, expr in dashboard_queries(dashboard, raw=True):
+            for selector in selectors(expr):
+                name = selector.split("{")[0]
+                if ":" in name:
+                    continue  # a recorded series: aggregated, no instance left
+                wanted = {"instance"} | (labels.get(name, set()) & {"team", "brand"})
+                for var in wanted:
+                    assert f'{var}=~"${var}"' in selector, f"{dashboard.name} / {title}: {expr}"

@@ -45,16 +45,20 @@ GRAFANA_DASHBOARDS = DEPLOY / "grafana" / "dashboards"
 RATE_INTERVAL = "1m"
 """What ``$__rate_interval`` stands for when a dashboard query is run outside Grafana."""
 
+DASHBOARD_VARIABLES = {"$instance": ".*", "$team": ".*", "$brand": ".*"}
+"""The dashboards' template variables as Grafana expands "All" (a regex matching any value)."""
+
 _SELECTOR = re.compile(
     r"(?<![\w:])((?:[a-z_]*:)?brandlistener_[a-z_]+(?::[a-z0-9_]+)?|up)(\{[^}]*\})?(?![\w(:])"
 )
 
 
-def dashboard_queries(path: Path) -> list[tuple[str, str]]:
+def dashboard_queries(path: Path, raw: bool = False) -> list[tuple[str, str]]:
     """Every PromQL expression in a Grafana dashboard, with the panel title it belongs to.
 
     Panels nested in collapsed rows are included. ``$__rate_interval`` is replaced
-    with :data:`RATE_INTERVAL`.
+    with :data:`RATE_INTERVAL` and the template variables with "All"
+    (:data:`DASHBOARD_VARIABLES`); ``raw=True`` keeps them.
 
     Args:
         path: A dashboard JSON file.
@@ -68,7 +72,11 @@ def dashboard_queries(path: Path) -> list[tuple[str, str]]:
         for panel in panels:
             for target in panel.get("targets", []):
                 if target.get("expr"):
-                    expr = target["expr"].replace("$__rate_interval", RATE_INTERVAL)
+                    expr = target["expr"]
+                    if not raw:
+                        expr = expr.replace("$__rate_interval", RATE_INTERVAL)
+                        for name, value in DASHBOARD_VARIABLES.items():
+                            expr = expr.replace(name, value)
                     found.append((panel.get("title", "?"), expr))
             walk(panel.get("panels", []))
 
