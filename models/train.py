@@ -270,7 +270,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 STAGE_KEYS = (
     "command data weights borderline_weight needs_response_head training_mix selected_on "
-    "seed epochs best_epoch lr history wall_seconds"
+    "seed epochs stopped_after best_epoch lr history wall_seconds note"
 ).split()
 
 
