@@ -12,18 +12,21 @@ next owner of its partition reads it again.
 ``process`` returns once Kafka has its output and dead letters; an unexpected
 error dead-letters the whole batch with its reason; only then is the batch
 marked delivered. If even the dead letters cannot be written, the batch stays
-unacked and its partition stalls visibly (lag) rather than skip it.
+unacked: its partitions' commits stop there (lag grows) rather than skip it,
+and once later records are acked the consumer reads it again
+(:data:`agents.runtime.commits.HOLE_REREAD_AFTER_S`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, cast
 
 import faust
-from faust.types import EventT, StreamT
+from faust.types import EventT, Message, StreamT
 
 from agents.runtime.commits import in_flight_of
 
@@ -37,21 +40,32 @@ DeadLetterBatch = Callable[[str, Sequence[EventT], Exception], Awaitable[bool]]
 
 
 class AckAfterDeliveryStream(faust.Stream):
-    """A Faust stream whose ``take_events`` batches are acked only once marked delivered."""
+    """A Faust stream whose events are acked only once marked delivered.
+
+    Two guards: this stream's :meth:`ack` (the path of ``take_events`` and of
+    manual acks) ignores events not marked; and :meth:`mark_delivered` tells
+    the app's :class:`~agents.runtime.commits.ContiguousCommitConsumer`, which
+    refuses the acks Faust sends for events it skipped (straight through
+    ``Event.ack``, around this class).
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._delivered: set[int] = set()
+        self._delivered: weakref.WeakSet[Message] = weakref.WeakSet()
 
     def mark_delivered(self, events: Iterable[EventT]) -> None:
         """Let ``events`` be acked: their output is durable."""
-        self._delivered.update(id(event) for event in events)
+        messages = [event.message for event in events]
+        self._delivered.update(messages)
+        tell_consumer = getattr(self.app.consumer, "mark_delivered", None)
+        if tell_consumer is not None:
+            tell_consumer(messages)
 
     async def ack(self, event: EventT) -> bool:
         """Ack ``event`` if it was marked delivered; otherwise leave it for redelivery."""
-        if id(event) not in self._delivered:
+        if event.message not in self._delivered:
             return False
-        self._delivered.discard(id(event))
+        self._delivered.discard(event.message)
         return await super().ack(event)
 
 
@@ -91,7 +105,7 @@ async def run_batches(
             else:
                 log.critical(
                     "%s: %d events neither processed nor dead-lettered; left unacked "
-                    "(their partitions stall until a restart reads them again)",
+                    "(read again once later records of their partitions are acked)",
                     *(stage, len(events)),
                 )
         if after is not None:

@@ -25,6 +25,22 @@ agents read (acks enabled; table changelogs keep Faust's own):
   topics have no holes (no compaction, no transactions), so a hole that keeps
   coming back is a real one: the partition stalls, lag grows, the lag alert
   fires, and the log says where; nothing is skipped.
+* **Records lost on the way.** A record handed to the agents can still be
+  dropped inside Faust before an agent sees it (its flow suspended mid
+  hand-over, a stream skipping it as out of date) and is then never acked.
+  Agents process each partition in order, so a record still unacked while
+  later ones of its partition are acked was dropped (or its batch could not
+  even be dead-lettered). After :data:`HOLE_REREAD_AFTER_S` the partition is
+  read again from that record; records already acked are not handed over a
+  second time. Logged as a warning with the offset.
+* **Acks.** An ack counts only for a record every agent reading its topic
+  marked delivered (:meth:`ContiguousCommitConsumer.mark_delivered`, called
+  by :class:`agents.runtime.batches.AckAfterDeliveryStream` once the record's
+  output is in Kafka). Faust's stream acks records it *skips* without
+  processing them (read in an earlier rebalance generation, or while the
+  flow was paused for a rebalance: ``Stream._py_aiter``, "to not increase
+  the lag"), straight through ``Event.ack``; those acks are refused here,
+  so the next seek or the next owner reads the records again.
 * **Commit.** The offset committed advances only over the contiguous run of
   acknowledged offsets that starts at the base. Gaps never count as acked;
   the base survives revocation, so the revocation commit is guarded too; a
@@ -46,8 +62,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+import weakref
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 from faust.transport.consumer import RecordMap
@@ -63,6 +81,12 @@ RESEEK_EVERY_S = 1.0
 
 STALL_WARNING_AFTER = 5
 """Seeks back to the same offset before the log calls the partition stalled."""
+
+HOLE_REREAD_AFTER_S = 5.0
+"""Seconds a record may stay unacked behind acked ones of its partition before it is read again."""
+
+TRACE_COMMITS = os.environ.get("BRAND_LISTENER_TRACE_COMMITS") == "1"
+"""Log every commit of a guarded partition at INFO (the chaos suite sets it, to find a loss)."""
 
 
 class InFlightBatches:
@@ -110,6 +134,12 @@ class ContiguousCommitConsumer(faust_aiokafka.Consumer):
         self._expected: dict[TP, int] = {}
         self._done: dict[TP, set[int]] = {}
         self._reseeks: dict[TP, tuple[int, int, float]] = {}
+        self._holes: dict[TP, tuple[int, float]] = {}
+        self.holes_reread = 0
+        """Records read again because they were dropped before any agent acked them."""
+        self._deliveries: weakref.WeakKeyDictionary[Message, int] = weakref.WeakKeyDictionary()
+        self.refused_acks = 0
+        """Acks refused because an agent never marked the record delivered (Faust's skips)."""
 
     def guards(self, tp: TP) -> bool:
         """Whether ``tp`` follows this rule (a topic the agents read with acks)."""
@@ -160,6 +190,14 @@ class ContiguousCommitConsumer(faust_aiokafka.Consumer):
                 # aiokafka seeks only to committed offsets > 0; be explicit elsewhere.
                 await self._seek(raw_tp, base)
             self._set_base(tp, base)
+        if guarded:
+            log.info(
+                "reading from: %s",
+                ", ".join(
+                    f"{tp.topic}[{tp.partition}]@{self._base[TP(tp.topic, tp.partition)]}"
+                    for tp in sorted(guarded)
+                ),
+            )
 
     def _set_base(self, tp: TP, base: int) -> None:
         self._base[tp] = base
@@ -170,6 +208,7 @@ class ContiguousCommitConsumer(faust_aiokafka.Consumer):
         if done:
             done.difference_update([o for o in done if o < base])
         self._reseeks.pop(tp, None)
+        self._holes.pop(tp, None)
 
     async def seek(self, partition: TP, offset: int) -> None:
         """Seek ``partition``; the agents get its records from ``offset`` on."""
@@ -192,6 +231,7 @@ class ContiguousCommitConsumer(faust_aiokafka.Consumer):
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
         """Faust's fetch, passing on each guarded partition's records in offset order only."""
+        await self._reread_dropped()
         async for tp, message in super().getmany(timeout):
             if not self.guards(tp):
                 yield tp, message
@@ -203,7 +243,37 @@ class ContiguousCommitConsumer(faust_aiokafka.Consumer):
                 await self._reseek(tp, expected, message.offset)
                 continue
             self._expected[tp] = expected + 1
+            if message.offset in self._done.get(tp, ()):
+                continue  # read again after a hole, but already acked: not twice
             yield tp, message
+
+    def dropped_hole(self, tp: TP) -> int | None:
+        """The first unacked offset of ``tp`` if it was handed over and later ones were acked."""
+        base, done, expected = self._base.get(tp), self._done.get(tp), self._expected.get(tp)
+        if base is None or not done or expected is None:
+            return None
+        hole = contiguous_end(base, done)
+        return hole if hole < expected and max(done) > hole else None
+
+    async def _reread_dropped(self) -> None:
+        now = time.monotonic()
+        for tp in list(self._done):
+            hole = self.dropped_hole(tp)
+            if hole is None:
+                self._holes.pop(tp, None)
+                continue
+            seen, since = self._holes.get(tp, (None, now))
+            if seen != hole:
+                self._holes[tp] = (hole, now)
+            elif now - since >= HOLE_REREAD_AFTER_S:
+                self._holes.pop(tp, None)
+                self.holes_reread += 1
+                log.warning(
+                    "%s[%d]: offset %d was handed to the agents but never acked while later "
+                    "ones were (dropped on the way); reading it again",
+                    *(tp.topic, tp.partition, hole),
+                )
+                await self.seek(tp, hole)
 
     async def _reseek(self, tp: TP, expected: int, got: int) -> None:
         now = time.monotonic()
@@ -233,14 +303,34 @@ class ContiguousCommitConsumer(faust_aiokafka.Consumer):
 
     # -- acks and commits ---------------------------------------------------
 
+    def mark_delivered(self, messages: Iterable[Message]) -> None:
+        """One agent made the output of ``messages`` durable (a stream calls this once each)."""
+        with ack_lock:
+            for message in messages:
+                self._deliveries[message] = self._deliveries.get(message, 0) + 1
+
+    def _readers(self, topic: str) -> int:
+        # The channels (agents) the conductor hands each record of ``topic`` to.
+        conductor: Any = self.app.topics
+        return len(conductor._topic_name_index.get(topic, ())) or 1
+
     def ack(self, message: Message) -> bool:
-        """Record that ``message``'s output is durable (its offset may be committed)."""
+        """Record that ``message``'s output is durable (its offset may be committed).
+
+        Refused (False, nothing recorded) unless every agent reading the
+        topic marked it delivered: Faust also acks the records it skips.
+        """
         tp = message.tp
         if not self.guards(tp):
             return super().ack(message)
         with ack_lock:
             if message.acked:
                 return False
+            if self._deliveries.get(message, 0) < self._readers(tp.topic):
+                self.refused_acks += 1
+                log.debug("%s[%d]@%d: ack of a record never delivered refused", *tp, message.offset)
+                return False
+            self._deliveries.pop(message, None)
             message.acked = True
             self._unacked_messages.discard(message)
             base = self._base.get(tp)
@@ -285,6 +375,9 @@ class ContiguousCommitConsumer(faust_aiokafka.Consumer):
         assignment = self.assignment()
         did_commit = await super()._commit_offsets(offsets, start_new_transaction)
         if did_commit:
+            if TRACE_COMMITS:
+                summary = ", ".join(f"{t.topic}[{t.partition}]@{n}" for t, n in offsets.items())
+                log.info("committed %s", summary)
             for tp, offset in offsets.items():
                 if self.guards(tp) and tp in assignment and tp in self._base:
                     self._base[tp] = offset

@@ -219,6 +219,7 @@ class Run:
             "AGENTS_DATA_DIR": str(self.tmp / "faust-data" / str(len(self.workers))),
             "AGENTS_SESSION_TIMEOUT_S": "6",
             "AGENTS_WEB_HOST": "127.0.0.1",
+            "BRAND_LISTENER_TRACE_COMMITS": "1",
             **self.env,
         }
         program = program or [sys.executable, "-m", "agents.worker"]
@@ -272,7 +273,19 @@ class Run:
             worker.kill()
 
     def logs(self) -> str:
-        return "\n".join(f"--- {w.name}\n{w.tail(25)}" for w in self.workers)
+        return "\n".join(f"--- {w.name} ({w.log})\n{w.tail(25)}" for w in self.workers)
+
+    def where(self, ids: list[str]) -> str:
+        """Where ``ids`` are in ``mentions.raw`` and what the group committed: to find a loss."""
+        found = offsets_of(self.bootstrap, self.topics.raw, set(ids))
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=self.app_id)
+        try:
+            parts = [TopicPartition(self.topics.raw, p) for p in range(PARTITIONS)]
+            committed = {tp.partition: consumer.committed(tp) for tp in parts}
+        finally:
+            consumer.close()
+        places = ", ".join(f"{i} at [{p}]@{o}" for i, (p, o) in sorted(found.items()))
+        return f"lost posts in {self.topics.raw}: {places}; committed: {committed}"
 
 
 def ids_in(bootstrap: str, topic: str, inner: str | None = None) -> Counter[str]:
@@ -300,6 +313,29 @@ def ids_in(bootstrap: str, topic: str, inner: str | None = None) -> Counter[str]
                         )
                     if isinstance(value, dict) and "id" in value:
                         found[str(value["id"])] += 1
+        return found
+    finally:
+        consumer.close()
+
+
+def offsets_of(bootstrap: str, topic: str, ids: set[str]) -> dict[str, tuple[int, int]]:
+    """(partition, offset) of each of ``ids`` in ``topic``."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        parts = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        end = consumer.end_offsets(parts)
+        found: dict[str, tuple[int, int]] = {}
+        deadline = time.monotonic() + 60
+        while any(consumer.position(tp) < end[tp] for tp in parts) and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    post_id = str(orjson.loads(record.value).get("id"))
+                    if post_id in ids:
+                        found[post_id] = (record.partition, record.offset)
         return found
     finally:
         consumer.close()
@@ -409,6 +445,8 @@ def run_scenario(
         run.close()
     if outcome.lost or outcome.committed_lag:
         print(run.logs(), file=sys.stderr)
+        if outcome.lost:
+            print(run.where(outcome.lost), file=sys.stderr)
     return outcome
 
 

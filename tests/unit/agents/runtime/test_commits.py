@@ -21,6 +21,7 @@ from faust.transport.consumer import Consumer as FaustBaseConsumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, ConsumerMessage
 
+from agents.runtime import commits
 from agents.runtime.commits import (
     ContiguousCommitConsumer,
     ContiguousCommitTransport,
@@ -107,11 +108,29 @@ def _message(offset: int) -> ConsumerMessage:
 
 
 def ack_all(consumer: Any, offsets: Iterable[int]) -> None:
-    """Ack each offset as a stream's last reference to its message would."""
+    """Ack each offset as an agent's stream does once the record's output is durable."""
     for offset in offsets:
         m = _message(offset)
         consumer.track_message(m)
+        if hasattr(consumer, "mark_delivered"):  # ours; stock Faust has no such step
+            consumer.mark_delivered([m])
         consumer.ack(m)
+
+
+def skip(consumer: Any, offsets: Iterable[int], readers: int = 1) -> list[ConsumerMessage]:
+    """What Faust's stream does with a record it skips (an earlier generation, flow paused).
+
+    ``Stream._py_aiter`` acks it through ``Event.ack`` -> ``Message.ack``,
+    around any ``Stream.ack`` override, without processing it.
+    """
+    messages = []
+    for offset in offsets:
+        m = _message(offset)
+        m.incref(readers)
+        consumer.track_message(m)
+        m.ack(consumer, n=readers)
+        messages.append(m)
+    return messages
 
 
 def committable(consumer: Any) -> dict[TP, int]:
@@ -170,6 +189,46 @@ async def test_revocation_keeps_the_guard(cls: type) -> None:
 
 @pytest.mark.parametrize("cls", [OURS, STOCK])
 @sync
+async def test_records_faust_skips_without_processing_are_not_acked(cls: type) -> None:
+    """A rebalance leaves fetched records of the old generation queued; Faust skips and acks them.
+
+    Contiguous with the processed run, stock Faust commits past them: posts
+    no agent saw (the loss the chaos suite found when workers scale 1 -> 3 -> 1).
+    """
+    consumer = make_consumer(cls, Broker(committed=100))
+    await consumer.perform_seek()
+    ack_all(consumer, range(100, 110))
+    skip(consumer, range(110, 120))
+    assert committable(consumer) == {RAW: 110}
+
+
+@sync
+async def test_a_record_two_agents_read_is_acked_only_once_both_delivered_it() -> None:
+    """``mentions.classified`` feeds two agents; one skipping a record keeps it uncommitted."""
+    consumer = make_consumer(ContiguousCommitConsumer, Broker(committed=100))
+    consumer.app.topics._topic_name_index[TOPIC].update({"route", "spikes"})
+    await consumer.perform_seek()
+    (m,) = skip(consumer, [100], readers=2)  # neither delivered it
+    assert committable(consumer) == {}
+    m = _message(100)
+    m.incref(2)
+    consumer.track_message(m)
+    consumer.mark_delivered([m])  # the route agent delivered it ...
+    m.ack(consumer)
+    m.ack(consumer)  # ... and the spike agent skipped it
+    assert committable(consumer) == {}
+    assert consumer.refused_acks == 2
+    again = _message(100)
+    again.incref(2)
+    consumer.track_message(again)
+    for _ in range(2):
+        consumer.mark_delivered([again])
+        again.ack(consumer)
+    assert committable(consumer) == {RAW: 101}
+
+
+@pytest.mark.parametrize("cls", [OURS, STOCK])
+@sync
 async def test_stream_partitions_get_no_records_until_their_seek_completes(cls: type) -> None:
     """Records fetched between assignment and the seek are not handed over; after it, in order."""
     broker = Broker(committed=100)
@@ -196,6 +255,49 @@ async def test_records_ahead_of_the_expected_offset_seek_back_instead_of_skippin
     assert broker.seeks[-1] == (RAW, 100)
     broker.fetches.append({RAW: [record(o) for o in (100, 101)]})
     assert [m.offset async for _, m in consumer.getmany(timeout=0.01)] == [100, 101]
+
+
+@sync
+async def test_a_record_dropped_after_hand_over_is_read_again_and_only_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """104 reached no agent (Faust dropped it) while 105-109 were acked: read again from 104.
+
+    Only 104 is handed over again; 105-109 are acked already. Then the commit moves on.
+    """
+    monkeypatch.setattr(commits, "HOLE_REREAD_AFTER_S", 0.0)
+    broker = Broker(committed=100)
+    consumer = make_consumer(ContiguousCommitConsumer, broker)
+    consumer._set_active_tps({RAW})
+    await consumer.perform_seek()
+    broker.fetches.append({RAW: [record(o) for o in range(100, 110)]})
+    assert [m.offset async for _, m in consumer.getmany(timeout=0.01)] == list(range(100, 110))
+    ack_all(consumer, [*range(100, 104), *range(105, 110)])
+    assert committable(consumer) == {RAW: 104}
+    assert consumer.dropped_hole(RAW) == 104
+
+    assert [m.offset async for _, m in consumer.getmany(timeout=0.01)] == []  # hole noted
+    assert broker.seeks == []
+    broker.fetches.append({RAW: [record(o) for o in range(104, 112)]})
+    again = [m.offset async for _, m in consumer.getmany(timeout=0.01)]
+    assert broker.seeks == [(RAW, 104)], "read again from the dropped record"
+    assert again == [104, 110, 111], "105-109 are acked already: not handed over twice"
+    assert consumer.holes_reread == 1
+    ack_all(consumer, [104])
+    assert committable(consumer) == {RAW: 110}
+
+
+@sync
+async def test_a_record_not_yet_acked_behind_nothing_acked_is_left_alone() -> None:
+    """Handed over and still being processed (nothing later acked): no re-read."""
+    broker = Broker(committed=100)
+    consumer = make_consumer(ContiguousCommitConsumer, broker)
+    consumer._set_active_tps({RAW})
+    await consumer.perform_seek()
+    broker.fetches.append({RAW: [record(o) for o in range(100, 110)]})
+    assert len([m async for _, m in consumer.getmany(timeout=0.01)]) == 10
+    ack_all(consumer, range(100, 104))
+    assert consumer.dropped_hole(RAW) is None
 
 
 @sync
