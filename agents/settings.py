@@ -1,102 +1,72 @@
-"""The worker process's settings root: read once from the environment, passed down.
+"""The worker process's settings root: read once at start-up, passed down.
 
-Environment variables use the prefix ``AGENTS_`` and ``__`` as the nested
-delimiter, e.g. ``AGENTS_BOOTSTRAP_SERVERS=broker:9092`` or
-``AGENTS_NEEDS_RESPONSE_THRESHOLD=0.6``. Command-line flags win over the
-environment (see :meth:`AgentSettings.override`).
+Blocks: ``kafka`` (shared with the listener: :class:`listener.settings.KafkaSettings`),
+``model``, ``batching``, ``health``, ``delivery``, ``sync``, ``spikes``, ``sinks``;
+worker-wide fields at the top. Read by :meth:`AgentSettings.load` from flags,
+the ``--config`` YAML and the environment (prefix ``AGENTS_``, ``__`` between
+levels: ``AGENTS_KAFKA__BOOTSTRAP_SERVERS=broker:9092``,
+``AGENTS_MODEL__THREADS=2``); the flat names of earlier releases
+(``AGENTS_BOOTSTRAP_SERVERS``, ``model_dir:`` in YAML, ...) still work, with a
+deprecation warning (:data:`LEGACY_NAMES`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, SerializeAsAny, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from agents.delivery.config import DeliverySettings, validate_sinks
 from agents.delivery.sync.config import SyncConfig
 from agents.pipeline.spikes import SpikeConfig
-from listener.settings import FlagSettings
+from listener.settings import KafkaSettings, LayeredSettings, LegacyNames
 from listener.topics import TopicNames
 
 
-class AgentSettings(FlagSettings):
-    """Everything the Faust worker (classify and route agents) is configured by."""
+class ModelSettings(BaseModel):
+    """The intent classifier: which model, and how it uses the CPU (or GPU)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="AGENTS_",
-        env_nested_delimiter="__",
-        frozen=True,
-        extra="ignore",
-        hide_input_in_errors=True,  # sink blocks carry tokens
-    )
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    bootstrap_servers: str = Field(
-        default="127.0.0.1:9092",
-        min_length=1,
-        description="Comma-separated host:port list of bootstrap brokers.",
-    )
-    topic_prefix: str = Field(default="", description="Prepended to every topic name.")
-    app_id: str = Field(
-        default="brand-listener",
-        min_length=1,
-        description="Faust app id; also the Kafka consumer group of every worker.",
-    )
-    model_dir: Path | None = Field(
+    dir: Path | None = Field(
         default=None, description="Classifier model folder; None means the bundled model."
     )
-    model_batch_size: int | None = Field(
+    batch_size: int | None = Field(
         default=None,
         ge=1,
         description="Posts per ONNX run inside one predict call; None keeps the runtime's default.",
     )
-    model_provider: Literal["auto", "cpu", "cuda"] = Field(
+    provider: Literal["auto", "cpu", "cuda"] = Field(
         default="auto",
         description=(
             "Where the classifier runs: auto = CUDA when onnxruntime-gpu sees a GPU and the "
             "model folder has model.fp16.onnx (python -m models.export --fp16), else CPU."
         ),
     )
-    model_threads: int | None = Field(
+    threads: int | None = Field(
         default=None,
         ge=1,
         description="CPU threads the classifier uses in all; None: the cores this process may use.",
     )
-    model_threads_per_run: int = Field(
+    threads_per_run: int = Field(
         default=1,
         ge=1,
         description=(
-            "ONNX Runtime intra-op threads of one inference run; model_threads // this many "
+            "ONNX Runtime intra-op threads of one inference run; threads // this many "
             "batches run side by side (1: one single-threaded run per thread, the fastest on "
             "2 cores for short posts)."
         ),
     )
-    model_spinning: bool = Field(
+    spinning: bool = Field(
         default=False,
         description=(
-            "ONNX Runtime intra-op threads spin between runs (only with model_threads_per_run "
+            "ONNX Runtime intra-op threads spin between runs (only with threads_per_run "
             "> 1: a single-threaded run has no pool to spin). Fastest when the model has the "
             "cores to itself, but in the worker they take the CPU the event loop needs between "
             "runs (slower bursts and latency: deploy/README.md, CPU)."
         ),
-    )
-    batch_size: int = Field(
-        default=512,
-        ge=1,
-        le=4096,
-        description=(
-            "Most events an agent takes from its stream at once. Under a steady load a "
-            "batch holds what arrived in batch_window_s (a few posts); in a burst it fills, "
-            "and the classifier sorts a full batch by length into runs with little padding "
-            "(bursts drain faster with larger batches: deploy/README.md, CPU)."
-        ),
-    )
-    batch_window_s: float = Field(
-        default=0.05,
-        gt=0,
-        le=10,
-        description="Longest wait to fill a batch: latency bound vs. throughput.",
     )
     needs_response_threshold: float = Field(
         default=0.5,
@@ -108,12 +78,101 @@ class AgentSettings(FlagSettings):
             "top-label confidence go to the queue."
         ),
     )
+
+
+class BatchingSettings(BaseModel):
+    """How many events an agent takes from its stream at once, and how long it waits for them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    size: int = Field(
+        default=512,
+        ge=1,
+        le=4096,
+        description=(
+            "Most events an agent takes from its stream at once. Under a steady load a "
+            "batch holds what arrived in window_s (a few posts); in a burst it fills, "
+            "and the classifier sorts a full batch by length into runs with little padding "
+            "(bursts drain faster with larger batches: deploy/README.md, CPU)."
+        ),
+    )
+    window_s: float = Field(
+        default=0.05,
+        gt=0,
+        le=10,
+        description="Longest wait to fill a batch: latency bound vs. throughput.",
+    )
+
+
+class HealthSettings(BaseModel):
+    """The worker's /metrics and /health server, and what its health checks look at."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     web_host: str = Field(default="0.0.0.0", description="Bind address of /metrics and /health.")
     web_port: int = Field(default=6066, ge=1, le=65535)
-    topic_partitions: int = Field(
-        default=4, ge=1, description="Partitions of topics the worker creates (unit of scale-out)."
+    lag_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="How often consumer lag and the queue/SLA gauges are read.",
     )
-    topic_replication: int = Field(default=1, ge=1)
+    stall_after_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="A partition with lag and no committed progress this long fails liveness.",
+    )
+
+
+LEGACY_NAMES: LegacyNames = {
+    "bootstrap_servers": ("kafka", "bootstrap_servers"),
+    "topic_prefix": ("kafka", "topic_prefix"),
+    "topic_partitions": ("kafka", "topic_partitions"),
+    "topic_replication": ("kafka", "topic_replication"),
+    "model_dir": ("model", "dir"),
+    "model_batch_size": ("model", "batch_size"),
+    "model_provider": ("model", "provider"),
+    "model_threads": ("model", "threads"),
+    "model_threads_per_run": ("model", "threads_per_run"),
+    "model_spinning": ("model", "spinning"),
+    "needs_response_threshold": ("model", "needs_response_threshold"),
+    "batch_size": ("batching", "size"),
+    "batch_window_s": ("batching", "window_s"),
+    "web_host": ("health", "web_host"),
+    "web_port": ("health", "web_port"),
+    "lag_interval_s": ("health", "lag_interval_s"),
+    "stall_after_s": ("health", "stall_after_s"),
+}
+"""Flat settings of releases before the nesting -> their place today (README, Upgrading)."""
+
+
+class AgentSettings(LayeredSettings):
+    """Everything the Faust worker (and the commands that use its topics) is configured by."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AGENTS_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+        hide_input_in_errors=True,  # sink blocks carry tokens
+    )
+    legacy_names: ClassVar[LegacyNames] = LEGACY_NAMES
+
+    kafka: KafkaSettings = Field(
+        default_factory=KafkaSettings, description="Brokers, topic prefix, TLS and SASL."
+    )
+    app_id: str = Field(
+        default="brand-listener",
+        min_length=1,
+        description="Faust app id; also the Kafka consumer group of every worker.",
+    )
+    model: ModelSettings = Field(default_factory=ModelSettings, description="The classifier.")
+    batching: BatchingSettings = Field(
+        default_factory=BatchingSettings, description="Agent batch size and wait."
+    )
+    health: HealthSettings = Field(
+        default_factory=HealthSettings, description="/metrics and /health, lag and stall checks."
+    )
     commit_interval_s: float = Field(
         default=1.0,
         gt=0,
@@ -140,17 +199,6 @@ class AgentSettings(FlagSettings):
     loglevel: str = Field(default="info", description="Worker log level.")
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines as text or one JSON object each."
-    )
-    lag_interval_s: float = Field(
-        default=5.0,
-        gt=0,
-        le=300,
-        description="How often consumer lag and the queue/SLA gauges are read.",
-    )
-    stall_after_s: float = Field(
-        default=120.0,
-        gt=0,
-        description="A partition with lag and no committed progress this long fails liveness.",
     )
     sinks: dict[str, SerializeAsAny[BaseModel]] = Field(
         default_factory=dict,
@@ -203,8 +251,4 @@ class AgentSettings(FlagSettings):
     @property
     def topics(self) -> TopicNames:
         """The topic names under this deployment's prefix."""
-        return TopicNames(prefix=self.topic_prefix)
-
-    def bootstrap_list(self) -> list[str]:
-        """``bootstrap_servers`` split on commas, blanks dropped."""
-        return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
+        return self.kafka.topics

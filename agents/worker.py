@@ -89,7 +89,7 @@ def build_worker(
     """
     app = create_app(settings)
     names = settings.topics
-    topics = bind_topics(app, names, settings.topic_partitions)
+    topics = bind_topics(app, names, settings.kafka.topic_partitions)
     declare_outputs(app, topics)
     metrics = create(registry)
     metrics.classifier_info.labels(
@@ -103,14 +103,16 @@ def build_worker(
         app,
         topics.raw,
         classify.ClassifyStage(classifier, outputs, metrics, executor, names),
-        batch_size=settings.batch_size,
-        batch_window_s=settings.batch_window_s,
+        batch_size=settings.batching.size,
+        batch_window_s=settings.batching.window_s,
     )
     route_agent = _register_routing(app, settings, topics, outputs, metrics)
     spikes = _register_spikes(app, settings, topics, outputs, metrics)
     register_views(app, registry)
     observe.attach(app, settings, metrics, outputs)
-    corrections.register(app, metrics, names, settings.topic_partitions, outputs.dead_letter_batch)
+    corrections.register(
+        app, metrics, names, settings.kafka.topic_partitions, outputs.dead_letter_batch
+    )
     delivery = delivery_service.register(app, settings, registry)
     return Pipeline(app, topics, metrics, classify_agent, route_agent, executor, delivery, spikes)
 
@@ -123,8 +125,8 @@ def _register_routing(
     metrics: AgentMetrics,
 ) -> AgentT:
     """Add ``route_mentions`` (with the vetting table) and ``dedup_copies`` (with its table)."""
-    names, partitions = settings.topics, settings.topic_partitions
-    batch_size, batch_window_s = settings.batch_size, settings.batch_window_s
+    names, partitions = settings.topics, settings.kafka.topic_partitions
+    batch_size, batch_window_s = settings.batching.size, settings.batching.window_s
     vetter = dedup = None
     if settings.vetting_window_s:
         table = state_table(app, "author-vetting", partitions, "author -> recent posts' facts")
@@ -140,7 +142,7 @@ def _register_routing(
         outputs,
         metrics,
         names,
-        settings.needs_response_threshold,
+        settings.model.needs_response_threshold,
         *routing_rules(settings),
         vetter=vetter,
         dedup=dedup,
@@ -185,7 +187,7 @@ def _register_spikes(
     """Add the spike agents and the ``spike-series`` table, unless spikes are off."""
     if not settings.spikes.enabled:
         return None
-    partitions = settings.topic_partitions
+    partitions = settings.kafka.topic_partitions
     table = state_table(app, "spike-series", partitions, "brand|label -> windows, incident")
     detector = SpikeDetector(settings.spikes.detector(), state=JsonState(table))
     forward = detect.SpikeForward(detector.watches, outputs, topics.by_brand_label.get_topic_name())
@@ -196,8 +198,8 @@ def _register_spikes(
         topics.by_brand_label,
         forward,
         stage,
-        batch_size=settings.batch_size,
-        batch_window_s=settings.batch_window_s,
+        batch_size=settings.batching.size,
+        batch_window_s=settings.batching.window_s,
         partitions=partitions,
     )
     return stage
@@ -216,28 +218,28 @@ def ensure_topics(settings: AgentSettings, pipeline: Pipeline) -> None:
     logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python's admin is chatty at INFO
     names = [*pipeline.topics.by_name(), settings.topics.acks]
     created = create_topics(
-        settings.bootstrap_servers,
+        settings.kafka,
         names,
-        settings.topic_partitions,
-        replication_factor=settings.topic_replication,
+        settings.kafka.topic_partitions,
+        replication_factor=settings.kafka.topic_replication,
     )
     # The tables' changelogs too: a table written before its changelog shows in the
     # consumer's metadata raises PartitionsMismatch (seen on a first start).
     changelogs = [table.changelog_topic.get_topic_name() for table in pipeline.app.tables.values()]
     changelogs.append(settings.topics.spam_authors)  # keyed by author, latest mark wins
     created += create_topics(
-        settings.bootstrap_servers,
+        settings.kafka,
         changelogs,
-        settings.topic_partitions,
-        replication_factor=settings.topic_replication,
+        settings.kafka.topic_partitions,
+        replication_factor=settings.kafka.topic_replication,
         configs=COMPACTED,
     )
     # compacted: not created with the defaults above
     corrections.ensure_topic(
-        settings.bootstrap_servers,
+        settings.kafka,
         settings.topics,
-        settings.topic_partitions,
-        settings.topic_replication,
+        settings.kafka.topic_partitions,
+        settings.kafka.topic_replication,
     )
     if created:
         log.info("created topics: %s", ", ".join(created))
@@ -248,14 +250,15 @@ def ensure_topics(settings: AgentSettings, pipeline: Pipeline) -> None:
     ]
     wrong = {
         name: count
-        for name, count in partition_counts(settings.bootstrap_list(), keyed).items()
-        if count != settings.topic_partitions
+        for name, count in partition_counts(settings.kafka, keyed).items()
+        if count != settings.kafka.topic_partitions
     }
     if wrong:
         raise SystemExit(
-            f"topics {wrong} do not have AGENTS_TOPIC_PARTITIONS={settings.topic_partitions} "
+            f"topics {wrong} do not have "
+            f"AGENTS_KAFKA__TOPIC_PARTITIONS={settings.kafka.topic_partitions} "
             "partitions: the agents' tables are partitioned like their input topics, so the "
-            "counts must be equal (set AGENTS_TOPIC_PARTITIONS to the topics' count, or "
+            "counts must be equal (set AGENTS_KAFKA__TOPIC_PARTITIONS to the topics' count, or "
             "recreate the topics)"
         )
 
@@ -277,18 +280,18 @@ def routing_rules(settings: AgentSettings) -> RuleTable:
 
 
 def load_classifier(settings: AgentSettings) -> IntentClassifier:
-    """The ONNX intent classifier from ``settings.model_dir`` (imported lazily: it is heavy)."""
+    """The ONNX intent classifier from ``settings.model.dir`` (imported lazily: it is heavy)."""
     from models.runtime import OnnxIntentClassifier
 
     options: dict[str, Any] = {
-        "provider": settings.model_provider,
-        "threads": settings.model_threads,
-        "threads_per_run": settings.model_threads_per_run,
-        "spinning": settings.model_spinning,
+        "provider": settings.model.provider,
+        "threads": settings.model.threads,
+        "threads_per_run": settings.model.threads_per_run,
+        "spinning": settings.model.spinning,
     }
-    if settings.model_batch_size is not None:
-        options["batch_size"] = settings.model_batch_size
-    return OnnxIntentClassifier(settings.model_dir, **options)
+    if settings.model.batch_size is not None:
+        options["batch_size"] = settings.model.batch_size
+    return OnnxIntentClassifier(settings.model.dir, **options)
 
 
 def classifier_device(classifier: IntentClassifier) -> str:
@@ -325,13 +328,13 @@ def run_worker(settings: AgentSettings) -> int:
         settings.topics.raw,
         settings.topics.classified,
         settings.topics.needs_response,
-        settings.bootstrap_servers,
+        settings.kafka.bootstrap_servers,
         classifier.name,
         classifier_device(classifier),
-        decision(classifier, settings.needs_response_threshold),
-        settings.batch_size,
-        settings.batch_window_s,
-        settings.web_port,
+        decision(classifier, settings.model.needs_response_threshold),
+        settings.batching.size,
+        settings.batching.window_s,
+        settings.health.web_port,
     )
     try:
         worker.execute_from_commandline()

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from listener.kafka_admin import COMPACTED, create_topics
+from listener.settings import KafkaConnection, kafka_settings_of
 
 OnRecord = Callable[[str, bytes | None], None]
 """Called with each record's key (decoded) and value (None for a tombstone)."""
@@ -27,7 +28,7 @@ class CompactedTopic:
     """One compacted topic, mirrored through ``on_record``.
 
     Args:
-        bootstrap_servers: Kafka bootstrap ``host:port`` list.
+        kafka: The cluster (:data:`listener.settings.KafkaConnection`).
         topic: The topic (created compacted if missing).
         on_record: Takes every record read, in offset order per partition.
         partitions: Partitions to create the topic with.
@@ -38,7 +39,7 @@ class CompactedTopic:
 
     def __init__(
         self,
-        bootstrap_servers: list[str],
+        kafka: KafkaConnection,
         topic: str,
         on_record: OnRecord,
         *,
@@ -48,7 +49,7 @@ class CompactedTopic:
         client_id: str = "brand-listener",
     ) -> None:
         self.topic = topic
-        self._bootstrap = bootstrap_servers
+        self._kafka = kafka_settings_of(kafka)
         self._on_record = on_record
         self._partitions = partitions
         self._replication = replication
@@ -61,21 +62,21 @@ class CompactedTopic:
     def start(self) -> None:
         """Create the topic if missing, open the clients and read it whole (blocking)."""
         create_topics(
-            self._bootstrap,
+            self._kafka,
             [self.topic],
             self._partitions,
             replication_factor=self._replication,
             configs=COMPACTED,
         )
         self._producer = KafkaProducer(
-            bootstrap_servers=self._bootstrap,
+            **self._kafka.kafka_python(),
             acks="all",
             enable_idempotence=True,
             linger_ms=0,
             client_id=self._client_id,
         )
         self._consumer = KafkaConsumer(
-            bootstrap_servers=self._bootstrap,
+            **self._kafka.kafka_python(),
             enable_auto_commit=False,
             group_id=None,
             auto_offset_reset="earliest",

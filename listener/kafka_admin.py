@@ -11,22 +11,23 @@ import contextlib
 from collections.abc import Iterable
 from typing import Any
 
+from listener.settings import KafkaConnection, kafka_settings_of
+
 COMPACTED: dict[str, str] = {"cleanup.policy": "compact"}
 """Topic config of the keyed, latest-value-wins topics (corrections, sink ledger)."""
 
 
-def admin_client(
-    bootstrap: str | list[str], timeout_ms: int, client_id: str = "brand-listener"
-) -> Any:
+def admin_client(kafka: KafkaConnection, timeout_ms: int, client_id: str = "brand-listener") -> Any:
     """A kafka-python admin client with one timeout for bootstrap and requests."""
     from kafka import KafkaAdminClient  # imported late: heavy
 
     timeouts = {"request_timeout_ms": timeout_ms, "bootstrap_timeout_ms": timeout_ms}
-    return KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id, **timeouts)
+    connection = kafka_settings_of(kafka).kafka_python()
+    return KafkaAdminClient(client_id=client_id, **connection, **timeouts)
 
 
 def create_topics(
-    bootstrap: str | list[str],
+    kafka: KafkaConnection,
     names: Iterable[str],
     partitions: int = 4,
     *,
@@ -34,10 +35,10 @@ def create_topics(
     configs: dict[str, str] | None = None,
     timeout: float = 30.0,
 ) -> list[str]:
-    """Create topics, leaving existing ones as they are; wait until each partition has a leader.
+    r"""Create topics, leaving existing ones as they are; wait until each partition has a leader.
 
     Args:
-        bootstrap: ``host:port`` (or a list of them) of the cluster.
+        kafka: The cluster: the process's Kafka settings, or bootstrap ``host:port``\(s).
         names: Topic names.
         partitions: Partitions for each new topic.
         replication_factor: Replicas per partition (1 on the local broker).
@@ -56,7 +57,7 @@ def create_topics(
     spec = {"num_partitions": partitions, "replication_factor": replication_factor}
     ms = int(timeout * 1000)
     created = []
-    admin = admin_client(bootstrap, ms)
+    admin = admin_client(kafka, ms)
     try:
         for name in wanted:  # one request each: an existing topic fails only its own request
             with contextlib.suppress(TopicAlreadyExistsError):
@@ -68,12 +69,14 @@ def create_topics(
         admin.close()
 
 
-def partition_counts(bootstrap: str | list[str], names: Iterable[str]) -> dict[str, int]:
+def partition_counts(kafka: KafkaConnection, names: Iterable[str]) -> dict[str, int]:
     """The number of partitions of each topic (0 for a missing one)."""
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, client_id="brand-listener-admin", enable_auto_commit=False
+        client_id="brand-listener-admin",
+        enable_auto_commit=False,
+        **kafka_settings_of(kafka).kafka_python(),
     )
     try:
         return {name: len(consumer.partitions_for_topic(name) or ()) for name in names}

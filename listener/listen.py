@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
@@ -38,23 +37,17 @@ EXIT_OK, EXIT_FATAL, EXIT_CONFIG = 0, 1, 2
 
 
 def load_settings(path: Path, **kafka_overrides: object) -> ListenerSettings:
-    """Settings from a YAML file (over the environment), with Kafka flag overrides.
+    """Settings: Kafka flag overrides, then the YAML file, then the environment.
 
     Raises:
         FatalError: The file is missing, not YAML, or not valid settings.
     """
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise FatalError(f"{path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise FatalError(f"{path}: expected a mapping at the top level")
-    try:
-        settings = ListenerSettings(**data)
-        kafka = settings.kafka.override(**kafka_overrides)
+        return ListenerSettings.load(path, kafka=kafka_overrides)
     except ValidationError as exc:
         raise FatalError(f"{path}: {describe_validation_error(exc)}") from exc
-    return settings.model_copy(update={"kafka": kafka})
+    except (OSError, ValueError) as exc:
+        raise FatalError(f"{path}: {exc}") from exc
 
 
 def build_connectors(settings: ListenerSettings, matcher: BrandMatcher) -> list[Connector]:

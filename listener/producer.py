@@ -48,7 +48,7 @@ def producer_config(kafka: KafkaSettings) -> dict[str, Any]:
     """
     delivery_ms = int(kafka.delivery_timeout_s * 1000)
     return {
-        "bootstrap_servers": kafka.bootstrap_list(),
+        **kafka.kafka_python(),
         "client_id": kafka.client_id,
         "acks": "all",
         "enable_idempotence": True,

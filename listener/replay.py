@@ -379,11 +379,12 @@ def _positive_int(text: str) -> int:
 
 def kafka_settings_from_args(args: argparse.Namespace) -> KafkaSettings:
     """The environment's Kafka settings with the command-line flags applied on top."""
-    return ListenerSettings().kafka.override(
-        bootstrap_servers=args.bootstrap,
-        topic_prefix=args.topic_prefix,
-        bootstrap_timeout_s=args.connect_timeout,
-    )
+    flags = {
+        "bootstrap_servers": args.bootstrap,
+        "topic_prefix": args.topic_prefix,
+        "bootstrap_timeout_s": args.connect_timeout,
+    }
+    return ListenerSettings.load(kafka=flags).kafka
 
 
 def run_replay(args: argparse.Namespace) -> int:

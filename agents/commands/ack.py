@@ -11,8 +11,8 @@ acknowledging before the item arrives works too; acknowledging twice is harmless
 correction to ``mentions.corrections`` first (see :mod:`agents.commands.corrections`;
 the post's text and old label are read from the queue), then the acknowledgements.
 
-Kafka settings come from the worker's environment (``AGENTS_BOOTSTRAP_SERVERS``,
-``AGENTS_TOPIC_PREFIX``) so the acks reach the topics that worker reads; the
+Kafka settings come from the worker's environment (``AGENTS_KAFKA__BOOTSTRAP_SERVERS``,
+``AGENTS_KAFKA__TOPIC_PREFIX``) so the acks reach the topics that worker reads; the
 flags win over it. ``-`` as an id reads ids from standard input, one per line.
 """
 
@@ -106,13 +106,13 @@ def send_acks(
 
 def kafka_settings(args: argparse.Namespace) -> KafkaSettings:
     """The worker's Kafka settings (``AGENTS_*``) with ``--bootstrap``/``--topic-prefix`` on top."""
-    worker = AgentSettings()
-    return KafkaSettings(
-        bootstrap_servers=args.bootstrap or worker.bootstrap_servers,
-        topic_prefix=worker.topic_prefix if args.topic_prefix is None else args.topic_prefix,
-        client_id="brand-listener-ack",
-        bootstrap_timeout_s=args.connect_timeout,
-    )
+    flags = {
+        "bootstrap_servers": args.bootstrap,
+        "topic_prefix": args.topic_prefix,
+        "client_id": "brand-listener-ack",
+        "bootstrap_timeout_s": args.connect_timeout,
+    }
+    return AgentSettings.load(kafka=flags).kafka
 
 
 def run_ack(args: argparse.Namespace) -> int:

@@ -14,8 +14,8 @@ need an answer) unless ``--needs-response``/``--no-needs-response`` says.
 writes one training row per post (the latest correction of each id), in the
 format of ``../shared/data/intent/train.jsonl`` (:func:`agents.queue.corrections.training_row`).
 
-Kafka settings come from the worker's environment (``AGENTS_BOOTSTRAP_SERVERS``,
-``AGENTS_TOPIC_PREFIX``), the flags winning, as for ``ack``.
+Kafka settings come from the worker's environment (``AGENTS_KAFKA__BOOTSTRAP_SERVERS``,
+``AGENTS_KAFKA__TOPIC_PREFIX``), the flags winning, as for ``ack``.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def _records(
 
 def _consumer(kafka: KafkaSettings) -> Any:
     return KafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers.split(","),
+        **kafka.kafka_python(),
         client_id=f"{kafka.client_id}-corrections",
         group_id=None,
         enable_auto_commit=False,
@@ -187,7 +187,7 @@ def write_corrections(kafka: KafkaSettings, ids: list[str], args: argparse.Names
         print(f"error: cannot read the queue: {exc!r}", file=sys.stderr)
         return EXIT_KAFKA
     try:
-        ensure_topic(kafka.bootstrap_servers, kafka.topics, timeout_s=kafka.bootstrap_timeout_s)
+        ensure_topic(kafka, kafka.topics, timeout_s=kafka.bootstrap_timeout_s)
         client = KafkaProducer(**producer_config(kafka))
     except KafkaError as exc:
         print(f"error: cannot reach Kafka at {kafka.bootstrap_servers}: {exc!r}", file=sys.stderr)

@@ -9,7 +9,7 @@ behind a trusted reverse proxy, are named by ``--trust-proxy-header``.
 Environment: ``INBOX_USERS``, ``INBOX_SECRET`` (sessions; replicas behind one
 address must share it; default: random per process), ``INBOX_PORT``,
 ``INBOX_INSECURE_COOKIES=1`` (plain-http localhost only), ``INBOX_PROXY_HEADER``;
-Kafka from the worker's ``AGENTS_BOOTSTRAP_SERVERS`` and ``AGENTS_TOPIC_PREFIX``.
+Kafka from the worker's ``AGENTS_KAFKA__BOOTSTRAP_SERVERS`` and ``AGENTS_KAFKA__TOPIC_PREFIX``.
 """
 
 from __future__ import annotations
@@ -34,19 +34,20 @@ from agents.inbox.metrics import InboxMetrics
 from agents.inbox.state import InboxState
 from agents.inbox.web import InboxConfig, build_app
 from agents.settings import AgentSettings
-from listener.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
 
 async def serve(args: argparse.Namespace, users: dict[str, User], secret: bytes) -> None:
     """Run the inbox until SIGINT/SIGTERM."""
-    topics = TopicNames(prefix=args.topic_prefix)
-    await asyncio.to_thread(create_inbox_topics, args.bootstrap, topics)
+    flags = {"bootstrap_servers": args.bootstrap, "topic_prefix": args.topic_prefix}
+    kafka = AgentSettings.load(kafka=flags).kafka  # the worker's Kafka block, flags on top
+    topics = kafka.topics
+    await asyncio.to_thread(create_inbox_topics, kafka, topics)
     registry = CollectorRegistry()
     metrics, state = InboxMetrics(registry), InboxState()
-    feed = Feed(args.bootstrap, topics, state)
-    writer = Writer(args.bootstrap, topics, state, metrics)
+    feed = Feed(kafka, topics, state)
+    writer = Writer(kafka, topics, state, metrics)
     await writer.start()
     config = InboxConfig(
         users=users,
@@ -110,7 +111,6 @@ def run_inbox(args: argparse.Namespace) -> int:
 
 def register_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``inbox`` to the top-level parser."""
-    worker = AgentSettings()
     env = os.environ.get
     p = sub.add_parser(
         "inbox",
@@ -121,8 +121,10 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--users", default=env("INBOX_USERS"), metavar="FILE", help="users file (YAML)")
     p.add_argument("--host", default=env("INBOX_HOST", "127.0.0.1"), help="listen address")
     p.add_argument("--port", type=int, default=int(env("INBOX_PORT", "8086")), help="HTTP port")
-    p.add_argument("--bootstrap", default=worker.bootstrap_servers, help="Kafka bootstrap servers")
-    p.add_argument("--topic-prefix", default=worker.topic_prefix, help="topic-name prefix")
+    p.add_argument(
+        "--bootstrap", help="Kafka bootstrap servers (default: the worker's, AGENTS_KAFKA__...)"
+    )
+    p.add_argument("--topic-prefix", help="topic-name prefix (default: the worker's)")
     p.add_argument("--secret", help="session signing secret (default: INBOX_SECRET or random)")
     p.add_argument(
         "--insecure-cookies",

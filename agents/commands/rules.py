@@ -124,7 +124,7 @@ def run(
     queued = 0
     for mention in classified(classifier, list(posts)):
         routed = mention.with_stage(
-            "routed", routing=route(mention, settings.needs_response_threshold, rules, sla)
+            "routed", routing=route(mention, settings.model.needs_response_threshold, rules, sla)
         )
         queued += bool(routed.routing and routed.routing.needs_response)
         line = orjson.dumps(routed.model_dump(mode="json")).decode() if as_json else None
@@ -133,8 +133,9 @@ def run(
 
 
 def _command(args: argparse.Namespace) -> int:
-    settings = AgentSettings().override(
-        rules_file=args.rules, needs_response_threshold=args.threshold, model_dir=args.model_dir
+    settings = AgentSettings.load(
+        rules_file=args.rules,
+        model={"needs_response_threshold": args.threshold, "dir": args.model_dir},
     )
     try:
         routing_rules(settings)  # fail on a bad file before loading the model

@@ -49,35 +49,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> AgentSettings:
-    """Settings from the environment, then ``--config``, then the command-line flags on top."""
-    base = AgentSettings(**load_config(args.config)) if args.config else AgentSettings()
-    return base.override(
-        bootstrap_servers=args.bootstrap,
-        topic_prefix=args.topic_prefix,
+    """Settings from the flags, over ``--config``, over the environment (AgentSettings.load).
+
+    Raises:
+        OSError: The config file cannot be read.
+        ValueError: It is not a YAML mapping.
+        pydantic.ValidationError: A value is invalid (the error names the field).
+    """
+    return AgentSettings.load(
+        args.config,
+        kafka={"bootstrap_servers": args.bootstrap, "topic_prefix": args.topic_prefix},
         app_id=args.app_id,
-        web_port=args.web_port,
-        model_dir=args.model_dir,
-        model_batch_size=args.model_batch_size,
-        needs_response_threshold=args.threshold,
-        batch_size=args.batch_size,
+        health={"web_port": args.web_port},
+        model={
+            "dir": args.model_dir,
+            "batch_size": args.model_batch_size,
+            "needs_response_threshold": args.threshold,
+        },
+        batching={"size": args.batch_size},
         data_dir=args.data_dir,
         rules_file=args.rules,
         log_format=getattr(args, "log_format", None),
     )
-
-
-def load_config(path: Path) -> dict[str, Any]:
-    """The mapping in a worker config file (YAML).
-
-    Raises:
-        ValueError: The file does not hold a mapping.
-    """
-    import yaml
-
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
-    return data
 
 
 def _command(args: argparse.Namespace) -> int:
@@ -107,7 +100,8 @@ def check_config(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     sinks = ", ".join(settings.sinks) or "none"
     print(
-        f"valid: app {settings.app_id} on {settings.bootstrap_servers}, model {classifier.name}, "
+        f"valid: app {settings.app_id} on {settings.kafka.bootstrap_servers} "
+        f"({settings.kafka.security_protocol}), model {classifier.name}, "
         f"{len(rules)} routing rules, sinks: {sinks}"
     )
     return 0

@@ -36,6 +36,7 @@ from agents.delivery.loop import unless_stopped
 from agents.delivery.metrics import DeliveryLag
 from agents.delivery.policy import Deliverer
 from listener.dead_letter import dead_letter_record, reason_of
+from listener.settings import KafkaConnection, kafka_settings_of
 from listener.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ async def deliver_alert(
 
 
 async def run_alert_delivery(
-    bootstrap_servers: list[str],
+    kafka: KafkaConnection,
     topics: TopicNames,
     group_id: str,
     deliverers: Sequence[Deliverer],
@@ -64,7 +65,7 @@ async def run_alert_delivery(
     """Consume ``topics.alerts`` and deliver each alert to ``deliverers`` until ``stop`` is set.
 
     Args:
-        bootstrap_servers: Kafka bootstrap ``host:port`` list.
+        kafka: The cluster (:data:`listener.settings.KafkaConnection`).
         topics: Topic names (alerts in, dead-letter out).
         group_id: The alert consumer group, e.g. ``"<app_id>-alerts"``.
         deliverers: One per sink that delivers alerts (see :func:`delivers_alerts`).
@@ -77,9 +78,10 @@ async def run_alert_delivery(
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.abc import ConsumerRebalanceListener
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    connection = kafka_settings_of(kafka).aiokafka()
+    producer = AIOKafkaProducer(acks="all", **connection)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
+        **connection,
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

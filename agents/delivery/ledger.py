@@ -25,6 +25,7 @@ from typing import Protocol
 import orjson
 
 from listener.compacted import CompactedTopic
+from listener.settings import KafkaConnection
 
 log = logging.getLogger(__name__)
 
@@ -105,20 +106,20 @@ class KafkaLedger:
     """A ledger on a compacted Kafka topic, mirrored in memory.
 
     Args:
-        bootstrap_servers: Kafka bootstrap ``host:port`` list.
+        kafka: The cluster (:data:`listener.settings.KafkaConnection`).
         topic: The compacted ledger topic (see :func:`ledger_topic`).
         partitions: Partitions to create the topic with if it is missing.
         replication: Replication factor to create it with.
     """
 
     def __init__(
-        self, bootstrap_servers: list[str], topic: str, partitions: int = 4, replication: int = 1
+        self, kafka: KafkaConnection, topic: str, partitions: int = 4, replication: int = 1
     ) -> None:
         self._topic = topic
         self._index = _Index()
         self._entries = self._index.entries
         self._mirror = CompactedTopic(
-            bootstrap_servers,
+            kafka,
             topic,
             self._take,
             partitions=partitions,

@@ -31,6 +31,7 @@ from agents.delivery.metrics import DeliveryLag
 from agents.delivery.policy import Deliverer, Outcome
 from listener.dead_letter import dead_letter_record, reason_of
 from listener.record import Mention, decode_mention
+from listener.settings import KafkaConnection, kafka_settings_of
 from listener.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -228,7 +229,7 @@ class DeliveryLoop:
 
 
 async def run_delivery(
-    bootstrap_servers: list[str],
+    kafka: KafkaConnection,
     topics: TopicNames,
     group_id: str,
     deliverers: Sequence[Deliverer],
@@ -246,7 +247,7 @@ async def run_delivery(
     redelivered.
 
     Args:
-        bootstrap_servers: Kafka bootstrap ``host:port`` list.
+        kafka: The cluster (:data:`listener.settings.KafkaConnection`).
         topics: Topic names (needs-response in, dead-letter out).
         group_id: The delivery consumer group, e.g. ``"<app_id>-deliver"``.
         deliverers: One per configured sink (see :func:`agents.delivery.service.build_deliverers`).
@@ -260,9 +261,10 @@ async def run_delivery(
     from aiokafka.abc import ConsumerRebalanceListener
 
     topic = topics.needs_response
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    connection = kafka_settings_of(kafka).aiokafka()
+    producer = AIOKafkaProducer(acks="all", **connection)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
+        **connection,
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

@@ -63,10 +63,10 @@ class DeliveryService(Service):
         """Load the ledger (blocking, in a thread) and start the delivery loop."""
         s = self._settings
         ledger = KafkaLedger(
-            s.bootstrap_list(),
-            ledger_topic(s.topic_prefix),
-            s.topic_partitions,
-            s.topic_replication,
+            s.kafka,
+            ledger_topic(s.kafka.topic_prefix),
+            s.kafka.topic_partitions,
+            s.kafka.topic_replication,
         )
         await asyncio.to_thread(ledger.start)
         self._ledger = ledger
@@ -74,7 +74,7 @@ class DeliveryService(Service):
         self._stop_event.clear()
         self._task = asyncio.create_task(
             run_delivery(
-                s.bootstrap_list(),
+                s.kafka,
                 s.topics,
                 f"{s.app_id}-deliver",
                 deliverers,
@@ -93,7 +93,7 @@ class DeliveryService(Service):
         if alerting:  # own sink instances: each loop closes its own on the way out
             self._alert_task = asyncio.create_task(
                 run_alert_delivery(
-                    s.bootstrap_list(),
+                    s.kafka,
                     s.topics,
                     f"{s.app_id}-alerts",
                     alerting,

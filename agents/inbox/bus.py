@@ -30,36 +30,37 @@ from agents.queue.actions import Action, ItemState, Role
 from agents.queue.corrections import Correction, ensure_topic
 from listener.kafka_admin import COMPACTED, create_topics, partition_counts
 from listener.record import author_key
+from listener.settings import KafkaConnection, kafka_settings_of
 from listener.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
 
-def create_inbox_topics(bootstrap: str, topics: TopicNames, partitions: int = 4) -> None:
+def create_inbox_topics(kafka: KafkaConnection, topics: TopicNames, partitions: int = 4) -> None:
     """Create the compacted topics the inbox writes, leaving existing ones as they are."""
     names = [topics.inbox_actions, topics.spam_authors]
-    create_topics(bootstrap, names, partitions, configs=COMPACTED)
-    ensure_topic(bootstrap, topics, partitions)
+    create_topics(kafka, names, partitions, configs=COMPACTED)
+    ensure_topic(kafka, topics, partitions)
 
 
 class Feed:
     """Reads both topics into ``state`` until stopped.
 
     Args:
-        bootstrap: Kafka bootstrap servers.
+        kafka: The cluster (:data:`listener.settings.KafkaConnection`).
         topics: Topic names.
         state: The view to feed.
     """
 
-    def __init__(self, bootstrap: str, topics: TopicNames, state: InboxState) -> None:
-        self.bootstrap, self.topics, self.state = bootstrap, topics, state
+    def __init__(self, kafka: KafkaConnection, topics: TopicNames, state: InboxState) -> None:
+        self.kafka, self.topics, self.state = kafka_settings_of(kafka), topics, state
         self.ready = asyncio.Event()
         self.error: str | None = None
 
     async def _partitions(self) -> list[TopicPartition]:
         names = (self.topics.needs_response, self.topics.inbox_actions)
         while True:
-            counts = await asyncio.to_thread(partition_counts, self.bootstrap, names)
+            counts = await asyncio.to_thread(partition_counts, self.kafka, names)
             if all(counts.values()):
                 return [TopicPartition(t, p) for t in names for p in range(counts[t])]
             self.error = f"waiting for topics: {[t for t, n in counts.items() if not n]}"
@@ -70,7 +71,7 @@ class Feed:
         tps = await self._partitions()
         self.error = None
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+            **self.kafka.aiokafka(),
             group_id=None,
             enable_auto_commit=False,
             client_id="brand-listener-inbox",
@@ -106,7 +107,7 @@ class Writer:
     """Applies actions and writes them to Kafka; one at a time per replica.
 
     Args:
-        bootstrap: Kafka bootstrap servers.
+        kafka: The cluster (:data:`listener.settings.KafkaConnection`).
         topics: Topic names.
         state: The view (updated as soon as Kafka has the record).
         metrics: The inbox metrics (times to first response and resolution).
@@ -115,18 +116,16 @@ class Writer:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConnection,
         topics: TopicNames,
         state: InboxState,
         metrics: InboxMetrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.topics, self.state, self.metrics, self._clock = topics, state, metrics, clock
-        self._actions = ActionWriter(
-            bootstrap.split(","), topics.inbox_actions, acks_topic=topics.acks
-        )
+        self._actions = ActionWriter(kafka, topics.inbox_actions, acks_topic=topics.acks)
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
+            **kafka_settings_of(kafka).aiokafka(),
             client_id="brand-listener-inbox",
             acks="all",
             enable_idempotence=True,

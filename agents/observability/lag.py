@@ -24,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from agents.observability.health import Health, TopicPartition
 from agents.observability.metrics import AgentMetrics
+from listener.settings import KafkaConnection, kafka_settings_of
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class LagMonitor:
 
     Args:
         app: The Faust app (its consumer and assignment).
-        bootstrap: Bootstrap servers for the admin client.
+        kafka: The cluster, for the admin client.
         group: The consumer group (the app id).
         metrics: Where ``consumer_lag`` is set.
         health: Fed every reading, for stall detection.
@@ -42,13 +43,13 @@ class LagMonitor:
     def __init__(
         self,
         app: faust.App,
-        bootstrap: list[str],
+        kafka: KafkaConnection,
         group: str,
         metrics: AgentMetrics,
         health: Health,
     ) -> None:
         self._app = app
-        self._bootstrap = bootstrap
+        self._kafka = kafka_settings_of(kafka)
         self._group = group
         self._metrics = metrics
         self._health = health
@@ -68,7 +69,7 @@ class LagMonitor:
     async def committed(self, tps: set[TopicPartition]) -> dict[TopicPartition, int]:
         """The group's committed offset of each of ``tps`` (-1 where none)."""
         if self._admin is None:
-            self._admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+            self._admin = AIOKafkaAdminClient(**self._kafka.aiokafka())
             await self._admin.start()
         offsets = await self._admin.list_consumer_group_offsets(
             self._group, partitions=[KafkaTP(t, p) for t, p in sorted(tps)]

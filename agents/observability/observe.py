@@ -33,12 +33,17 @@ def attach(
     Returns:
         The health state the views report.
     """
-    state = health.Health(settings.stall_after_s)
+    state = health.Health(settings.health.stall_after_s)
     state.model_loaded = True
-    monitor = lag.LagMonitor(app, settings.bootstrap_list(), settings.app_id, metrics, state)
-    lag.register(app, monitor, settings.lag_interval_s)
+    monitor = lag.LagMonitor(app, settings.kafka, settings.app_id, metrics, state)
+    lag.register(app, monitor, settings.health.lag_interval_s)
     sla.register(
-        app, metrics, outputs, settings.topics, settings.topic_partitions, settings.lag_interval_s
+        app,
+        metrics,
+        outputs,
+        settings.topics,
+        settings.kafka.topic_partitions,
+        settings.health.lag_interval_s,
     )
     health.register_views(app, state)
     return state

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from agents.commands.ack import ack_value
 from agents.queue.actions import Action, ActionRefused, ItemState, Role, apply, decode_state
 from listener.compacted import CompactedTopic
+from listener.settings import KafkaConnection
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class ActionWriter:
     """Reads and writes the compacted ``mentions.inbox-actions`` topic.
 
     Args:
-        bootstrap_servers: Kafka bootstrap ``host:port`` list.
+        kafka: The cluster (:data:`listener.settings.KafkaConnection`).
         topic: The inbox-actions topic (:attr:`listener.topics.TopicNames.inbox_actions`).
         partitions: Partitions to create the topic with if it is missing.
         replication: Replication factor to create it with.
@@ -72,7 +73,7 @@ class ActionWriter:
 
     def __init__(
         self,
-        bootstrap_servers: list[str],
+        kafka: KafkaConnection,
         topic: str,
         partitions: int = 4,
         replication: int = 1,
@@ -83,7 +84,7 @@ class ActionWriter:
         self._topic = topic
         self._states: dict[str, ItemState] = {}
         self._mirror = CompactedTopic(
-            bootstrap_servers,
+            kafka,
             topic,
             self._take,
             partitions=partitions,

@@ -33,6 +33,7 @@ from agents.observability.metrics import AgentMetrics
 from agents.runtime.batches import DeadLetterBatch, run_events
 from listener.kafka_admin import COMPACTED, create_topics
 from listener.record import RESPONSE_LABELS, Label, Mention, describe_validation_error
+from listener.settings import KafkaConnection
 from listener.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ def training_row(correction: Correction) -> dict[str, Any]:
 
 
 def ensure_topic(
-    bootstrap: str | list[str],
+    kafka: KafkaConnection,
     topics: TopicNames,
     partitions: int = 4,
     replication: int = 1,
@@ -186,7 +187,7 @@ def ensure_topic(
         Whether it was created by this call.
     """
     created = create_topics(
-        bootstrap,
+        kafka,
         [topics.corrections],
         partitions,
         replication_factor=replication,

@@ -28,6 +28,7 @@ from agents.runtime.batches import AckAfterDeliveryStream
 from agents.settings import AgentSettings
 from listener.dead_letter import MAX_RECORD_BYTES, dead_letter_record, reason_of
 from listener.retry import until_acknowledged
+from listener.settings import KafkaSettings
 from listener.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def create_app(settings: AgentSettings) -> faust.App:
     """
     app = faust.App(
         settings.app_id,
-        broker=[f"kafka://{server}" for server in settings.bootstrap_list()],
+        broker=[f"kafka://{server}" for server in settings.kafka.bootstrap_list()],
         store="memory://",
         datadir=str(settings.data_dir),
         key_serializer="raw",
@@ -65,18 +66,38 @@ def create_app(settings: AgentSettings) -> faust.App:
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         consumer_auto_offset_reset="earliest",
-        topic_partitions=settings.topic_partitions,
-        topic_replication_factor=settings.topic_replication,
+        topic_partitions=settings.kafka.topic_partitions,
+        topic_replication_factor=settings.kafka.topic_replication,
         topic_allow_declare=True,
         topic_disable_leader=True,
+        broker_credentials=faust_credentials(settings.kafka),
         web_enabled=True,
-        web_bind=settings.web_host,
-        web_port=settings.web_port,
+        web_bind=settings.health.web_host,
+        web_port=settings.health.web_port,
         worker_redirect_stdouts=False,
         Stream=AckAfterDeliveryStream,
     )
     commits.install(app)
     return app
+
+
+def faust_credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | None:
+    """Faust's credentials for the ``kafka`` block (None for PLAINTEXT).
+
+    SASL_SSL and SSL carry :meth:`KafkaSettings.ssl_context`; Faust derives the
+    protocol from the credentials' type and whether a context is given.
+    """
+    if kafka.sasl:
+        assert kafka.sasl_password is not None  # checked by KafkaSettings
+        return faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password.get_secret_value(),
+            ssl_context=kafka.ssl_context(),
+            mechanism=kafka.sasl_mechanism,
+        )
+    if kafka.tls:
+        return faust.SSLCredentials(kafka.ssl_context())
+    return None
 
 
 @dataclass(frozen=True, slots=True)

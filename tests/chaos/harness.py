@@ -218,7 +218,7 @@ class Run:
             **os.environ,
             "AGENTS_DATA_DIR": str(self.tmp / "faust-data" / str(len(self.workers))),
             "AGENTS_SESSION_TIMEOUT_S": "6",
-            "AGENTS_WEB_HOST": "127.0.0.1",
+            "AGENTS_HEALTH__WEB_HOST": "127.0.0.1",
             "BRAND_LISTENER_TRACE_COMMITS": "1",
             **self.env,
         }

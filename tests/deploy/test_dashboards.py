@@ -181,7 +181,7 @@ def stack(
             str(config),
         ],  # fmt: skip
         tmp_path / "worker.log",
-        env={**os.environ, "AGENTS_WEB_HOST": "127.0.0.1", "AGENTS_SESSION_TIMEOUT_S": "6"},
+        env={**os.environ, "AGENTS_HEALTH__WEB_HOST": "127.0.0.1", "AGENTS_SESSION_TIMEOUT_S": "6"},
     )
     inbox_port = free_port()
     users = tmp_path / "inbox-users.yaml"

@@ -9,7 +9,7 @@ from agents.settings import AgentSettings
 
 @pytest.fixture(scope="module")
 def classifier():  # type: ignore[no-untyped-def]
-    """The model the worker runs: the bundled one, or ``AGENTS_MODEL_DIR`` (inherited by it)."""
+    """The model the worker runs: the bundled one, or ``AGENTS_MODEL__DIR`` (inherited by it)."""
     from models.runtime import OnnxIntentClassifier
 
-    return OnnxIntentClassifier(AgentSettings().model_dir, batch_size=1)
+    return OnnxIntentClassifier(AgentSettings().model.dir, batch_size=1)

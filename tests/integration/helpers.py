@@ -101,7 +101,7 @@ class Worker:
             **os.environ,
             "AGENTS_DATA_DIR": str(tmp / "faust-data"),
             "AGENTS_SESSION_TIMEOUT_S": "6",
-            "AGENTS_WEB_HOST": "127.0.0.1",
+            "AGENTS_HEALTH__WEB_HOST": "127.0.0.1",
         }
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -138,7 +138,7 @@ def test_a_worker_refuses_topics_partitioned_unlike_its_tables(
 ) -> None:
     """The tables are partitioned like their input topics: a mismatch must stop the worker."""
     (worker,) = workers(tmp_path, kafka_bootstrap, topics, group_id, 1)
-    worker.env["AGENTS_TOPIC_PARTITIONS"] = str(TOPIC_PARTITIONS + 1)
+    worker.env["AGENTS_KAFKA__TOPIC_PARTITIONS"] = str(TOPIC_PARTITIONS + 1)
     with pytest.raises(AssertionError, match="exited with 1"):
         worker.start(timeout=60)
-    assert "AGENTS_TOPIC_PARTITIONS" in worker.tail() and topics.classified in worker.tail()
+    assert "AGENTS_KAFKA__TOPIC_PARTITIONS" in worker.tail() and topics.classified in worker.tail()

@@ -144,7 +144,7 @@ def main() -> None:
         topics = TopicNames("bench.")
         create_topics(broker.bootstrap, topics.all(), partitions=4)
         log = open(Path(tmp) / "worker.log", "wb")  # noqa: SIM115 - closed below
-        env = dict(os.environ, AGENTS_MODEL_THREADS=str(max(1, available_cores() // args.workers)))
+        env = dict(os.environ, AGENTS_MODEL__THREADS=str(max(1, available_cores() // args.workers)))
         workers = []
         for i, web in enumerate(webs):
             command = [

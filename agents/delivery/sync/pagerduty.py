@@ -36,6 +36,7 @@ from agents.sinks.base import DeliveryResult
 from agents.sinks.pagerduty import PagerDutySink
 from listener.dead_letter import dead_letter_record
 from listener.record import Mention
+from listener.settings import KafkaConnection, kafka_settings_of
 from listener.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class PagerDutyUpdates:
 
 
 async def run_pagerduty_sync(
-    bootstrap_servers: list[str],
+    kafka: KafkaConnection,
     topics: TopicNames,
     group_id: str,
     deliverer: Deliverer,
@@ -101,7 +102,7 @@ async def run_pagerduty_sync(
     """Consume ``topics.inbox_actions`` and update PagerDuty until ``stop`` is set.
 
     Args:
-        bootstrap_servers: Kafka bootstrap ``host:port`` list.
+        kafka: The cluster (:data:`listener.settings.KafkaConnection`).
         topics: Topic names (inbox actions in, dead letters out).
         group_id: This consumer's group, e.g. ``"<app_id>-pagerduty-sync"``.
         deliverer: A Deliverer around :class:`PagerDutyUpdates`.
@@ -110,9 +111,10 @@ async def run_pagerduty_sync(
     """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    connection = kafka_settings_of(kafka).aiokafka()
+    producer = AIOKafkaProducer(acks="all", **connection)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
+        **connection,
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

@@ -89,10 +89,10 @@ class SyncRunner:
         self._polls = poll_systems(s)
         if hooks or self._polls:
             writer = ActionWriter(
-                s.bootstrap_list(),
+                s.kafka,
                 s.topics.inbox_actions,
-                s.topic_partitions,
-                s.topic_replication,
+                s.kafka.topic_partitions,
+                s.kafka.topic_replication,
                 acks_topic=s.topics.acks,
             )
             await asyncio.to_thread(writer.start)
@@ -117,7 +117,7 @@ class SyncRunner:
                 PagerDutyUpdates(sink), self._ledger, self._metrics, d.policy(), d.breaker()
             )
             pd = run_pagerduty_sync(
-                s.bootstrap_list(),
+                s.kafka,
                 s.topics,
                 f"{s.app_id}-pagerduty-sync",
                 deliverer,

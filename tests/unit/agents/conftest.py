@@ -116,11 +116,9 @@ def keyword_classifier() -> type[KeywordClassifier]:
 @pytest.fixture
 def settings(tmp_path: Path) -> AgentSettings:
     return AgentSettings(
-        bootstrap_servers="127.0.0.1:1",
+        kafka={"bootstrap_servers": "127.0.0.1:1", "topic_prefix": "unit."},
         app_id=f"unit-agents-{next(_APP_IDS)}",
-        topic_prefix="unit.",
-        batch_size=4,
-        batch_window_s=0.01,
+        batching={"size": 4, "window_s": 0.01},
         data_dir=tmp_path,
     )
 

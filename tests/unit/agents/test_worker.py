@@ -36,10 +36,10 @@ def test_flags_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ]
     )
     settings = settings_from_args(args)
-    assert settings.bootstrap_servers == "flag-broker:9093"
-    assert settings.needs_response_threshold == 0.6
-    assert settings.batch_size == 32  # from the environment
-    assert settings.model_dir == Path("/m")
+    assert settings.kafka.bootstrap_servers == "flag-broker:9093"
+    assert settings.model.needs_response_threshold == 0.6
+    assert settings.batching.size == 32  # from the environment
+    assert settings.model.dir == Path("/m")
     assert settings.data_dir == Path("/d")
     assert settings.topics.raw == "acme.mentions.raw"
     assert callable(args.func)
@@ -47,15 +47,18 @@ def test_flags_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_settings_defaults_and_validation() -> None:
     settings = AgentSettings()
-    assert (settings.app_id, settings.web_port, settings.topic_partitions) == (
+    assert (settings.app_id, settings.health.web_port, settings.kafka.topic_partitions) == (
         "brand-listener",
         6066,
         4,
     )
-    assert settings.needs_response_threshold == 0.5
+    assert settings.model.needs_response_threshold == 0.5
     with pytest.raises(ValueError):
-        settings.override(needs_response_threshold=1.5)
-    assert AgentSettings(bootstrap_servers="a:1, b:2 ,").bootstrap_list() == ["a:1", "b:2"]
+        settings.override(model={"needs_response_threshold": 1.5})
+    split = AgentSettings(kafka={"bootstrap_servers": "a:1, b:2 ,"}).kafka.bootstrap_list()
+    assert split == ["a:1", "b:2"]
+    with pytest.raises(ValueError, match="extra"):
+        AgentSettings(kafka={"bootstrap_server": "typo:1"})
 
 
 def test_the_worker_says_which_model_runs_where() -> None:

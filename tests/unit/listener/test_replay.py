@@ -216,8 +216,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def test_command_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LISTENER_KAFKA_BOOTSTRAP_SERVERS", "env-host:9092")
-    monkeypatch.setenv("LISTENER_KAFKA_TOPIC_PREFIX", "env.")
+    monkeypatch.setenv("LISTENER_KAFKA__BOOTSTRAP_SERVERS", "env-host:9092")
+    monkeypatch.setenv("LISTENER_KAFKA__TOPIC_PREFIX", "env.")
     args = _parse(["replay", "f.jsonl", "--bootstrap", "flag-host:1", "--connect-timeout", "2"])
     kafka = replay.kafka_settings_from_args(args)
     assert kafka.bootstrap_servers == "flag-host:1"

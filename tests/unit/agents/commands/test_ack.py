@@ -63,8 +63,8 @@ def test_send_acks_keys_by_id_and_the_sla_tracker_reads_the_time() -> None:
 
 
 def test_flags_win_over_the_worker_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AGENTS_BOOTSTRAP_SERVERS", "kafka:9092")
-    monkeypatch.setenv("AGENTS_TOPIC_PREFIX", "acme.")
+    monkeypatch.setenv("AGENTS_KAFKA__BOOTSTRAP_SERVERS", "kafka:9092")
+    monkeypatch.setenv("AGENTS_TOPIC_PREFIX", "acme.")  # a flat name of earlier releases
     args = build_parser().parse_args(["ack", "hn:1"])
     assert args.func is ack.run_ack
     settings = ack.kafka_settings(args)

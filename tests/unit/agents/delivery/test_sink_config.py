@@ -65,7 +65,7 @@ def test_config_file_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     args = parser.parse_args(["worker", "--config", str(config), "--threshold", "0.7"])
     settings = settings_from_args(args)
     assert settings.app_id == "from-file"
-    assert settings.needs_response_threshold == 0.7
+    assert settings.model.needs_response_threshold == 0.7
     assert list(settings.sinks) == ["pagerduty"]
 
 
