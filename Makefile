@@ -57,6 +57,12 @@ test-integration: install ## Integration and short chaos tests on a real Kafka b
 soak: install ## Chaos scenarios over 50,000 posts each at ~400 posts/s, 5 runs each (hours; SOAK_ARGS=...)
 	$(PY) tests/chaos/soak.py $(SOAK_ARGS)
 
+.PHONY: chart-files
+chart-files: ## Copy deploy/prometheus/rules.yml and deploy/grafana/dashboards/*.json into the Helm chart (tests/deploy fails when they drift)
+	rm -f deploy/helm/brand-listener/files/grafana/dashboards/*.json
+	cp deploy/prometheus/rules.yml deploy/helm/brand-listener/files/prometheus/rules.yml
+	cp deploy/grafana/dashboards/*.json deploy/helm/brand-listener/files/grafana/dashboards/
+
 .PHONY: test-deploy
 test-deploy: install ## Deploy checks: promtool rules, dashboards vs a live worker + Prometheus, compose/Helm (needs the prometheus package)
 	$(BIN)/pytest tests/deploy $(PYTEST_ARGS)

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 RULES = DEPLOY / "prometheus" / "rules.yml"
 RULES_TEST = DEPLOY / "prometheus" / "tests" / "rules_test.yml"
+CHART = DEPLOY / "helm" / "brand-listener"
 
 INSTALL_HINTS = {
     "promtool": "apt-get install -y prometheus",
