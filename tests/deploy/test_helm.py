@@ -283,7 +283,11 @@ def test_the_kafka_block_reaches_every_pod_under_the_nested_names() -> None:
         assert env[f"{prefix}_KAFKA__BOOTSTRAP_SERVERS"] == "kafka:9092"
         assert env[f"{prefix}_KAFKA__SECURITY_PROTOCOL"] == "PLAINTEXT"
         assert not any("SASL" in name for name in env), component
-    flat = {"AGENTS_BOOTSTRAP_SERVERS", "AGENTS_TOPIC_PREFIX", "LISTENER_KAFKA_BOOTSTRAP_SERVERS"}
+    from agents.settings import LEGACY_NAMES
+    from listener.settings import ListenerSettings
+
+    flat = {f"AGENTS_{name.upper()}" for name in LEGACY_NAMES}
+    flat |= {f"LISTENER_{name.upper()}" for name in ListenerSettings.legacy_names}
     assert not flat & set(defaults[("ConfigMap", FULLNAME)]["data"]), "the old flat names"
 
     docs = by_key(str(EVERYTHING))
