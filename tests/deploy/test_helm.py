@@ -298,8 +298,8 @@ def test_the_kafka_block_reaches_every_pod_under_the_nested_names() -> None:
             name.removeprefix(f"{prefix}_KAFKA__"): value
             for name, value in env.items() if name.startswith(f"{prefix}_KAFKA__")
         }  # fmt: skip
-        # the worker creates the pipeline's topics: it also gets their partition count
-        extra = {"TOPIC_PARTITIONS"} if component == "worker" else set()
+        # the AGENTS_ pods (worker, inbox) create topics: they also get the partition count
+        extra = {"TOPIC_PARTITIONS"} if prefix == "AGENTS" else set()
         assert set(settings) == KAFKA_SETTINGS | extra, component
         assert settings["SECURITY_PROTOCOL"] == "SASL_SSL"
         assert settings["SASL_MECHANISM"] == "SCRAM-SHA-512"
