@@ -44,6 +44,7 @@ from agents.runtime.app import (
 from agents.runtime.faust_worker import QuietWorker
 from agents.runtime.shutdown import ShutdownDeadline
 from agents.settings import AgentSettings
+from listener.kafka_admin import check_security
 from listener.logs import logging_config
 from models.interface import IntentClassifier
 
@@ -309,6 +310,7 @@ def decision(classifier: IntentClassifier, fallback: float) -> str:
 
 def run_worker(settings: AgentSettings) -> int:
     """Run the worker until SIGTERM/SIGINT; returns the exit code."""
+    check_security(settings.kafka, settings.kafka.bootstrap_timeout_s)  # before the slow parts
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     classifier = load_classifier(settings)
     pipeline = build_worker(settings, classifier, REGISTRY)
@@ -322,13 +324,14 @@ def run_worker(settings: AgentSettings) -> int:
         quiet=True,
     )
     log.info(
-        "worker %s: %s -> %s -> %s on %s, model %s on %s, needs_response %s, batch %d/%.3fs, "
-        "web :%d",
+        "worker %s: %s -> %s -> %s on %s (%s), model %s on %s, needs_response %s, "
+        "batch %d/%.3fs, web :%d",
         settings.app_id,
         settings.topics.raw,
         settings.topics.classified,
         settings.topics.needs_response,
         settings.kafka.bootstrap_servers,
+        settings.kafka.security_protocol,
         classifier.name,
         classifier_device(classifier),
         decision(classifier, settings.model.needs_response_threshold),

@@ -7,11 +7,15 @@ the corrections commands, the sink ledger and the local-broker tooling
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
+import ssl
 from collections.abc import Iterable
 from typing import Any
 
-from listener.settings import KafkaConnection, kafka_settings_of
+from listener.errors import FatalError
+from listener.settings import KafkaConnection, KafkaSettings, kafka_settings_of
 
 COMPACTED: dict[str, str] = {"cleanup.policy": "compact"}
 """Topic config of the keyed, latest-value-wins topics (corrections, sink ledger)."""
@@ -82,3 +86,68 @@ def partition_counts(kafka: KafkaConnection, names: Iterable[str]) -> dict[str, 
         return {name: len(consumer.partitions_for_topic(name) or ()) for name in names}
     finally:
         consumer.close()
+
+
+class KafkaSecurityError(FatalError):
+    """Kafka refused the configured TLS or SASL settings: stop with this message, do not retry."""
+
+
+async def probe_security(kafka: KafkaSettings, timeout_s: float = 10.0) -> None:
+    """Fail fast on TLS or SASL settings Kafka refuses; return once a broker accepted them.
+
+    Opens one connection to a bootstrap broker (TLS handshake and SASL login
+    only, aiokafka) and closes it. kafka-python's clients report wrong
+    credentials only as "unable to bootstrap" after their timeout; this names
+    the cause at once. Unreachable brokers are not an error here: the clients
+    wait and retry for those as they always did. PLAINTEXT: nothing to check.
+
+    Raises:
+        KafkaSecurityError: Wrong SASL credentials or mechanism, or a broker
+            certificate that does not verify against ``ssl_cafile`` (or its name).
+    """
+    from aiokafka.conn import create_conn
+    from aiokafka.errors import KafkaError, SaslAuthenticationFailed, UnsupportedSaslMechanismError
+
+    if kafka.security_protocol == "PLAINTEXT":
+        return
+    config = kafka.aiokafka()
+    config.pop("bootstrap_servers")
+    for server in kafka.bootstrap_list():
+        host, _, port = server.rpartition(":")
+        try:
+            conn = await asyncio.wait_for(
+                create_conn(host, int(port), request_timeout_ms=int(timeout_s * 1000), **config),
+                timeout_s,
+            )
+        except (SaslAuthenticationFailed, UnsupportedSaslMechanismError) as exc:
+            raise KafkaSecurityError(
+                f"Kafka at {server} refused user {kafka.sasl_username!r} "
+                f"({kafka.sasl_mechanism}): {exc}; check the kafka block's sasl_username, "
+                "sasl_password and sasl_mechanism"
+            ) from exc
+        except ssl.SSLError as exc:
+            detail = exc.reason or str(exc)
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                detail = f"certificate verify failed: {exc.verify_message}"
+            raise KafkaSecurityError(
+                f"TLS with Kafka at {server} failed: {detail}; check ssl_cafile (the "
+                "CA that signed the broker's certificate) and that the certificate names "
+                f"{host!r} (ssl_check_hostname)"
+            ) from exc
+        except (TimeoutError, OSError, KafkaError):
+            continue  # unreachable: try the next one; the clients wait and retry
+        conn.close()
+        return
+
+
+def check_security(kafka: KafkaSettings, timeout_s: float = 10.0) -> None:
+    """:func:`probe_security` from synchronous code (in a thread of its own under a loop)."""
+    if kafka.security_protocol == "PLAINTEXT":
+        return
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(probe_security(kafka, timeout_s))
+        return
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, probe_security(kafka, timeout_s)).result()

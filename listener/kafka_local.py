@@ -199,6 +199,74 @@ _pdeathsig = die_with_parent  # KafkaBroker.start's flag of the same name shadow
 
 
 @dataclass(frozen=True, slots=True)
+class ThrowawayTls:
+    """A test certificate authority and a broker key store it signed (:func:`throwaway_tls`)."""
+
+    ca_file: Path
+    """The CA certificate (PEM): the clients' ``ssl_cafile``."""
+    keystore: Path
+    """The broker's key and certificate chain (PKCS12)."""
+    password: str
+    """The key store's (and its key's) password."""
+
+
+def throwaway_tls(directory: Path, hosts: tuple[str, ...] = ("localhost",)) -> ThrowawayTls:
+    """A fresh CA and a broker certificate for ``hosts`` (and 127.0.0.1), made with keytool.
+
+    For tests of TLS clients against the local broker: valid for two days, never
+    reused, the keys in ``directory``. keytool comes with the Java the broker needs.
+
+    Raises:
+        KafkaLocalError: keytool is missing or failed.
+    """
+    keytool = _require("keytool", "making a test certificate needs keytool (comes with Java 17+)")
+    directory.mkdir(parents=True, exist_ok=True)
+    password = base64.urlsafe_b64encode(os.urandom(12)).decode()
+    ca_store, ca_file = directory / "ca.p12", directory / "ca.pem"
+    keystore, request, signed = (directory / f"broker.{ext}" for ext in ("p12", "csr", "pem"))
+    names = ",".join([*(f"dns:{h}" for h in hosts), "ip:127.0.0.1"])
+    store = ["-storetype", "PKCS12", "-storepass", password, "-keypass", password]
+    key = ["-keyalg", "RSA", "-keysize", "2048", "-validity", "2"]
+    steps = [
+        ["-genkeypair", "-alias", "ca", *key, "-dname", "CN=brand-listener test CA",
+         "-ext", "bc:c", "-keystore", str(ca_store), *store],
+        ["-exportcert", "-rfc", "-alias", "ca", "-keystore", str(ca_store), *store,
+         "-file", str(ca_file)],
+        ["-genkeypair", "-alias", "broker", *key, "-dname", f"CN={hosts[0]}",
+         "-ext", f"SAN={names}", "-keystore", str(keystore), *store],
+        ["-certreq", "-alias", "broker", "-keystore", str(keystore), *store,
+         "-file", str(request)],
+        ["-gencert", "-rfc", "-alias", "ca", "-keystore", str(ca_store), *store,
+         "-infile", str(request), "-outfile", str(signed), "-ext", f"SAN={names}",
+         "-validity", "2"],
+        ["-importcert", "-noprompt", "-alias", "ca", "-file", str(ca_file),
+         "-keystore", str(keystore), *store],
+        ["-importcert", "-alias", "broker", "-file", str(signed), "-keystore", str(keystore),
+         *store],
+    ]  # fmt: skip
+    for step in steps:
+        done = subprocess.run([keytool, *step], capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise KafkaLocalError(f"keytool {step[0]} failed:\n{_tail(done.stdout + done.stderr)}")
+    return ThrowawayTls(ca_file, keystore, password)
+
+
+@dataclass(frozen=True, slots=True)
+class SaslSslListener:
+    """A SASL_SSL listener for the local broker: TLS with ``tls``, SCRAM users made at format.
+
+    Clients connect to ``localhost:port`` (the certificate's name) with
+    ``security_protocol=SASL_SSL``, ``mechanism`` and one of ``users``.
+    """
+
+    port: int
+    tls: ThrowawayTls
+    users: tuple[tuple[str, str], ...]
+    """(name, password) pairs, created with the storage tool's ``--add-scram``."""
+    mechanism: str = "SCRAM-SHA-512"
+
+
+@dataclass(frozen=True, slots=True)
 class BrokerStatus:
     """What :meth:`KafkaBroker.status` found."""
 
@@ -221,6 +289,7 @@ class KafkaBroker:
         kafka_home: Jar cache; defaults to :func:`default_kafka_home`.
         heap: JVM ``-Xmx``.
         jvm_opts: Further JVM options (``-Xms``, GC, JIT).
+        sasl_ssl: An extra SASL_SSL listener (security tests); the PLAINTEXT one stays.
 
     Attributes:
         config_file: The generated ``server.properties``.
@@ -237,6 +306,7 @@ class KafkaBroker:
     kafka_home: Path | None = None
     heap: str = "512m"
     jvm_opts: tuple[str, ...] = DEFAULT_JVM_OPTS
+    sasl_ssl: SaslSslListener | None = None
     config_file: Path = field(init=False)
     log_file: Path = field(init=False)
     pid_file: Path = field(init=False)
@@ -257,6 +327,26 @@ class KafkaBroker:
 
     def server_properties(self) -> dict[str, str]:
         """The broker config: single node, replication factor 1, fast to start and stop."""
+        props = self._plaintext_properties()
+        secure = self.sasl_ssl
+        if secure is None:
+            return props
+        name = "listener.name.sasl_ssl"
+        mechanism = secure.mechanism.lower()
+        props["listeners"] += f",SASL_SSL://{self.host}:{secure.port}"
+        props["advertised.listeners"] += f",SASL_SSL://localhost:{secure.port}"
+        props["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
+        props["sasl.enabled.mechanisms"] = secure.mechanism
+        props[f"{name}.{mechanism}.sasl.jaas.config"] = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        )
+        props[f"{name}.ssl.keystore.type"] = "PKCS12"
+        props[f"{name}.ssl.keystore.location"] = str(secure.tls.keystore)
+        props[f"{name}.ssl.keystore.password"] = secure.tls.password
+        props[f"{name}.ssl.key.password"] = secure.tls.password
+        return props
+
+    def _plaintext_properties(self) -> dict[str, str]:
         return {
             "process.roles": "broker,controller",
             "node.id": "1",
@@ -315,6 +405,10 @@ class KafkaBroker:
             return False
         cid = cluster_id or new_cluster_id()
         args = ["format", "--ignore-formatted", "-t", cid, "-c", str(self.config_file)]
+        if self.sasl_ssl is not None:
+            for user, password in self.sasl_ssl.users:
+                scram = f"{self.sasl_ssl.mechanism}=[name={user},password={password}]"
+                args += ["--add-scram", scram]
         cmd = self._java_cmd("kafka.tools.StorageTool", *args)
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:

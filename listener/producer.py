@@ -23,6 +23,7 @@ from kafka.errors import KafkaConfigurationError, KafkaError, KafkaTimeoutError
 
 from listener.dead_letter import MAX_RECORD_BYTES, dead_letter_record
 from listener.errors import FatalError, MentionError, RetryableError
+from listener.kafka_admin import check_security
 from listener.record import Mention, encode_mention
 from listener.settings import KafkaSettings
 from listener.topics import TopicNames
@@ -110,6 +111,7 @@ class MentionProducer:
         self._lock = threading.Lock()
         self.sent = 0
         if client is None:
+            check_security(kafka, kafka.bootstrap_timeout_s)  # wrong credentials: say so now
             try:
                 client = KafkaProducer(**producer_config(kafka))
             except KafkaTimeoutError as exc:

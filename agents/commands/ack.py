@@ -29,6 +29,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from agents.settings import AgentSettings
+from listener.kafka_admin import KafkaSecurityError, check_security
 from listener.producer import producer_config
 from listener.record import LABELS
 from listener.settings import KafkaSettings
@@ -115,6 +116,16 @@ def kafka_settings(args: argparse.Namespace) -> KafkaSettings:
     return AgentSettings.load(kafka=flags).kafka
 
 
+def kafka_accepts(kafka: KafkaSettings) -> bool:
+    """Whether Kafka accepts the TLS/SASL settings; if not, says why on stderr."""
+    try:
+        check_security(kafka, kafka.bootstrap_timeout_s)
+    except KafkaSecurityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def run_ack(args: argparse.Namespace) -> int:
     """Run ``brand-listener ack``; returns the exit status."""
     try:
@@ -126,6 +137,8 @@ def run_ack(args: argparse.Namespace) -> int:
         print("error: no ids to acknowledge", file=sys.stderr)
         return EXIT_USAGE
     kafka = kafka_settings(args)
+    if not kafka_accepts(kafka):
+        return EXIT_KAFKA
     if getattr(args, "label", None) is not None:
         from agents.commands.corrections import write_corrections
 

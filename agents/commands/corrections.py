@@ -30,7 +30,14 @@ import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from agents.commands.ack import EXIT_KAFKA, EXIT_OK, EXIT_USAGE, kafka_settings, parse_ids
+from agents.commands.ack import (
+    EXIT_KAFKA,
+    EXIT_OK,
+    EXIT_USAGE,
+    kafka_accepts,
+    kafka_settings,
+    parse_ids,
+)
 from agents.pipeline.tables import partition_for
 from agents.queue.corrections import Correction, decode_correction, ensure_topic, training_row
 from listener.errors import SkippableError
@@ -213,12 +220,17 @@ def run_correct(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    return write_corrections(kafka_settings(args), ids, args)
+    kafka = kafka_settings(args)
+    if not kafka_accepts(kafka):
+        return EXIT_KAFKA
+    return write_corrections(kafka, ids, args)
 
 
 def run_export(args: argparse.Namespace) -> int:
     """Run ``brand-listener corrections export``; returns the exit status."""
     kafka = kafka_settings(args)
+    if not kafka_accepts(kafka):
+        return EXIT_KAFKA
     try:
         consumer = _consumer(kafka)
     except KafkaError as exc:

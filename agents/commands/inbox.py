@@ -34,6 +34,7 @@ from agents.inbox.metrics import InboxMetrics
 from agents.inbox.state import InboxState
 from agents.inbox.web import InboxConfig, build_app
 from agents.settings import AgentSettings
+from listener.kafka_admin import KafkaSecurityError, probe_security
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ async def serve(args: argparse.Namespace, users: dict[str, User], secret: bytes)
     """Run the inbox until SIGINT/SIGTERM."""
     flags = {"bootstrap_servers": args.bootstrap, "topic_prefix": args.topic_prefix}
     kafka = AgentSettings.load(kafka=flags).kafka  # the worker's Kafka block, flags on top
+    await probe_security(kafka, kafka.bootstrap_timeout_s)
     topics = kafka.topics
     await asyncio.to_thread(create_inbox_topics, kafka, topics)
     registry = CollectorRegistry()
@@ -105,7 +107,11 @@ def run_inbox(args: argparse.Namespace) -> int:
     if len(secret) < 16:
         print("error: INBOX_SECRET must be at least 16 characters", file=sys.stderr)
         return 2
-    asyncio.run(serve(args, users, secret))
+    try:
+        asyncio.run(serve(args, users, secret))
+    except KafkaSecurityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from agents.settings import AgentSettings
 from agents.worker import run_worker
+from listener.kafka_admin import KafkaSecurityError
 from listener.logs import configure
 
 EXIT_INVALID = 2
@@ -78,7 +79,11 @@ def _command(args: argparse.Namespace) -> int:
         return check_config(args)
     settings = settings_from_args(args)
     configure(settings.log_format, logging.DEBUG if getattr(args, "verbose", False) else "INFO")
-    return run_worker(settings)
+    try:
+        return run_worker(settings)
+    except KafkaSecurityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
 
 
 def check_config(args: argparse.Namespace) -> int:
