@@ -288,8 +288,8 @@ async def test_a_record_dropped_after_hand_over_is_read_again_and_only_it(
 
 
 @sync
-async def test_a_record_not_yet_acked_behind_nothing_acked_is_left_alone() -> None:
-    """Handed over and still being processed (nothing later acked): no re-read."""
+async def test_a_record_not_yet_acked_with_nothing_later_acked_is_left_alone() -> None:
+    """104-109 handed over, nothing after 103 acked: waiting in a queue or a batch, not dropped."""
     broker = Broker(committed=100)
     consumer = make_consumer(ContiguousCommitConsumer, broker)
     consumer._set_active_tps({RAW})
@@ -298,6 +298,8 @@ async def test_a_record_not_yet_acked_behind_nothing_acked_is_left_alone() -> No
     assert len([m async for _, m in consumer.getmany(timeout=0.01)]) == 10
     ack_all(consumer, range(100, 104))
     assert consumer.dropped_hole(RAW) is None
+    ack_all(consumer, [105])
+    assert consumer.dropped_hole(RAW) == 104
 
 
 @sync
