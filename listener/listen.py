@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 from prometheus_client import CollectorRegistry
-from pydantic import ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from listener import connectors as registry
 from listener.brands import BrandMatcher
@@ -50,6 +53,31 @@ def load_settings(path: Path, **kafka_overrides: object) -> ListenerSettings:
         raise FatalError(f"{path}: {exc}") from exc
 
 
+def _takes_json(annotation: Any) -> bool:
+    """Whether a field of this type is a list, tuple, set or mapping (possibly optional)."""
+    origin = get_origin(annotation)
+    if origin in (list, tuple, set, frozenset, dict) or annotation in (list, tuple, set, dict):
+        return True
+    return origin in (Union, UnionType) and any(_takes_json(a) for a in get_args(annotation))
+
+
+def from_environment(options: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """A connector block with the JSON of its list and mapping fields decoded where it is a string.
+
+    Blocks set through the environment (``LISTENER_CONNECTORS__WEBHOOK__SECRETS='["whsec_..."]'``,
+    the way to keep secrets out of the YAML file) arrive as strings; scalars validate from
+    strings as they are, collections need their JSON read. A string that is not JSON is left
+    for validation to report with the field's name.
+    """
+    decoded = dict(options)
+    for key, value in options.items():
+        field = model.model_fields.get(key)
+        if isinstance(value, str) and field is not None and _takes_json(field.annotation):
+            with contextlib.suppress(ValueError):
+                decoded[key] = json.loads(value)
+    return decoded
+
+
 def build_connectors(settings: ListenerSettings, matcher: BrandMatcher) -> list[Connector]:
     """Instantiate every enabled connector block (``enabled: false`` switches one off).
 
@@ -59,11 +87,19 @@ def build_connectors(settings: ListenerSettings, matcher: BrandMatcher) -> list[
     built: list[Connector] = []
     for name, block in settings.connectors.items():
         options: dict[str, Any] = dict(block or {})
-        if options.pop("enabled", True) is False:
+        try:
+            enabled = TypeAdapter(bool).validate_python(options.pop("enabled", True))
+        except ValidationError as exc:
+            raise FatalError(
+                f"connectors.{name}.enabled: {describe_validation_error(exc)}"
+            ) from exc
+        if not enabled:
             continue
         cls = registry.load(name)
         try:
-            config = cls.settings_model.model_validate(options)
+            config = cls.settings_model.model_validate(
+                from_environment(options, cls.settings_model)
+            )
         except ValidationError as exc:
             raise FatalError(f"connectors.{name}: {describe_validation_error(exc)}") from exc
         built.append(cls(config, matcher))
