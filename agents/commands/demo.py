@@ -242,6 +242,29 @@ def _check_live_args(args: argparse.Namespace) -> str | None:
     return None
 
 
+class ReplayStopped(Exception):
+    """The demo is stopping: the replay thread ends here."""
+
+
+class StoppableTarget:
+    """A replay target that stops the replay once ``stop`` is set (Ctrl-C, SIGTERM)."""
+
+    def __init__(self, producer: MentionProducer, stop: threading.Event) -> None:
+        self._producer, self._stop = producer, stop
+
+    def send_mention(self, mention: Mention, *, stage: str = "replay") -> bool:
+        """The producer's, unless the demo is stopping."""
+        if self._stop.is_set():
+            raise ReplayStopped
+        return self._producer.send_mention(mention, stage=stage)
+
+    def send_dead_letter(self, payload: bytes | str | None, **kwargs: Any) -> None:
+        """The producer's, unless the demo is stopping."""
+        if self._stop.is_set():
+            raise ReplayStopped
+        self._producer.send_dead_letter(payload, **kwargs)
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo until the stream is done (``--exit-when-done``) or Ctrl-C."""
     problem = _check_live_args(args)
@@ -266,6 +289,8 @@ def run_demo(args: argparse.Namespace) -> int:
     worker: subprocess.Popen[bytes] | None = None
     listener: subprocess.Popen[bytes] | None = None
     inbox: subprocess.Popen[bytes] | None = None
+    consumer: Any = None
+    source_thread: threading.Thread | None = None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -312,11 +337,14 @@ def run_demo(args: argparse.Namespace) -> int:
         def replay() -> None:
             try:
                 with MentionProducer(KafkaSettings(bootstrap_servers=broker.bootstrap)) as producer:
+                    target = StoppableTarget(producer, stop)
                     replayed.append(
                         replay_file(
-                            args.stream, producer, rate=args.rate, progress=False, brands=brands
+                            args.stream, target, rate=args.rate, progress=False, brands=brands
                         )
                     )
+            except ReplayStopped:
+                pass  # Ctrl-C or SIGTERM: the producer above was flushed and closed
             except BaseException as exc:  # reported by the main thread
                 replay_error.append(exc)
             finally:
@@ -350,7 +378,8 @@ def run_demo(args: argparse.Namespace) -> int:
                 f"replaying {args.stream.name} at {args.rate:g} posts/s; routed to the human queue:"
             )
         print(f"{'prio':<4}  {'label':<9} {'conf':>4}  {'source':<10} text", flush=True)
-        threading.Thread(target=source, name="source", daemon=True).start()
+        source_thread = threading.Thread(target=source, name="source", daemon=True)
+        source_thread.start()
 
         shown, latencies, quiet_since = 0, [], time.monotonic()
         summary_printed = False
@@ -408,14 +437,19 @@ def run_demo(args: argparse.Namespace) -> int:
                         "still listening (replay more: brand-listener replay FILE.jsonl); "
                         "Ctrl-C stops"
                     )
-        consumer.close()
         return 0
     except KeyboardInterrupt:
         print("", flush=True)
         return 0
     finally:
-        # Stop in order, ignoring a second Ctrl-C so nothing is orphaned.
+        # Stop in order, ignoring a second Ctrl-C so nothing is orphaned; every Kafka
+        # client of this process is closed before the broker stops (no burst of errors).
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stop.set()
+        if source_thread is not None:
+            source_thread.join(timeout=15)
+        if consumer is not None:
+            consumer.close()
         if listener is not None and listener.poll() is None:
             _say("stopping the listener")
             _terminate(listener)
