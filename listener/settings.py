@@ -218,36 +218,29 @@ class KafkaSettings(Overridable):
 
     def kafka_python(self) -> dict[str, Any]:
         """Connection and security keyword arguments of a kafka-python client."""
-        config: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap_list(),
-            "security_protocol": self.security_protocol,
-        }
+        config = self._connection()
         if self.tls:
             config["ssl_check_hostname"] = self.ssl_check_hostname
-            for ours, theirs in (
-                ("ssl_cafile", "ssl_cafile"),
-                ("ssl_certfile", "ssl_certfile"),
-                ("ssl_keyfile", "ssl_keyfile"),
-            ):
-                if getattr(self, ours) is not None:
-                    config[theirs] = str(getattr(self, ours))
+            for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+                if getattr(self, name) is not None:
+                    config[name] = str(getattr(self, name))
             if self.ssl_key_password is not None:
                 config["ssl_password"] = self.ssl_key_password.get_secret_value()
-        if self.sasl:
-            assert self.sasl_password is not None  # checked by the validator
-            config["sasl_mechanism"] = self.sasl_mechanism
-            config["sasl_plain_username"] = self.sasl_username
-            config["sasl_plain_password"] = self.sasl_password.get_secret_value()
         return config
 
     def aiokafka(self) -> dict[str, Any]:
         """Connection and security keyword arguments of an aiokafka client."""
+        config = self._connection()
+        if self.tls:
+            config["ssl_context"] = self.ssl_context()
+        return config
+
+    def _connection(self) -> dict[str, Any]:
+        # What both client libraries name alike: brokers, protocol, SASL login.
         config: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap_list(),
             "security_protocol": self.security_protocol,
         }
-        if self.tls:
-            config["ssl_context"] = self.ssl_context()
         if self.sasl:
             assert self.sasl_password is not None  # checked by the validator
             config["sasl_mechanism"] = self.sasl_mechanism

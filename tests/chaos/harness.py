@@ -288,8 +288,8 @@ class Run:
         return f"lost posts in {self.topics.raw}: {places}; committed: {committed}"
 
 
-def ids_in(bootstrap: str, topic: str, inner: str | None = None) -> Counter[str]:
-    """How often each Mention id is in ``topic`` (for dead letters: in the ``inner`` payload)."""
+def records_of(bootstrap: str, topic: str) -> Iterator[Any]:
+    """Every record of ``topic``, start to the end offsets at the call (60 s at most)."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
         parts = [
@@ -298,47 +298,39 @@ def ids_in(bootstrap: str, topic: str, inner: str | None = None) -> Counter[str]
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
         end = consumer.end_offsets(parts)
-        found: Counter[str] = Counter()
         deadline = time.monotonic() + 60
         while any(consumer.position(tp) < end[tp] for tp in parts) and time.monotonic() < deadline:
             for records in consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    value = orjson.loads(record.value)
-                    if inner is not None:
-                        payload = value.get(inner)
-                        value = (
-                            orjson.loads(payload)
-                            if isinstance(payload, str) and payload.startswith("{")
-                            else {}
-                        )
-                    if isinstance(value, dict) and "id" in value:
-                        found[str(value["id"])] += 1
-        return found
+                yield from records
     finally:
         consumer.close()
+
+
+def ids_in(bootstrap: str, topic: str, inner: str | None = None) -> Counter[str]:
+    """How often each Mention id is in ``topic`` (for dead letters: in the ``inner`` payload)."""
+    found: Counter[str] = Counter()
+    for record in records_of(bootstrap, topic):
+        value = orjson.loads(record.value)
+        if inner is not None:
+            payload = value.get(inner)
+            value = (
+                orjson.loads(payload)
+                if isinstance(payload, str) and payload.startswith("{")
+                else {}
+            )
+        if isinstance(value, dict) and "id" in value:
+            found[str(value["id"])] += 1
+    return found
 
 
 def offsets_of(bootstrap: str, topic: str, ids: set[str]) -> dict[str, tuple[int, int]]:
     """(partition, offset) of each of ``ids`` in ``topic``."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        parts = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        end = consumer.end_offsets(parts)
-        found: dict[str, tuple[int, int]] = {}
-        deadline = time.monotonic() + 60
-        while any(consumer.position(tp) < end[tp] for tp in parts) and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    post_id = str(orjson.loads(record.value).get("id"))
-                    if post_id in ids:
-                        found[post_id] = (record.partition, record.offset)
-        return found
-    finally:
-        consumer.close()
+    found: dict[str, tuple[int, int]] = {}
+    for record in records_of(bootstrap, topic):
+        post_id = str(orjson.loads(record.value).get("id"))
+        if post_id in ids:
+            found[post_id] = (record.partition, record.offset)
+    return found
 
 
 def committed_lag(run: Run) -> int:
