@@ -32,11 +32,11 @@ from prometheus_client import Gauge
 
 from agents.delivery.dead_letters import produce_until_acked
 from agents.delivery.ledger import KafkaLedger
-from agents.delivery.loop import unless_stopped
+from agents.delivery.loop import group_clients, unless_stopped
 from agents.delivery.metrics import DeliveryLag
 from agents.delivery.policy import Deliverer
 from listener.dead_letter import dead_letter_record, reason_of
-from listener.settings import KafkaConnection, kafka_settings_of
+from listener.settings import KafkaConnection
 from listener.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -75,18 +75,10 @@ async def run_alert_delivery(
             (:attr:`~agents.delivery.metrics.SinkMetrics.delivery_lag`), set for ``group_id`` and
             the alerts topic.
     """
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.abc import ConsumerRebalanceListener
 
-    connection = kafka_settings_of(kafka).aiokafka()
-    producer = AIOKafkaProducer(acks="all", **connection)
-    consumer = AIOKafkaConsumer(
-        **connection,
-        group_id=group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        metadata_max_age_ms=5000,  # the topic may be created after we subscribe
-    )
+    # metadata_max_age_ms: the topic may be created after we subscribe
+    producer, consumer = group_clients(kafka, group_id, metadata_max_age_ms=5000)
     lag = DeliveryLag(lag_gauge, group_id, topics.alerts)
 
     class Rebalance(ConsumerRebalanceListener):

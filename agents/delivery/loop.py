@@ -228,6 +228,29 @@ class DeliveryLoop:
             await lane.deliverer.sink.close()
 
 
+def group_clients(
+    kafka: KafkaConnection, group_id: str, **consumer_options: Any
+) -> tuple[Any, Any]:
+    """An acks=all producer (dead letters) and a manually committing consumer of ``group_id``.
+
+    The clients every delivery-side loop starts (the delivery, alert and PagerDuty
+    sync loops): security from ``kafka``, reading from the earliest offset where
+    the group has none.
+    """
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    connection = kafka_settings_of(kafka).aiokafka()
+    producer = AIOKafkaProducer(acks="all", **connection)
+    consumer = AIOKafkaConsumer(
+        **connection,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **consumer_options,
+    )
+    return producer, consumer
+
+
 async def run_delivery(
     kafka: KafkaConnection,
     topics: TopicNames,
@@ -257,18 +280,11 @@ async def run_delivery(
         lag_gauge: ``brandlistener_delivery_lag`` (:attr:`SinkMetrics.delivery_lag`), set
             for ``group_id`` and the needs-response topic.
     """
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka import TopicPartition
     from aiokafka.abc import ConsumerRebalanceListener
 
     topic = topics.needs_response
-    connection = kafka_settings_of(kafka).aiokafka()
-    producer = AIOKafkaProducer(acks="all", **connection)
-    consumer = AIOKafkaConsumer(
-        **connection,
-        group_id=group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
+    producer, consumer = group_clients(kafka, group_id)
     lag = DeliveryLag(lag_gauge, group_id, topic)
 
     async def commit() -> None:

@@ -30,13 +30,14 @@ from pydantic import BaseModel, ValidationError
 
 from agents.delivery.dead_letters import produce_until_acked
 from agents.delivery.ledger import KafkaLedger
+from agents.delivery.loop import group_clients
 from agents.delivery.policy import Deliverer
 from agents.queue.actions import ItemState, decode_state
 from agents.sinks.base import DeliveryResult
 from agents.sinks.pagerduty import PagerDutySink
 from listener.dead_letter import dead_letter_record
 from listener.record import Mention
-from listener.settings import KafkaConnection, kafka_settings_of
+from listener.settings import KafkaConnection
 from listener.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -109,17 +110,7 @@ async def run_pagerduty_sync(
         ledger: The sink ledger (which Mention ids PagerDuty was triggered for).
         stop: Set to stop; the batch in hand is finished first.
     """
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
-    connection = kafka_settings_of(kafka).aiokafka()
-    producer = AIOKafkaProducer(acks="all", **connection)
-    consumer = AIOKafkaConsumer(
-        **connection,
-        group_id=group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        metadata_max_age_ms=5000,
-    )
+    producer, consumer = group_clients(kafka, group_id, metadata_max_age_ms=5000)
     last_catch_up = 0.0
 
     async def paged(mention_id: str) -> bool:
