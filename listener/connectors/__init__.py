@@ -18,6 +18,9 @@ REGISTRY: dict[str, str] = {
     "webhook": "listener.connectors.webhook:WebhookConnector",
     "x": "listener.connectors.x:XConnector",
     "reddit": "listener.connectors.reddit:RedditConnector",
+    "meta_webhook": "listener.connectors.meta_webhook:MetaWebhookConnector",
+    "meta_graph": "listener.connectors.meta_graph:MetaGraphConnector",
+    "threads": "listener.connectors.threads:ThreadsConnector",
 }
 
 

@@ -39,44 +39,31 @@ hook reports the Kafka produce acknowledged, so nothing answered 2xx is lost.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
 import hmac
-import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 
 from listener.brands import BrandMatcher
-from listener.connectors.base import BaseConnector, Batch, Skipped, parse_time
+from listener.connectors.base import Skipped, parse_time
+from listener.connectors.push import Outcome, PushConnector, PushSettings
 from listener.errors import FatalError, SkippableError
 from listener.record import Author, Mention
 
-log = logging.getLogger(__name__)
 
-
-class WebhookSettings(BaseModel):
+class WebhookSettings(PushSettings):
     """The ``connectors.webhook`` config block."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    host: str = "0.0.0.0"
-    port: int = Field(default=8088, ge=0, le=65535, description="0 = any free port.")
-    path: str = "/webhooks/mentions"
     secrets: tuple[SecretStr, ...] = Field(description="whsec_<base64>; several while rotating.")
     tolerance_s: float = Field(default=300.0, gt=0, description="Allowed timestamp skew.")
-    max_body_bytes: int = Field(default=1_048_576, gt=0)
     max_posts: int = Field(default=100, gt=0, description="Most posts in one delivery.")
-    ack_timeout_s: float = Field(default=25.0, gt=0, description="Kafka ack wait before 503.")
-    batch_max: int = Field(default=500, gt=0, description="Most deliveries handed per poll.")
-    batch_wait_s: float = Field(default=1.0, gt=0, description="Longest a poll waits.")
 
 
 def decode_secret(secret: str) -> bytes:
@@ -98,91 +85,24 @@ def sign(key: bytes, msg_id: str, timestamp: str, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-@dataclass(slots=True)
-class _Delivery:
-    """One accepted request waiting for Kafka (``future`` is None for a dead letter)."""
-
-    msg_id: str
-    mentions: tuple[Mention, ...]
-    skipped: Skipped | None
-    future: asyncio.Future[BaseException | None] | None
-
-
-class WebhookConnector(BaseConnector):
+class WebhookConnector(PushConnector):
     """Serves the ingest endpoint; each poll hands the runner what arrived (see module doc)."""
 
     name: ClassVar[str] = "webhook"
     settings_model: ClassVar[type[BaseModel]] = WebhookSettings
 
     def __init__(self, settings: WebhookSettings, brands: BrandMatcher) -> None:
-        super().__init__(brands, poll_interval_s=0.0)
+        super().__init__(settings, brands)
         self.settings = settings
         self.keys = tuple(decode_secret(s.get_secret_value()) for s in settings.secrets)
         if not self.keys:
             raise FatalError("webhook: configure at least one secret")
-        self.port: int | None = None
-        self.closed = False
-        self._queue: asyncio.Queue[_Delivery] = asyncio.Queue()
-        self._inflight: dict[str, asyncio.Future[BaseException | None]] = {}
+        self._inflight: dict[str, Outcome] = {}
         self._done: OrderedDict[str, float] = OrderedDict()
-        self._runner: web.AppRunner | None = None
 
-    async def start(self) -> None:
-        """Bind the endpoint (idempotent; ``poll`` calls it).
-
-        Raises:
-            FatalError: The address cannot be bound.
-        """
-        if self._runner is not None or self.closed:
-            return
-        app = web.Application(client_max_size=self.settings.max_body_bytes)
+    def routes(self, app: web.Application) -> None:
+        """``POST <path>``."""
         app.router.add_post(self.settings.path, self._handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.settings.host, self.settings.port)
-        try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise FatalError(f"webhook: cannot listen on port {self.settings.port}: {exc}") from exc
-        self._runner = runner
-        self.port = runner.addresses[0][1]
-        log.info("webhook: listening on %s:%s%s", self.settings.host, self.port, self.settings.path)
-
-    async def poll(self, cursor: str | None) -> Batch:
-        """Wait up to ``batch_wait_s`` for deliveries; hand over what arrived (cursor: None)."""
-        await self.start()
-        items: list[_Delivery] = []
-        try:
-            items.append(await asyncio.wait_for(self._queue.get(), self.settings.batch_wait_s))
-        except TimeoutError:
-            return Batch(more=True)
-        while len(items) < self.settings.batch_max and not self._queue.empty():
-            items.append(self._queue.get_nowait())
-        mentions = tuple(m for item in items for m in item.mentions)
-        skipped = tuple(item.skipped for item in items if item.skipped is not None)
-        return Batch(mentions, None, skipped, more=True, token=tuple(items))
-
-    async def delivered(self, batch: Batch, error: BaseException | None) -> None:
-        """Release the waiting requests: 2xx when ``error`` is None, else 503."""
-        for item in batch.token or ():
-            if item.future is not None and not item.future.done():
-                item.future.set_result(error)
-
-    async def close(self) -> None:
-        """Stop the endpoint; requests still waiting are answered 503 (the sender retries)."""
-        self.closed = True
-        stopping = ConnectionAbortedError("listener stopping")
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if item.future is not None and not item.future.done():
-                item.future.set_result(stopping)
-        for future in self._inflight.values():
-            if not future.done():
-                future.set_result(stopping)
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
 
     def _remember(self, msg_id: str) -> None:
         now = time.monotonic()
@@ -210,11 +130,8 @@ class WebhookConnector(BaseConnector):
         return msg_id, None
 
     async def _handle(self, request: web.Request) -> web.Response:
-        if (request.content_length or 0) > self.settings.max_body_bytes:
-            return _error(413, f"body over {self.settings.max_body_bytes} bytes")
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
+        body = await self.read_body(request)
+        if body is None:
             return _error(413, f"body over {self.settings.max_body_bytes} bytes")
         msg_id, failure = self._verify(request.headers, body)
         if failure is not None:
@@ -227,24 +144,21 @@ class WebhookConnector(BaseConnector):
                 mentions = _parse(body, self.settings.max_posts)
             except SkippableError as exc:
                 payload = body.decode("utf-8", "replace")
-                skip = Skipped(exc.reason, f"webhook {msg_id}: {exc}", payload)
-                self._queue.put_nowait(_Delivery(msg_id, (), skip, None))
+                self.submit(msg_id, (), (Skipped(exc.reason, f"webhook {msg_id}: {exc}", payload),))
                 return _error(400, str(exc))
             if self.closed:
                 return _error(503, "listener stopping", retry_after=5)
-            future = asyncio.get_running_loop().create_future()
+            future = self.submit(msg_id, mentions)
+            if future is None:  # unreachable: _parse returns at least one Mention
+                return web.json_response({"accepted": True, "id": msg_id})
             self._inflight[msg_id] = future
             future.add_done_callback(lambda f: self._settle(msg_id, f))
-            self._queue.put_nowait(_Delivery(msg_id, mentions, None, future))
-        try:
-            error = await asyncio.wait_for(asyncio.shield(future), self.settings.ack_timeout_s)
-        except TimeoutError:
-            return _error(503, "not yet acknowledged by Kafka; retry", retry_after=5)
-        if error is not None:
-            return _error(503, f"not stored: {type(error).__name__}", retry_after=5)
+        failed = await self.outcome(future)
+        if failed is not None:
+            return _error(503, failed, retry_after=5)
         return web.json_response({"accepted": True, "id": msg_id})
 
-    def _settle(self, msg_id: str, future: asyncio.Future[BaseException | None]) -> None:
+    def _settle(self, msg_id: str, future: Outcome) -> None:
         if self._inflight.get(msg_id) is future:
             del self._inflight[msg_id]
         if future.result() is None:

@@ -436,3 +436,7 @@ HARNESSES: dict[str, type[Harness]] = {
 }
 
 __all__ = ["HARNESSES", "BRANDS", "Harness", "Headers", "fixture"]
+
+from .servers_meta import META_HARNESSES  # noqa: E402  (Meta: webhook, Graph poll, Threads)
+
+HARNESSES.update({h.name: h for h in META_HARNESSES})

@@ -61,6 +61,11 @@ async def drain(
 connectors = pytest.mark.parametrize("name", sorted(REGISTRY))
 
 
+def sources_of(name: str) -> tuple[str, ...]:
+    """The Mention sources a connector writes (its own name, or e.g. facebook + instagram)."""
+    return getattr(HARNESSES[name], "sources", ()) or (name,)
+
+
 def test_every_connector_has_a_harness() -> None:
     assert set(HARNESSES) == set(REGISTRY)
 
@@ -81,7 +86,7 @@ def test_valid_mentions_with_stable_ids(name: str) -> None:
     a, b = run(go)
     assert a, "the fixture yields posts"
     for mention in a:
-        assert mention.source == name and mention.id.startswith(f"{name}:")
+        assert mention.source in sources_of(name) and mention.id.startswith(f"{mention.source}:")
         assert mention.created_at.utcoffset() is not None
         assert decode_mention(encode_mention(mention)) == mention
     assert sorted({m.id for m in a}) == sorted({m.id for m in b})
@@ -196,6 +201,13 @@ THREADS: dict[str, tuple[str, str, str | None]] = {
     "reddit": ("reddit:t1_c0006", "reddit:t3_1f0001", "reddit:t3_1f0001"),
     "webhook": ("webhook:forum/fb-2", "webhook:forum/fb-1", "webhook:forum/fb-1"),
     "x": ("x:1834000000000000003", "x:1834000000000000001", "x:1834000000000000001"),
+    "meta_webhook": ("facebook:2001_3002", "facebook:2001_3001", "facebook:1001_2001"),
+    "meta_graph": ("facebook:2101_3102", "facebook:2101_3101", "facebook:1001_2101"),
+    "threads": (
+        "threads:18000000000000003",
+        "threads:18000000000000002",
+        "threads:18000000000000001",
+    ),
 }
 
 
@@ -214,10 +226,11 @@ def test_reply_and_thread_ids_where_the_source_gives_them(name: str) -> None:
         assert all(m.reply_to_id is None and m.thread_id is None for m in mentions)
         return
     reply_id, parent, thread = THREADS[name]
-    found = {m.id: m for m in mentions if m.id.endswith(reply_id) and m.id.startswith(f"{name}:")}
+    prefixes = tuple(f"{source}:" for source in sources_of(name))
+    found = {m.id: m for m in mentions if m.id.endswith(reply_id) and m.id.startswith(prefixes)}
     [reply] = found.values()
     assert reply.reply_to_id is not None and reply.reply_to_id.endswith(parent)
-    assert reply.reply_to_id.startswith(f"{name}:")
+    assert reply.reply_to_id.startswith(f"{reply.source}:")
     if thread is None:
         assert reply.thread_id is None
     else:
