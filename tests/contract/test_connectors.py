@@ -196,6 +196,12 @@ THREADS: dict[str, tuple[str, str, str | None]] = {
     "reddit": ("reddit:t1_c0006", "reddit:t3_1f0001", "reddit:t3_1f0001"),
     "webhook": ("webhook:forum/fb-2", "webhook:forum/fb-1", "webhook:forum/fb-1"),
     "x": ("x:1834000000000000003", "x:1834000000000000001", "x:1834000000000000001"),
+    # A reblog: the blog it was reblogged from is the parent, the original post the thread.
+    "tumblr": (
+        "tumblr:730000000000000004",
+        "tumblr:730000000000000001",
+        "tumblr:730000000000000001",
+    ),
 }
 
 

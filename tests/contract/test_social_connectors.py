@@ -1,0 +1,176 @@
+"""Tumblr and Flickr against their local wire-format servers: auth, paging, cursors, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+
+from listener.connectors.base import Batch
+from listener.errors import FatalError, RetryableError
+from listener.record import Mention
+
+from .servers import BRANDS, HARNESSES  # first: servers.py imports servers_social at its end
+from .servers_social import TumblrHarness
+
+T = TypeVar("T")
+pytestmark = pytest.mark.timeout(30)
+
+
+def run(factory: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(factory())  # type: ignore[arg-type]
+
+
+async def poll_all(conn: Any, cursor: str | None = None, max_polls: int = 20) -> list[Batch]:
+    """Poll until the connector says it has caught up (``more`` false)."""
+    batches = []
+    for _ in range(max_polls):
+        batch = await conn.poll(cursor)
+        batches.append(batch)
+        cursor = batch.cursor if batch.cursor is not None else cursor
+        if not batch.more:
+            break
+    return batches
+
+
+def ids(batches: list[Batch]) -> list[str]:
+    return [m.id for b in batches for m in b.mentions]
+
+
+# --- Tumblr ---------------------------------------------------------------------------------
+
+T_PREFIX = "tumblr:7300000000000000"
+
+
+def test_tumblr_pages_back_to_the_end_and_the_cursor_reads_only_newer_posts() -> None:
+    async def go() -> tuple[TumblrHarness, list[Batch], list[Batch], list[Batch]]:
+        h = TumblrHarness()
+        await h.start()
+        conn = h.connector(small=True)
+        try:
+            first = await poll_all(conn)
+            again = await poll_all(conn, first[-1].cursor)
+            h.posts.append({
+                "type": "text", "blog_name": "late", "id_string": "730000000000000009",
+                "timestamp": 1726136000, "tags": ["acme"], "body": "acme at last",
+            })  # fmt: skip
+            newer = await poll_all(conn, again[-1].cursor)
+        finally:
+            await conn.close()
+            await h.stop()
+        return h, first, again, newer
+
+    h, first, again, newer = run(go)
+    got = ids(first)
+    assert sorted(got) == [f"{T_PREFIX}{n:02d}" for n in (1, 2, 3, 4, 6)]
+    assert len(got) == len(set(got)), "a second shared across a page boundary is read once"
+    befores = [r.query.get("before") for r in h.requests[: len(first)]]
+    # the oldest second seen + 1; the page after [6, 4] holds 4 again (dropped) and then 3
+    assert befores[:3] == [None, "1726135321", "1726135321"], befores
+    assert all(r.query["filter"] == "text" and r.query["limit"] == "2" for r in h.requests)
+    assert [s.reason for b in first for s in b.skipped][:1] == ["validation"]
+    assert ids(again) == [], "nothing old from the returned cursor"
+    assert ids(newer) == ["tumblr:730000000000000009"]
+    assert json.loads(newer[-1].cursor or "")["acme"]["floor"] == 1726136000
+
+
+def test_tumblr_text_is_plain_and_authors_and_reblogs_are_recorded() -> None:
+    async def go() -> dict[str, Mention]:
+        h = TumblrHarness()
+        await h.start()
+        conn = h.connector()
+        try:
+            return {m.id: m for b in await poll_all(conn) for m in b.mentions}
+        finally:
+            await conn.close()
+            await h.stop()
+
+    got = run(go)
+    photo = got[f"{T_PREFIX}02"]
+    assert "<" not in photo.text and "New Acme rocket skates!" in photo.text
+    assert photo.text.endswith("#acme")
+    assert "https://acme.example/skates" in photo.signals["links"]
+    npf = got[f"{T_PREFIX}03"]
+    assert npf.text.startswith("Does anyone know if the cloud plan includes backups?")
+    assert npf.signals["links"] == ["https://acme.example/pricing"]
+    text = got[f"{T_PREFIX}01"]
+    assert text.author.id == "t:rrFan0001" and text.author.handle == "roadrunner-fan"
+    assert text.author.url == "https://roadrunner-fan.tumblr.com/"
+    assert text.url == "https://roadrunner-fan.tumblr.com/post/730000000000000001/acme-anvil"
+    assert text.created_at.timestamp() == 1726135200
+    assert text.reply_to_id is None and text.thread_id is None
+    reblog = got[f"{T_PREFIX}04"]
+    assert reblog.reply_to_id == reblog.thread_id == f"{T_PREFIX}01"
+    quote = got[f"{T_PREFIX}06"]
+    assert "Acme catalogue, 1949" in quote.text
+
+
+def test_tumblr_posts_on_a_configured_tag_that_name_no_brand_are_not_kept() -> None:
+    async def go() -> list[Mention]:
+        h = TumblrHarness()
+        await h.start()
+        conn = h.connector(tags=("acme", "#anvils"))
+        try:
+            return [m for b in await poll_all(conn) for m in b.mentions]
+        finally:
+            await conn.close()
+            await h.stop()
+
+    fetched = run(go)
+    kept = {m.id for m in fetched if BRANDS.apply(m) is not None}
+    assert f"{T_PREFIX}07" in {m.id for m in fetched}, "read from the #anvils tag"
+    assert f"{T_PREFIX}07" not in kept, "names no brand"
+    assert f"{T_PREFIX}03" in kept, "its #acme tag names the brand"
+
+
+@pytest.mark.parametrize("mode", ["key", "meta"])
+def test_tumblr_rejected_key_is_fatal_with_a_clear_message(mode: str) -> None:
+    async def go() -> FatalError:
+        h = TumblrHarness()
+        await h.start()
+        conn = h.connector()
+        if mode == "key":
+            h.KEY = "another-key"  # the connector's key is no longer accepted
+        else:
+            h.meta_error_next = True
+        try:
+            with pytest.raises(FatalError) as info:
+                await conn.poll(None)
+            return info.value
+        finally:
+            await conn.close()
+            await h.stop()
+
+    message = str(run(go))
+    assert "tumblr: HTTP 401" in message
+    assert "api_key" in message if mode == "key" else "Unauthorized" in message
+
+
+def test_tumblr_429_waits_for_the_exhausted_windows_reset_and_5xx_is_retried() -> None:
+    async def go() -> tuple[RetryableError, RetryableError, int]:
+        h = TumblrHarness()
+        await h.start()
+        conn = h.connector()
+        try:
+            h.limit_next = True
+            with pytest.raises(RetryableError) as limited:
+                await conn.poll(None)
+            h.error_next = 503
+            with pytest.raises(RetryableError) as down:
+                await conn.poll(None)
+            after = await conn.poll(None)
+            return limited.value, down.value, len(after.mentions)
+        finally:
+            await conn.close()
+            await h.stop()
+
+    limited, down, read = run(go)
+    assert limited.after == pytest.approx(1234.0)
+    assert "HTTP 503" in str(down) and read == 5
+
+
+def test_harnesses_registered() -> None:
+    assert {"tumblr"} <= set(HARNESSES)
