@@ -19,6 +19,7 @@ REGISTRY: dict[str, str] = {
     "x": "listener.connectors.x:XConnector",
     "reddit": "listener.connectors.reddit:RedditConnector",
     "tumblr": "listener.connectors.tumblr:TumblrConnector",
+    "flickr": "listener.connectors.flickr:FlickrConnector",
 }
 
 

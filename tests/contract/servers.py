@@ -435,8 +435,8 @@ HARNESSES: dict[str, type[Harness]] = {
     )
 }
 
-from .servers_social import TumblrHarness  # noqa: E402  (builds on the above)
+from .servers_social import FlickrHarness, TumblrHarness  # noqa: E402  (builds on the above)
 
-HARNESSES.update({h.name: h for h in (TumblrHarness,)})
+HARNESSES.update({h.name: h for h in (TumblrHarness, FlickrHarness)})
 
 __all__ = ["HARNESSES", "BRANDS", "Harness", "Headers", "fixture"]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 from pydantic import SecretStr
 
+from listener.brands import BrandMatcher
 from listener.connectors.base import Connector
 
 from .servers import BRANDS, HttpHarness, fixture
@@ -94,3 +97,87 @@ class TumblrHarness(HttpHarness):
             poll_interval_s=0,
         )
         return TumblrConnector(settings, BRANDS)
+
+
+class FlickrHarness(HttpHarness):
+    """``/services/rest/?method=...&format=json&nojsoncallback=1``: search, getPhotos, comments.
+
+    Like Flickr, an API error is HTTP 200 with ``{"stat": "fail", "code", "message"}``;
+    without ``nojsoncallback=1`` the answer is JSONP (``jsonFlickrApi(...)``).
+    """
+
+    name = "flickr"
+    overlap_allowed = True  # numbered pages: an upload mid-sweep can repeat a photo
+    KEY = "flickr-api-key"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.photos: list[Any] = fixture("flickr", "photos.json")
+        self.comments: dict[str, list[Any]] = fixture("flickr", "comments.json")
+        self.fail_next_code: tuple[int, str] | None = None
+        self.error_next: int | None = None
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/services/rest/", self._rest)
+
+    async def _rest(self, request: web.Request) -> web.Response:
+        query = request.query
+        if self.error_next is not None:
+            status, self.error_next = self.error_next, None
+            return web.Response(status=status, text="<html>Bad Gateway</html>")
+        body = self._answer(query)
+        if query.get("format") != "json" or query.get("nojsoncallback") != "1":
+            return web.Response(text=f"jsonFlickrApi({json.dumps(body)})")
+        return web.json_response(body)
+
+    def _answer(self, query: Mapping[str, str]) -> dict[str, Any]:
+        if query.get("api_key") != self.KEY:
+            return {"stat": "fail", "code": 100, "message": "Invalid API Key (Key not found)"}
+        if self.fail_next_code is not None:
+            (code, message), self.fail_next_code = self.fail_next_code, None
+            return {"stat": "fail", "code": code, "message": message}
+        method = query.get("method")
+        if method == "flickr.photos.comments.getList":
+            photo_id = query.get("photo_id", "")
+            if photo_id not in {p["id"] for p in self.photos}:
+                return {"stat": "fail", "code": 1, "message": "Photo not found"}
+            floor = int(query.get("min_comment_date", "0"))
+            found = [c for c in self.comments.get(photo_id, []) if int(c["datecreate"]) >= floor]
+            return {"comments": {"photo_id": query["photo_id"], "comment": found}, "stat": "ok"}
+        floor = int(query.get("min_upload_date", "0"))
+        if method == "flickr.photos.search":
+            text = query.get("text", "").lower()
+
+            def hit(p: dict[str, Any]) -> bool:
+                fields = (p["title"], p["description"]["_content"], p.get("tags", ""))
+                return any(text in f.lower() for f in fields)
+
+            found = [p for p in self.photos if text and hit(p)]
+        elif method == "flickr.people.getPhotos":
+            found = [p for p in self.photos if p["owner"] == query.get("user_id")]
+        else:
+            return {"stat": "fail", "code": 112, "message": f'Method "{method}" not found'}
+        found = [p for p in found if int(p.get("dateupload", floor)) >= floor]
+        found.sort(key=lambda p: int(p.get("dateupload", 0)), reverse=True)
+        per_page = min(500, int(query.get("per_page", "100")))
+        page = int(query.get("page", "1"))
+        pages = max(1, -(-len(found) // per_page))
+        photos = {"page": page, "pages": pages, "perpage": per_page, "total": len(found),
+                  "photo": found[(page - 1) * per_page : page * per_page]}  # fmt: skip
+        return {"photos": photos, "stat": "ok"}
+
+    def connector(
+        self, small: bool = False, user_ids: tuple[str, ...] = (), brands: BrandMatcher = BRANDS
+    ) -> Connector:
+        from listener.connectors.flickr import FlickrConnector, FlickrSettings
+
+        settings = FlickrSettings(
+            api_key=SecretStr(self.KEY),
+            base_url=f"{self.base}/services/rest/",
+            user_ids=user_ids,
+            per_page=2 if small else 100,
+            watch_days=20_000,
+            lookback_s=10 * 365 * 86400,
+            poll_interval_s=0,
+        )
+        return FlickrConnector(settings, brands)

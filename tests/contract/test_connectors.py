@@ -202,6 +202,12 @@ THREADS: dict[str, tuple[str, str, str | None]] = {
         "tumblr:730000000000000001",
         "tumblr:730000000000000001",
     ),
+    # A comment: the photo is both its parent and its thread.
+    "flickr": (
+        "flickr:6065-53100000001-72157700000000001",
+        "flickr:53100000001",
+        "flickr:53100000001",
+    ),
 }
 
 

@@ -9,12 +9,14 @@ from typing import Any, TypeVar
 
 import pytest
 
+from listener.brands import BrandMatcher, BrandSettings
 from listener.connectors.base import Batch
 from listener.errors import FatalError, RetryableError
+from listener.own_accounts import OwnAccountSettings
 from listener.record import Mention
 
 from .servers import BRANDS, HARNESSES  # first: servers.py imports servers_social at its end
-from .servers_social import TumblrHarness
+from .servers_social import FlickrHarness, TumblrHarness
 
 T = TypeVar("T")
 pytestmark = pytest.mark.timeout(30)
@@ -173,4 +175,167 @@ def test_tumblr_429_waits_for_the_exhausted_windows_reset_and_5xx_is_retried() -
 
 
 def test_harnesses_registered() -> None:
-    assert {"tumblr"} <= set(HARNESSES)
+    assert {"tumblr", "flickr"} <= set(HARNESSES)
+
+
+# --- Flickr ---------------------------------------------------------------------------------
+
+F_PHOTO = "flickr:531000000"
+F_COMMENT = "flickr:6065-531000000{:02d}-721577000000000{:02d}"
+
+
+def comment(photo: int, n: int, at: int, text: str) -> dict[str, Any]:
+    return {"id": F_COMMENT.format(photo, n).removeprefix("flickr:"), "author": "77@N07",
+            "authorname": "late", "datecreate": str(at), "_content": text}  # fmt: skip
+
+
+def test_flickr_sweeps_search_then_comments_and_the_cursor_reads_only_newer() -> None:
+    async def go() -> tuple[FlickrHarness, list[Batch], list[Batch], list[Batch]]:
+        h = FlickrHarness()
+        await h.start()
+        conn = h.connector(small=True)
+        try:
+            first = await poll_all(conn)
+            again = await poll_all(conn, first[-1].cursor)
+            h.comments["53100000001"].append(comment(1, 9, 1726137000, "acme, again"))
+            h.photos.append({**h.photos[0], "id": "53100000008", "dateupload": "1726138000"})
+            newer = await poll_all(conn, again[-1].cursor)
+        finally:
+            await conn.close()
+            await h.stop()
+        return h, first, again, newer
+
+    h, first, again, newer = run(go)
+    got = ids(first)
+    photos = [f"{F_PHOTO}{n:02d}" for n in (1, 2, 4, 5)]
+    comments = [F_COMMENT.format(p, n) for p, n in ((1, 1), (1, 2), (5, 3), (5, 4))]
+    assert sorted(got) == sorted(photos + comments) and len(got) == len(set(got))
+    assert got.index(F_COMMENT.format(1, 1)) > got.index(f"{F_PHOTO}01"), "photos first"
+    assert [s.reason for b in first for s in b.skipped] == ["validation"]  # no dateupload
+    search = [r.query for r in h.requests if r.query["method"] == "flickr.photos.search"]
+    assert [q["page"] for q in search[:3]] == ["1", "2", "3"]
+    assert all(q["sort"] == "date-posted-desc" and q["text"] == "acme" for q in search)
+    assert all(q["format"] == "json" and q["nojsoncallback"] == "1" for q in search)
+    assert {"description", "date_upload", "owner_name", "tags"} <= set(
+        search[0]["extras"].split(",")
+    )
+    assert ids(again) == [], "nothing old from the returned cursor"
+    second = [r.query for r in h.requests[len(first) :]]
+    assert second[0]["min_upload_date"] == "1726135320", "the newest upload second read"
+    on_one = [q["min_comment_date"] for q in second if q.get("photo_id") == "53100000001"]
+    assert on_one[0] == "1726136100", "the newest comment second read on that photo"
+    assert sorted(ids(newer)) == sorted([F_COMMENT.format(1, 9), f"{F_PHOTO}08"])
+
+
+def test_flickr_text_is_plain_and_comments_name_their_photo() -> None:
+    async def go() -> dict[str, Mention]:
+        h = FlickrHarness()
+        await h.start()
+        conn = h.connector()
+        try:
+            return {m.id: m for b in await poll_all(conn) for m in b.mentions}
+        finally:
+            await conn.close()
+            await h.stop()
+
+    got = run(go)
+    photo = got[f"{F_PHOTO}01"]
+    assert (
+        photo.text == "Acme anvil, day one\n\nStraight from acme.example\nLove it\n\n#acme #anvil"
+    )
+    assert photo.signals["links"] == ["https://acme.example/anvils"]
+    assert photo.url == "https://www.flickr.com/photos/roadrunner/53100000001/"
+    assert photo.author.id == "11111111@N01" and photo.author.handle == "roadrunner"
+    assert photo.reply_to_id is None and photo.created_at.timestamp() == 1726135200
+    hostile = got[f"{F_PHOTO}02"]
+    assert "<" not in hostile.text and "&amp;" not in hostile.text and "ACME rocket" in hostile.text
+    assert hostile.url == "https://www.flickr.com/photos/22222222@N02/53100000002/"
+    reply = got[F_COMMENT.format(5, 3)]
+    assert reply.text == "@Acme Official when is the outage fixed?"
+    assert reply.signals["links"] == ["https://www.flickr.com/photos/acmeofficial/"]
+    assert reply.reply_to_id == reply.thread_id == f"{F_PHOTO}05"
+    assert reply.author.id == "33333333@N03" and reply.author.name == "Wile E."
+    assert reply.url and reply.url.endswith("#comment72157700000000003")
+
+
+def test_flickr_own_photos_are_read_and_comments_naming_no_brand_kept_only_under_them() -> None:
+    own = BrandMatcher([BrandSettings(
+        name="acme", keywords=("acme",), hashtags=("acme",),
+        own_accounts=OwnAccountSettings(other={"flickr": ("99999999@N00",)}),
+    )])  # fmt: skip
+
+    async def go() -> list[Mention]:
+        h = FlickrHarness()
+        await h.start()
+        conn = h.connector(user_ids=("99999999@N00",), brands=own)
+        try:
+            return [m for b in await poll_all(conn) for m in b.mentions]
+        finally:
+            await conn.close()
+            await h.stop()
+
+    fetched = run(go)
+    kept = {m.id: m for m in map(own.apply, fetched) if m is not None}
+    assert f"{F_PHOTO}06" in kept and kept[f"{F_PHOTO}06"].own_account_of == ("acme",)
+    assert F_COMMENT.format(5, 4) in kept, "'same question' under the brand's own photo"
+    assert kept[F_COMMENT.format(5, 4)].signals["reply_to_own_account"] == ["acme"]
+    assert F_COMMENT.format(1, 2) in {m.id for m in fetched}
+    assert F_COMMENT.format(1, 2) not in kept, "'nice shot!' names no brand"
+
+
+@pytest.mark.parametrize(
+    ("fail", "kind", "text"),
+    [
+        ("key", FatalError, "error 100: Invalid API Key"),
+        ((98, "Invalid auth token"), FatalError, "error 98"),
+        ((105, "Service currently unavailable"), RetryableError, "error 105"),
+        ((10, "Sorry, the Flickr search API is not currently available."), RetryableError, "10"),
+        ((112, 'Method "x" not found'), FatalError, "request rejected"),
+        (502, RetryableError, "HTTP 502"),
+    ],
+)
+def test_flickr_error_bodies_map_to_error_kinds(
+    fail: Any, kind: type[Exception], text: str
+) -> None:
+    async def go() -> Exception:
+        h = FlickrHarness()
+        await h.start()
+        conn = h.connector()
+        if fail == "key":
+            h.KEY = "rotated"
+        elif isinstance(fail, int):
+            h.error_next = fail
+        else:
+            h.fail_next_code = fail
+        try:
+            with pytest.raises(kind) as info:
+                await conn.poll(None)
+            return info.value
+        finally:
+            await conn.close()
+            await h.stop()
+
+    error = run(go)
+    assert text in str(error) and str(error).startswith("flickr: ")
+    if kind is FatalError and fail == "key":
+        assert "check 'api_key'" in str(error)
+
+
+def test_flickr_a_deleted_photo_is_no_longer_watched() -> None:
+    async def go() -> tuple[list[Batch], list[Batch]]:
+        h = FlickrHarness()
+        await h.start()
+        conn = h.connector()
+        try:
+            first = await poll_all(conn)
+            h.photos = [p for p in h.photos if p["id"] != "53100000001"]
+            second = await poll_all(conn, first[-1].cursor)
+            return first, second
+        finally:
+            await conn.close()
+            await h.stop()
+
+    first, second = run(go)
+    assert "53100000001" in json.loads(first[-1].cursor or "")["watch"]
+    assert "53100000001" not in json.loads(second[-1].cursor or "")["watch"]
+    assert "53100000005" in json.loads(second[-1].cursor or "")["watch"]
