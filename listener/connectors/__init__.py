@@ -20,6 +20,7 @@ REGISTRY: dict[str, str] = {
     "reddit": "listener.connectors.reddit:RedditConnector",
     "tumblr": "listener.connectors.tumblr:TumblrConnector",
     "flickr": "listener.connectors.flickr:FlickrConnector",
+    "linkedin": "listener.connectors.linkedin:LinkedInConnector",
 }
 
 

@@ -435,8 +435,12 @@ HARNESSES: dict[str, type[Harness]] = {
     )
 }
 
-from .servers_social import FlickrHarness, TumblrHarness  # noqa: E402  (builds on the above)
+from .servers_social import (  # noqa: E402  (they build on the above)
+    FlickrHarness,
+    LinkedInHarness,
+    TumblrHarness,
+)
 
-HARNESSES.update({h.name: h for h in (TumblrHarness, FlickrHarness)})
+HARNESSES.update({h.name: h for h in (TumblrHarness, FlickrHarness, LinkedInHarness)})
 
 __all__ = ["HARNESSES", "BRANDS", "Harness", "Headers", "fixture"]

@@ -181,3 +181,85 @@ class FlickrHarness(HttpHarness):
             poll_interval_s=0,
         )
         return FlickrConnector(settings, brands)
+
+
+class LinkedInHarness(HttpHarness):
+    """``/rest/posts?q=author`` and ``/rest/socialActions/{urn}/comments`` (Rest.li 2.0).
+
+    Checks the bearer token, ``LinkedIn-Version`` and ``X-Restli-Protocol-Version``
+    and answers errors with LinkedIn's ``{"status", "serviceErrorCode", "code", "message"}``.
+    """
+
+    name = "linkedin"
+    TOKEN, ORG, VERSION = "li-token", "2414183", "202508"
+    ACTIVE_VERSIONS = frozenset({"202507", "202508"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.posts: list[Any] = fixture("linkedin", "posts.json")
+        self.comments: dict[str, list[Any]] = fixture("linkedin", "comments.json")
+        self.forbidden = False
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/rest/posts", self._posts)
+        app.router.add_get("/rest/socialActions/{urn}/comments", self._comments)
+
+    @staticmethod
+    def _error(status: int, code: str, message: str, service: int) -> web.Response:
+        body = {"status": status, "serviceErrorCode": service, "code": code, "message": message}
+        return web.json_response(body, status=status)
+
+    def _check(self, request: web.Request) -> web.Response | None:
+        if request.headers.get("Authorization") != f"Bearer {self.TOKEN}":
+            return self._error(401, "INVALID_ACCESS_TOKEN", "Invalid access token", 65600)
+        if request.headers.get("X-Restli-Protocol-Version") != "2.0.0":
+            return self._error(400, "ILLEGAL_ARGUMENT", "Rest.li protocol 2.0.0 expected", 100)
+        version = request.headers.get("LinkedIn-Version", "")
+        if version not in self.ACTIVE_VERSIONS:
+            message = f"Requested version {version} is not active"
+            return self._error(426, "NONEXISTENT_VERSION", message, 0)
+        if self.forbidden:
+            message = "Not enough permissions to access: partnerApiPostsExternal.FINDER-author"
+            return self._error(403, "ACCESS_DENIED", message, 100)
+        return None
+
+    async def _posts(self, request: web.Request) -> web.Response:
+        refused = self._check(request)
+        if refused is not None:
+            return refused
+        author = f"urn%3Ali%3Aorganization%3A{self.ORG}"
+        if f"author={author}" not in request.raw_path or request.query.get("q") != "author":
+            return self._error(400, "ILLEGAL_ARGUMENT", "author must be an encoded URN", 100)
+        count = int(request.query.get("count", "10"))
+        found = self.posts[:count]
+        paging = {"start": 0, "count": count, "links": [], "total": len(self.posts)}
+        return web.json_response({"paging": paging, "elements": found})
+
+    async def _comments(self, request: web.Request) -> web.Response:
+        refused = self._check(request)
+        if refused is not None:
+            return refused
+        urn = request.match_info["urn"]
+        if not request.raw_path.startswith("/rest/socialActions/urn%3Ali%3A"):
+            return self._error(400, "ILLEGAL_ARGUMENT", "the URN must be URL-encoded", 100)
+        if urn not in self.comments:
+            return self._error(404, "NOT_FOUND", f"{urn} not found", 100)
+        start = int(request.query.get("start", "0"))
+        count = int(request.query.get("count", "10"))
+        every = self.comments[urn]
+        paging = {"start": start, "count": count, "links": [], "total": len(every)}
+        return web.json_response({"paging": paging, "elements": every[start : start + count]})
+
+    def connector(self, small: bool = False, brands: BrandMatcher = BRANDS) -> Connector:
+        from listener.connectors.linkedin import LinkedInConnector, LinkedInSettings
+
+        settings = LinkedInSettings(
+            access_token=SecretStr(self.TOKEN),
+            organization_id=self.ORG,
+            api_url=f"{self.base}/rest",
+            version=self.VERSION,
+            page_size=1 if small else 100,
+            lookback_s=10 * 365 * 86400,
+            poll_interval_s=0,
+        )
+        return LinkedInConnector(settings, brands)

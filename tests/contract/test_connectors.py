@@ -208,6 +208,12 @@ THREADS: dict[str, tuple[str, str, str | None]] = {
         "flickr:53100000001",
         "flickr:53100000001",
     ),
+    # A reply to a comment names that comment; the thread is the page's post.
+    "linkedin": (
+        "linkedin:urn:li:comment:(urn:li:activity:7240000000000000001,7240000000000000102)",
+        "linkedin:urn:li:comment:(urn:li:activity:7240000000000000001,7240000000000000101)",
+        "linkedin:urn:li:share:7240000000000000001",
+    ),
 }
 
 

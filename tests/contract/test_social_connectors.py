@@ -1,4 +1,4 @@
-"""Tumblr and Flickr against their local wire-format servers: auth, paging, cursors, errors."""
+"""Tumblr, Flickr and LinkedIn on local wire-format servers: auth, paging, cursors, errors."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from listener.own_accounts import OwnAccountSettings
 from listener.record import Mention
 
 from .servers import BRANDS, HARNESSES  # first: servers.py imports servers_social at its end
-from .servers_social import FlickrHarness, TumblrHarness
+from .servers_social import FlickrHarness, LinkedInHarness, TumblrHarness
 
 T = TypeVar("T")
 pytestmark = pytest.mark.timeout(30)
@@ -175,7 +175,7 @@ def test_tumblr_429_waits_for_the_exhausted_windows_reset_and_5xx_is_retried() -
 
 
 def test_harnesses_registered() -> None:
-    assert {"tumblr", "flickr"} <= set(HARNESSES)
+    assert {"tumblr", "flickr", "linkedin"} <= set(HARNESSES)
 
 
 # --- Flickr ---------------------------------------------------------------------------------
@@ -339,3 +339,112 @@ def test_flickr_a_deleted_photo_is_no_longer_watched() -> None:
     assert "53100000001" in json.loads(first[-1].cursor or "")["watch"]
     assert "53100000001" not in json.loads(second[-1].cursor or "")["watch"]
     assert "53100000005" in json.loads(second[-1].cursor or "")["watch"]
+
+
+# --- LinkedIn -------------------------------------------------------------------------------
+
+L_POST = "linkedin:urn:li:share:7240000000000000001"
+L_JOBS = "linkedin:urn:li:ugcPost:7240000000000000002"
+# a comment URN: the post's activity number ends in {0}, the comment number in {1}
+L_COMMENT = "linkedin:urn:li:comment:(urn:li:activity:72400000000000000{},72400000000000{})"
+
+
+def test_linkedin_reads_the_pages_posts_then_their_comments_and_resumes_from_the_cursor() -> None:
+    async def go() -> tuple[LinkedInHarness, list[Batch], list[Batch], list[Batch]]:
+        h = LinkedInHarness()
+        await h.start()
+        conn = h.connector(small=True)
+        try:
+            first = await poll_all(conn)
+            again = await poll_all(conn, first[-1].cursor)
+            h.comments["urn:li:ugcPost:7240000000000000002"].append({
+                "id": "7240000000000000202", "actor": "urn:li:person:Late",
+                "message": {"text": "acme, any news?"}, "created": {"time": 1726139000000},
+            })  # fmt: skip
+            newer = await poll_all(conn, again[-1].cursor)
+        finally:
+            await conn.close()
+            await h.stop()
+        return h, first, again, newer
+
+    h, first, again, newer = run(go)
+    comments = [L_COMMENT.format("01", "00101"), L_COMMENT.format("01", "00102"),
+                L_COMMENT.format("01", "00103"), L_COMMENT.format("02", "00201")]  # fmt: skip
+    assert sorted(ids(first)) == sorted([L_POST, L_JOBS, *comments])
+    assert sorted(s.detail for b in first for s in b.skipped) == [
+        "comment without id or created.time", "post without id"]  # fmt: skip
+    assert all(r.headers["LinkedIn-Version"] == "202508" for r in h.requests)
+    assert all(r.headers["X-Restli-Protocol-Version"] == "2.0.0" for r in h.requests)
+    starts = [r.query["start"] for r in h.requests if "socialActions" in r.path]
+    assert starts[:5] == ["0", "1", "2", "3", "0"], "one comment a page (page_size=1)"
+    assert ids(again) == [L_POST, L_JOBS], "the posts again (for thread context), no comment"
+    late = "linkedin:urn:li:comment:(urn:li:ugcPost:7240000000000000002,7240000000000000202)"
+    assert sorted(ids(newer)) == sorted([L_POST, L_JOBS, late])
+
+
+def test_linkedin_text_is_plain_and_replies_and_own_posts_are_linked() -> None:
+    own = BrandMatcher([BrandSettings(
+        name="acme", keywords=("acme",),
+        own_accounts=OwnAccountSettings(other={"linkedin": ("urn:li:organization:2414183",)}),
+    )])  # fmt: skip
+
+    async def go() -> list[Mention]:
+        h = LinkedInHarness()
+        await h.start()
+        conn = h.connector(brands=own)
+        try:
+            return [m for b in await poll_all(conn) for m in b.mentions]
+        finally:
+            await conn.close()
+            await h.stop()
+
+    fetched = run(go)
+    got = {m.id: m for m in fetched}
+    post = got[L_POST]
+    assert post.text == "Acme cloud 3 is out! Thanks to @Acme Labs #acmecloud"
+    assert post.url == "https://www.linkedin.com/feed/update/urn:li:share:7240000000000000001/"
+    assert post.created_at.timestamp() == 1726135000
+    upset = got[L_COMMENT.format("01", "00101")]
+    assert upset.text == "Upgraded and my dashboards are gone again"
+    assert upset.author.id == "urn:li:person:AbC123"
+    assert upset.reply_to_id == upset.thread_id == L_POST
+    kept = {m.id: m for m in map(own.apply, fetched) if m is not None}
+    assert kept[L_JOBS].own_account_of == ("acme",), "the page's own post, naming no brand"
+    remote = kept[L_COMMENT.format("02", "00201")]
+    assert remote.signals["reply_to_own_account"] == ["acme"], "'Is this remote?' kept"
+
+
+@pytest.mark.parametrize(
+    ("setup", "kind", "text"),
+    [
+        ("token", FatalError, "re-authorize"),
+        ("forbidden", FatalError, "ADMINISTRATOR"),
+        ("version", FatalError, "LinkedIn-Version"),
+        ("503", RetryableError, "HTTP 503"),
+    ],
+)
+def test_linkedin_errors_map_to_error_kinds(setup: str, kind: type[Exception], text: str) -> None:
+    async def go() -> Exception:
+        h = LinkedInHarness()
+        await h.start()
+        conn = h.connector()
+        if setup == "token":
+            h.TOKEN = "expired"
+        elif setup == "forbidden":
+            h.forbidden = True
+        elif setup == "version":
+            h.ACTIVE_VERSIONS = frozenset({"202607"})
+        else:
+            h.fail_next = (503, "3")
+        try:
+            with pytest.raises(kind) as info:
+                await conn.poll(None)
+            return info.value
+        finally:
+            await conn.close()
+            await h.stop()
+
+    error = run(go)
+    assert text in str(error) and str(error).startswith("linkedin: HTTP")
+    if kind is RetryableError:
+        assert getattr(error, "after", None) == pytest.approx(3.0)
