@@ -21,6 +21,9 @@ REGISTRY: dict[str, str] = {
     "meta_webhook": "listener.connectors.meta_webhook:MetaWebhookConnector",
     "meta_graph": "listener.connectors.meta_graph:MetaGraphConnector",
     "threads": "listener.connectors.threads:ThreadsConnector",
+    "tumblr": "listener.connectors.tumblr:TumblrConnector",
+    "flickr": "listener.connectors.flickr:FlickrConnector",
+    "linkedin": "listener.connectors.linkedin:LinkedInConnector",
 }
 
 

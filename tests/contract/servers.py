@@ -435,6 +435,14 @@ HARNESSES: dict[str, type[Harness]] = {
     )
 }
 
+from .servers_social import (  # noqa: E402  (they build on the above)
+    FlickrHarness,
+    LinkedInHarness,
+    TumblrHarness,
+)
+
+HARNESSES.update({h.name: h for h in (TumblrHarness, FlickrHarness, LinkedInHarness)})
+
 __all__ = ["HARNESSES", "BRANDS", "Harness", "Headers", "fixture"]
 
 from .servers_meta import META_HARNESSES  # noqa: E402  (Meta: webhook, Graph poll, Threads)

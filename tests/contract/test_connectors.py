@@ -208,6 +208,24 @@ THREADS: dict[str, tuple[str, str, str | None]] = {
         "threads:18000000000000002",
         "threads:18000000000000001",
     ),
+    # A reblog: the blog it was reblogged from is the parent, the original post the thread.
+    "tumblr": (
+        "tumblr:730000000000000004",
+        "tumblr:730000000000000001",
+        "tumblr:730000000000000001",
+    ),
+    # A comment: the photo is both its parent and its thread.
+    "flickr": (
+        "flickr:6065-53100000001-72157700000000001",
+        "flickr:53100000001",
+        "flickr:53100000001",
+    ),
+    # A reply to a comment names that comment; the thread is the page's post.
+    "linkedin": (
+        "linkedin:urn:li:comment:(urn:li:activity:7240000000000000001,7240000000000000102)",
+        "linkedin:urn:li:comment:(urn:li:activity:7240000000000000001,7240000000000000101)",
+        "linkedin:urn:li:share:7240000000000000001",
+    ),
 }
 
 
