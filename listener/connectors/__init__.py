@@ -18,6 +18,10 @@ REGISTRY: dict[str, str] = {
     "webhook": "listener.connectors.webhook:WebhookConnector",
     "x": "listener.connectors.x:XConnector",
     "reddit": "listener.connectors.reddit:RedditConnector",
+    "appstore": "listener.connectors.appstore:AppStoreConnector",
+    "googleplay": "listener.connectors.googleplay:GooglePlayConnector",
+    "trustpilot": "listener.connectors.trustpilot:TrustpilotConnector",
+    "yelp": "listener.connectors.yelp:YelpConnector",
 }
 
 

@@ -435,4 +435,8 @@ HARNESSES: dict[str, type[Harness]] = {
     )
 }
 
+from .servers_reviews import REVIEW_HARNESSES  # noqa: E402  (they build on the above)
+
+HARNESSES.update({h.name: h for h in REVIEW_HARNESSES})
+
 __all__ = ["HARNESSES", "BRANDS", "Harness", "Headers", "fixture"]

@@ -196,7 +196,20 @@ THREADS: dict[str, tuple[str, str, str | None]] = {
     "reddit": ("reddit:t1_c0006", "reddit:t3_1f0001", "reddit:t3_1f0001"),
     "webhook": ("webhook:forum/fb-2", "webhook:forum/fb-1", "webhook:forum/fb-1"),
     "x": ("x:1834000000000000003", "x:1834000000000000001", "x:1834000000000000001"),
+    # A review opens a thread; the developer's or company's reply is in it.
+    "googleplay": (
+        "googleplay:gp:AOqpTOE_6:reply",
+        "googleplay:gp:AOqpTOE_6",
+        "googleplay:gp:AOqpTOE_6",
+    ),
+    "trustpilot": (
+        "trustpilot:66e2a0000000000000000005:reply",
+        "trustpilot:66e2a0000000000000000005",
+        "trustpilot:66e2a0000000000000000005",
+    ),
 }
+THREAD_ROOTS = {"appstore", "yelp"}
+"""Sources whose every post opens a thread (reviews) and that give no replies."""
 
 
 @connectors
@@ -210,6 +223,9 @@ def test_reply_and_thread_ids_where_the_source_gives_them(name: str) -> None:
                 await conn.close()
 
     mentions = run(go)
+    if name in THREAD_ROOTS:
+        assert mentions and all(m.reply_to_id is None and m.thread_id == m.id for m in mentions)
+        return
     if name not in THREADS:  # RSS/Atom entries carry no parent
         assert all(m.reply_to_id is None and m.thread_id is None for m in mentions)
         return
