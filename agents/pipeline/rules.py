@@ -24,6 +24,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import time, timedelta
+from typing import TypeGuard
 from zoneinfo import ZoneInfo
 
 from agents.pipeline.business_hours import BusinessHours, due_at
@@ -230,10 +231,13 @@ def stars_of_five(mention: Mention) -> float | None:
     if not isinstance(rating, dict):
         return None
     stars, of = rating.get("stars"), rating.get("of", 5)
-    valid = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (stars, of))
-    if not valid or of <= 0:
+    if not (_number(stars) and _number(of)) or of <= 0:
         return None
     return float(stars) * 5.0 / float(of)
+
+
+def _number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _in_hours(hours: tuple[time, time], timezone: str, mention: Mention) -> bool:
