@@ -368,18 +368,24 @@ class BrandMatcher:
         are searched (not the post's own URL, which names the platform, not the
         brand). A post by a brand's own account, or a reply to one of its own
         posts seen earlier, belongs to that brand too (:meth:`annotate`; its
-        matched term is ``own_account`` or ``reply_to_own_account``). Returns
-        ``None`` when no brand matches.
+        matched term is ``own_account`` or ``reply_to_own_account``), and so do
+        the brands the connector already set because the source itself names
+        them (a review of the brand's own app; matched term ``source``).
+        Returns ``None`` when no brand matches.
         """
         links = mention.signals.get("links") or []
         haystack = "\n".join([mention.text, *map(str, links)])
         result = self.match(haystack, mention.lang)
         terms = {k: list(v) for k, v in result.terms.items()}
-        annotated = self.annotate(mention.model_copy(update={"brands": result.brands}))
+        brands = tuple(dict.fromkeys((*result.brands, *mention.brands)))
+        annotated = self.annotate(mention.model_copy(update={"brands": brands}))
         for brand in annotated.brands:
             if brand not in terms:
                 own = brand in annotated.own_account_of
-                terms[brand] = ["own_account" if own else "reply_to_own_account"]
+                source = brand in mention.brands
+                terms[brand] = [
+                    "own_account" if own else "source" if source else "reply_to_own_account"
+                ]
         if not annotated.brands:
             return None
         signals = {**annotated.signals, "matched_terms": terms}

@@ -24,6 +24,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import time, timedelta
+from typing import TypeGuard
 from zoneinfo import ZoneInfo
 
 from agents.pipeline.business_hours import BusinessHours, due_at
@@ -114,6 +115,10 @@ class Rule:
         thread_answered_by_brand: If set, whether the post must (not) be in a thread
             where one of its brand's own accounts already posted
             (``signals["thread_answered_by_brand"]``).
+        rating_at_most: If set, the post must carry a star rating
+            (``signals["rating"] = {"stars": n, "of": m}``, set by the review
+            connectors) of at most this many stars out of 5 (other scales scaled to 5).
+        rating_at_least: If set, a star rating of at least this many out of 5.
 
     An empty ``labels`` matches every label.
     """
@@ -140,6 +145,8 @@ class Rule:
     is_reply: bool | None = None
     reply_to_own_account: bool | None = None
     thread_answered_by_brand: bool | None = None
+    rating_at_most: float | None = None
+    rating_at_least: float | None = None
 
     def matches(self, mention: Mention, label: str) -> bool:
         """Whether this rule applies to ``mention`` classified as ``label``."""
@@ -164,6 +171,8 @@ class Rule:
             return False
         if not self._vetting_matches(mention) or not self._thread_matches(mention):
             return False
+        if not self._rating_matches(mention):
+            return False
         return not self.terms or _terms_pattern(self.terms).search(mention.text) is not None
 
     def _thread_matches(self, mention: Mention) -> bool:
@@ -173,6 +182,16 @@ class Rule:
             (self.thread_answered_by_brand, bool(mention.signals.get("thread_answered_by_brand"))),
         )
         return all(want is None or want == have for want, have in wanted)
+
+    def _rating_matches(self, mention: Mention) -> bool:
+        if self.rating_at_most is None and self.rating_at_least is None:
+            return True
+        stars = stars_of_five(mention)
+        if stars is None:
+            return False
+        if self.rating_at_most is not None and stars > self.rating_at_most:
+            return False
+        return self.rating_at_least is None or stars >= self.rating_at_least
 
     def _vetting_matches(self, mention: Mention) -> bool:
         vetting = mention.signals.get("vetting")
@@ -204,6 +223,21 @@ RULES: tuple[Rule, ...] = (
 """Ordered table; the first rule that matches decides."""
 
 _PATTERNS: dict[tuple[str, ...], re.Pattern[str]] = {}
+
+
+def stars_of_five(mention: Mention) -> float | None:
+    """The post's star rating on a 5-star scale (``signals["rating"]``), or None without one."""
+    rating = mention.signals.get("rating")
+    if not isinstance(rating, dict):
+        return None
+    stars, of = rating.get("stars"), rating.get("of", 5)
+    if not (_number(stars) and _number(of)) or of <= 0:
+        return None
+    return float(stars) * 5.0 / float(of)
+
+
+def _number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _in_hours(hours: tuple[time, time], timezone: str, mention: Mention) -> bool:

@@ -80,6 +80,12 @@ class When(BaseModel):
     thread_answered_by_brand: bool | None = Field(
         default=None, description="A brand's own account posted (did not post) in the thread."
     )
+    rating_at_most: float | None = Field(
+        default=None, ge=1, le=5, description="A review of at most this many stars (of 5)."
+    )
+    rating_at_least: float | None = Field(
+        default=None, ge=1, le=5, description="A review of at least this many stars (of 5)."
+    )
 
     _tuple = field_validator(
         "label", "brand", "source", "language", "keywords", "author_flags", mode="before"
@@ -245,6 +251,8 @@ def to_rule(spec: RuleSpec | DefaultSpec, hours: BusinessHoursSpec | None = None
         is_reply=when.is_reply,
         reply_to_own_account=when.reply_to_own_account,
         thread_answered_by_brand=when.thread_answered_by_brand,
+        rating_at_most=when.rating_at_most,
+        rating_at_least=when.rating_at_least,
         business_hours=hours.calendar() if uses and hours is not None else None,
     )
 

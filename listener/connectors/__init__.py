@@ -24,6 +24,10 @@ REGISTRY: dict[str, str] = {
     "tumblr": "listener.connectors.tumblr:TumblrConnector",
     "flickr": "listener.connectors.flickr:FlickrConnector",
     "linkedin": "listener.connectors.linkedin:LinkedInConnector",
+    "appstore": "listener.connectors.appstore:AppStoreConnector",
+    "googleplay": "listener.connectors.googleplay:GooglePlayConnector",
+    "trustpilot": "listener.connectors.trustpilot:TrustpilotConnector",
+    "yelp": "listener.connectors.yelp:YelpConnector",
 }
 
 

@@ -443,6 +443,10 @@ from .servers_social import (  # noqa: E402  (they build on the above)
 
 HARNESSES.update({h.name: h for h in (TumblrHarness, FlickrHarness, LinkedInHarness)})
 
+from .servers_reviews import REVIEW_HARNESSES  # noqa: E402  (they build on the above)
+
+HARNESSES.update({h.name: h for h in REVIEW_HARNESSES})
+
 __all__ = ["HARNESSES", "BRANDS", "Harness", "Headers", "fixture"]
 
 from .servers_meta import META_HARNESSES  # noqa: E402  (Meta: webhook, Graph poll, Threads)

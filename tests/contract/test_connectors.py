@@ -226,7 +226,20 @@ THREADS: dict[str, tuple[str, str, str | None]] = {
         "linkedin:urn:li:comment:(urn:li:activity:7240000000000000001,7240000000000000101)",
         "linkedin:urn:li:share:7240000000000000001",
     ),
+    # A review opens a thread; the developer's or company's reply is in it.
+    "googleplay": (
+        "googleplay:gp:AOqpTOE_6:reply",
+        "googleplay:gp:AOqpTOE_6",
+        "googleplay:gp:AOqpTOE_6",
+    ),
+    "trustpilot": (
+        "trustpilot:66e2a0000000000000000005:reply",
+        "trustpilot:66e2a0000000000000000005",
+        "trustpilot:66e2a0000000000000000005",
+    ),
 }
+THREAD_ROOTS = {"appstore", "yelp"}
+"""Sources whose every post opens a thread (reviews) and that give no replies."""
 
 
 @connectors
@@ -240,6 +253,9 @@ def test_reply_and_thread_ids_where_the_source_gives_them(name: str) -> None:
                 await conn.close()
 
     mentions = run(go)
+    if name in THREAD_ROOTS:
+        assert mentions and all(m.reply_to_id is None and m.thread_id == m.id for m in mentions)
+        return
     if name not in THREADS:  # RSS/Atom entries carry no parent
         assert all(m.reply_to_id is None and m.thread_id is None for m in mentions)
         return

@@ -144,6 +144,23 @@ def test_apply_records_brands_and_terms() -> None:
     assert m.apply(Mention.create(source="test", native_id="2", text="nothing")) is None
 
 
+def test_apply_keeps_a_brand_the_source_names() -> None:
+    m = BrandMatcher(
+        [
+            BrandSettings(name="acme", keywords=("acme",)),
+            BrandSettings(name="globex", keywords=("globex",)),
+        ]
+    )
+    review = Mention.create(
+        source="appstore", native_id="1", text="Crashes on start. Globex works.", brands=("acme",)
+    )
+    out = m.apply(review)
+    assert out is not None and out.brands == ("globex", "acme")
+    assert out.signals["matched_terms"] == {"globex": ["globex"], "acme": ["source"]}
+    unnamed = Mention.create(source="appstore", native_id="2", text="Crashes on start.")
+    assert m.apply(unnamed) is None, "without the source's brand the text decides"
+
+
 def test_fast_enough() -> None:
     brands = [
         BrandSettings(

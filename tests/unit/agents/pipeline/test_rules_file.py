@@ -67,25 +67,25 @@ def test_brand_source_language_conditions() -> None:
 
 def test_errors_name_rule_and_field() -> None:
     doc = yaml.safe_load(EXAMPLE.read_text())  # rules[0:2]: the author vetting rules
-    doc["rules"][4]["when"]["min_confidence"] = 1.5
-    doc["rules"][5]["when"]["hours"] = "late"
-    doc["rules"][7]["then"]["priority"] = "P9"  # rules[6]: thread.follow_up
-    doc["rules"][8]["then"]["sinks"] = ["zendsk"]
-    doc["rules"][9]["when"]["labl"] = "praise"
+    doc["rules"][5]["when"]["min_confidence"] = 1.5  # rules[4]: review.low_rating
+    doc["rules"][6]["when"]["hours"] = "late"
+    doc["rules"][8]["then"]["priority"] = "P9"  # rules[7]: thread.follow_up
+    doc["rules"][9]["then"]["sinks"] = ["zendsk"]
+    doc["rules"][10]["when"]["labl"] = "praise"
     doc["rules"].append({"id": "complaint", "then": {"needs_response": False}})
     with pytest.raises(RulesError) as info:
         parse_rules(doc, "rules.yaml")
     text = str(info.value)
-    assert "rules[4] (complaint.influencer): when.min_confidence:" in text
+    assert "rules[5] (complaint.influencer): when.min_confidence:" in text
     assert (
-        'rules[5] (complaint.night): when.hours: Value error, hours must look like "09:00' in text
+        'rules[6] (complaint.night): when.hours: Value error, hours must look like "09:00' in text
     )
-    assert "rules[7] (complaint): then.priority:" in text
-    assert "rules[8] (question): then.sinks: Value error, unknown sink(s) ['zendsk']" in text
-    assert "rules[9] (praise.thank): when.labl: Extra inputs are not permitted" in text
+    assert "rules[8] (complaint): then.priority:" in text
+    assert "rules[9] (question): then.sinks: Value error, unknown sink(s) ['zendsk']" in text
+    assert "rules[10] (praise.thank): when.labl: Extra inputs are not permitted" in text
     clean = yaml.safe_load(EXAMPLE.read_text())
     with pytest.raises(RulesError, match="rules: Value error, duplicate rule id 'question'"):
-        parse_rules({**clean, "rules": clean["rules"][8:9] * 2})
+        parse_rules({**clean, "rules": clean["rules"][9:10] * 2})
     with pytest.raises(RulesError, match="default: Field required"):
         parse_rules({"rules": []})
 

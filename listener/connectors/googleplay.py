@@ -1,0 +1,270 @@
+"""Google Play: the reviews of the brand's own apps, from the Google Play Developer API.
+
+``GET {api_url}/androidpublisher/v3/applications/{packageName}/reviews?maxResults=N[&token=T]``
+(https://developers.google.com/android-publisher/api-ref/rest/v3/reviews/list):
+``reviews[]`` with ``reviewId``, ``authorName`` and ``comments[]``, each a
+``userComment`` (``text``, ``starRating``, ``lastModified.seconds``,
+``reviewerLanguage``, ``appVersionName``) or a ``developerComment`` (the app's
+reply: ``text``, ``lastModified``); paging by ``tokenPagination.nextPageToken``.
+The API returns only reviews created or changed in the last seven days: that
+is the whole backfill, and a listener stopped for longer misses reviews.
+
+Auth: an OAuth 2.0 access token for a service account that the app's Play
+Console account has invited (permission "View app information"), scope
+``https://www.googleapis.com/auth/androidpublisher``. The service-account JWT
+grant needs an RS256 signature, and no RSA library is a dependency of this
+project, so the connector takes a token issued outside it: ``access_token``, or
+``access_token_file`` (re-read after a 401, so a sidecar such as
+``gcloud auth print-access-token`` on a timer can renew it; tokens live one
+hour). A 401 with the file already re-read, or a 403, is fatal.
+Rate limits: 200 review GET requests per hour per app (Play's quota); a 429
+(``RESOURCE_EXHAUSTED``) waits Retry-After, else the runner's backoff.
+Cursor: per app, the newest ``lastModified`` read (of the review or of the
+developer's reply) and the ids at that second; every sweep pages through the
+whole week (the list's order is not documented) and keeps what is newer.
+A review changed again (edited, or answered by the developer) is read again
+under the same Mention id; the reply becomes its own Mention.
+Brand: the app's configured brand. Threads: the review opens one (``thread_id``
+= the review); the developer's reply is ``googleplay:<reviewId>:reply``, a reply to
+the review from the brand's own account (``own_account_of``, never queued), and
+the review gets ``signals["thread_answered_by_brand"]``.
+Delivery: at-least-once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, Self
+from urllib.parse import urlencode
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from listener.brands import BrandMatcher
+from listener.connectors.base import BaseConnector, Batch, Skipped, parse_time
+from listener.connectors.reviews import (
+    ReviewTarget,
+    Sweep,
+    check_brands,
+    error_text,
+    fetch_json,
+    plain,
+    rating,
+)
+from listener.errors import FatalError, RetryableError, SkippableError
+from listener.record import Author, Mention
+
+
+class GooglePlaySettings(BaseModel):
+    """The ``connectors.googleplay`` config block."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    apps: tuple[ReviewTarget, ...] = Field(description="Package names and their brand.")
+    access_token: SecretStr | None = Field(default=None, description="OAuth bearer token.")
+    access_token_file: Path | None = Field(
+        default=None, description="File holding the token; re-read after a 401."
+    )
+    api_url: str = "https://androidpublisher.googleapis.com"
+    max_results: int = Field(default=100, ge=1, le=100)
+    max_pages: int = Field(default=50, ge=1, description="Pages per sweep.")
+    translation_language: str | None = None
+    poll_interval_s: float = Field(default=900.0, ge=0)
+    timeout_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_token(self) -> Self:
+        if (self.access_token is None) == (self.access_token_file is None):
+            raise ValueError("give exactly one of access_token and access_token_file")
+        return self
+
+
+class GooglePlayConnector(BaseConnector):
+    """Sweeps each app's last-week reviews (see module docstring)."""
+
+    name: ClassVar[str] = "googleplay"
+    settings_model: ClassVar[type[BaseModel]] = GooglePlaySettings
+
+    def __init__(self, settings: GooglePlaySettings, brands: BrandMatcher) -> None:
+        super().__init__(brands, poll_interval_s=settings.poll_interval_s)
+        check_brands("googleplay", settings.apps, brands)
+        if any(app.brand is None for app in settings.apps):
+            raise FatalError("googleplay: only the brand's own apps can be read: give each a brand")
+        self.settings = settings
+        self.apps = {app.id: app for app in settings.apps}
+        self.sweep = Sweep(tuple(self.apps), settings.max_pages, ordered=False)
+        self._token: str | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
+            self._session = aiohttp.ClientSession(timeout=timeout)
+        return self._session
+
+    async def _read_token(self) -> str:
+        if self.settings.access_token is not None:
+            return self.settings.access_token.get_secret_value()
+        path = self.settings.access_token_file
+        assert path is not None
+        try:
+            token = (await asyncio.to_thread(path.read_text, encoding="utf-8")).strip()
+        except OSError as exc:
+            raise FatalError(f"googleplay: cannot read access_token_file: {exc}") from exc
+        if not token:
+            raise FatalError(f"googleplay: access_token_file {path} is empty")
+        return token
+
+    async def _list(self, package: str, token: str | None) -> dict[str, Any]:
+        url = (
+            f"{self.settings.api_url.rstrip('/')}/androidpublisher/v3/applications/"
+            f"{package}/reviews"
+        )
+        params = {"maxResults": str(self.settings.max_results)}
+        if token:
+            params["token"] = token
+        if self.settings.translation_language:
+            params["translationLanguage"] = self.settings.translation_language
+        for attempt in (1, 2):
+            if self._token is None:
+                self._token = await self._read_token()
+            headers = {"Authorization": f"Bearer {self._token}"}
+            try:
+                body = await fetch_json(
+                    self._client(), "googleplay", "GET", url, params=params, headers=headers,
+                    explain=_explain,
+                )  # fmt: skip
+            except _Unauthenticated as exc:
+                self._token = None
+                renewable = self.settings.access_token_file is not None
+                if attempt == 1 and renewable:
+                    continue
+                raise FatalError(f"googleplay: access token rejected: {exc}") from None
+            if not isinstance(body, dict):
+                raise RetryableError("googleplay: answer is not a JSON object")
+            return body
+        raise AssertionError("unreachable")
+
+    async def poll(self, cursor: str | None) -> Batch:
+        """One page of the current app's reviews."""
+        state = Sweep.load(cursor)
+        package = self.sweep.key(state)
+        body = await self._list(package, Sweep.page(state, package))
+        reviews = body.get("reviews") or []
+        next_token = (body.get("tokenPagination") or {}).get("nextPageToken")
+        app = self.apps[package]
+        mentions: list[Mention] = []
+        skipped: list[Skipped] = []
+        items: list[tuple[str, datetime]] = []
+        groups: list[list[Mention]] = []
+        for review in reviews if isinstance(reviews, list) else []:
+            try:
+                found, changed = _to_mentions(review, app)
+            except SkippableError as exc:
+                skipped.append(Skipped(exc.reason, str(exc), repr(review)[:10_000]))
+                continue
+            groups.append(found)
+            items.append((found[0].id, changed))
+        fresh, more = self.sweep.step(state, items, next_token or None)
+        for group, is_new in zip(groups, fresh, strict=True):
+            if is_new:
+                mentions.extend(group)
+        return Batch(tuple(mentions), Sweep.dump(state), tuple(skipped), more)
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+
+class _Unauthenticated(Exception):
+    """A 401: the token expired or was revoked."""
+
+
+def _explain(status: int, body: Any, headers: Mapping[str, str]) -> None:
+    if status == 401:
+        raise _Unauthenticated(error_text(body) or "HTTP 401")
+    if status == 403:
+        raise FatalError(
+            f"googleplay: HTTP 403: {error_text(body)} (has the service account been "
+            "invited to the Play Console account with 'View app information'?)"
+        )
+
+
+def _seconds(stamp: Any) -> datetime | None:
+    """A ``Timestamp`` object (``{"seconds": "1726135200", "nanos": 0}``) as a datetime."""
+    if not isinstance(stamp, dict):
+        return None
+    try:
+        return parse_time(int(str(stamp.get("seconds"))))
+    except ValueError:
+        return None
+
+
+def _is_dict(obj: dict[str, Any], key: str) -> bool:
+    return isinstance(obj.get(key), dict)
+
+
+def _to_mentions(review: Any, app: ReviewTarget) -> tuple[list[Mention], datetime]:
+    """A review (and the developer's reply, if any) as Mentions, and when it last changed.
+
+    Raises:
+        SkippableError: No reviewId, user comment, time, rating or text.
+    """
+    if not isinstance(review, dict) or not isinstance(review.get("reviewId"), str):
+        raise SkippableError("validation", "review without reviewId")
+    review_id = review["reviewId"]
+    comments = [c for c in review.get("comments") or [] if isinstance(c, dict)]
+    user = next((c["userComment"] for c in comments if _is_dict(c, "userComment")), None)
+    reply = next((c["developerComment"] for c in comments if _is_dict(c, "developerComment")), None)
+    if user is None or (created := _seconds(user.get("lastModified"))) is None:
+        raise SkippableError("validation", f"review {review_id} has no dated userComment")
+    mention_id = f"googleplay:{review_id}"
+    brand = app.brand
+    assert brand is not None
+    replied = _seconds(reply.get("lastModified")) if reply else None
+    reply_text = plain(reply.get("text")) if reply else ""
+    name = review.get("authorName")
+    signals: dict[str, Any] = {
+        "rating": rating(user.get("starRating")),
+        "review": {"app": app.id, "version": user.get("appVersionName")},
+    }
+    if replied is not None and reply_text:
+        signals["thread_answered_by_brand"] = [brand]
+    lang = user.get("reviewerLanguage")
+    found = [
+        Mention.create(
+            source="googleplay",
+            native_id=review_id,
+            text=plain(*str(user.get("text") or "").split("\t", 1)),  # "title\tbody"
+            created_at=created,
+            url="https://play.google.com/store/apps/details?"
+            + urlencode({"id": app.id, "reviewId": review_id}),
+            lang=lang.replace("_", "-") if isinstance(lang, str) and lang else None,
+            author=Author(name=name if isinstance(name, str) and name else None),
+            brands=(brand,),
+            thread_id=mention_id,
+            signals=signals,
+        )
+    ]
+    if replied is not None and reply_text:
+        found.append(
+            Mention.create(
+                source="googleplay",
+                native_id=f"{review_id}:reply",
+                text=reply_text,
+                created_at=replied,
+                url=found[0].url,
+                author=Author(handle=f"developer:{app.id}", name=brand),
+                brands=(brand,),
+                own_account_of=(brand,),
+                reply_to_id=mention_id,
+                thread_id=mention_id,
+                signals={"review": {"app": app.id}},
+            )
+        )
+    return found, max(created, replied) if replied is not None else created
