@@ -32,6 +32,7 @@ from typing import Any
 
 import aiohttp
 
+from listener.brands import BrandMatcher
 from listener.connectors.base import html_to_text, parse_time
 from listener.errors import FatalError, RetryableError, SkippableError
 from listener.record import Author, Mention
@@ -284,3 +285,29 @@ class Sweep:
             out.update(high=self.high, high_ids=sorted(self.high_ids), page=self.page)
             out["pages"] = self.pages
         return out
+
+
+def check_owner_brands(connector: str, owners: Mapping[str, str], brands: BrandMatcher) -> None:
+    """Every brand an account is assigned to must be configured.
+
+    Raises:
+        FatalError: A brand name that is not under ``brands``.
+    """
+    known = {b.name for b in brands.settings}
+    for account, brand in owners.items():
+        if brand not in known:
+            raise FatalError(
+                f"{connector}: account {account!r} belongs to brand {brand!r}, which is not "
+                f"configured; known: {sorted(known)}"
+            )
+
+
+def owned_by(mention: Mention, brand: str | None) -> Mention:
+    """``mention`` as a mention of ``brand`` (read on that brand's own Page or account).
+
+    The brand matcher keeps brands a connector set (matched term ``source``): a
+    comment on the brand's Page is the brand's even when it does not name it.
+    """
+    if brand is None or brand in mention.brands:
+        return mention
+    return mention.model_copy(update={"brands": (*mention.brands, brand)})

@@ -48,7 +48,15 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from listener.brands import BrandMatcher
 from listener.connectors.base import BaseConnector, Batch, Skipped, parse_time
-from listener.connectors.meta import Sweep, build, fb_author, graph_get, ig_author
+from listener.connectors.meta import (
+    Sweep,
+    build,
+    check_owner_brands,
+    fb_author,
+    graph_get,
+    ig_author,
+    owned_by,
+)
 from listener.errors import FatalError, SkippableError
 from listener.record import Mention
 
@@ -64,6 +72,11 @@ class MetaGraphSettings(BaseModel):
     access_token: SecretStr = Field(description="A long-lived Page access token.")
     page_id: str | None = Field(default=None, description="Facebook Page to read.")
     ig_user_id: str | None = Field(default=None, description="Instagram professional account.")
+    brand: str | None = Field(
+        default=None,
+        description="The configured brand the Page/account belongs to: everything read here is "
+        "its mention, named or not (unset: kept only when the text names a brand).",
+    )
     base_url: str = "https://graph.facebook.com"
     api_version: str = Field(default="v23.0", pattern=r"^v\d+\.\d+$")
     limit: int = Field(default=25, gt=0, le=100, description="Posts/media per page.")
@@ -91,6 +104,8 @@ class MetaGraphConnector(BaseConnector):
         )
         if not self.sources:
             raise FatalError("meta_graph: set page_id and/or ig_user_id")
+        if settings.brand is not None:
+            check_owner_brands(self.name, {"page_id/ig_user_id": settings.brand}, brands)
         self._next = 0
         self._session: aiohttp.ClientSession | None = None
 
@@ -127,6 +142,7 @@ class MetaGraphConnector(BaseConnector):
         data = body.get("data") if isinstance(body.get("data"), list) else None
         convert = _facebook if source == "facebook" else _instagram
         mentions, skipped = _collect(data or [], convert, sweep)
+        mentions = [owned_by(m, self.settings.brand) for m in mentions]
         paging: Any = body.get("paging")
         next_url = paging.get("next") if isinstance(paging, dict) and data else None
         more = sweep.turn(_next_params(next_url), self.settings.max_pages)

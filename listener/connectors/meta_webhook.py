@@ -59,7 +59,15 @@ from pydantic import BaseModel, Field, SecretStr
 
 from listener.brands import BrandMatcher
 from listener.connectors.base import Skipped
-from listener.connectors.meta import build, fb_author, ig_author, native, safe_url
+from listener.connectors.meta import (
+    build,
+    check_owner_brands,
+    fb_author,
+    ig_author,
+    native,
+    owned_by,
+    safe_url,
+)
 from listener.connectors.push import PushConnector, PushSettings
 from listener.errors import FatalError, SkippableError
 from listener.record import Mention
@@ -76,6 +84,11 @@ class MetaWebhookSettings(PushSettings):
     app_secret: SecretStr = Field(description="The Meta app's secret (signs every POST).")
     verify_token: SecretStr = Field(description="Any string; also typed into the dashboard.")
     ack_timeout_s: float = Field(default=15.0, gt=0, description="Kafka ack wait before 503.")
+    accounts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Page id or Instagram account id -> the configured brand it belongs to: "
+        "notifications about it are that brand's mentions, named or not.",
+    )
 
 
 def sign(secret: bytes, body: bytes) -> str:
@@ -95,6 +108,7 @@ class MetaWebhookConnector(PushConnector):
         self._secret = settings.app_secret.get_secret_value().encode()
         if not self._secret or not settings.verify_token.get_secret_value():
             raise FatalError("meta_webhook: app_secret and verify_token must not be empty")
+        check_owner_brands(self.name, settings.accounts, brands)
 
     def routes(self, app: web.Application) -> None:
         """``GET <path>`` (verification) and ``POST <path>`` (notifications)."""
@@ -127,6 +141,10 @@ class MetaWebhookConnector(PushConnector):
             return web.Response(status=400, text=str(exc))
         if self.closed:
             return web.Response(status=503, text="listener stopping", headers={"Retry-After": "5"})
+        accounts = self.settings.accounts
+        mentions = tuple(
+            owned_by(m, accounts.get(str(m.signals.get("account_id")))) for m in mentions
+        )
         future = self.submit(key, mentions, skipped)
         failed = None if future is None else await self.outcome(future)
         if failed is not None:

@@ -44,9 +44,12 @@ Post = Callable[..., Awaitable[tuple[int, str]]]
 
 def endpoint(
     fn: Callable[[MetaWebhookConnector, Post, aiohttp.ClientSession], Awaitable[None]],
+    accounts: dict[str, str] | None = None,
 ) -> None:
     async def go() -> None:
         conn: Any = MetaWebhookHarness().connector()
+        if accounts is not None:
+            conn.settings = conn.settings.model_copy(update={"accounts": accounts})
         await conn.start()
         url = f"http://127.0.0.1:{conn.port}/webhooks/meta"
         async with aiohttp.ClientSession() as session:
@@ -344,6 +347,51 @@ def test_graph_pages_to_the_end_and_the_cursor_returns_nothing_old() -> None:
     assert ig_reply.reply_to_id == "instagram:17890000000000101"
     assert ig_reply.thread_id == "instagram:17900000000000101"
     assert BRANDS.apply(by_id["facebook:1001_2102"]) is None  # "Nice sunset": no brand
+
+
+def test_on_the_brands_own_page_every_post_and_comment_is_its_mention() -> None:
+    """With ``brand`` set, "Nice sunset" on the Page is acme's (matched term ``source``)."""
+
+    async def fn(conn: Any) -> list[Mention]:
+        return (await sweep(conn))[0]
+
+    mentions = with_server(MetaGraphHarness(), fn, brand="acme")
+    by_id = {m.id: m for m in mentions}
+    kept = BRANDS.apply(by_id["facebook:1001_2102"])
+    assert kept is not None and kept.brands == ("acme",)
+    assert kept.signals["matched_terms"] == {"acme": ["source"]}
+    named = BRANDS.apply(by_id["facebook:1001_2101"])  # names acme too: one brand, its terms
+    assert named is not None and named.brands == ("acme",)
+    with pytest.raises(FatalError, match="brand 'acne', which is not configured"):
+        MetaGraphHarness().connector().__class__(
+            MetaGraphHarness().connector().settings.model_copy(update={"brand": "acne"}), BRANDS
+        )
+
+
+def test_webhook_notifications_about_an_assigned_page_are_that_brands() -> None:
+    from listener.connectors.meta_webhook import MetaWebhookSettings
+
+    def connector(accounts: dict[str, str]) -> MetaWebhookConnector:
+        settings = MetaWebhookSettings(
+            port=0, app_secret=SecretStr("s"), verify_token=SecretStr("v"), accounts=accounts
+        )
+        return MetaWebhookConnector(settings, BRANDS)
+
+    with pytest.raises(FatalError, match="account '1001' belongs to brand 'nobody'"):
+        connector({"1001": "nobody"})
+
+    batches: list[Batch] = []
+
+    async def fn(conn: MetaWebhookConnector, post: Post, session: aiohttp.ClientSession) -> None:
+        status, batch = await _deliver(conn, post, NOTIFICATIONS[1])
+        assert status == 200
+        batches.append(batch)
+
+    endpoint(fn, accounts={"1001": "acme"})
+    weather = batches[0].mentions[1]  # names no brand, but it is on acme's Page 1001
+    assert weather.id == "facebook:1001_2002"
+    kept = BRANDS.apply(weather)
+    assert kept is not None and kept.signals["matched_terms"] == {"acme": ["source"]}
 
 
 def test_threads_searches_brand_terms_server_side_and_reads_mentions() -> None:
