@@ -18,6 +18,7 @@ REGISTRY: dict[str, str] = {
     "webhook": "listener.connectors.webhook:WebhookConnector",
     "x": "listener.connectors.x:XConnector",
     "reddit": "listener.connectors.reddit:RedditConnector",
+    "youtube": "listener.connectors.youtube:YoutubeConnector",
 }
 
 

@@ -435,4 +435,8 @@ HARNESSES: dict[str, type[Harness]] = {
     )
 }
 
+from .servers_youtube_discourse import YoutubeHarness  # noqa: E402
+
+HARNESSES.update({h.name: h for h in (YoutubeHarness,)})
+
 __all__ = ["HARNESSES", "BRANDS", "Harness", "Headers", "fixture"]

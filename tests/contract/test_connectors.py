@@ -196,6 +196,11 @@ THREADS: dict[str, tuple[str, str, str | None]] = {
     "reddit": ("reddit:t1_c0006", "reddit:t3_1f0001", "reddit:t3_1f0001"),
     "webhook": ("webhook:forum/fb-2", "webhook:forum/fb-1", "webhook:forum/fb-1"),
     "x": ("x:1834000000000000003", "x:1834000000000000001", "x:1834000000000000001"),
+    "youtube": (
+        "youtube:UgzTop1AcmeRocket0000AaABAg.9xReply0001",
+        "youtube:UgzTop1AcmeRocket0000AaABAg",
+        "youtube:vidAcme0001",
+    ),
 }
 
 

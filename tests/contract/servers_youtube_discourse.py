@@ -1,0 +1,195 @@
+"""Local wire-format servers for YouTube Data API v3 and a Discourse forum (JSON API, webhooks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import SecretStr
+
+from listener.connectors.base import Connector
+
+from .servers import BRANDS, HttpHarness, fixture
+
+YT_QUOTA_EXCEEDED = {
+    "error": {
+        "code": 403,
+        "message": "The request cannot be completed because you have exceeded your "
+        '<a href="/youtube/v3/getting-started#quota">quota</a>.',
+        "errors": [
+            {
+                "message": "The request cannot be completed because you have exceeded your quota.",
+                "domain": "youtube.quota",
+                "reason": "quotaExceeded",
+            }
+        ],
+    }
+}
+YT_KEY_INVALID = {
+    "error": {
+        "code": 400,
+        "message": "API key not valid. Please pass a valid API key.",
+        "errors": [
+            {
+                "message": "API key not valid. Please pass a valid API key.",
+                "domain": "global",
+                "reason": "badRequest",
+            }
+        ],
+        "status": "INVALID_ARGUMENT",
+        "details": [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com",
+            }
+        ],
+    }
+}
+YT_UNAUTHENTICATED = {
+    "error": {
+        "code": 401,
+        "message": "Request had invalid authentication credentials. Expected OAuth 2 access "
+        "token, login cookie or other valid authentication credential.",
+        "errors": [
+            {"message": "Invalid Credentials", "domain": "global", "reason": "authError",
+             "location": "Authorization", "locationType": "header"}
+        ],
+        "status": "UNAUTHENTICATED",
+    }
+}  # fmt: skip
+YT_COMMENTS_DISABLED = {
+    "error": {
+        "code": 403,
+        "message": 'The video identified by the <code><a href="/youtube/v3/docs/commentThreads/'
+        'list#videoId">videoId</a></code> parameter has disabled comments.',
+        "errors": [
+            {
+                "message": "The video identified by the videoId parameter has disabled comments.",
+                "domain": "youtube.commentThread",
+                "reason": "commentsDisabled",
+                "location": "videoId",
+                "locationType": "parameter",
+            }
+        ],
+    }
+}
+
+
+class YoutubeHarness(HttpHarness):
+    """``/youtube/v3/search`` and ``/youtube/v3/commentThreads`` with ``key=``, paging, quota."""
+
+    name = "youtube"
+    KEY = "yt-key"
+    TOKEN = "ya29.oauth-token"
+    CHANNEL = "UCacmeOfficial000000000"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.videos: list[Any] = fixture("youtube", "search_results.json")
+        data = fixture("youtube", "comment_threads.json")
+        self.threads: list[Any] = data["threads"]
+        self.disabled: set[str] = set(data["comments_disabled"])
+        self.channels: dict[str, list[str]] = data["channels"]
+        self.units = 0
+        self.quota_limit: int | None = None
+        self.calls: list[dict[str, str]] = []
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/youtube/v3/search", self._search)
+        app.router.add_get("/youtube/v3/commentThreads", self._threads)
+
+    def _refuse(self, request: web.Request, cost: int) -> web.Response | None:
+        self.calls.append({"path": request.path, **request.query})
+        bearer = request.headers.get("Authorization") == f"Bearer {self.TOKEN}"
+        if "key" in request.query and request.query["key"] != self.KEY:
+            return web.json_response(YT_KEY_INVALID, status=400)
+        if "key" not in request.query and not bearer:
+            return web.json_response(YT_UNAUTHENTICATED, status=401)
+        if self.quota_limit is not None and self.units + cost > self.quota_limit:
+            return web.json_response(YT_QUOTA_EXCEEDED, status=403)
+        self.units += cost
+        return None
+
+    @staticmethod
+    def _page(found: list[Any], query: Any, default: int, top: int) -> tuple[list[Any], str | None]:
+        size = min(top, int(query.get("maxResults", str(default))))
+        start = int(query.get("pageToken", "p0")[1:])
+        following = f"p{start + size}" if start + size < len(found) else None
+        return found[start : start + size], following
+
+    async def _search(self, request: web.Request) -> web.Response:
+        refused = self._refuse(request, 100)
+        if refused is not None:
+            return refused
+        query = request.query
+        assert query.get("type") == "video" and query.get("order") == "date"
+        terms = [t.strip('"').lower() for t in query.get("q", "").split("|") if t]
+        after = query.get("publishedAfter", "")
+
+        def hit(video: dict[str, Any]) -> bool:
+            text = (video["snippet"]["title"] + " " + video["snippet"]["description"]).lower()
+            return any(t in text for t in terms) and video["snippet"]["publishedAt"] >= after
+
+        found = sorted(
+            (v for v in self.videos if hit(v)),
+            key=lambda v: v["snippet"]["publishedAt"],
+            reverse=True,
+        )
+        items, following = self._page(found, query, 5, 50)
+        body: dict[str, Any] = {
+            "kind": "youtube#searchListResponse",
+            "etag": "x",
+            "regionCode": "US",
+            "pageInfo": {"totalResults": len(found), "resultsPerPage": len(items)},
+            "items": items,
+        }
+        if following:
+            body["nextPageToken"] = following
+        return web.json_response(body)
+
+    async def _threads(self, request: web.Request) -> web.Response:
+        refused = self._refuse(request, 1)
+        if refused is not None:
+            return refused
+        query = request.query
+        assert query.get("part") == "snippet,replies" and query.get("textFormat") == "plainText"
+        video, channel = query.get("videoId"), query.get("allThreadsRelatedToChannelId")
+        if video in self.disabled:
+            return web.json_response(YT_COMMENTS_DISABLED, status=403)
+        wanted = {video} if video else set(self.channels.get(channel or "", []))
+
+        def when(thread: dict[str, Any]) -> str:
+            top = thread["snippet"].get("topLevelComment") or {}
+            return str((top.get("snippet") or {}).get("publishedAt", ""))
+
+        found = sorted(
+            (t for t in self.threads if t["snippet"].get("videoId") in wanted),
+            key=when,
+            reverse=True,
+        )
+        items, following = self._page(found, query, 20, 100)
+        body: dict[str, Any] = {
+            "kind": "youtube#commentThreadListResponse",
+            "etag": "y",
+            "pageInfo": {"totalResults": len(found), "resultsPerPage": len(items)},
+            "items": items,
+        }
+        if following:
+            body["nextPageToken"] = following
+        return web.json_response(body)
+
+    def connector(self, small: bool = False, **overrides: Any) -> Connector:
+        from listener.connectors.youtube import YoutubeConnector, YoutubeSettings
+
+        options: dict[str, Any] = {
+            "api_key": SecretStr(self.KEY),
+            "base_url": f"{self.base}/youtube/v3",
+            "channel_ids": (self.CHANNEL,),
+            "max_results": 1 if small else 50,
+            "max_search_pages": 1 if small else 2,
+            "lookback_hours": 10 * 365 * 24,
+            "poll_interval_s": 0,
+            **overrides,
+        }
+        return YoutubeConnector(YoutubeSettings(**options), BRANDS)
