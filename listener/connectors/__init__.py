@@ -19,6 +19,8 @@ REGISTRY: dict[str, str] = {
     "x": "listener.connectors.x:XConnector",
     "reddit": "listener.connectors.reddit:RedditConnector",
     "youtube": "listener.connectors.youtube:YoutubeConnector",
+    "discourse": "listener.connectors.discourse:DiscourseConnector",
+    "discourse_webhook": "listener.connectors.discourse_webhook:DiscourseWebhookConnector",
 }
 
 

@@ -435,8 +435,12 @@ HARNESSES: dict[str, type[Harness]] = {
     )
 }
 
-from .servers_youtube_discourse import YoutubeHarness  # noqa: E402
+from .servers_youtube_discourse import (  # noqa: E402
+    DiscourseHarness,
+    DiscourseWebhookHarness,
+    YoutubeHarness,
+)
 
-HARNESSES.update({h.name: h for h in (YoutubeHarness,)})
+HARNESSES.update({h.name: h for h in (YoutubeHarness, DiscourseHarness, DiscourseWebhookHarness)})
 
 __all__ = ["HARNESSES", "BRANDS", "Harness", "Headers", "fixture"]

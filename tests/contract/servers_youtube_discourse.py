@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import aiohttp
+import orjson
 from aiohttp import web
 from pydantic import SecretStr
 
 from listener.connectors.base import Connector
 
-from .servers import BRANDS, HttpHarness, fixture
+from .servers import BRANDS, Harness, HttpHarness, fixture
 
 YT_QUOTA_EXCEEDED = {
     "error": {
@@ -193,3 +196,195 @@ class YoutubeHarness(HttpHarness):
             **overrides,
         }
         return YoutubeConnector(YoutubeSettings(**options), BRANDS)
+
+
+DISCOURSE_INVALID_KEY = {
+    "errors": [
+        "You are not permitted to view the requested resource. The API username or key is invalid."
+    ],
+    "error_type": "invalid_access",
+}
+DISCOURSE_NOT_FOUND = {
+    "errors": ["The requested URL or resource could not be found."],
+    "error_type": "not_found",
+}
+
+
+def discourse_throttled(seconds: int) -> dict[str, Any]:
+    """Discourse's 429 body (RateLimiter::LimitExceeded)."""
+    return {
+        "errors": [
+            f"You’ve performed this action too many times. Please wait {seconds} seconds "
+            "before trying again."
+        ],
+        "error_type": "rate_limit",
+        "extras": {"wait_seconds": seconds, "time_left": f"{seconds} seconds"},
+    }
+
+
+class DiscourseHarness(HttpHarness):
+    """``/posts.json`` (latest posts, ``before=<id>``, 50 a page) and ``/posts/by_number``."""
+
+    name = "discourse"
+    KEY, USER = "discourse-key", "system"
+
+    def __init__(self) -> None:
+        super().__init__()
+        data = fixture("discourse", "posts.json")
+        self.posts: list[dict[str, Any]] = data["latest_posts"]
+        self.older: list[dict[str, Any]] = data["older_posts"]
+        self.private: set[int] = set(data["private_categories"])
+        self.throttle_next: int | None = None
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/posts.json", self._latest)
+        app.router.add_get("/posts/by_number/{topic}/{number}.json", self._by_number)
+
+    def _visible(self, request: web.Request) -> list[dict[str, Any]] | web.Response:
+        key = request.headers.get("Api-Key")
+        if key is not None and (
+            key != self.KEY or request.headers.get("Api-Username") != self.USER
+        ):
+            return web.json_response(DISCOURSE_INVALID_KEY, status=403)
+        if self.throttle_next is not None:
+            body, self.throttle_next = discourse_throttled(self.throttle_next), None
+            return web.json_response(body, status=429)
+        return [p for p in self.posts + self.older if key or p["category_id"] not in self.private]
+
+    async def _latest(self, request: web.Request) -> web.Response:
+        visible = self._visible(request)
+        if isinstance(visible, web.Response):
+            return visible
+        before = int(request.query.get("before", "0") or 0)
+        found = [p for p in visible if p in self.posts and (not before or p["id"] < before)]
+        page = sorted(found, key=lambda p: p["id"], reverse=True)[:50]
+        return web.json_response({"latest_posts": page})
+
+    async def _by_number(self, request: web.Request) -> web.Response:
+        visible = self._visible(request)
+        if isinstance(visible, web.Response):
+            return visible
+        topic, number = int(request.match_info["topic"]), int(request.match_info["number"])
+        for post in visible:
+            if post["topic_id"] == topic and post["post_number"] == number:
+                return web.json_response(post)
+        return web.json_response(DISCOURSE_NOT_FOUND, status=404)
+
+    def connector(self, small: bool = False, **overrides: Any) -> Connector:
+        from listener.connectors.discourse import DiscourseConnector, DiscourseSettings
+
+        options: dict[str, Any] = {
+            "base_url": self.base,
+            "window": 2 if small else 50,
+            "backfill_ids": 13,
+            "settle_s": 0,
+            "poll_interval_s": 0,
+            **overrides,
+        }
+        return DiscourseConnector(DiscourseSettings(**options), BRANDS)
+
+
+class DiscourseWebhookHarness(Harness):
+    """A Discourse forum *sending* ``post_created`` webhooks (signed), plus its JSON API.
+
+    Like Discourse it posts each event on its own, concurrently, and sends again
+    (on the next :meth:`feed`) what was not answered 2xx.
+    """
+
+    name = "discourse_webhook"
+    push = True
+    SECRET = "discourse-webhook-secret-0123456789"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.api = DiscourseHarness()
+        posts = [p for p in self.api.posts if p["category_id"] not in self.api.private]
+        posts.sort(key=lambda p: p["created_at"] is None)  # the malformed ones last
+        self.bodies = [orjson.dumps({"post": p}) for p in posts] + [b'{"post": "oops"}']
+        self.conns: list[Any] = []
+        self.acked: set[int] = set()
+        self.answers: list[int] = []
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.inflight: dict[int, set[int]] = {}
+        self.sending: dict[int, set[asyncio.Task[None]]] = {}
+        self.session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        await self.api.start()
+
+    def connector(self, small: bool = False, **overrides: Any) -> Connector:
+        from listener.connectors.discourse_webhook import (
+            DiscourseWebhookConnector,
+            DiscourseWebhookSettings,
+        )
+
+        options: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": 0,
+            "secret": SecretStr(self.SECRET),
+            "base_url": self.api.base,
+            "batch_wait_s": 0.3,
+            "batch_max": 1 if small else 100,
+            **overrides,
+        }
+        conn = DiscourseWebhookConnector(DiscourseWebhookSettings(**options), BRANDS)
+        self.conns.append(conn)
+        return conn
+
+    def replay(self) -> None:
+        self.acked.clear()
+
+    async def post(
+        self, port: int, body: bytes, event: str = "post_created", secret: str | None = None
+    ) -> tuple[int, Any]:
+        from listener.connectors.discourse_webhook import signature
+
+        if self.session is None:
+            self.session = aiohttp.ClientSession()
+        headers = {
+            "Content-Type": "application/json",
+            "X-Discourse-Instance": self.api.base,
+            "X-Discourse-Event-Id": str(len(self.answers) + 1),
+            "X-Discourse-Event-Type": "post",
+            "X-Discourse-Event": event,
+            "X-Discourse-Event-Signature": signature((secret or self.SECRET).encode(), body),
+        }
+        url = f"http://127.0.0.1:{port}/webhooks/discourse"
+        async with self.session.post(url, data=body, headers=headers) as response:
+            return response.status, await response.json(content_type=None)
+
+    async def _send(self, conn: Any, index: int) -> None:
+        try:
+            status, _ = await self.post(conn.port, self.bodies[index])
+        except aiohttp.ClientError:
+            status = 0
+        self.answers.append(status)
+        self.inflight[id(conn)].discard(index)
+        if 200 <= status < 300 or status == 400:
+            self.acked.add(index)  # a 400 is final
+
+    async def feed(self) -> None:
+        closed = [t for c in self.conns if c.closed for t in self.sending.get(id(c), ())]
+        await asyncio.gather(*closed, return_exceptions=True)  # their 503s: sent again below
+        for conn in self.conns:
+            if conn.closed:
+                continue
+            await conn.start()
+            pending = self.inflight.setdefault(id(conn), set())
+            for index in range(len(self.bodies)):
+                if index in self.acked or index in pending:
+                    continue
+                pending.add(index)
+                task = asyncio.create_task(self._send(conn, index))
+                self.tasks.add(task)
+                self.sending.setdefault(id(conn), set()).add(task)
+                task.add_done_callback(self.tasks.discard)
+        await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        for conn in self.conns:
+            await conn.close()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()
+        await self.api.stop()

@@ -201,6 +201,12 @@ THREADS: dict[str, tuple[str, str, str | None]] = {
         "youtube:UgzTop1AcmeRocket0000AaABAg",
         "youtube:vidAcme0001",
     ),
+    "discourse": ("discourse:1004", "discourse:1003", "discourse:1001"),
+    "discourse_webhook": (
+        "discourse_webhook:1004",
+        "discourse_webhook:1003",
+        "discourse_webhook:1001",
+    ),
 }
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
@@ -23,7 +24,7 @@ from listener.runner import Runner
 from listener.settings import KafkaSettings
 
 from .servers import BRANDS  # first: servers.py imports servers_youtube_discourse at its end
-from .servers_youtube_discourse import YoutubeHarness
+from .servers_youtube_discourse import DiscourseHarness, DiscourseWebhookHarness, YoutubeHarness
 
 T = TypeVar("T")
 pytestmark = pytest.mark.timeout(30)
@@ -340,3 +341,213 @@ def test_youtube_quota_day_is_pacific() -> None:
     utc_evening = datetime(2024, 9, 12, 7, 59, tzinfo=UTC)
     assert quota_day(utc_evening) == "2024-09-11"
     assert quota_day(utc_evening + timedelta(minutes=1)) == "2024-09-12"
+
+
+# --- Discourse -----------------------------------------------------------------------------
+
+
+async def discourse_drain(
+    h: DiscourseHarness, cursor: str | None = None, **overrides: Any
+) -> tuple[list[Batch], str | None]:
+    conn: Any = h.connector(**overrides)
+    batches: list[Batch] = []
+    try:
+        for _ in range(40):
+            batch = await conn.poll(cursor)
+            batches.append(batch)
+            cursor = batch.cursor
+            if not batch.more:
+                break
+    finally:
+        await conn.close()
+    return batches, cursor
+
+
+def test_discourse_reads_forward_by_id_to_the_end_and_then_nothing_old() -> None:
+    async def go() -> tuple[list[Batch], list[Batch], DiscourseHarness]:
+        h = DiscourseHarness()
+        await h.start()
+        try:
+            first, cursor = await discourse_drain(h, small=True)
+            second, _ = await discourse_drain(h, cursor, small=True)
+        finally:
+            await h.stop()
+        return first, second, h
+
+    first, second, h = run(go)
+    read = ids(first)
+    assert read == [f"discourse:{n}" for n in (995, 1001, 1002, 1003, 1004, 1007)]
+    assert [s.reason for b in first for s in b.skipped] == ["validation"]  # 1005: no created_at
+    befores = [r.query.get("before") for r in h.requests if r.path == "/posts.json"]
+    assert befores[0] is None, "first start: the newest id, minus backfill_ids"
+    assert befores[1] == "997" and "1010" in befores, "windows of 2 ids: (994, 996], ..."
+    assert json.loads(first[-1].cursor or "{}") == {"last": 1007}
+    assert ids(second) == [] and second[-1].more is False
+
+
+def test_discourse_ids_threads_authors_and_plain_text() -> None:
+    async def go() -> list[Batch]:
+        h = DiscourseHarness()
+        await h.start()
+        try:
+            return (await discourse_drain(h))[0]
+        finally:
+            await h.stop()
+
+    by_id = {m.id: m for b in run(go) for m in b.mentions}
+    opener = by_id["discourse:1001"]
+    assert opener.text == "Acme router drops wifi\n\nMy Acme R7 drops wifi every hour."
+    assert opener.reply_to_id is None and opener.thread_id is None
+    assert opener.author.handle == "alice" and opener.author.id == "11"
+    assert opener.url is not None and opener.url.endswith("/t/acme-router-drops-wifi/100/1")
+    to_topic = by_id["discourse:1003"]  # no reply_to_post_number: a reply to the topic
+    assert to_topic.reply_to_id == "discourse:1001" and to_topic.thread_id == "discourse:1001"
+    hostile = by_id["discourse:1004"]
+    assert hostile.reply_to_id == "discourse:1003" and hostile.thread_id == "discourse:1001"
+    assert "<" not in hostile.text and "&amp;" not in hostile.text
+    assert hostile.text.startswith("Try resetting it & see the guide")
+    assert hostile.signals["links"] == ["https://acme.example/help"]
+    older = by_id["discourse:1007"]  # parent and first post come from /posts/by_number
+    assert older.reply_to_id == "discourse:995" and older.thread_id == "discourse:960"
+    assert BRANDS.apply(by_id["discourse:1002"]) is None, "the pasta post matches no brand"
+    assert BRANDS.apply(hostile) is not None
+
+
+def test_discourse_api_key_reads_private_categories_and_a_bad_key_is_fatal() -> None:
+    async def go() -> tuple[list[str], str, dict[str, str]]:
+        h = DiscourseHarness()
+        await h.start()
+        try:
+            batches, _ = await discourse_drain(h, api_key=SecretStr(h.KEY))
+            sent = dict(h.requests[0].headers)
+            conn = h.connector(api_key=SecretStr("wrong"))
+            with pytest.raises(FatalError) as info:
+                await conn.poll(None)
+            await conn.close()
+        finally:
+            await h.stop()
+        return ids(batches), str(info.value), sent
+
+    read, error, sent = run(go)
+    assert "discourse:1009" in read
+    assert sent["Api-Key"] == DiscourseHarness.KEY and sent["Api-Username"] == "system"
+    assert "HTTP 403" in error and "The API username or key is invalid" in error
+
+
+def test_discourse_429_waits_for_extras_wait_seconds_and_5xx_is_retryable() -> None:
+    async def go() -> list[RetryableError]:
+        h = DiscourseHarness()
+        await h.start()
+        conn = h.connector()
+        errors = []
+        try:
+            h.throttle_next = 37  # Discourse's body, no Retry-After header
+            with pytest.raises(RetryableError) as info:
+                await conn.poll(None)
+            errors.append(info.value)
+            h.fail_next = (502, "")
+            with pytest.raises(RetryableError) as info:
+                await conn.poll(None)
+            errors.append(info.value)
+        finally:
+            await conn.close()
+            await h.stop()
+        return errors
+
+    throttled, bad_gateway = run(go)
+    assert throttled.after == pytest.approx(37.0)
+    assert "HTTP 502" in str(bad_gateway)
+
+
+def test_discourse_a_post_younger_than_settle_s_waits_for_the_next_poll() -> None:
+    async def go() -> tuple[Batch, Batch]:
+        h = DiscourseHarness()
+        fresh = dict(h.posts[-2], id=1008, post_number=6)
+        fresh["created_at"] = datetime.now(UTC).isoformat()
+        h.posts.append(fresh)
+        await h.start()
+        try:
+            start = json.dumps({"last": 1004})
+            held = await h.connector(settle_s=600).poll(start)
+            later = await h.connector(settle_s=0).poll(start)
+        finally:
+            await h.stop()
+        return held, later
+
+    held, later = run(go)
+    assert ids([held]) == ["discourse:1007"] and held.more is False
+    assert json.loads(held.cursor or "{}") == {"last": 1007}
+    assert ids([later]) == ["discourse:1007", "discourse:1008"]
+
+
+def test_discourse_webhook_verifies_the_signature_and_answers_after_the_kafka_ack() -> None:
+    async def go() -> dict[str, Any]:
+        h = DiscourseWebhookHarness()
+        await h.start()
+        conn: Any = h.connector(base_url=None)
+        await conn.start()
+        out: dict[str, Any] = {}
+        try:
+            post = next(p for p in h.api.posts if p["id"] == 1004)
+            body = orjson.dumps({"post": post})
+            out["forged"] = await h.post(conn.port, body, secret="not-the-secret")
+            out["ping"] = await h.post(conn.port, b'{"ping": "OK"}', event="ping")
+            out["bad"] = await h.post(conn.port, b'{"topic": {}}')
+            out["dead"] = await conn.poll(None)  # the 400's body, for the dead-letter topic
+            await conn.delivered(out["dead"], None)
+            waiting = asyncio.create_task(h.post(conn.port, body))
+            batch = await conn.poll(None)
+            await asyncio.sleep(0.1)
+            out["answered_before_ack"] = waiting.done()
+            await conn.delivered(batch, None)
+            out["accepted"] = await waiting
+            out["batch"] = batch
+            failing = asyncio.create_task(h.post(conn.port, body))
+            lost = await conn.poll(None)
+            await conn.delivered(lost, TimeoutError("kafka"))
+            out["lost"] = await failing
+        finally:
+            await h.stop()
+        return out
+
+    out = run(go)
+    assert out["forged"][0] == 401 and out["ping"] == (200, {"ignored": "ping"})
+    assert out["bad"][0] == 400
+    assert out["answered_before_ack"] is False and out["accepted"] == (
+        200,
+        {"accepted": True, "id": 1004},
+    )
+    dead: Batch = out["dead"]
+    assert dead.mentions == () and [s.reason for s in dead.skipped] == ["validation"]
+    assert dead.skipped[0].payload == '{"topic": {}}'
+    batch: Batch = out["batch"]
+    [mention] = batch.mentions
+    assert mention.id == "discourse_webhook:1004" and mention.url is None
+    assert mention.text.startswith("Try resetting it & see the guide") and "<" not in mention.text
+    assert mention.reply_to_id is None, "no base_url and the parent was not pushed: unknown"
+    assert out["lost"][0] == 503
+
+
+def test_discourse_webhook_resolves_parents_from_pushed_posts_without_base_url() -> None:
+    async def go() -> list[Mention]:
+        h = DiscourseWebhookHarness()
+        await h.start()
+        conn: Any = h.connector(base_url=None)
+        await conn.start()
+        found: list[Mention] = []
+        try:
+            for pid in (1001, 1003, 1004):
+                post = next(p for p in h.api.posts if p["id"] == pid)
+                sending = asyncio.create_task(h.post(conn.port, orjson.dumps({"post": post})))
+                batch = await conn.poll(None)
+                await conn.delivered(batch, None)
+                assert (await sending)[0] == 200
+                found += batch.mentions
+        finally:
+            await h.stop()
+        return found
+
+    opener, to_topic, reply = run(go)
+    assert to_topic.reply_to_id == "discourse_webhook:1001"
+    assert reply.reply_to_id == "discourse_webhook:1003"
+    assert reply.thread_id == "discourse_webhook:1001"
