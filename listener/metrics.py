@@ -22,6 +22,7 @@ class ListenerMetrics:
     reconnects: Counter
     cursor_lag: Gauge
     paused: Gauge
+    quota_used: Gauge
 
 
 def create(registry: CollectorRegistry | None = None) -> ListenerMetrics:
@@ -69,6 +70,12 @@ def create(registry: CollectorRegistry | None = None) -> ListenerMetrics:
             "brandlistener_connector_paused",
             "1 while a connector holds off by itself (reason: e.g. spend_guard:day), else 0.",
             ["connector", "reason"],
+            registry=reg,
+        ),
+        quota_used=Gauge(
+            "brandlistener_connector_quota_used_units",
+            "Units of a source's own API quota used in its current window (e.g. YouTube today).",
+            by_connector,
             registry=reg,
         ),
     )

@@ -156,6 +156,8 @@ class Runner:
                     self.cursors.save(name, batch.cursor)
                     cursor = batch.cursor
                 paused = self._note_pause(name, paused, batch.paused)
+                if batch.quota_used is not None:
+                    self.metrics.quota_used.labels(name).set(batch.quota_used)
                 if not batch.more:
                     await self._wait(connector.poll_interval_s)
         except FatalError as exc:

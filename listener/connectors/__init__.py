@@ -28,6 +28,9 @@ REGISTRY: dict[str, str] = {
     "googleplay": "listener.connectors.googleplay:GooglePlayConnector",
     "trustpilot": "listener.connectors.trustpilot:TrustpilotConnector",
     "yelp": "listener.connectors.yelp:YelpConnector",
+    "youtube": "listener.connectors.youtube:YoutubeConnector",
+    "discourse": "listener.connectors.discourse:DiscourseConnector",
+    "discourse_webhook": "listener.connectors.discourse_webhook:DiscourseWebhookConnector",
 }
 
 

@@ -50,6 +50,8 @@ class Batch:
     """Set while the connector holds off by itself, with why (e.g. ``spend_guard:day``)."""
     token: Any = field(default=None, compare=False)
     """Opaque to the runner; handed back to :meth:`Connector.delivered`."""
+    quota_used: float | None = None
+    """Units of the source's own quota spent in its current window (e.g. YouTube units today)."""
 
 
 @runtime_checkable

@@ -447,6 +447,14 @@ from .servers_reviews import REVIEW_HARNESSES  # noqa: E402  (they build on the 
 
 HARNESSES.update({h.name: h for h in REVIEW_HARNESSES})
 
+from .servers_youtube_discourse import (  # noqa: E402
+    DiscourseHarness,
+    DiscourseWebhookHarness,
+    YoutubeHarness,
+)
+
+HARNESSES.update({h.name: h for h in (YoutubeHarness, DiscourseHarness, DiscourseWebhookHarness)})
+
 __all__ = ["HARNESSES", "BRANDS", "Harness", "Headers", "fixture"]
 
 from .servers_meta import META_HARNESSES  # noqa: E402  (Meta: webhook, Graph poll, Threads)

@@ -237,6 +237,17 @@ THREADS: dict[str, tuple[str, str, str | None]] = {
         "trustpilot:66e2a0000000000000000005",
         "trustpilot:66e2a0000000000000000005",
     ),
+    "youtube": (
+        "youtube:UgzTop1AcmeRocket0000AaABAg.9xReply0001",
+        "youtube:UgzTop1AcmeRocket0000AaABAg",
+        "youtube:vidAcme0001",
+    ),
+    "discourse": ("discourse:1004", "discourse:1003", "discourse:1001"),
+    "discourse_webhook": (
+        "discourse_webhook:1004",
+        "discourse_webhook:1003",
+        "discourse_webhook:1001",
+    ),
 }
 THREAD_ROOTS = {"appstore", "yelp"}
 """Sources whose every post opens a thread (reviews) and that give no replies."""
