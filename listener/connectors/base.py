@@ -113,21 +113,32 @@ def parse_time(value: Any) -> datetime | None:
 
 class _TextExtractor(HTMLParser):
     _BREAKS = frozenset({"p", "br", "div", "li", "pre", "blockquote", "tr"})
+    _HIDDEN = frozenset({"script", "style", "template", "noscript"})
+    """Elements whose content is code or markup, never text a person wrote."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self.links: list[str] = []
+        self._hidden = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._HIDDEN:
+            self._hidden += 1
+            return
         if tag in self._BREAKS and self.parts:
             self.parts.append("\n")
         href = dict(attrs).get("href")
         if tag == "a" and href:
             self.links.append(href)
 
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._HIDDEN and self._hidden:
+            self._hidden -= 1
+
     def handle_data(self, data: str) -> None:
-        self.parts.append(data)
+        if not self._hidden:
+            self.parts.append(data)
 
 
 def html_to_text(html: str) -> tuple[str, list[str]]:

@@ -101,7 +101,7 @@ def test_youtube_ids_threads_authors_and_plain_text() -> None:
     by_id = {m.id: m for b in run(go) for m in b.mentions}
     video = by_id["youtube:vidAcme0001"]
     assert video.text == (
-        "Acme rocket skates review & unboxing '2024'\n\nAcme sent me these. alert(1)Verdict inside."
+        "Acme rocket skates review & unboxing '2024'\n\nAcme sent me these. Verdict inside."
     )
     assert video.url == "https://www.youtube.com/watch?v=vidAcme0001"
     assert video.author.id == "UCreviewer000000000000" and video.author.name == "Gadget Reviews"
