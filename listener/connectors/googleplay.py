@@ -11,12 +11,24 @@ is the whole backfill, and a listener stopped for longer misses reviews.
 
 Auth: an OAuth 2.0 access token for a service account that the app's Play
 Console account has invited (permission "View app information"), scope
-``https://www.googleapis.com/auth/androidpublisher``. The service-account JWT
-grant needs an RS256 signature, and no RSA library is a dependency of this
-project, so the connector takes a token issued outside it: ``access_token``, or
-``access_token_file`` (re-read after a 401, so a sidecar such as
-``gcloud auth print-access-token`` on a timer can renew it; tokens live one
-hour). A 401 with the file already re-read, or a 403, is fatal.
+``https://www.googleapis.com/auth/androidpublisher``. Recommended:
+``service_account_file``, the JSON key Google gives for the service account; the
+connector makes the JWT-bearer grant itself (RFC 7523,
+https://developers.google.com/identity/protocols/oauth2/service-account#httprest):
+a JWT with header ``{"alg": "RS256", "typ": "JWT", "kid": private_key_id}`` and
+claims ``iss`` = ``client_email``, ``scope``, ``aud`` = ``token_uri``, ``iat``,
+``exp`` = ``iat`` + 3600, signed RS256 (RSASSA-PKCS1-v1_5, SHA-256) with the
+key's ``private_key``, POSTed form-encoded to ``token_uri`` as
+``grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=<jwt>``. The
+returned ``access_token`` is used until ``RENEW_BEFORE_S`` before its
+``expires_in``, then a new grant is made (the key file is read again, so a
+rotated key is picked up), and once more after a 401. The token endpoint's
+refusals (400 ``invalid_grant``, 401 ``invalid_client``: a wrong or deleted key,
+a disabled account, a bad clock) are fatal with Google's ``error_description``;
+its 429 and 5xx are retryable. Alternatives: a token issued outside,
+``access_token``, or ``access_token_file`` (re-read after a 401, so a sidecar
+can renew it). Exactly one of the three. A 401 after the one renewal (or with a
+fixed ``access_token``), or a 403, is fatal.
 Rate limits: 200 review GET requests per hour per app (Play's quota); a 429
 (``RESOURCE_EXHAUSTED``) waits Retry-After, else the runner's backoff.
 Cursor: per app, the newest ``lastModified`` read (of the review or of the
@@ -34,6 +46,9 @@ Delivery: at-least-once.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -41,6 +56,8 @@ from typing import Any, ClassVar, Self
 from urllib.parse import urlencode
 
 import aiohttp
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from listener.brands import BrandMatcher
@@ -64,6 +81,11 @@ class GooglePlaySettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     apps: tuple[ReviewTarget, ...] = Field(description="Package names and their brand.")
+    service_account_file: Path | None = Field(
+        default=None,
+        description="The service account's JSON key file (recommended): the connector "
+        "makes the JWT-bearer grant and renews the token itself.",
+    )
     access_token: SecretStr | None = Field(default=None, description="OAuth bearer token.")
     access_token_file: Path | None = Field(
         default=None, description="File holding the token; re-read after a 401."
@@ -77,8 +99,16 @@ class GooglePlaySettings(BaseModel):
 
     @model_validator(mode="after")
     def _one_token(self) -> Self:
-        if (self.access_token is None) == (self.access_token_file is None):
-            raise ValueError("give exactly one of access_token and access_token_file")
+        given = [
+            name
+            for name in ("service_account_file", "access_token", "access_token_file")
+            if getattr(self, name) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "googleplay: give exactly one of service_account_file (recommended), "
+                f"access_token and access_token_file; given: {', '.join(given) or 'none'}"
+            )
         return self
 
 
@@ -97,6 +127,7 @@ class GooglePlayConnector(BaseConnector):
         self.apps = {app.id: app for app in settings.apps}
         self.sweep = Sweep(tuple(self.apps), settings.max_pages, ordered=False)
         self._token: str | None = None
+        self._renew_at = float("inf")  # monotonic time to make a new grant
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -106,6 +137,8 @@ class GooglePlayConnector(BaseConnector):
         return self._session
 
     async def _read_token(self) -> str:
+        if self.settings.service_account_file is not None:
+            return await self._grant(self.settings.service_account_file)
         if self.settings.access_token is not None:
             return self.settings.access_token.get_secret_value()
         path = self.settings.access_token_file
@@ -116,6 +149,28 @@ class GooglePlayConnector(BaseConnector):
             raise FatalError(f"googleplay: cannot read access_token_file: {exc}") from exc
         if not token:
             raise FatalError(f"googleplay: access_token_file {path} is empty")
+        return token
+
+    async def _grant(self, path: Path) -> str:
+        """A new access token from the JWT-bearer grant of the service account in ``path``.
+
+        Raises:
+            FatalError: An unreadable key file, or the token endpoint refused the grant.
+            RetryableError: The token endpoint's 429 or 5xx, or a network failure.
+        """
+        token_uri, assertion = await asyncio.to_thread(_assertion, path, int(time.time()))
+        form = {"grant_type": GRANT_TYPE, "assertion": assertion}
+        body = await fetch_json(
+            self._client(), "googleplay", "POST", token_uri, data=form, explain=_explain_grant
+        )
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise RetryableError("googleplay: token endpoint answered without access_token")
+        try:
+            lifetime = float(body.get("expires_in", 3600))
+        except (TypeError, ValueError):
+            lifetime = 3600.0
+        self._renew_at = time.monotonic() + max(lifetime - RENEW_BEFORE_S, lifetime / 2)
         return token
 
     async def _list(self, package: str, token: str | None) -> dict[str, Any]:
@@ -129,7 +184,7 @@ class GooglePlayConnector(BaseConnector):
         if self.settings.translation_language:
             params["translationLanguage"] = self.settings.translation_language
         for attempt in (1, 2):
-            if self._token is None:
+            if self._token is None or time.monotonic() >= self._renew_at:
                 self._token = await self._read_token()
             headers = {"Authorization": f"Bearer {self._token}"}
             try:
@@ -139,7 +194,7 @@ class GooglePlayConnector(BaseConnector):
                 )  # fmt: skip
             except _Unauthenticated as exc:
                 self._token = None
-                renewable = self.settings.access_token_file is not None
+                renewable = self.settings.access_token is None
                 if attempt == 1 and renewable:
                     continue
                 raise FatalError(f"googleplay: access token rejected: {exc}") from None
@@ -179,6 +234,73 @@ class GooglePlayConnector(BaseConnector):
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+
+GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+SCOPE = "https://www.googleapis.com/auth/androidpublisher"
+TOKEN_URI = "https://oauth2.googleapis.com/token"
+"""Google's token endpoint, for a key file without ``token_uri``."""
+JWT_LIFETIME_S = 3600
+"""``exp`` - ``iat`` of the assertion: Google's maximum."""
+RENEW_BEFORE_S = 300.0
+"""A granted token is renewed this long before it expires (Google's live 3599 s)."""
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _assertion(path: Path, now: int) -> tuple[str, str]:
+    """The token endpoint and the signed JWT of the service-account key in ``path``.
+
+    Raises:
+        FatalError: The file cannot be read, is not a service-account key, or its
+            ``private_key`` is not an RSA key in PEM.
+    """
+    try:
+        key_file = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise FatalError(f"googleplay: cannot read service_account_file {path}: {exc}") from exc
+    fields = ("client_email", "private_key", "private_key_id")
+    if not isinstance(key_file, dict) or not all(
+        isinstance(key_file.get(f), str) and key_file[f] for f in fields
+    ):
+        raise FatalError(
+            f"googleplay: service_account_file {path} is not a service-account JSON key "
+            f"(needs {', '.join(fields)})"
+        )
+    try:
+        key = serialization.load_pem_private_key(key_file["private_key"].encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise FatalError(
+            f"googleplay: private_key in {path} is not a PEM private key: {exc}"
+        ) from exc
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise FatalError(f"googleplay: private_key in {path} is not an RSA key")
+    token_uri = key_file.get("token_uri")
+    token_uri = token_uri if isinstance(token_uri, str) and token_uri else TOKEN_URI
+    header = {"alg": "RS256", "typ": "JWT", "kid": key_file["private_key_id"]}
+    claims = {
+        "iss": key_file["client_email"],
+        "scope": SCOPE,
+        "aud": token_uri,
+        "iat": now,
+        "exp": now + JWT_LIFETIME_S,
+    }
+    signing_input = ".".join(
+        _b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims)
+    )
+    signature = key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
+    return token_uri, f"{signing_input}.{_b64url(signature)}"
+
+
+def _explain_grant(status: int, body: Any, headers: Mapping[str, str]) -> None:
+    if 400 <= status < 500 and status not in (408, 425, 429):
+        raise FatalError(
+            f"googleplay: service-account grant refused (HTTP {status}): "
+            f"{error_text(body) or 'no error body'} (is the key in service_account_file "
+            "still valid, the account enabled, the clock right?)"
+        )
 
 
 class _Unauthenticated(Exception):

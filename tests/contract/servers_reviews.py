@@ -7,11 +7,20 @@ platform's documented error bodies (see each connector's module docstring).
 
 from __future__ import annotations
 
+import base64
 import copy
+import functools
+import json
+import shutil
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pydantic import SecretStr
 
 from listener.brands import BrandMatcher, BrandSettings
@@ -77,20 +86,86 @@ class AppStoreHarness(HttpHarness):
         return AppStoreConnector(settings, BRANDS)
 
 
+@functools.cache
+def rsa_key(which: str = "service account") -> rsa.RSAPrivateKey:
+    """A throwaway 2048-bit RSA key, one per ``which`` for the whole test run."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def write_service_account(
+    path: Path, key: rsa.RSAPrivateKey, token_uri: str, email: str, key_id: str
+) -> Path:
+    """A service-account JSON key file as Google gives it (``private_key`` PEM, PKCS#8)."""
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    info = {
+        "type": "service_account",
+        "project_id": "acme-listener",
+        "private_key_id": key_id,
+        "private_key": pem,
+        "client_email": email,
+        "client_id": "100000000000000000001",
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+        "token_uri": token_uri,
+        "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
+        "universe_domain": "googleapis.com",
+    }
+    path.write_text(json.dumps(info, indent=2))
+    return path
+
+
+def _unb64(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
 class GooglePlayHarness(HttpHarness):
-    """``/androidpublisher/v3/applications/{pkg}/reviews`` with ``token`` paging and a bearer."""
+    """``/androidpublisher/v3/applications/{pkg}/reviews`` with ``token`` paging and a bearer.
+
+    ``/token`` is Google's OAuth token endpoint for the service-account JWT-bearer
+    grant: it checks the assertion as Google does (header, claims, the RS256
+    signature against the account's public key) and issues a new access token,
+    the only one ``reviews`` then accepts.
+    """
 
     name = "googleplay"
     PACKAGE = "com.acme.cloud"
     TOKEN = "ya29.test-token"
+    EMAIL = "listener@acme-listener.iam.gserviceaccount.com"
+    KEY_ID = "3f1c0ffee0ddba11b0a710ad5eed5ca1ab1ede00"
+    SCOPE = "https://www.googleapis.com/auth/androidpublisher"
 
     def __init__(self) -> None:
         super().__init__()
         self.reviews: list[Any] = fixture("googleplay", f"reviews_{self.PACKAGE}.json")
         self.token = self.TOKEN
         self.max_results = 100
+        self.expires_in = 3599
+        self.grants: list[dict[str, Any]] = []  # the verified claims of every grant
+        self.reject_tokens = False  # every token, the newly granted too, gets a 401
+        self.public_key = rsa_key().public_key()
+        self.tmp: Path | None = None
+        self.key_file = Path("service-account.json")  # written by start()
+
+    @property
+    def token_uri(self) -> str:
+        return f"{self.base}/token"
+
+    async def start(self) -> None:
+        await super().start()
+        self.tmp = Path(tempfile.mkdtemp(prefix="googleplay-"))
+        self.key_file = self.tmp / "service-account.json"
+        write_service_account(self.key_file, rsa_key(), self.token_uri, self.EMAIL, self.KEY_ID)
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
     def routes(self, app: web.Application) -> None:
+        app.router.add_post("/token", self._token)
         app.router.add_get("/androidpublisher/v3/applications/{pkg}/reviews", self._list)
 
     @staticmethod
@@ -98,8 +173,56 @@ class GooglePlayHarness(HttpHarness):
         body = {"error": {"code": status, "message": message, "status": code}}
         return web.json_response(body, status=status)
 
+    @staticmethod
+    def _oauth_error(status: int, error: str, description: str) -> web.Response:
+        return web.json_response({"error": error, "error_description": description}, status=status)
+
+    async def _token(self, request: web.Request) -> web.Response:
+        if request.content_type != "application/x-www-form-urlencoded":
+            return self._oauth_error(400, "invalid_request", "Bad Request")
+        form = await request.post()
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return self._oauth_error(400, "unsupported_grant_type", "Invalid grant_type: ")
+        parts = str(form.get("assertion", "")).split(".")
+        try:
+            header, claims = (json.loads(_unb64(p)) for p in parts[:2])
+            signature = _unb64(parts[2])
+        except (ValueError, IndexError):
+            return self._oauth_error(400, "invalid_grant", "Invalid JWT: Malformed JWT.")
+        if header != {"alg": "RS256", "typ": "JWT", "kid": self.KEY_ID}:
+            return self._oauth_error(400, "invalid_grant", f"Invalid JWT header: {header}")
+        if claims.get("iss") != self.EMAIL:
+            return self._oauth_error(401, "invalid_client", "The OAuth client was not found.")
+        now = time.time()
+        iat, exp = claims.get("iat"), claims.get("exp")
+        if (
+            not isinstance(iat, int)
+            or not isinstance(exp, int)
+            or abs(iat - now) > 300
+            or not 0 < exp - iat <= 3600
+        ):
+            return self._oauth_error(
+                400,
+                "invalid_grant",
+                "Invalid JWT: Token must be a short-lived token (60 minutes) and in a "
+                "reasonable timeframe. Check your iat and exp values in the JWT claim.",
+            )
+        if claims.get("aud") != self.token_uri:
+            return self._oauth_error(400, "invalid_grant", "Invalid JWT: audience mismatch.")
+        if claims.get("scope") != self.SCOPE:
+            return self._oauth_error(400, "invalid_scope", "Invalid OAuth scope.")
+        signing_input = f"{parts[0]}.{parts[1]}".encode()
+        try:
+            self.public_key.verify(signature, signing_input, padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            return self._oauth_error(400, "invalid_grant", "Invalid JWT Signature.")
+        self.grants.append(claims)
+        self.token = f"ya29.granted-{len(self.grants)}"
+        body = {"access_token": self.token, "expires_in": self.expires_in, "token_type": "Bearer"}
+        return web.json_response(body)
+
     async def _list(self, request: web.Request) -> web.Response:
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
+        if self.reject_tokens or request.headers.get("Authorization") != f"Bearer {self.token}":
             return self._error(
                 401,
                 "UNAUTHENTICATED",
@@ -121,12 +244,21 @@ class GooglePlayHarness(HttpHarness):
             body["tokenPagination"] = {"nextPageToken": str(start + size)}
         return web.json_response(body)
 
-    def connector(self, small: bool = False, token_file: Path | None = None) -> Connector:
+    def connector(
+        self,
+        small: bool = False,
+        token_file: Path | None = None,
+        access_token: bool = False,
+        key_file: Path | None = None,
+    ) -> Connector:
+        """The service-account grant by default; ``access_token``/``token_file`` instead."""
         from listener.connectors.googleplay import GooglePlayConnector, GooglePlaySettings
 
+        pre_issued = access_token or token_file is not None
         settings = GooglePlaySettings(
             apps=(ReviewTarget(id=self.PACKAGE, brand="acme"),),
-            access_token=None if token_file else SecretStr(self.TOKEN),
+            service_account_file=None if pre_issued else key_file or self.key_file,
+            access_token=SecretStr(self.TOKEN) if access_token else None,
             access_token_file=token_file,
             api_url=self.base,
             max_results=2 if small else 100,

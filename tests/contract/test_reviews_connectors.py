@@ -25,6 +25,8 @@ from .servers_reviews import (
     GooglePlayHarness,
     TrustpilotHarness,
     YelpHarness,
+    rsa_key,
+    write_service_account,
 )
 
 T = TypeVar("T")
@@ -136,7 +138,7 @@ def test_appstore_stops_at_apples_ten_pages() -> None:
 def test_googleplay_rejected_token_is_fatal_with_googles_message() -> None:
     async def go(h: GooglePlayHarness) -> str:
         h.token = "another"
-        conn = h.connector()
+        conn = h.connector(access_token=True)
         try:
             with pytest.raises(FatalError) as info:
                 await conn.poll(None)
@@ -169,12 +171,163 @@ def test_googleplay_token_file_is_read_again_after_a_401(tmp_path: Path) -> None
     assert auth.count("Bearer ya29.expired") == 2
 
 
+def test_googleplay_service_account_grant_then_reviews() -> None:
+    async def go(h: GooglePlayHarness) -> tuple[int, list[dict[str, Any]], list[str], str]:
+        conn = h.connector(small=True)
+        try:
+            batches, _ = await sweep(conn)  # several pages: one grant
+        finally:
+            await conn.close()
+        form = await h.requests[0].post()
+        auth = [str(r.headers.get("Authorization")) for r in h.requests[1:]]
+        return len(mentions_of(batches)), h.grants, auth, str(form.get("grant_type"))
+
+    found, grants, auth, grant_type = run(lambda: with_harness("googleplay", go))
+    assert found == 6  # 5 reviews (one malformed) + one developer reply
+    assert grant_type == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    assert len(grants) == 1 and grants[0]["exp"] - grants[0]["iat"] == 3600
+    assert grants[0]["scope"] == "https://www.googleapis.com/auth/androidpublisher"
+    assert len(auth) >= 3 and set(auth) == {"Bearer ya29.granted-1"}
+
+
+def test_googleplay_expired_token_is_renewed_once() -> None:
+    async def go(h: GooglePlayHarness) -> tuple[int, int, list[str]]:
+        conn = h.connector()
+        try:
+            await conn.poll(None)
+            h.token = "ya29.expired"  # Google ended it early: the next GET is a 401
+            batch = await conn.poll(None)
+        finally:
+            await conn.close()
+        return len(batch.mentions), len(h.grants), [f"{r.method} {r.path}" for r in h.requests]
+
+    found, grants, requests = run(lambda: with_harness("googleplay", go))
+    assert found == 6 and grants == 2
+    reviews = "GET /androidpublisher/v3/applications/com.acme.cloud/reviews"
+    assert requests == ["POST /token", reviews, reviews, "POST /token", reviews]
+
+
+def test_googleplay_granted_token_rejected_again_is_fatal() -> None:
+    async def go(h: GooglePlayHarness) -> tuple[str, int]:
+        h.reject_tokens = True
+        conn = h.connector()
+        try:
+            with pytest.raises(FatalError) as info:
+                await conn.poll(None)
+        finally:
+            await conn.close()
+        return str(info.value), len(h.grants)
+
+    message, grants = run(lambda: with_harness("googleplay", go))
+    assert grants == 2  # the grant and one renewal, no loop
+    assert "access token rejected" in message and "UNAUTHENTICATED" in message
+
+
+def test_googleplay_wrong_key_is_fatal_with_googles_description(tmp_path: Path) -> None:
+    async def go(h: GooglePlayHarness) -> tuple[str, int]:
+        other = write_service_account(
+            tmp_path / "old-key.json", rsa_key("deleted key"), h.token_uri, h.EMAIL, h.KEY_ID
+        )
+        conn = h.connector(key_file=other)
+        try:
+            with pytest.raises(FatalError) as info:
+                await conn.poll(None)
+        finally:
+            await conn.close()
+        return str(info.value), len(h.requests)
+
+    message, requests = run(lambda: with_harness("googleplay", go))
+    assert "invalid_grant: Invalid JWT Signature." in message and "HTTP 400" in message
+    assert requests == 1  # no reviews GET without a token
+
+
+def test_googleplay_unknown_service_account_is_fatal(tmp_path: Path) -> None:
+    async def go(h: GooglePlayHarness) -> str:
+        gone = "deleted@acme-listener.iam.gserviceaccount.com"
+        key = write_service_account(tmp_path / "sa.json", rsa_key(), h.token_uri, gone, h.KEY_ID)
+        conn = h.connector(key_file=key)
+        try:
+            with pytest.raises(FatalError) as info:
+                await conn.poll(None)
+        finally:
+            await conn.close()
+        return str(info.value)
+
+    message = run(lambda: with_harness("googleplay", go))
+    assert "invalid_client: The OAuth client was not found." in message
+
+
+def test_googleplay_token_endpoint_outage_is_retryable() -> None:
+    async def go(h: GooglePlayHarness) -> tuple[RetryableError, int]:
+        conn = h.connector()
+        try:
+            h.fail_next = (503, "30")
+            with pytest.raises(RetryableError) as info:
+                await conn.poll(None)
+            batch = await conn.poll(None)  # the runner's retry
+        finally:
+            await conn.close()
+        return info.value, len(batch.mentions)
+
+    error, found = run(lambda: with_harness("googleplay", go))
+    assert "HTTP 503" in str(error) and error.after == pytest.approx(30)
+    assert found == 6
+
+
+def test_googleplay_unreadable_key_file_is_fatal(tmp_path: Path) -> None:
+    async def go(h: GooglePlayHarness) -> list[str]:
+        not_a_key = tmp_path / "sa.json"
+        not_a_key.write_text(json.dumps({"type": "service_account", "client_email": h.EMAIL}))
+        messages = []
+        for path in (not_a_key, tmp_path / "missing.json"):
+            conn = h.connector(key_file=path)
+            try:
+                with pytest.raises(FatalError) as info:
+                    await conn.poll(None)
+                messages.append(str(info.value))
+            finally:
+                await conn.close()
+        return messages
+
+    bad, missing = run(lambda: with_harness("googleplay", go))
+    assert "not a service-account JSON key" in bad and "private_key" in bad
+    assert "cannot read service_account_file" in missing
+
+
+def test_googleplay_token_is_renewed_before_it_expires() -> None:
+    async def go(h: GooglePlayHarness) -> tuple[int, int]:
+        h.expires_in = 0  # expired on arrival: every poll needs a new one
+        conn = h.connector()
+        try:
+            await conn.poll(None)
+            await conn.poll(None)
+            expiring = len(h.grants)
+            h.expires_in = 3599
+            await conn.poll(None)
+            await conn.poll(None)
+            await conn.poll(None)
+        finally:
+            await conn.close()
+        return expiring, len(h.grants) - expiring
+
+    expiring, later = run(lambda: with_harness("googleplay", go))
+    assert expiring == 2 and later == 1
+
+
 def test_googleplay_settings_need_exactly_one_token_and_own_apps() -> None:
     from listener.connectors.googleplay import GooglePlayConnector, GooglePlaySettings
 
     app = ReviewTarget(id="com.acme.cloud", brand="acme")
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(ValueError, match="exactly one of service_account_file .*given: none"):
         GooglePlaySettings(apps=(app,))
+    with pytest.raises(ValueError, match="given: service_account_file, access_token_file"):
+        GooglePlaySettings(
+            apps=(app,), service_account_file=Path("sa.json"), access_token_file=Path("t")
+        )
+    with pytest.raises(ValueError, match="given: service_account_file, access_token \\[type"):
+        GooglePlaySettings(
+            apps=(app,), service_account_file=Path("sa.json"), access_token=SecretStr("t")
+        )
     competitor = ReviewTarget(id="com.globex.app")
     settings = GooglePlaySettings(apps=(competitor,), access_token=SecretStr("t"))
     with pytest.raises(FatalError, match="own apps"):
@@ -389,7 +542,8 @@ def test_googleplay_fields_reply_and_language() -> None:
             batches, _ = await sweep(conn)
         finally:
             await conn.close()
-        return mentions_of(batches), [str(r.query.get("maxResults")) for r in h.requests]
+        gets = [r for r in h.requests if r.method == "GET"]  # after the token grant
+        return mentions_of(batches), [str(r.query.get("maxResults")) for r in gets]
 
     found, sizes = run(lambda: with_harness("googleplay", go))
     assert sizes == ["100"]
