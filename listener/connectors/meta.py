@@ -38,6 +38,10 @@ from listener.errors import FatalError, RetryableError, SkippableError
 from listener.record import Author, Mention
 from listener.retry import check_http_status, retry_after
 
+GRAPH_URL = "https://graph.facebook.com"
+GRAPH_API_VERSION = "v23.0"
+"""The Graph API version the Meta connectors call by default (a setting of each)."""
+
 RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, *range(80001, 80015)})
 """Application, user, page, custom and business-use-case rate limits."""
 PERMISSION_CODES = frozenset({3, 10, *range(200, 300)})

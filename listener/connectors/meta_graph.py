@@ -49,6 +49,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from listener.brands import BrandMatcher
 from listener.connectors.base import BaseConnector, Batch, Skipped, parse_time
 from listener.connectors.meta import (
+    GRAPH_API_VERSION,
+    GRAPH_URL,
     Sweep,
     build,
     check_owner_brands,
@@ -77,8 +79,8 @@ class MetaGraphSettings(BaseModel):
         description="The configured brand the Page/account belongs to: everything read here is "
         "its mention, named or not (unset: kept only when the text names a brand).",
     )
-    base_url: str = "https://graph.facebook.com"
-    api_version: str = Field(default="v23.0", pattern=r"^v\d+\.\d+$")
+    base_url: str = GRAPH_URL
+    api_version: str = Field(default=GRAPH_API_VERSION, pattern=r"^v\d+\.\d+$")
     limit: int = Field(default=25, gt=0, le=100, description="Posts/media per page.")
     comments_limit: int = Field(default=100, gt=0, le=500)
     max_pages: int = Field(default=10, gt=0, description="Pages per sweep and source.")

@@ -32,18 +32,35 @@ Payload: ``{"object": "page"|"instagram", "entry": [{"id", "time", "changes":
 * ``instagram`` / ``comments`` (and ``live_comments``): ``instagram:<id>``,
   reply_to ``parent_id`` else the media, thread the media; the comment's time
   is the entry's ``time`` (the notification has no timestamp).
-* ``instagram`` / ``mentions``: ids only (``media_id``, ``comment_id``); with no
-  text there is nothing to classify, so each is dead-lettered with reason
-  ``no_text`` (the ids are in the detail; the ``meta_graph`` connector or the
-  Graph API's ``mentioned_comment`` field fetches the text).
+* ``instagram`` / ``mentions``: the brand was @-mentioned in a comment
+  (``media_id`` + ``comment_id``) or a caption (``media_id``); the notification
+  carries ids only. With ``access_token`` set (a Page/Instagram token with
+  ``instagram_manage_comments``) the text is fetched from the Graph API on the
+  entry's account (the ig-user-id), one change after another, before the
+  request is answered (https://developers.facebook.com/docs/instagram-platform/
+  instagram-graph-api/reference/ig-user/mentioned_comment and .../mentioned_media):
+  ``GET /{ig-user-id}?fields=mentioned_comment.comment_id({comment-id})
+  {id,text,timestamp,username,media{id,permalink}}`` gives ``instagram:<comment
+  id>`` (reply_to and thread the media), and ``GET /{ig-user-id}?fields=
+  mentioned_media.media_id({media-id}){id,caption,timestamp,username,permalink}``
+  gives ``instagram:<media id>``; author the username, url the media's permalink.
+  A Graph error about one mention (code 100: the comment was deleted or cannot
+  be read; also an expired token, code 190) dead-letters that change with
+  reason ``graph_error`` and the error as detail; the other changes go on. A
+  rate limit, a 5xx or a network failure answers 503 + ``Retry-After`` and
+  nothing of the notification is produced (Meta redelivers all of it).
+  Without ``access_token`` each is dead-lettered with reason ``no_text`` and
+  the ids in the detail.
 
 Answers: ``200 EVENT_RECEIVED`` once every Mention of the request is acknowledged
 by Kafka, or at once when none was made; ``503`` + ``Retry-After`` when Kafka did not
-acknowledge in ``ack_timeout_s`` (Meta retries a failed delivery with backoff
-for up to 36 hours); ``400`` for a signed body that is not a notification (also
-dead-lettered); ``413`` over ``max_body_bytes``.
-Rate limits: none (Meta pushes). Cursor: none (a push source; Meta's retry queue
-is the progress). Missed notifications after a long outage: run ``meta_graph``.
+acknowledge in ``ack_timeout_s`` or a Graph lookup must be retried (Meta retries a
+failed delivery with backoff for up to 36 hours); ``400`` for a signed body that is
+not a notification (also dead-lettered); ``413`` over ``max_body_bytes``.
+Rate limits: none from Meta's pushes; the Graph lookups count against the
+token's Instagram rate limit (usage headers as in :mod:`~listener.connectors.meta`).
+Cursor: none (a push source; Meta's retry queue is the progress). Missed
+notifications after a long outage: run ``meta_graph``.
 Delivery: at-least-once.
 """
 
@@ -51,8 +68,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import math
+import re
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import aiohttp
 import orjson
 from aiohttp import web
 from pydantic import BaseModel, Field, SecretStr
@@ -60,20 +82,31 @@ from pydantic import BaseModel, Field, SecretStr
 from listener.brands import BrandMatcher
 from listener.connectors.base import Skipped
 from listener.connectors.meta import (
+    GRAPH_API_VERSION,
+    GRAPH_URL,
     build,
     check_owner_brands,
     fb_author,
+    graph_get,
     ig_author,
     native,
     owned_by,
+    plain,
     safe_url,
 )
 from listener.connectors.push import PushConnector, PushSettings
-from listener.errors import FatalError, SkippableError
+from listener.errors import FatalError, RetryableError, SkippableError
 from listener.record import Mention
+
+log = logging.getLogger(__name__)
 
 POST_ITEMS = frozenset({"status", "post", "photo", "video", "share"})
 READ_VERBS = frozenset({"add", "edited"})
+MENTIONED_COMMENT = "id,text,timestamp,username,media{id,permalink}"
+MENTIONED_MEDIA = "id,caption,timestamp,username,permalink"
+RATE_LIMIT_WAIT_S = 60.0
+"""Retry-After on a Graph rate limit whose usage headers give no time (Meta sets its own pace)."""
+GRAPH_ID = re.compile(r"\d{1,30}")
 
 
 class MetaWebhookSettings(PushSettings):
@@ -89,6 +122,33 @@ class MetaWebhookSettings(PushSettings):
         description="Page id or Instagram account id -> the configured brand it belongs to: "
         "notifications about it are that brand's mentions, named or not.",
     )
+    access_token: SecretStr | None = Field(
+        default=None,
+        description="Page/Instagram access token with instagram_manage_comments: fetches the "
+        "text of Instagram @mentions (unset: they are dead-lettered as no_text).",
+    )
+    base_url: str = GRAPH_URL
+    api_version: str = Field(default=GRAPH_API_VERSION, pattern=r"^v\d+\.\d+$")
+    timeout_s: float = Field(default=10.0, gt=0, description="Per Graph API call.")
+
+
+@dataclass(frozen=True, slots=True)
+class IgMention:
+    """An Instagram ``mentions`` change without its text: what to fetch it with."""
+
+    where: str
+    account: str
+    media_id: str | None
+    comment_id: str | None
+    sent: Any
+    signals: dict[str, Any]
+    raw: str
+
+    def ids(self) -> str:
+        """The ids, for a dead letter's detail."""
+        if self.comment_id:
+            return f"comment_id {self.comment_id} on media_id {self.media_id}"
+        return f"media_id {self.media_id} (caption)"
 
 
 def sign(secret: bytes, body: bytes) -> str:
@@ -108,7 +168,10 @@ class MetaWebhookConnector(PushConnector):
         self._secret = settings.app_secret.get_secret_value().encode()
         if not self._secret or not settings.verify_token.get_secret_value():
             raise FatalError("meta_webhook: app_secret and verify_token must not be empty")
+        if settings.access_token is not None and not settings.access_token.get_secret_value():
+            raise FatalError("meta_webhook: access_token must not be empty (leave it unset)")
         check_owner_brands(self.name, settings.accounts, brands)
+        self._session: aiohttp.ClientSession | None = None
 
     def routes(self, app: web.Application) -> None:
         """``GET <path>`` (verification) and ``POST <path>`` (notifications)."""
@@ -134,11 +197,20 @@ class MetaWebhookConnector(PushConnector):
             return web.Response(status=403, text="X-Hub-Signature-256 does not match")
         key = hashlib.sha256(body).hexdigest()[:16]
         try:
-            mentions, skipped = parse(body)
+            mentions, skipped, lookups = parse(body)
         except SkippableError as exc:
             payload = body.decode("utf-8", "replace")
             self.submit(key, (), (Skipped(exc.reason, f"meta_webhook: {exc}", payload),))
             return web.Response(status=400, text=str(exc))
+        if lookups:
+            try:
+                found, lost = await self._resolve(lookups)
+            except RetryableError as exc:
+                log.warning("meta_webhook: Instagram mention lookup, answering 503: %s", exc)
+                after = str(max(1, math.ceil(exc.after))) if exc.after else "5"
+                text = "Graph API lookup failed; retry"
+                return web.Response(status=503, text=text, headers={"Retry-After": after})
+            mentions, skipped = (*mentions, *found), (*skipped, *lost)
         if self.closed:
             return web.Response(status=503, text="listener stopping", headers={"Retry-After": "5"})
         accounts = self.settings.accounts
@@ -151,9 +223,114 @@ class MetaWebhookConnector(PushConnector):
             return web.Response(status=503, text=failed, headers={"Retry-After": "5"})
         return web.Response(text="EVENT_RECEIVED")
 
+    async def _resolve(
+        self, lookups: tuple[IgMention, ...]
+    ) -> tuple[tuple[Mention, ...], tuple[Skipped, ...]]:
+        """Instagram mentions as Mentions (text fetched), and those dead-lettered.
 
-def parse(body: bytes) -> tuple[tuple[Mention, ...], tuple[Skipped, ...]]:
-    """Every change of every entry of one notification: Mentions, and what was dead-lettered.
+        Raises:
+            RetryableError: A rate limit, 5xx or network failure: the request is
+                answered 503 and Meta redelivers it.
+        """
+        token = self.settings.access_token
+        if token is None:
+            return (), tuple(
+                Skipped(
+                    "no_text",
+                    f"meta_webhook {item.where}: Instagram mention of {item.ids()} carries no "
+                    "text; set meta_webhook.access_token to fetch it from the Graph API",
+                    item.raw,
+                )
+                for item in lookups
+            )
+        found: list[Mention] = []
+        lost: list[Skipped] = []
+        for item in lookups:  # one after another: a rate limit stops the rest
+            try:
+                found.append(await self._fetch(item, token.get_secret_value()))
+            except FatalError as exc:
+                log.warning("meta_webhook: Instagram mention %s not read: %s", item.ids(), exc)
+                lost.append(Skipped("graph_error", f"meta_webhook {item.where}: {exc}", item.raw))
+            except SkippableError as exc:
+                lost.append(Skipped(exc.reason, f"meta_webhook {item.where}: {exc}", item.raw))
+        return tuple(found), tuple(lost)
+
+    async def _fetch(self, item: IgMention, token: str) -> Mention:
+        """One Instagram mention, its text read from ``mentioned_comment``/``mentioned_media``.
+
+        Raises:
+            FatalError: The Graph API refused (a deleted comment, code 100; a bad token).
+            RetryableError: See :func:`~listener.connectors.meta.graph_get`.
+            SkippableError: ``validation``/``no_text``: the answer has no such item or text.
+        """
+        s = self.settings
+        url = f"{s.base_url.rstrip('/')}/{s.api_version}/{item.account}"
+        if item.comment_id:
+            field = "mentioned_comment"
+            fields = f"{field}.comment_id({item.comment_id}){{{MENTIONED_COMMENT}}}"
+        else:
+            field = "mentioned_media"
+            fields = f"{field}.media_id({item.media_id}){{{MENTIONED_MEDIA}}}"
+        params = {"fields": fields, "access_token": token}
+        body = await graph_get(self._client(), self.name, url, params, RATE_LIMIT_WAIT_S)
+        data = body.get(field)
+        if not isinstance(data, dict):
+            raise SkippableError("validation", f"Graph answer without {field} for {item.ids()}")
+        created = data.get("timestamp") or item.sent
+        author = ig_author(data.get("username"))
+        if item.comment_id:
+            media: dict[str, Any] = data["media"] if isinstance(data.get("media"), dict) else {}
+            media_id = native(media.get("id")) or item.media_id
+            return build(
+                "instagram",
+                data.get("id") or item.comment_id,
+                data.get("text"),
+                created,
+                author=author,
+                url=media.get("permalink"),
+                reply_to=media_id,
+                thread=media_id,
+                signals=item.signals,
+            )
+        return build(
+            "instagram",
+            data.get("id") or item.media_id,
+            data.get("caption"),
+            created,
+            author=author,
+            url=data.get("permalink"),
+            signals=item.signals,
+        )
+
+    def _client(self) -> aiohttp.ClientSession:
+        """The Graph API session, open until :meth:`close`.
+
+        Raises:
+            RetryableError: The connector is closing (the request is answered 503).
+        """
+        if self.closed:
+            raise RetryableError("meta_webhook: listener stopping")
+        if self._session is None:
+            timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
+            self._session = aiohttp.ClientSession(timeout=timeout)
+        return self._session
+
+    async def close(self) -> None:
+        """Stop the endpoint (see :meth:`PushConnector.close`) and the Graph API session."""
+        await super().close()
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+
+def parse(
+    body: bytes,
+) -> tuple[tuple[Mention, ...], tuple[Skipped, ...], tuple[IgMention, ...]]:
+    """Every change of every entry of one notification.
+
+    Returns:
+        The Mentions, what was dead-lettered, and the Instagram mentions whose
+        text is still to be fetched.
 
     Raises:
         SkippableError: ``decode`` (not JSON) or ``validation`` (not a notification).
@@ -167,6 +344,7 @@ def parse(body: bytes) -> tuple[tuple[Mention, ...], tuple[Skipped, ...]]:
     kind = envelope.get("object")
     mentions: list[Mention] = []
     skipped: list[Skipped] = []
+    lookups: list[IgMention] = []
     for n, entry in enumerate(envelope["entry"]):
         changes = entry.get("changes") if isinstance(entry, dict) else None
         if not isinstance(changes, list):
@@ -175,18 +353,21 @@ def parse(body: bytes) -> tuple[tuple[Mention, ...], tuple[Skipped, ...]]:
         for m, change in enumerate(changes):
             where = f"entry[{n}].changes[{m}]"
             try:
-                mention = _change(kind, entry, change)
+                mention = _change(kind, entry, change, where)
             except SkippableError as exc:
                 if exc.reason != "ignored":
                     raw = orjson.dumps(change).decode()
                     skipped.append(Skipped(exc.reason, f"meta_webhook {where}: {exc}", raw))
                 continue
-            mentions.append(mention)
-    return tuple(mentions), tuple(skipped)
+            if isinstance(mention, IgMention):
+                lookups.append(mention)
+            else:
+                mentions.append(mention)
+    return tuple(mentions), tuple(skipped), tuple(lookups)
 
 
-def _change(kind: Any, entry: dict[str, Any], change: Any) -> Mention:
-    """One change as a Mention.
+def _change(kind: Any, entry: dict[str, Any], change: Any, where: str) -> Mention | IgMention:
+    """One change as a Mention, or an Instagram mention whose text is to be fetched.
 
     Raises:
         SkippableError: ``ignored`` (not a new mention: a removal, a like, a bare
@@ -212,6 +393,8 @@ def _change(kind: Any, entry: dict[str, Any], change: Any) -> Mention:
         )
     if kind == "instagram" and field == "mentions":
         item = value.get("comment_id") or value.get("media_id")
+        if not plain(value.get("text") or value.get("caption")).strip():
+            return _ig_mention(entry, value, signals, where, change)
         return build(
             "instagram",
             item,
@@ -223,6 +406,35 @@ def _change(kind: Any, entry: dict[str, Any], change: Any) -> Mention:
             signals=signals,
         )
     raise SkippableError("ignored", f"{kind}/{field}: not a field this connector reads")
+
+
+def _ig_mention(
+    entry: dict[str, Any], value: dict[str, Any], signals: dict[str, Any], where: str, change: Any
+) -> IgMention:
+    """An Instagram ``mentions`` change of ids only.
+
+    Raises:
+        SkippableError: ``validation``: an id that is missing or not a Graph id
+            (the ids go into the lookup's path and field expansion).
+    """
+    account = native(entry.get("id"))
+    media_id, comment_id = native(value.get("media_id")), native(value.get("comment_id"))
+    if account is None or not GRAPH_ID.fullmatch(account):
+        raise SkippableError("validation", f"instagram mention: bad account id {account!r}")
+    if not (comment_id or media_id):
+        raise SkippableError("validation", "instagram mention without media_id or comment_id")
+    for name, got in (("media_id", media_id), ("comment_id", comment_id)):
+        if got is not None and not GRAPH_ID.fullmatch(got):
+            raise SkippableError("validation", f"instagram mention: bad {name} {got!r}")
+    return IgMention(
+        where=where,
+        account=account,
+        media_id=media_id,
+        comment_id=comment_id,
+        sent=entry.get("time"),
+        signals=signals,
+        raw=orjson.dumps(change).decode(),
+    )
 
 
 def _page(field: str, value: dict[str, Any], sent: Any, signals: dict[str, Any]) -> Mention:

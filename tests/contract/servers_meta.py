@@ -10,6 +10,7 @@ Wire formats from the Meta docs cited in each connector's module docstring:
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import urlencode
@@ -130,8 +131,21 @@ class GraphPages(HttpHarness):
         return web.json_response(body, headers={"X-App-Usage": json.dumps(usage)})
 
 
+MENTIONED = {
+    "mentioned_comment": re.compile(
+        r"mentioned_comment\.comment_id\((\d+)\)\{id,text,timestamp,username,media\{id,permalink\}\}"
+    ),
+    "mentioned_media": re.compile(
+        r"mentioned_media\.media_id\((\d+)\)\{id,caption,timestamp,username,permalink\}"
+    ),
+}
+"""The IG User fields that read an @mention's text, exactly as documented."""
+
+
 class MetaGraphHarness(GraphPages):
-    """Graph API v23.0: ``/{page-id}/feed`` (``since``, cursors) and ``/{ig-user-id}/media``."""
+    """Graph API v23.0: ``/{page-id}/feed`` (``since``, cursors), ``/{ig-user-id}/media``,
+    and ``/{ig-user-id}?fields=mentioned_comment...|mentioned_media...`` (the text of an
+    Instagram @mention, for ``meta_webhook``)."""
 
     name = "meta_graph"
     overlap_allowed = False
@@ -141,6 +155,36 @@ class MetaGraphHarness(GraphPages):
     def routes(self, app: web.Application) -> None:
         app.router.add_get(f"/v23.0/{self.PAGE}/feed", self._feed)
         app.router.add_get(f"/v23.0/{self.IG}/media", self._media)
+        app.router.add_get(f"/v23.0/{self.IG}", self._ig_user)
+
+    async def _ig_user(self, request: web.Request) -> web.Response:
+        """``mentioned_comment.comment_id(<id>){..}`` / ``mentioned_media.media_id(<id>){..}``."""
+        failure = self.check(request)
+        if failure is not None:
+            return failure
+        fields = request.query.get("fields", "")
+        known = fixture("meta", "ig_mentioned.json")
+        for field, pattern, items in (
+            ("mentioned_comment", MENTIONED["mentioned_comment"], known["comments"]),
+            ("mentioned_media", MENTIONED["mentioned_media"], known["media"]),
+        ):
+            match = pattern.fullmatch(fields)
+            if match is None:
+                continue
+            found = [item for item in items if item["id"] == match[1]]
+            if not found:  # deleted, or not a mention of this account
+                message = (
+                    f"Unsupported get request. Object with ID '{match[1]}' does not exist, "
+                    "cannot be loaded due to missing permissions, or does not support this "
+                    "operation."
+                )
+                return web.json_response(
+                    graph_error(100, message, "GraphMethodException", 33), status=400
+                )
+            return web.json_response({field: found[0], "id": self.IG})
+        return web.json_response(
+            graph_error(100, f"(#100) Tried accessing nonexisting field ({fields})"), status=400
+        )
 
     async def _feed(self, request: web.Request) -> web.Response:
         failure = self.check(request)

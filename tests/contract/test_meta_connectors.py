@@ -45,11 +45,20 @@ Post = Callable[..., Awaitable[tuple[int, str]]]
 def endpoint(
     fn: Callable[[MetaWebhookConnector, Post, aiohttp.ClientSession], Awaitable[None]],
     accounts: dict[str, str] | None = None,
+    graph: MetaGraphHarness | None = None,
+    token: str = MetaGraphHarness.TOKEN,
 ) -> None:
+    """Run ``fn`` against a started ``meta_webhook``; with ``graph``, its token and base URL."""
+
     async def go() -> None:
         conn: Any = MetaWebhookHarness().connector()
         if accounts is not None:
             conn.settings = conn.settings.model_copy(update={"accounts": accounts})
+        if graph is not None:
+            await graph.start()
+            conn.settings = conn.settings.model_copy(
+                update={"access_token": SecretStr(token), "base_url": graph.base}
+            )
         await conn.start()
         url = f"http://127.0.0.1:{conn.port}/webhooks/meta"
         async with aiohttp.ClientSession() as session:
@@ -67,6 +76,8 @@ def endpoint(
                 await fn(conn, post, session)
             finally:
                 await conn.close()
+                if graph is not None:
+                    await graph.stop()
 
     run(go)
 
@@ -181,7 +192,95 @@ def test_instagram_comments_and_mentions_and_page_mentions() -> None:
     assert top.reply_to_id == top.thread_id == "instagram:17900000000000001"
     assert reply.reply_to_id == "instagram:17890000000000001"
     assert reply.thread_id == "instagram:17900000000000001"
+    # No access_token: an Instagram @mention (ids only) is dead-lettered, saying how to read it.
     assert ig_mention.mentions == () and [s.reason for s in ig_mention.skipped] == ["no_text"]
+    detail = ig_mention.skipped[0].detail
+    assert "17890000000000009" in detail and "17900000000000009" in detail
+    assert "access_token" in detail
+
+
+def test_instagram_mentions_are_read_from_the_graph_api_with_a_token() -> None:
+    graph = MetaGraphHarness()
+    batches: list[Batch] = []
+
+    async def fn(conn: MetaWebhookConnector, post: Post, session: aiohttp.ClientSession) -> None:
+        for body in (NOTIFICATIONS[4], NOTIFICATIONS[7]):
+            status, batch = await _deliver(conn, post, body)
+            assert status == 200
+            batches.append(batch)
+
+    endpoint(fn, accounts={MetaGraphHarness.IG: "acme"}, graph=graph)
+    in_comment, second = batches
+    [comment] = in_comment.mentions
+    assert in_comment.skipped == ()
+    assert comment.id == "instagram:17890000000000009"
+    assert comment.text == "@acme my parcel is stuck in customs for a week"
+    assert comment.author.handle == "customs_casey"
+    assert comment.reply_to_id == comment.thread_id == "instagram:17900000000000009"
+    assert comment.url == "https://www.instagram.com/p/CCC/"
+    assert comment.created_at.isoformat() == "2024-09-10T20:34:05+00:00"
+    assert comment.brands == ("acme",), "an @mention of the brand's assigned account is its"
+    # The same notification: a deleted comment (Graph code 100) and a caption mention.
+    [caption] = second.mentions
+    assert caption.id == "instagram:17900000000000011"
+    assert caption.text == "Unboxing day thanks to @acme, fast as always"
+    assert caption.author.handle == "unbox_uma"
+    assert caption.url == "https://www.instagram.com/p/DDD/"
+    assert caption.reply_to_id is None and caption.thread_id is None
+    [gone] = second.skipped
+    assert gone.reason == "graph_error" and "entry[0].changes[0]" in gone.detail
+    assert "code 100/33" in gone.detail and "17890000000000010" in gone.detail
+    assert "17890000000000010" in gone.payload
+    lookups = [r.query for r in graph.requests if r.path == f"/v23.0/{MetaGraphHarness.IG}"]
+    assert [q["fields"] for q in lookups] == [
+        "mentioned_comment.comment_id(17890000000000009){id,text,timestamp,username,media{id,permalink}}",
+        "mentioned_comment.comment_id(17890000000000010){id,text,timestamp,username,media{id,permalink}}",
+        "mentioned_media.media_id(17900000000000011){id,caption,timestamp,username,permalink}",
+    ]  # fmt: skip
+    assert all(q["access_token"] == MetaGraphHarness.TOKEN for q in lookups)
+
+
+def test_a_rejected_token_dead_letters_the_instagram_mention_without_the_token() -> None:
+    batches: list[Batch] = []
+
+    async def fn(conn: MetaWebhookConnector, post: Post, session: aiohttp.ClientSession) -> None:
+        status, batch = await _deliver(conn, post, NOTIFICATIONS[4])
+        assert status == 200
+        batches.append(batch)
+
+    endpoint(fn, graph=MetaGraphHarness(), token="stale-token")
+    [lost] = batches[0].skipped
+    assert lost.reason == "graph_error" and "code 190" in lost.detail
+    assert "stale-token" not in lost.detail
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "after"),
+    [
+        (500, graph_error(2, "An unexpected error has occurred."), {}, "5"),
+        (503, "<html>upstream down</html>", {}, "5"),
+        (400, graph_error(4, "Application request limit reached"),
+         {"X-Business-Use-Case-Usage": json.dumps({"17841400000000001": [
+             {"type": "instagram", "call_count": 100, "estimated_time_to_regain_access": 7}]})},
+         "420"),
+    ],
+)  # fmt: skip
+def test_graph_5xx_or_rate_limit_answers_503_and_produces_nothing(
+    status: int, body: Any, headers: dict[str, str], after: str
+) -> None:
+    graph = MetaGraphHarness()
+    graph.answer_next = (status, body, headers)
+
+    async def fn(conn: MetaWebhookConnector, post: Post, session: aiohttp.ClientSession) -> None:
+        url = f"http://127.0.0.1:{conn.port}/webhooks/meta"
+        signed = {"X-Hub-Signature-256": sign(APP_SECRET.encode(), NOTIFICATIONS[7])}
+        async with session.post(url, data=NOTIFICATIONS[7], headers=signed) as r:
+            assert r.status == 503 and r.headers["Retry-After"] == after
+        assert await conn.poll(None) == Batch(more=True), "nothing produced, nothing skipped"
+        status, batch = await _deliver(conn, post, NOTIFICATIONS[7])  # Meta redelivers
+        assert status == 200 and [m.id for m in batch.mentions] == ["instagram:17900000000000011"]
+
+    endpoint(fn, graph=graph)
 
 
 def test_signed_garbage_is_400_and_dead_lettered_and_a_bad_change_is_skipped() -> None:
