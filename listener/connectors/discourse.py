@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from listener.brands import BrandMatcher
 from listener.connectors.base import BaseConnector, Batch, Skipped, html_to_text, parse_time
+from listener.connectors.http import network_error
 from listener.errors import RetryableError, SkippableError
 from listener.record import Author, Mention
 from listener.retry import check_http_status, retry_after
@@ -108,7 +109,7 @@ class DiscourseApi:
                     return await response.json(content_type=None)
                 status, headers, text = response.status, response.headers, await response.text()
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise RetryableError(f"{self.source}: {type(exc).__name__}: {exc}") from exc
+            raise network_error(self.source, exc) from exc
         if status == 404 and path.startswith("/posts/by_number/"):
             return None
         try:

@@ -9,6 +9,7 @@ JSON, and turn network failures and malformed bodies into
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,8 +18,24 @@ import aiohttp
 from listener.errors import RetryableError
 from listener.retry import check_http_status
 
+_QUERY = re.compile(r"(https?://[^\s'\"?]+)\?[^\s'\"]*")
+
 ResetAfter = Callable[[Mapping[str, str]], float | None]
 """Reads a source's own rate-limit header: the ``after`` of a 429 sent without Retry-After."""
+
+
+def without_queries(text: str) -> str:
+    """``text`` with the query string of every URL in it cut (API keys travel there)."""
+    return _QUERY.sub(r"\1?...", text)
+
+
+def network_error(source: str, exc: BaseException) -> RetryableError:
+    """A failed request as a retryable error, safe to log and dead-letter.
+
+    aiohttp puts the request URL in some messages, and several APIs take their
+    key as a query parameter (``key=``, ``api_key=``, ``access_token=``): cut them.
+    """
+    return RetryableError(f"{source}: {type(exc).__name__}: {without_queries(str(exc))}")
 
 
 def raise_for_status(
@@ -69,7 +86,7 @@ async def request_json(
             raise_for_status(source, response, reset_after)
             body = await response.json(content_type=None)
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        raise RetryableError(f"{source}: {type(exc).__name__}: {exc}") from exc
+        raise network_error(source, exc) from exc
     if expect is not None and not isinstance(body, expect):
         kind = "object" if expect is dict else "array"
         raise RetryableError(f"{source}: {what} is not a JSON {kind}")

@@ -40,7 +40,7 @@ from yarl import URL
 
 from listener.brands import BrandMatcher
 from listener.connectors.base import BaseConnector, Batch, Skipped, html_to_text, parse_time
-from listener.connectors.http import raise_for_status
+from listener.connectors.http import network_error, raise_for_status
 from listener.errors import FatalError, RetryableError, SkippableError
 from listener.record import Author, Mention
 
@@ -178,7 +178,7 @@ class LinkedInConnector(BaseConnector):
             hint = next((h for s, h in HINTS.items() if f"HTTP {s}" in str(exc)), None)
             raise FatalError(f"{exc}: {hint}" if hint else str(exc)) from exc
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise RetryableError(f"linkedin: {type(exc).__name__}: {exc}") from exc
+            raise network_error("linkedin", exc) from exc
         if not isinstance(body, dict):
             raise RetryableError("linkedin: answer is not a JSON object")
         return body

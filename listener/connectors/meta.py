@@ -34,6 +34,7 @@ import aiohttp
 
 from listener.brands import BrandMatcher
 from listener.connectors.base import html_to_text, parse_time
+from listener.connectors.http import network_error
 from listener.errors import FatalError, RetryableError, SkippableError
 from listener.record import Author, Mention
 from listener.retry import check_http_status, retry_after
@@ -136,7 +137,7 @@ async def graph_get(
             raw = await response.text()
             status, headers = response.status, response.headers
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        raise RetryableError(f"{source}: {type(exc).__name__}: {exc}") from exc
+        raise network_error(source, exc) from exc
     try:
         body: Any = json.loads(raw) if raw.strip() else None
     except ValueError:

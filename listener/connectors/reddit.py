@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from listener.brands import BrandMatcher
 from listener.connectors.base import BaseConnector, Batch, Skipped, parse_time
-from listener.connectors.http import raise_for_status
+from listener.connectors.http import network_error, raise_for_status
 from listener.errors import FatalError, RetryableError, SkippableError
 from listener.record import Author, Mention
 
@@ -136,7 +136,7 @@ class RedditConnector(BaseConnector):
                     raise_for_status("reddit", response, _rate_limit_reset)
                     body = await response.json(content_type=None)
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                raise RetryableError(f"reddit: {type(exc).__name__}: {exc}") from exc
+                raise network_error("reddit", exc) from exc
             children = (body.get("data") or {}).get("children") if isinstance(body, dict) else None
             if not isinstance(children, list):
                 raise RetryableError("reddit: answer is not a Listing")

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from listener.brands import BrandMatcher
 from listener.connectors.base import html_to_text, parse_time
+from listener.connectors.http import network_error
 from listener.errors import FatalError, RetryableError, SkippableError
 from listener.retry import check_http_status
 
@@ -147,7 +148,7 @@ async def fetch_json(
             status, headers = response.status, response.headers
             text = await response.text(errors="replace")
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise RetryableError(f"{source}: {type(exc).__name__}: {exc}") from exc
+        raise network_error(source, exc) from exc
     try:
         body = orjson.loads(text) if text.strip() else None
     except orjson.JSONDecodeError:

@@ -27,7 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from listener.brands import BrandMatcher
 from listener.connectors.base import BaseConnector, Batch, Skipped, html_to_text
-from listener.errors import FatalError, RetryableError, SkippableError
+from listener.connectors.http import network_error, without_queries
+from listener.errors import FatalError, SkippableError
 from listener.record import Author, Mention
 from listener.retry import check_http_status
 
@@ -116,7 +117,7 @@ class RssConnector(BaseConnector):
                 check_http_status("rss", response.status, response.headers)
                 return await response.read(), response.headers
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise RetryableError(f"rss: {url}: {type(exc).__name__}: {exc}") from exc
+            raise network_error(f"rss: {without_queries(url)}", exc) from exc
 
     async def close(self) -> None:
         """Close the HTTP session."""

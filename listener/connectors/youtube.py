@@ -47,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from listener.brands import BrandMatcher
 from listener.connectors.base import BaseConnector, Batch, Skipped, html_to_text, parse_time
+from listener.connectors.http import network_error
 from listener.errors import FatalError, RetryableError, SkippableError
 from listener.record import Author, Mention
 from listener.retry import check_http_status
@@ -149,7 +150,7 @@ class YoutubeConnector(BaseConnector):
                     return await response.json(content_type=None)
                 status, headers, text = response.status, response.headers, await response.text()
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise RetryableError(f"youtube: {type(exc).__name__}: {exc}") from exc
+            raise network_error("youtube", exc) from exc
         _raise_for_error(status, headers, text)
 
     async def poll(self, cursor: str | None) -> Batch:
