@@ -138,6 +138,8 @@ class ContiguousCommitConsumer(faust_aiokafka.Consumer):
         self._done: dict[TP, set[int]] = {}
         self._reseeks: dict[TP, tuple[int, int, float]] = {}
         self._holes: dict[TP, tuple[int, float]] = {}
+        self._fetched_max: dict[TP, int] = {}
+        self._stuck: dict[TP, tuple[int, float]] = {}
         self.holes_reread = 0
         """Records read again because they were dropped before any agent acked them."""
         self._deliveries: weakref.WeakKeyDictionary[Message, int] = weakref.WeakKeyDictionary()
@@ -165,6 +167,7 @@ class ContiguousCommitConsumer(faust_aiokafka.Consumer):
             self._expected.pop(tp, None)
             if tp not in assigned:
                 self._done.pop(tp, None)
+                self._fetched_max.pop(tp, None)
         await super().on_partitions_assigned(assigned, generation_id)
 
     async def perform_seek(self) -> None:
@@ -239,6 +242,8 @@ class ContiguousCommitConsumer(faust_aiokafka.Consumer):
             if not self.guards(tp):
                 yield tp, message
                 continue
+            if message.offset > self._fetched_max.get(tp, -1):
+                self._fetched_max[tp] = message.offset
             expected = self._expected.get(tp)
             if expected is None or message.offset < expected:
                 continue  # not seeked yet (the seek re-reads it), or already handed over
@@ -266,6 +271,7 @@ class ContiguousCommitConsumer(faust_aiokafka.Consumer):
 
     async def _reread_dropped(self) -> None:
         now = time.monotonic()
+        await self._refetch_held_back(now)
         for tp in list(self._expected):
             hole = self.dropped_hole(tp)
             if hole is None:
@@ -283,6 +289,32 @@ class ContiguousCommitConsumer(faust_aiokafka.Consumer):
                     *(tp.topic, tp.partition, hole),
                 )
                 await self.seek(tp, hole)
+
+    async def _refetch_held_back(self, now: float) -> None:
+        """Seek back where records at or after the expected offset were fetched but held back.
+
+        Records fetched before a partition's seek are held back (the seek reads
+        them again), and so are records ahead of a hole. Normally the next
+        record fetched shows the gap (:meth:`_reseek`); when the stream has
+        ended there is no next record, so a partition whose expected offset
+        stays behind what was fetched for :data:`RESEEK_EVERY_S` x 3 is sought
+        back to it.
+        """
+        for tp, expected in list(self._expected.items()):
+            if self._fetched_max.get(tp, -1) < expected:
+                self._stuck.pop(tp, None)
+                continue
+            seen, since = self._stuck.get(tp, (None, now))
+            if seen != expected:
+                self._stuck[tp] = (expected, now)
+            elif now - since >= 3 * RESEEK_EVERY_S:
+                self._stuck.pop(tp, None)
+                self._fetched_max[tp] = expected - 1
+                log.info(
+                    "%s[%d]: records from offset %d were fetched but held back; reading again",
+                    *(tp.topic, tp.partition, expected),
+                )
+                await self.seek(tp, expected)
 
     async def _reseek(self, tp: TP, expected: int, got: int) -> None:
         now = time.monotonic()

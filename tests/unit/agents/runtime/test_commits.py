@@ -303,6 +303,30 @@ async def test_a_record_not_yet_acked_with_nothing_later_acked_is_left_alone() -
 
 
 @sync
+async def test_records_held_back_before_the_seek_are_fetched_again_when_nothing_follows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """100-102 fetched while the seek waited (held back), then the stream ended: seek back."""
+    monkeypatch.setattr(commits, "RESEEK_EVERY_S", 0.0)
+    broker = Broker(committed=100)
+    consumer = make_consumer(ContiguousCommitConsumer, broker)
+    consumer._set_active_tps({RAW})
+    broker.fetches.append({RAW: [record(o) for o in range(100, 103)]})  # before the seek
+    assert [m async for _, m in consumer.getmany(timeout=0.01)] == []
+    await consumer.perform_seek()
+    seeks = len(broker.seeks)
+    assert [m async for _, m in consumer.getmany(timeout=0.01)] == []  # nothing new: noted
+    assert len(broker.seeks) == seeks
+    broker.fetches.append({RAW: [record(o) for o in range(100, 103)]})
+    again = [m.offset async for _, m in consumer.getmany(timeout=0.01)]
+    assert broker.seeks[-1] == (RAW, 100), "sought back to the expected offset"
+    assert again == [100, 101, 102]
+    broker.fetches.append({RAW: []})
+    assert [m async for _, m in consumer.getmany(timeout=0.01)] == []
+    assert broker.seeks[-1] == (RAW, 100) and len(broker.seeks) == seeks + 1, "not again"
+
+
+@sync
 async def test_retention_past_the_committed_offset_raises_the_base_to_the_log_start() -> None:
     """Committed 10 but the log starts at 50: the base is 50, and the fetcher is sought there."""
     broker = Broker(committed=10, log_start=50)
