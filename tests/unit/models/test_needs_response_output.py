@@ -83,3 +83,20 @@ def test_a_four_label_model_scores_complaint_plus_question() -> None:
     assert need[0] == pytest.approx(probs[0, 0] + probs[0, 2], rel=1e-6)
     (pred,) = clf.predict(["where is my parcel?"])
     assert pred.needs_response_score == pytest.approx(float(need[0]), rel=1e-6)
+
+
+def test_truncation_follows_the_model_folders_tokenizer(model_dir: Path) -> None:
+    # the tiny graph's logits scale with the tokens it sees: they show where the runtime cut
+    text = " ".join(["parcel"] * 300)
+    assert OnnxIntentClassifier(model_dir, provider="cpu", threads=1).max_length == 64
+    tokenizer = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    tokenizer["truncation"]["max_length"] = 128
+    (model_dir / "tokenizer.json").write_text(json.dumps(tokenizer), encoding="utf-8")
+    clf = OnnxIntentClassifier(model_dir, provider="cpu", threads=1)
+    assert clf.max_length == 128
+    _, need = clf.predict_scores([text])
+    assert need[0] == pytest.approx(1 / (1 + np.exp(-128 * ROW[0, 4])), rel=1e-5)
+    # an explicit max_length still wins over the file
+    forced = OnnxIntentClassifier(model_dir, provider="cpu", threads=1, max_length=32)
+    _, need = forced.predict_scores([text])
+    assert need[0] == pytest.approx(1 / (1 + np.exp(-32 * ROW[0, 4])), rel=1e-5)
