@@ -490,19 +490,19 @@ def test_discourse_webhook_verifies_the_signature_and_answers_after_the_kafka_ac
         try:
             post = next(p for p in h.api.posts if p["id"] == 1004)
             body = orjson.dumps({"post": post})
-            out["forged"] = await h.post(conn.port, body, secret="not-the-secret")
-            out["ping"] = await h.post(conn.port, b'{"ping": "OK"}', event="ping")
-            out["bad"] = await h.post(conn.port, b'{"topic": {}}')
+            out["forged"] = await h.send_event(conn.port, body, secret="not-the-secret")
+            out["ping"] = await h.send_event(conn.port, b'{"ping": "OK"}', event="ping")
+            out["bad"] = await h.send_event(conn.port, b'{"topic": {}}')
             out["dead"] = await conn.poll(None)  # the 400's body, for the dead-letter topic
             await conn.delivered(out["dead"], None)
-            waiting = asyncio.create_task(h.post(conn.port, body))
+            waiting = asyncio.create_task(h.send_event(conn.port, body))
             batch = await conn.poll(None)
             await asyncio.sleep(0.1)
             out["answered_before_ack"] = waiting.done()
             await conn.delivered(batch, None)
             out["accepted"] = await waiting
             out["batch"] = batch
-            failing = asyncio.create_task(h.post(conn.port, body))
+            failing = asyncio.create_task(h.send_event(conn.port, body))
             lost = await conn.poll(None)
             await conn.delivered(lost, TimeoutError("kafka"))
             out["lost"] = await failing
@@ -538,7 +538,7 @@ def test_discourse_webhook_resolves_parents_from_pushed_posts_without_base_url()
         try:
             for pid in (1001, 1003, 1004):
                 post = next(p for p in h.api.posts if p["id"] == pid)
-                sending = asyncio.create_task(h.post(conn.port, orjson.dumps({"post": post})))
+                sending = asyncio.create_task(h.send_event(conn.port, orjson.dumps({"post": post})))
                 batch = await conn.poll(None)
                 await conn.delivered(batch, None)
                 assert (await sending)[0] == 200
