@@ -3,12 +3,11 @@ brands, hostile text, ratings, ids and threads (the generic suite is test_connec
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -18,6 +17,7 @@ from listener.connectors.reviews import ReviewTarget
 from listener.errors import FatalError, RetryableError
 from listener.record import Mention
 
+from .poll_support import T, poll_round, run
 from .servers import HARNESSES  # first: servers.py imports servers_reviews at its end
 from .servers_reviews import (
     REVIEW_BRANDS,
@@ -29,24 +29,14 @@ from .servers_reviews import (
     write_service_account,
 )
 
-T = TypeVar("T")
 pytestmark = pytest.mark.timeout(30)
-
-
-def run(factory: Callable[[], Awaitable[T]]) -> T:
-    return asyncio.run(factory())  # type: ignore[arg-type]
 
 
 async def sweep(conn: Connector, cursor: str | None = None) -> tuple[list[Batch], str | None]:
     """Poll until a batch says there is no more; every batch, and the last cursor."""
-    batches = []
-    for _ in range(30):
-        batch = await conn.poll(cursor)
-        batches.append(batch)
-        cursor = batch.cursor
-        if not batch.more:
-            return batches, cursor
-    raise AssertionError("never caught up")
+    batches, cursor = await poll_round(conn, cursor)
+    assert not batches[-1].more, "never caught up"
+    return batches, cursor
 
 
 def mentions_of(batches: list[Batch]) -> dict[str, Mention]:

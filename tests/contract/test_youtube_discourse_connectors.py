@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import pytest
@@ -23,15 +22,11 @@ from listener.record import Mention, decode_mention
 from listener.runner import Runner
 from listener.settings import KafkaSettings
 
+from .poll_support import poll_round, run
 from .servers import BRANDS  # first: servers.py imports servers_youtube_discourse at its end
 from .servers_youtube_discourse import DiscourseHarness, DiscourseWebhookHarness, YoutubeHarness
 
-T = TypeVar("T")
 pytestmark = pytest.mark.timeout(30)
-
-
-def run(factory: Callable[[], Awaitable[T]]) -> T:
-    return asyncio.run(factory())  # type: ignore[arg-type]
 
 
 async def youtube_round(
@@ -39,17 +34,10 @@ async def youtube_round(
 ) -> tuple[list[Batch], str | None]:
     """Poll one connector until its round is done (``more`` false); the batches and cursor."""
     conn: Any = h.connector(**overrides)
-    batches: list[Batch] = []
     try:
-        for _ in range(30):
-            batch = await conn.poll(cursor)
-            batches.append(batch)
-            cursor = batch.cursor
-            if not batch.more:
-                break
+        return await poll_round(conn, cursor)
     finally:
         await conn.close()
-    return batches, cursor
 
 
 def ids(batches: list[Batch]) -> list[str]:
@@ -350,17 +338,10 @@ async def discourse_drain(
     h: DiscourseHarness, cursor: str | None = None, **overrides: Any
 ) -> tuple[list[Batch], str | None]:
     conn: Any = h.connector(**overrides)
-    batches: list[Batch] = []
     try:
-        for _ in range(40):
-            batch = await conn.poll(cursor)
-            batches.append(batch)
-            cursor = batch.cursor
-            if not batch.more:
-                break
+        return await poll_round(conn, cursor, max_polls=40)
     finally:
         await conn.close()
-    return batches, cursor
 
 
 def test_discourse_reads_forward_by_id_to_the_end_and_then_nothing_old() -> None:
