@@ -26,21 +26,22 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
-import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
 from listener.brands import BrandMatcher
-from listener.connectors.base import BaseConnector, Batch, Skipped, parse_time
+from listener.connectors.base import Batch, parse_time
 from listener.connectors.reviews import (
+    Converted,
+    ReviewConnector,
     ReviewTarget,
     Sweep,
-    check_brands,
+    answer_member,
     fetch_json,
     plain,
     rating,
     safe_url,
 )
-from listener.errors import FatalError, RetryableError, SkippableError
+from listener.errors import FatalError, SkippableError
 from listener.record import Author, Mention
 
 log = logging.getLogger(__name__)
@@ -62,28 +63,19 @@ class AppStoreSettings(BaseModel):
     timeout_s: float = Field(default=30.0, gt=0)
 
 
-class AppStoreConnector(BaseConnector):
+class AppStoreConnector(ReviewConnector):
     """Sweeps each app's review feed per country, newest first (see module docstring)."""
 
     name: ClassVar[str] = "appstore"
     settings_model: ClassVar[type[BaseModel]] = AppStoreSettings
+    settings: AppStoreSettings
 
     def __init__(self, settings: AppStoreSettings, brands: BrandMatcher) -> None:
-        super().__init__(brands, poll_interval_s=settings.poll_interval_s)
-        check_brands("appstore", settings.apps, brands)
+        super().__init__(settings, brands, settings.apps)
         if not settings.countries:
             raise FatalError("appstore: list at least one country storefront")
-        self.settings = settings
-        self.apps = {app.id: app for app in settings.apps}
         keys = tuple(f"{a.id}/{c.lower()}" for a in settings.apps for c in settings.countries)
         self.sweep = Sweep(keys, settings.max_pages)
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
-            self._session = aiohttp.ClientSession(timeout=timeout)
-        return self._session
 
     async def poll(self, cursor: str | None) -> Batch:
         """One page of the current app and country."""
@@ -96,32 +88,16 @@ class AppStoreConnector(BaseConnector):
             f"page={page}/id={app_id}/sortby=mostrecent/json"
         )
         body = await fetch_json(self._client(), "appstore", "GET", url)
-        feed = body.get("feed") if isinstance(body, dict) else None
-        if not isinstance(feed, dict):
-            raise RetryableError("appstore: answer has no feed object")
+        feed = answer_member("appstore", body, "feed", dict)
         entries = feed.get("entry") or []
         entries = [entries] if isinstance(entries, dict) else entries
         reviews = [e for e in entries if isinstance(e, dict) and "im:rating" in e]
-        mentions: list[Mention] = []
-        skipped: list[Skipped] = []
-        items = []
-        for entry in reviews:
-            try:
-                mention = _to_mention(entry, self.apps[app_id], country)
-            except SkippableError as exc:
-                skipped.append(Skipped(exc.reason, str(exc), repr(entry)[:10_000]))
-                continue
-            mentions.append(mention)
-            items.append((mention.id, mention.created_at))
-        fresh, more = self.sweep.step(state, items, page + 1 if page < PAGES else None)
-        new = [m for m, is_new in zip(mentions, fresh, strict=True) if is_new]
-        return Batch(tuple(new), Sweep.dump(state), tuple(skipped), more)
 
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        def convert(entry: dict[str, Any]) -> Converted:
+            mention = _to_mention(entry, self.targets[app_id], country)
+            return [mention], mention.created_at
+
+        return self.batch(state, reviews, convert, page + 1 if page < PAGES else None)
 
 
 def _label(entry: dict[str, Any], *path: str) -> Any:
@@ -155,7 +131,7 @@ def _to_mention(entry: dict[str, Any], app: ReviewTarget, country: str) -> Menti
             handle=name if isinstance(name, str) else None,
             url=safe_url(_label(entry, "author", "uri")),
         ),
-        brands=(app.brand,) if app.brand else (),
+        brands=app.brands,
         thread_id=f"appstore:{review_id.strip()}",
         signals={
             "rating": stars,

@@ -55,17 +55,17 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 from urllib.parse import urlencode
 
-import aiohttp
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from listener.brands import BrandMatcher
-from listener.connectors.base import BaseConnector, Batch, Skipped, parse_time
+from listener.connectors.base import Batch, parse_time
 from listener.connectors.reviews import (
+    ReviewConnector,
     ReviewTarget,
     Sweep,
-    check_brands,
+    brand_reply,
     error_text,
     fetch_json,
     plain,
@@ -112,29 +112,20 @@ class GooglePlaySettings(BaseModel):
         return self
 
 
-class GooglePlayConnector(BaseConnector):
+class GooglePlayConnector(ReviewConnector):
     """Sweeps each app's last-week reviews (see module docstring)."""
 
     name: ClassVar[str] = "googleplay"
     settings_model: ClassVar[type[BaseModel]] = GooglePlaySettings
+    settings: GooglePlaySettings
 
     def __init__(self, settings: GooglePlaySettings, brands: BrandMatcher) -> None:
-        super().__init__(brands, poll_interval_s=settings.poll_interval_s)
-        check_brands("googleplay", settings.apps, brands)
+        super().__init__(settings, brands, settings.apps)
         if any(app.brand is None for app in settings.apps):
             raise FatalError("googleplay: only the brand's own apps can be read: give each a brand")
-        self.settings = settings
-        self.apps = {app.id: app for app in settings.apps}
-        self.sweep = Sweep(tuple(self.apps), settings.max_pages, ordered=False)
+        self.sweep = Sweep(tuple(self.targets), settings.max_pages, ordered=False)
         self._token: str | None = None
         self._renew_at = float("inf")  # monotonic time to make a new grant
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
-            self._session = aiohttp.ClientSession(timeout=timeout)
-        return self._session
 
     async def _read_token(self) -> str:
         if self.settings.service_account_file is not None:
@@ -210,30 +201,13 @@ class GooglePlayConnector(BaseConnector):
         body = await self._list(package, Sweep.page(state, package))
         reviews = body.get("reviews") or []
         next_token = (body.get("tokenPagination") or {}).get("nextPageToken")
-        app = self.apps[package]
-        mentions: list[Mention] = []
-        skipped: list[Skipped] = []
-        items: list[tuple[str, datetime]] = []
-        groups: list[list[Mention]] = []
-        for review in reviews if isinstance(reviews, list) else []:
-            try:
-                found, changed = _to_mentions(review, app)
-            except SkippableError as exc:
-                skipped.append(Skipped(exc.reason, str(exc), repr(review)[:10_000]))
-                continue
-            groups.append(found)
-            items.append((found[0].id, changed))
-        fresh, more = self.sweep.step(state, items, next_token or None)
-        for group, is_new in zip(groups, fresh, strict=True):
-            if is_new:
-                mentions.extend(group)
-        return Batch(tuple(mentions), Sweep.dump(state), tuple(skipped), more)
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        app = self.targets[package]
+        return self.batch(
+            state,
+            reviews if isinstance(reviews, list) else [],
+            lambda review: _to_mentions(review, app),
+            next_token or None,
+        )
 
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -345,7 +319,6 @@ def _to_mentions(review: Any, app: ReviewTarget) -> tuple[list[Mention], datetim
     reply = next((c["developerComment"] for c in comments if _is_dict(c, "developerComment")), None)
     if user is None or (created := _seconds(user.get("lastModified"))) is None:
         raise SkippableError("validation", f"review {review_id} has no dated userComment")
-    mention_id = f"googleplay:{review_id}"
     brand = app.brand
     assert brand is not None
     replied = _seconds(reply.get("lastModified")) if reply else None
@@ -369,23 +342,18 @@ def _to_mentions(review: Any, app: ReviewTarget) -> tuple[list[Mention], datetim
             lang=lang.replace("_", "-") if isinstance(lang, str) and lang else None,
             author=Author(name=name if isinstance(name, str) and name else None),
             brands=(brand,),
-            thread_id=mention_id,
+            thread_id=f"googleplay:{review_id}",
             signals=signals,
         )
     ]
     if replied is not None and reply_text:
         found.append(
-            Mention.create(
-                source="googleplay",
-                native_id=f"{review_id}:reply",
+            brand_reply(
+                found[0],
+                brand,
                 text=reply_text,
                 created_at=replied,
-                url=found[0].url,
                 author=Author(handle=f"developer:{app.id}", name=brand),
-                brands=(brand,),
-                own_account_of=(brand,),
-                reply_to_id=mention_id,
-                thread_id=mention_id,
                 signals={"review": {"app": app.id}},
             )
         )

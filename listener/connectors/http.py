@@ -4,17 +4,20 @@
 map the status with :func:`~listener.retry.check_http_status` (plus the
 source's own rate-limit header, see :func:`raise_for_status`), read the body as
 JSON, and turn network failures and malformed bodies into
-:class:`~listener.errors.RetryableError`.
+:class:`~listener.errors.RetryableError`. :class:`HttpConnector` is the base of
+the polling connectors that keep one session for all their requests.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
+from listener.brands import BrandMatcher
+from listener.connectors.base import BaseConnector
 from listener.errors import RetryableError
 from listener.retry import check_http_status
 
@@ -91,3 +94,51 @@ async def request_json(
         kind = "object" if expect is dict else "array"
         raise RetryableError(f"{source}: {what} is not a JSON {kind}")
     return body
+
+
+class HttpSettings(Protocol):
+    """The settings :class:`HttpConnector` reads."""
+
+    @property
+    def poll_interval_s(self) -> float:
+        """Seconds the runner waits after a batch with ``more=False``."""
+
+    @property
+    def timeout_s(self) -> float:
+        """Total time one request may take."""
+
+
+class HttpConnector(BaseConnector):
+    """A polling connector with one HTTP session, opened on first use and closed by ``close``.
+
+    The session is made from ``self.settings`` when first needed (its
+    ``timeout_s``, and :meth:`session_headers`).
+
+    Args:
+        settings: The connector's settings.
+        brands: The configured brands.
+    """
+
+    settings: HttpSettings
+
+    def __init__(self, settings: HttpSettings, brands: BrandMatcher) -> None:
+        super().__init__(brands, poll_interval_s=settings.poll_interval_s)
+        self.settings = settings
+        self._session: aiohttp.ClientSession | None = None
+
+    def session_headers(self) -> dict[str, str] | None:
+        """Headers sent with every request (e.g. the API key's ``Authorization``); none here."""
+        return None
+
+    def _client(self) -> aiohttp.ClientSession:
+        """The session (opened on the first call)."""
+        if self._session is None:
+            timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
+            self._session = aiohttp.ClientSession(timeout=timeout, headers=self.session_headers())
+        return self._session
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()

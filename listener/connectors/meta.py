@@ -21,20 +21,27 @@ Rate limits (https://developers.facebook.com/docs/graph-api/overview/rate-limiti
 Mention ids: ``facebook:<post or comment id>``, ``instagram:<media or comment id>``,
 ``threads:<media id>``. Texts are plain text from Meta, but are still read as
 hostile: any markup is stripped (:func:`~listener.connectors.base.html_to_text`).
+
+Polling (``meta_graph``, ``threads``): :class:`GraphSweepConnector` reads one page
+of one source per poll, keeps each source's progress in a :class:`Sweep` and
+goes through the sources in turn; a page is read with :func:`page_items` and
+:func:`collect`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
+from pydantic import SecretStr
 
 from listener.brands import BrandMatcher
-from listener.connectors.base import html_to_text, parse_time
-from listener.connectors.http import network_error
+from listener.connectors.base import Batch, Skipped, html_to_text, parse_time
+from listener.connectors.http import HttpConnector, HttpSettings, network_error
 from listener.errors import FatalError, RetryableError, SkippableError
 from listener.record import Author, Mention
 from listener.retry import check_http_status, retry_after
@@ -290,6 +297,116 @@ class Sweep:
             out.update(high=self.high, high_ids=sorted(self.high_ids), page=self.page)
             out["pages"] = self.pages
         return out
+
+
+def page_items(body: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    """The ``data`` list and the ``paging`` object of a Graph/Threads page (empty when absent)."""
+    data, paging = body.get("data"), body.get("paging")
+    return (
+        data if isinstance(data, list) else [],
+        paging if isinstance(paging, dict) else {},
+    )
+
+
+Made = tuple[Any, Mention | SkippableError]
+"""A raw item of a page and what it became: a Mention, or why it is skipped."""
+
+
+def attempt(raw: Any, make: Callable[..., Mention], *args: Any, **kwargs: Any) -> Made:
+    """``raw`` with ``make(*args, **kwargs)``, or with the SkippableError it raised."""
+    try:
+        return raw, make(*args, **kwargs)
+    except SkippableError as exc:
+        return raw, exc
+
+
+def collect(
+    data: list[Any], convert: Callable[[Any], list[Made]], sweep: Sweep
+) -> tuple[list[Mention], list[Skipped]]:
+    """The Mentions of one page's items that are new to ``sweep``, and the skipped items.
+
+    ``convert`` turns one item into what it holds (a post and its comments, say).
+    An item without text (a bare photo, an image-only post) is not a mention
+    and is not reported as skipped either.
+    """
+    mentions: list[Mention] = []
+    skipped: list[Skipped] = []
+    for item in data:
+        for raw, made in convert(item):
+            if isinstance(made, SkippableError):
+                if made.reason != "no_text":
+                    skipped.append(Skipped(made.reason, str(made), json.dumps(raw)[:10_000]))
+            elif sweep.keep(made):
+                mentions.append(made)
+    return mentions, skipped
+
+
+class GraphSweepSettings(HttpSettings, Protocol):
+    """The settings :class:`GraphSweepConnector` reads (``meta_graph``, ``threads``)."""
+
+    @property
+    def access_token(self) -> SecretStr:
+        """The token sent as ``access_token`` on every call."""
+
+    @property
+    def max_pages(self) -> int:
+        """Pages per sweep and source."""
+
+    @property
+    def lookback_s(self) -> int:
+        """How far back the first sweep of a source reads."""
+
+    @property
+    def rate_limit_wait_s(self) -> float:
+        """The wait after a rate limit when no header says."""
+
+
+class GraphSweepConnector(HttpConnector):
+    """Polls Graph/Threads API sources in turn, one page per poll, each with a :class:`Sweep`.
+
+    The cursor maps each source to its :meth:`Sweep.dump`. A subclass sets
+    ``sources`` (read in this order) and says how a source's page is asked
+    for (:meth:`request`) and read (:meth:`read`); ``more`` is True while a
+    sweep, or a later source of this round, remains.
+
+    Args:
+        settings: The connector's settings.
+        brands: The configured brands.
+    """
+
+    settings: GraphSweepSettings
+
+    def __init__(self, settings: GraphSweepSettings, brands: BrandMatcher) -> None:
+        super().__init__(settings, brands)
+        self.sources: tuple[str, ...] = ()
+        self._next = 0
+
+    def request(self, source: str, sweep: Sweep) -> tuple[str, dict[str, str]]:
+        """The URL and query (without the token) of ``source``'s next page."""
+        raise NotImplementedError
+
+    def read(
+        self, source: str, body: dict[str, Any], sweep: Sweep
+    ) -> tuple[list[Mention], list[Skipped], dict[str, str] | None]:
+        """A page's new Mentions, its skipped items, and the query of the next page (or None)."""
+        raise NotImplementedError
+
+    async def poll(self, cursor: str | None) -> Batch:
+        """One page of the current source; ``more`` while its sweep or other sources remain."""
+        s = self.settings
+        state: dict[str, Any] = json.loads(cursor) if cursor else {}
+        source = self.sources[self._next]
+        sweep = Sweep.load(state.get(source), int(time.time()) - s.lookback_s)
+        url, params = self.request(source, sweep)
+        params["access_token"] = s.access_token.get_secret_value()
+        body = await graph_get(self._client(), self.name, url, params, s.rate_limit_wait_s)
+        mentions, skipped, next_page = self.read(source, body, sweep)
+        more = sweep.turn(next_page, s.max_pages)
+        state[source] = sweep.dump()
+        if not more:
+            self._next = (self._next + 1) % len(self.sources)
+            more = self._next != 0
+        return Batch(tuple(mentions), json.dumps(state, sort_keys=True), tuple(skipped), more)
 
 
 def check_owner_brands(connector: str, owners: Mapping[str, str], brands: BrandMatcher) -> None:

@@ -38,26 +38,27 @@ Delivery: at-least-once.
 
 from __future__ import annotations
 
-import json
-import time
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
-import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from listener.brands import BrandMatcher
-from listener.connectors.base import BaseConnector, Batch, Skipped, parse_time
+from listener.connectors.base import Skipped, parse_time
 from listener.connectors.meta import (
     GRAPH_API_VERSION,
     GRAPH_URL,
+    GraphSweepConnector,
+    Made,
     Sweep,
+    attempt,
     build,
     check_owner_brands,
+    collect,
     fb_author,
-    graph_get,
     ig_author,
     owned_by,
+    page_items,
 )
 from listener.errors import FatalError, SkippableError
 from listener.record import Mention
@@ -90,15 +91,15 @@ class MetaGraphSettings(BaseModel):
     timeout_s: float = Field(default=30.0, gt=0)
 
 
-class MetaGraphConnector(BaseConnector):
+class MetaGraphConnector(GraphSweepConnector):
     """Sweeps the Page feed and the Instagram media (see module docstring)."""
 
     name: ClassVar[str] = "meta_graph"
     settings_model: ClassVar[type[BaseModel]] = MetaGraphSettings
+    settings: MetaGraphSettings
 
     def __init__(self, settings: MetaGraphSettings, brands: BrandMatcher) -> None:
-        super().__init__(brands, poll_interval_s=settings.poll_interval_s)
-        self.settings = settings
+        super().__init__(settings, brands)
         self.sources = tuple(
             s
             for s, on in (("facebook", settings.page_id), ("instagram", settings.ig_user_id))
@@ -108,57 +109,31 @@ class MetaGraphConnector(BaseConnector):
             raise FatalError("meta_graph: set page_id and/or ig_user_id")
         if settings.brand is not None:
             check_owner_brands(self.name, {"page_id/ig_user_id": settings.brand}, brands)
-        self._next = 0
-        self._session: aiohttp.ClientSession | None = None
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
-            self._session = aiohttp.ClientSession(timeout=timeout)
-        return self._session
-
-    def _request(self, source: str, since: int) -> tuple[str, dict[str, str]]:
+    def request(self, source: str, sweep: Sweep) -> tuple[str, dict[str, str]]:
+        """The feed or media edge since the sweep's start; mid-sweep, ``paging.next``'s query."""
         s = self.settings
         root = f"{s.base_url.rstrip('/')}/{s.api_version}"
         if source == "facebook":
             comments = f"comments.filter(stream).limit({s.comments_limit}){{{FB_COMMENT}}}"
             fields = f"id,message,created_time,from,permalink_url,{comments}"
-            params = {"fields": fields, "limit": str(s.limit), "since": str(since)}
-            return f"{root}/{s.page_id}/feed", params
-        comments = f"comments.limit({s.comments_limit}){{{IG_COMMENT},replies{{{IG_COMMENT}}}}}"
-        fields = f"id,caption,timestamp,username,permalink,{comments}"
-        return f"{root}/{s.ig_user_id}/media", {"fields": fields, "limit": str(s.limit)}
+            params = {"fields": fields, "limit": str(s.limit), "since": str(sweep.since)}
+            url = f"{root}/{s.page_id}/feed"
+        else:
+            comments = f"comments.limit({s.comments_limit}){{{IG_COMMENT},replies{{{IG_COMMENT}}}}}"
+            fields = f"id,caption,timestamp,username,permalink,{comments}"
+            params = {"fields": fields, "limit": str(s.limit)}
+            url = f"{root}/{s.ig_user_id}/media"
+        return url, dict(sweep.page) if sweep.page else params
 
-    async def poll(self, cursor: str | None) -> Batch:
-        """One page of the current source; ``more`` while its sweep or other sources remain."""
-        state: dict[str, Any] = json.loads(cursor) if cursor else {}
-        source = self.sources[self._next]
-        sweep = Sweep.load(state.get(source), int(time.time()) - self.settings.lookback_s)
-        url, params = self._request(source, sweep.since)
-        if sweep.page:
-            params = dict(sweep.page)
-        params["access_token"] = self.settings.access_token.get_secret_value()
-        body = await graph_get(
-            self._client(), self.name, url, params, self.settings.rate_limit_wait_s
-        )
-        data = body.get("data") if isinstance(body.get("data"), list) else None
-        convert = _facebook if source == "facebook" else _instagram
-        mentions, skipped = _collect(data or [], convert, sweep)
+    def read(
+        self, source: str, body: dict[str, Any], sweep: Sweep
+    ) -> tuple[list[Mention], list[Skipped], dict[str, str] | None]:
+        """Posts and comments (or media, comments, replies) of the page; ``paging.next``."""
+        data, paging = page_items(body)
+        mentions, skipped = collect(data, _facebook if source == "facebook" else _instagram, sweep)
         mentions = [owned_by(m, self.settings.brand) for m in mentions]
-        paging: Any = body.get("paging")
-        next_url = paging.get("next") if isinstance(paging, dict) and data else None
-        more = sweep.turn(_next_params(next_url), self.settings.max_pages)
-        state[source] = sweep.dump()
-        if not more:
-            self._next = (self._next + 1) % len(self.sources)
-            more = self._next != 0
-        return Batch(tuple(mentions), json.dumps(state, sort_keys=True), tuple(skipped), more)
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        return mentions, skipped, _next_params(paging.get("next") if data else None)
 
 
 def _next_params(url: Any) -> dict[str, str] | None:
@@ -174,23 +149,6 @@ def _stamp(value: Any) -> int | None:
     return int(when.timestamp()) if when is not None else None
 
 
-def _collect(data: list[Any], convert: Any, sweep: Sweep) -> tuple[list[Mention], list[Skipped]]:
-    """The items of one page that are new to ``sweep``, and the skipped ones."""
-    mentions: list[Mention] = []
-    skipped: list[Skipped] = []
-    for item in data:
-        for raw, made in convert(item):
-            if isinstance(made, SkippableError):
-                if made.reason != "no_text":  # a bare photo is not a mention
-                    skipped.append(Skipped(made.reason, str(made), json.dumps(raw)[:10_000]))
-            elif sweep.keep(made):
-                mentions.append(made)
-    return mentions, skipped
-
-
-Made = tuple[Any, Mention | SkippableError]
-
-
 def _edge(item: dict[str, Any], name: str) -> list[Any]:
     """The ``data`` list of a nested edge (``comments``, ``replies``), or []."""
     edge = item.get(name)
@@ -199,10 +157,8 @@ def _edge(item: dict[str, Any], name: str) -> list[Any]:
 
 
 def _try(raw: Any, *args: Any, **kwargs: Any) -> Made:
-    try:
-        return raw, build(*args, **kwargs)
-    except SkippableError as exc:
-        return raw, exc
+    """``raw`` and the Mention :func:`~listener.connectors.meta.build` makes of it, or why not."""
+    return attempt(raw, build, *args, **kwargs)
 
 
 def _facebook(post: Any) -> list[Made]:

@@ -1,9 +1,11 @@
 """The HTTP side every push connector shares: bind, queue what arrived, answer after Kafka.
 
 A push connector (:mod:`~listener.connectors.webhook`,
-:mod:`~listener.connectors.meta_webhook`) subclasses :class:`PushConnector`,
-adds its routes in :meth:`PushConnector.routes`, and for each authentic
-request calls :meth:`PushConnector.submit` with the Mentions it parsed. The
+:mod:`~listener.connectors.meta_webhook`, :mod:`~listener.connectors.discourse_webhook`)
+subclasses :class:`PushConnector`, adds its routes in :meth:`PushConnector.routes`,
+and for each authentic request calls :meth:`PushConnector.submit` with the
+Mentions it parsed (or, to convert them when the runner polls, the raw
+``payload``: :meth:`PushConnector.convert`). The
 request handler then awaits :meth:`PushConnector.outcome`: the runner's
 ``delivered`` hook resolves it once Kafka acknowledged the batch (2xx to the
 sender) or gave it up (503 + ``Retry-After``, the sender retries), and
@@ -18,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -50,12 +52,17 @@ class PushSettings(BaseModel):
 
 @dataclass(slots=True)
 class Delivery:
-    """One accepted request waiting for Kafka (``future`` is None: nothing waits for it)."""
+    """One accepted request waiting for Kafka (``future`` is None: nothing waits for it).
+
+    ``payload`` is what :meth:`PushConnector.convert` turns into Mentions when
+    the runner polls, for a connector that does not parse them in the request.
+    """
 
     key: str
     mentions: tuple[Mention, ...]
     skipped: tuple[Skipped, ...]
     future: Outcome | None
+    payload: Any = None
 
 
 class PushConnector(BaseConnector):
@@ -100,20 +107,26 @@ class PushConnector(BaseConnector):
         log.info("%s: listening on %s:%s%s", self.name, settings.host, self.port, settings.path)
 
     def submit(
-        self, key: str, mentions: tuple[Mention, ...], skipped: tuple[Skipped, ...] = ()
+        self,
+        key: str,
+        mentions: tuple[Mention, ...],
+        skipped: tuple[Skipped, ...] = (),
+        *,
+        payload: Any = None,
     ) -> Outcome | None:
-        """Queue one request's Mentions and skipped events for the next poll.
+        """Queue one request's Mentions (or its ``payload``) and skipped events for the next poll.
 
         Returns:
-            The future :meth:`outcome` waits on, or None when there are no
-            Mentions (skipped events alone are not worth holding the sender for).
+            The future :meth:`outcome` waits on, or None when there are neither
+            Mentions nor a payload (skipped events alone are not worth holding
+            the sender for).
         """
         future: Outcome | None = None
-        if mentions:
+        if mentions or payload is not None:
             future = asyncio.get_running_loop().create_future()
             self._waiting.add(future)
             future.add_done_callback(self._waiting.discard)
-        self._queue.put_nowait(Delivery(key, mentions, skipped, future))
+        self._queue.put_nowait(Delivery(key, mentions, skipped, future, payload))
         return future
 
     async def outcome(self, future: Outcome) -> str | None:
@@ -144,9 +157,19 @@ class PushConnector(BaseConnector):
             return Batch(more=True)
         while len(items) < self.push_settings.batch_max and not self._queue.empty():
             items.append(self._queue.get_nowait())
+        mentions, skipped = await self.convert(items)
+        return Batch(mentions, None, skipped, more=True, token=tuple(items))
+
+    async def convert(
+        self, items: list[Delivery]
+    ) -> tuple[tuple[Mention, ...], tuple[Skipped, ...]]:
+        """The Mentions and skipped events of the deliveries a poll hands over.
+
+        Here: what was submitted. A connector that submits payloads converts them.
+        """
         mentions = tuple(m for item in items for m in item.mentions)
         skipped = tuple(s for item in items for s in item.skipped)
-        return Batch(mentions, None, skipped, more=True, token=tuple(items))
+        return mentions, skipped
 
     async def delivered(self, batch: Batch, error: BaseException | None) -> None:
         """Release the waiting requests: 2xx when ``error`` is None, else 503."""

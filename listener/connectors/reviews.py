@@ -13,13 +13,19 @@
   newer than the one seen last (or, for a list in no documented order, reads to
   the end and keeps only the newer ones), at the last page, or after
   ``max_pages``; then the newest review of the sweep becomes the mark.
-* :func:`fetch_json`: one request, with the platform's error body in the message.
+* :func:`fetch_json`: one request, with the platform's error body in the message;
+  :func:`answer_member` and :func:`check_api_key` read the answer and the errors
+  several platforms share.
+* :class:`ReviewConnector`: the base of the four connectors: the targets, the
+  session, and :meth:`ReviewConnector.batch`, which turns one page of reviews
+  into the poll's Batch. :func:`brand_reply` is the brand's answer to a review
+  (Google Play, Trustpilot) as a Mention.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -28,9 +34,10 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from listener.brands import BrandMatcher
-from listener.connectors.base import html_to_text, parse_time
-from listener.connectors.http import network_error
+from listener.connectors.base import Batch, Skipped, html_to_text, parse_time
+from listener.connectors.http import HttpConnector, HttpSettings, network_error
 from listener.errors import FatalError, RetryableError, SkippableError
+from listener.record import Author, Mention
 from listener.retry import check_http_status
 
 
@@ -45,6 +52,11 @@ class ReviewTarget(BaseModel):
         description="The configured brand it belongs to; unset: kept only when the text "
         "names a brand (e.g. a competitor's app).",
     )
+
+    @property
+    def brands(self) -> tuple[str, ...]:
+        """``Mention.brands`` of its reviews: its brand, or none (brand-matched on the text)."""
+        return (self.brand,) if self.brand else ()
 
 
 def check_brands(source: str, targets: tuple[ReviewTarget, ...], brands: BrandMatcher) -> None:
@@ -162,6 +174,61 @@ async def fetch_json(
     return body
 
 
+def answer_member(
+    source: str, body: Any, key: str, kind: type[list[Any]] | type[dict[str, Any]]
+) -> Any:
+    """``body[key]`` of a JSON answer, which must be a ``kind`` (``list`` or ``dict``).
+
+    Raises:
+        RetryableError: The answer is not an object, or has no such array/object.
+    """
+    value = body.get(key) if isinstance(body, dict) else None
+    if not isinstance(value, kind):
+        what = "array" if kind is list else "object"
+        raise RetryableError(f"{source}: answer has no {key} {what}")
+    return value
+
+
+def check_api_key(source: str, status: int, body: Any) -> None:
+    """A 401 or 403 of a platform keyed by ``api_key``: the key was refused.
+
+    Raises:
+        FatalError: On 401 and 403, with the platform's error message.
+    """
+    if status in (401, 403):
+        raise FatalError(f"{source}: HTTP {status}: {error_text(body)} (check api_key)")
+
+
+def brand_reply(
+    review: Mention,
+    brand: str,
+    *,
+    text: str,
+    created_at: datetime,
+    author: Author,
+    signals: dict[str, Any],
+) -> Mention:
+    """The brand's public answer to ``review`` as a Mention (``<source>:<review id>:reply``).
+
+    It comes from the brand's own account (``own_account_of``: never queued),
+    replies to the review and stays in its thread, at the review's URL.
+    """
+    review_id = review.id.removeprefix(f"{review.source}:")
+    return Mention.create(
+        source=review.source,
+        native_id=f"{review_id}:reply",
+        text=text,
+        created_at=created_at,
+        url=review.url,
+        author=author,
+        brands=(brand,),
+        own_account_of=(brand,),
+        reply_to_id=review.id,
+        thread_id=review.id,
+        signals=signals,
+    )
+
+
 NEXT = "~next"
 """The cursor key naming the list the next poll reads (a restart goes on from there)."""
 
@@ -269,3 +336,63 @@ def _merge(a: dict[str, Any] | None, b: dict[str, Any]) -> dict[str, Any]:
         return a
     ids = list(dict.fromkeys([*a.get("ids", []), *b.get("ids", [])]))
     return {"at": a["at"], "ids": ids[-100:]}
+
+
+Converted = tuple[list[Mention], datetime]
+"""What one review becomes: its Mentions (the review first, then a reply) and when it last
+changed (the time :class:`Sweep` compares)."""
+
+
+class ReviewConnector(HttpConnector):
+    """The base of the review connectors: targets checked, one session, one page per poll.
+
+    A subclass sets ``sweep`` (its lists and paging) and, per poll, reads one
+    page and hands its reviews to :meth:`batch`.
+
+    Args:
+        settings: The connector's settings.
+        brands: The configured brands.
+        targets: The apps or businesses to read (see :func:`check_brands`).
+
+    Raises:
+        FatalError: No targets, or one names a brand that is not configured.
+    """
+
+    sweep: Sweep
+
+    def __init__(
+        self, settings: HttpSettings, brands: BrandMatcher, targets: tuple[ReviewTarget, ...]
+    ) -> None:
+        super().__init__(settings, brands)
+        check_brands(self.name, targets, brands)
+        self.targets = {target.id: target for target in targets}
+
+    def batch(
+        self,
+        state: dict[str, Any],
+        reviews: Iterable[Any],
+        convert: Callable[[Any], Converted],
+        next_page: Any,
+    ) -> Batch:
+        """The Batch of one page: the Mentions of the reviews new to the sweep, and the skipped.
+
+        Args:
+            state: The cursor state (see :meth:`Sweep.step`), updated in place.
+            reviews: The page's reviews, in the platform's order.
+            convert: Turns one review into its Mentions; raises SkippableError.
+            next_page: The next page's number or token; None at the last page.
+        """
+        groups: list[list[Mention]] = []
+        items: list[tuple[str, datetime]] = []
+        skipped: list[Skipped] = []
+        for review in reviews:
+            try:
+                found, changed = convert(review)
+            except SkippableError as exc:
+                skipped.append(Skipped(exc.reason, str(exc), repr(review)[:10_000]))
+                continue
+            groups.append(found)
+            items.append((found[0].id, changed))
+        fresh, more = self.sweep.step(state, items, next_page)
+        mentions = [m for group, new in zip(groups, fresh, strict=True) if new for m in group]
+        return Batch(tuple(mentions), Sweep.dump(state), tuple(skipped), more)

@@ -34,16 +34,22 @@ Delivery: at-least-once.
 
 from __future__ import annotations
 
-import json
-import time
 from typing import Any, ClassVar
 
-import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from listener.brands import BrandMatcher
-from listener.connectors.base import BaseConnector, Batch, Skipped
-from listener.connectors.meta import Sweep, build, graph_get, native
+from listener.connectors.base import Skipped
+from listener.connectors.meta import (
+    GraphSweepConnector,
+    Made,
+    Sweep,
+    attempt,
+    build,
+    collect,
+    native,
+    page_items,
+)
 from listener.errors import FatalError, SkippableError
 from listener.record import Author, Mention
 
@@ -75,36 +81,25 @@ class ThreadsSettings(BaseModel):
     timeout_s: float = Field(default=30.0, gt=0)
 
 
-class ThreadsConnector(BaseConnector):
+class ThreadsConnector(GraphSweepConnector):
     """Sweeps keyword searches and mentions (see module docstring)."""
 
     name: ClassVar[str] = "threads"
     settings_model: ClassVar[type[BaseModel]] = ThreadsSettings
+    settings: ThreadsSettings
 
     def __init__(self, settings: ThreadsSettings, brands: BrandMatcher) -> None:
-        super().__init__(brands, poll_interval_s=settings.poll_interval_s)
-        self.settings = settings
+        super().__init__(settings, brands)
         terms = (settings.terms or brands.search_terms()) if settings.search else ()
         self.sources = tuple(f"search:{t}" for t in terms) + (
             ("mentions",) if settings.mentions else ()
         )
         if not self.sources:
             raise FatalError("threads: nothing to read: enable 'mentions' or give search terms")
-        self._next = 0
-        self._session: aiohttp.ClientSession | None = None
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
-            self._session = aiohttp.ClientSession(timeout=timeout)
-        return self._session
-
-    async def poll(self, cursor: str | None) -> Batch:
-        """One page of the current source; ``more`` while its sweep or other sources remain."""
+    def request(self, source: str, sweep: Sweep) -> tuple[str, dict[str, str]]:
+        """The search or the mentions since the sweep's start; mid-sweep with ``after``."""
         s = self.settings
-        state: dict[str, Any] = json.loads(cursor) if cursor else {}
-        source = self.sources[self._next]
-        sweep = Sweep.load(state.get(source), int(time.time()) - s.lookback_s)
         since = max(EARLIEST, sweep.since)
         root = f"{s.base_url.rstrip('/')}/{s.api_version}"
         params = {"fields": FIELDS, "limit": str(s.limit), "since": str(since)}
@@ -114,46 +109,23 @@ class ThreadsConnector(BaseConnector):
             url = f"{root}/keyword_search"
             params.update(q=source.removeprefix("search:"), search_type="RECENT")
         params.update(sweep.page or {})
-        params["access_token"] = s.access_token.get_secret_value()
-        body = await graph_get(self._client(), self.name, url, params, s.rate_limit_wait_s)
-        data = _obj(body, "data", list)
-        mentions, skipped = _convert(data, sweep)
-        paging = _obj(body, "paging", dict)
-        after = _obj(paging, "cursors", dict).get("after")
+        return url, params
+
+    def read(
+        self, source: str, body: dict[str, Any], sweep: Sweep
+    ) -> tuple[list[Mention], list[Skipped], dict[str, str] | None]:
+        """The page's posts; the next page is ``paging.cursors.after`` while ``paging.next`` is."""
+        data, paging = page_items(body)
+        mentions, skipped = collect(data, _made, sweep)
+        cursors = paging.get("cursors")
+        after = cursors.get("after") if isinstance(cursors, dict) else None
         next_page = {"after": str(after)} if paging.get("next") and after and data else None
-        more = sweep.turn(next_page, s.max_pages)
-        state[source] = sweep.dump()
-        if not more:
-            self._next = (self._next + 1) % len(self.sources)
-            more = self._next != 0
-        return Batch(tuple(mentions), json.dumps(state, sort_keys=True), tuple(skipped), more)
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        return mentions, skipped, next_page
 
 
-def _obj(parent: dict[str, Any], key: str, kind: type[Any]) -> Any:
-    """``parent[key]`` when it is a ``kind`` (dict or list), else an empty one."""
-    value = parent.get(key)
-    return value if isinstance(value, kind) else kind()
-
-
-def _convert(data: list[Any], sweep: Sweep) -> tuple[list[Mention], list[Skipped]]:
-    mentions: list[Mention] = []
-    skipped: list[Skipped] = []
-    for post in data:
-        try:
-            mention = _to_mention(post)
-        except SkippableError as exc:
-            if exc.reason != "no_text":  # an image-only post is not a mention
-                skipped.append(Skipped(exc.reason, str(exc), json.dumps(post)[:10_000]))
-            continue
-        if sweep.keep(mention):
-            mentions.append(mention)
-    return mentions, skipped
+def _made(post: Any) -> list[Made]:
+    """A post and its Mention, or why it is skipped (an image-only post has no text)."""
+    return [attempt(post, _to_mention, post)]
 
 
 def _ref(value: Any) -> str | None:

@@ -28,21 +28,24 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from listener.brands import BrandMatcher
-from listener.connectors.base import BaseConnector, Batch, Skipped, parse_time
+from listener.connectors.base import Batch, parse_time
 from listener.connectors.reviews import (
+    Converted,
+    ReviewConnector,
     ReviewTarget,
     Sweep,
-    check_brands,
+    answer_member,
+    brand_reply,
+    check_api_key,
     error_text,
     fetch_json,
     plain,
     rating,
 )
-from listener.errors import FatalError, RetryableError, SkippableError
+from listener.errors import FatalError, SkippableError
 from listener.record import Author, Mention
 
 
@@ -60,30 +63,21 @@ class TrustpilotSettings(BaseModel):
     timeout_s: float = Field(default=30.0, gt=0)
 
 
-class TrustpilotConnector(BaseConnector):
+class TrustpilotConnector(ReviewConnector):
     """Sweeps each business unit's reviews, newest first (see module docstring)."""
 
     name: ClassVar[str] = "trustpilot"
     settings_model: ClassVar[type[BaseModel]] = TrustpilotSettings
+    settings: TrustpilotSettings
 
     def __init__(self, settings: TrustpilotSettings, brands: BrandMatcher) -> None:
-        super().__init__(brands, poll_interval_s=settings.poll_interval_s)
-        check_brands("trustpilot", settings.business_units, brands)
-        self.settings = settings
-        self.units = {unit.id: unit for unit in settings.business_units}
-        self.sweep = Sweep(tuple(self.units), settings.max_pages)
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
-            self._session = aiohttp.ClientSession(timeout=timeout)
-        return self._session
+        super().__init__(settings, brands, settings.business_units)
+        self.sweep = Sweep(tuple(self.targets), settings.max_pages)
 
     async def poll(self, cursor: str | None) -> Batch:
         """One page of the current business unit's reviews."""
         state = Sweep.load(cursor)
-        unit = self.units[self.sweep.key(state)]
+        unit = self.targets[self.sweep.key(state)]
         page = Sweep.page(state, unit.id) or 1
         url = f"{self.settings.api_url.rstrip('/')}/v1/business-units/{unit.id}/reviews"
         params = {
@@ -94,33 +88,19 @@ class TrustpilotConnector(BaseConnector):
         }
         body = await fetch_json(self._client(), "trustpilot", "GET", url, params=params,
                                 explain=_explain)  # fmt: skip
-        reviews = body.get("reviews") if isinstance(body, dict) else None
-        if not isinstance(reviews, list):
-            raise RetryableError("trustpilot: answer has no reviews array")
+        reviews = answer_member("trustpilot", body, "reviews", list)
         links = body.get("links") or []
         more_pages = any(isinstance(k, dict) and k.get("rel") == "next-page" for k in links)
-        groups: list[list[Mention]] = []
-        skipped: list[Skipped] = []
-        for review in reviews:
-            try:
-                groups.append(_to_mentions(review, unit))
-            except SkippableError as exc:
-                skipped.append(Skipped(exc.reason, str(exc), repr(review)[:10_000]))
-        items = [(g[0].id, g[0].created_at) for g in groups]
-        fresh, more = self.sweep.step(state, items, page + 1 if more_pages else None)
-        mentions = [m for g, new in zip(groups, fresh, strict=True) if new for m in g]
-        return Batch(tuple(mentions), Sweep.dump(state), tuple(skipped), more)
 
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        def convert(review: Any) -> Converted:
+            found = _to_mentions(review, unit)
+            return found, found[0].created_at
+
+        return self.batch(state, reviews, convert, page + 1 if more_pages else None)
 
 
 def _explain(status: int, body: Any, headers: Mapping[str, str]) -> None:
-    if status in (401, 403):
-        raise FatalError(f"trustpilot: HTTP {status}: {error_text(body)} (check api_key)")
+    check_api_key("trustpilot", status, body)
     if status == 404:
         raise FatalError(f"trustpilot: HTTP 404: {error_text(body)} (check business_units ids)")
 
@@ -145,7 +125,6 @@ def _to_mentions(review: Any, unit: ReviewTarget) -> list[Mention]:
     reply_text = plain(reply.get("text")) if reply else ""
     replied = parse_time(reply.get("createdAt")) if reply else None
     answered = unit.brand is not None and bool(reply_text) and replied is not None
-    mention_id = f"trustpilot:{review_id}"
     signals: dict[str, Any] = {
         "rating": rating(review.get("stars")),
         "review": {"business_unit": unit.id},
@@ -169,24 +148,19 @@ def _to_mentions(review: Any, unit: ReviewTarget) -> list[Mention]:
                 if consumer_id
                 else None,
             ),
-            brands=(unit.brand,) if unit.brand else (),
-            thread_id=mention_id,
+            brands=unit.brands,
+            thread_id=f"trustpilot:{review_id}",
             signals=signals,
         )
     ]
-    if answered and unit.brand is not None:
+    if answered and unit.brand is not None and replied is not None:
         found.append(
-            Mention.create(
-                source="trustpilot",
-                native_id=f"{review_id}:reply",
+            brand_reply(
+                found[0],
+                unit.brand,
                 text=reply_text,
                 created_at=replied,
-                url=url,
                 author=Author(id=f"business-unit:{unit.id}", name=unit.brand),
-                brands=(unit.brand,),
-                own_account_of=(unit.brand,),
-                reply_to_id=mention_id,
-                thread_id=mention_id,
                 signals={"review": {"business_unit": unit.id}},
             )
         )

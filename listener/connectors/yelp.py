@@ -29,22 +29,24 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
-import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from listener.brands import BrandMatcher
-from listener.connectors.base import BaseConnector, Batch, Skipped, parse_time
+from listener.connectors.base import Batch, parse_time
 from listener.connectors.reviews import (
+    Converted,
+    ReviewConnector,
     ReviewTarget,
     Sweep,
-    check_brands,
+    answer_member,
+    check_api_key,
     error_text,
     fetch_json,
     plain,
     rating,
     safe_url,
 )
-from listener.errors import FatalError, RetryableError, SkippableError
+from listener.errors import RetryableError, SkippableError
 from listener.record import Author, Mention
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
@@ -65,32 +67,26 @@ class YelpSettings(BaseModel):
     timeout_s: float = Field(default=30.0, gt=0)
 
 
-class YelpConnector(BaseConnector):
+class YelpConnector(ReviewConnector):
     """Reads each business's newest review excerpts in turn (see module docstring)."""
 
     name: ClassVar[str] = "yelp"
     settings_model: ClassVar[type[BaseModel]] = YelpSettings
+    settings: YelpSettings
 
     def __init__(self, settings: YelpSettings, brands: BrandMatcher) -> None:
-        super().__init__(brands, poll_interval_s=settings.poll_interval_s)
-        check_brands("yelp", settings.businesses, brands)
-        self.settings = settings
-        self.businesses = {b.id: b for b in settings.businesses}
-        self.sweep = Sweep(tuple(self.businesses), max_pages=1, ordered=False)
-        self._session: aiohttp.ClientSession | None = None
+        super().__init__(settings, brands, settings.businesses)
+        self.sweep = Sweep(tuple(self.targets), max_pages=1, ordered=False)
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
-            key = self.settings.api_key.get_secret_value()
-            headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
-            self._session = aiohttp.ClientSession(timeout=timeout, headers=headers)
-        return self._session
+    def session_headers(self) -> dict[str, str]:
+        """The API key as a bearer token."""
+        key = self.settings.api_key.get_secret_value()
+        return {"Authorization": f"Bearer {key}", "Accept": "application/json"}
 
     async def poll(self, cursor: str | None) -> Batch:
         """The current business's review excerpts."""
         state = Sweep.load(cursor)
-        business = self.businesses[self.sweep.key(state)]
+        business = self.targets[self.sweep.key(state)]
         url = f"{self.settings.api_url.rstrip('/')}/v3/businesses/{business.id}/reviews"
         params = {}
         if self.settings.sort_by:
@@ -99,33 +95,19 @@ class YelpConnector(BaseConnector):
             params["locale"] = self.settings.locale
         body = await fetch_json(self._client(), "yelp", "GET", url, params=params,
                                 explain=_explain)  # fmt: skip
-        reviews = body.get("reviews") if isinstance(body, dict) else None
-        if not isinstance(reviews, list):
-            raise RetryableError("yelp: answer has no reviews array")
-        mentions: list[Mention] = []
-        skipped: list[Skipped] = []
-        for review in reviews:
-            try:
-                mentions.append(_to_mention(review, business))
-            except SkippableError as exc:
-                skipped.append(Skipped(exc.reason, str(exc), repr(review)[:10_000]))
-        items = [(m.id, m.created_at) for m in mentions]
-        fresh, more = self.sweep.step(state, items, None)
-        new = [m for m, is_new in zip(mentions, fresh, strict=True) if is_new]
-        return Batch(tuple(new), Sweep.dump(state), tuple(skipped), more)
+        reviews = answer_member("yelp", body, "reviews", list)
 
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        def convert(review: Any) -> Converted:
+            mention = _to_mention(review, business)
+            return [mention], mention.created_at
+
+        return self.batch(state, reviews, convert, None)
 
 
 def _explain(status: int, body: Any, headers: Mapping[str, str]) -> None:
     error = body.get("error") if isinstance(body, dict) else None
     code = error.get("code") if isinstance(error, dict) else None
-    if status in (401, 403):
-        raise FatalError(f"yelp: HTTP {status}: {error_text(body)} (check api_key)")
+    check_api_key("yelp", status, body)
     if status == 429 and "Retry-After" not in headers:
         if code == "ACCESS_LIMIT_REACHED":
             reset = parse_time(headers.get("RateLimit-ResetTime"))
@@ -172,7 +154,7 @@ def _to_mention(review: Any, business: ReviewTarget) -> Mention:
             name=name if isinstance(name, str) and name else None,
             url=safe_url(user.get("profile_url")),
         ),
-        brands=(business.brand,) if business.brand else (),
+        brands=business.brands,
         thread_id=f"yelp:{review['id']}",
         signals={"rating": rating(review.get("rating")), "review": {"business": business.id}},
     )

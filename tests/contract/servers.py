@@ -358,9 +358,11 @@ class WebhookHarness(Harness):
             batch_wait_s=0.3,
             batch_max=1 if small else 100,
         )
-        conn = WebhookConnector(settings, BRANDS)
+        return self.track(WebhookConnector(settings, BRANDS))
+
+    def track(self, conn: Any) -> Any:
+        """``conn``, now one of the connectors :meth:`feed` delivers to."""
         self.conns.append(conn)
-        self.inflight[id(conn)] = set()
         return conn
 
     def replay(self) -> None:
@@ -384,9 +386,13 @@ class WebhookHarness(Harness):
             await response.read()
             return response.status
 
+    async def deliver(self, port: int, index: int) -> int:
+        """Send delivery ``index`` to the endpoint on ``port``; the answer's status."""
+        return await self.post(port, self.bodies[index], f"msg_{index}")
+
     async def _send(self, conn: Any, index: int) -> None:
         try:
-            status = await self.post(conn.port, self.bodies[index], f"msg_{index}")
+            status = await self.deliver(conn.port, index)
         except aiohttp.ClientError:
             status = 0
         self.answers.append(status)
@@ -401,7 +407,7 @@ class WebhookHarness(Harness):
             if conn.closed:
                 continue
             await conn.start()
-            pending = self.inflight[id(conn)]
+            pending = self.inflight.setdefault(id(conn), set())
             for index in range(len(self.bodies)):
                 if index in self.acked or index in pending:
                     continue

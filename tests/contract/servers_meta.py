@@ -70,10 +70,7 @@ class MetaWebhookHarness(WebhookHarness):
             batch_wait_s=0.3,
             batch_max=1 if small else 100,
         )
-        conn = MetaWebhookConnector(settings, BRANDS)
-        self.conns.append(conn)
-        self.inflight[id(conn)] = set()
-        return conn
+        return self.track(MetaWebhookConnector(settings, BRANDS))
 
     async def post(self, port: int, body: bytes, msg_id: str, stamp: int | None = None) -> int:
         from listener.connectors.meta_webhook import sign

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import aiohttp
@@ -12,7 +11,7 @@ from pydantic import SecretStr
 
 from listener.connectors.base import Connector
 
-from .servers import BRANDS, Harness, HttpHarness, fixture
+from .servers import BRANDS, HttpHarness, WebhookHarness, fixture
 
 YT_QUOTA_EXCEEDED = {
     "error": {
@@ -284,7 +283,7 @@ class DiscourseHarness(HttpHarness):
         return DiscourseConnector(DiscourseSettings(**options), BRANDS)
 
 
-class DiscourseWebhookHarness(Harness):
+class DiscourseWebhookHarness(WebhookHarness):
     """A Discourse forum *sending* ``post_created`` webhooks (signed), plus its JSON API.
 
     Like Discourse it posts each event on its own, concurrently, and sends again
@@ -301,13 +300,6 @@ class DiscourseWebhookHarness(Harness):
         posts = [p for p in self.api.posts if p["category_id"] not in self.api.private]
         posts.sort(key=lambda p: p["created_at"] is None)  # the malformed ones last
         self.bodies = [orjson.dumps({"post": p}) for p in posts] + [b'{"post": "oops"}']
-        self.conns: list[Any] = []
-        self.acked: set[int] = set()
-        self.answers: list[int] = []
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.inflight: dict[int, set[int]] = {}
-        self.sending: dict[int, set[asyncio.Task[None]]] = {}
-        self.session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         await self.api.start()
@@ -327,16 +319,12 @@ class DiscourseWebhookHarness(Harness):
             "batch_max": 1 if small else 100,
             **overrides,
         }
-        conn = DiscourseWebhookConnector(DiscourseWebhookSettings(**options), BRANDS)
-        self.conns.append(conn)
-        return conn
+        return self.track(DiscourseWebhookConnector(DiscourseWebhookSettings(**options), BRANDS))
 
-    def replay(self) -> None:
-        self.acked.clear()
-
-    async def post(
+    async def send_event(
         self, port: int, body: bytes, event: str = "post_created", secret: str | None = None
     ) -> tuple[int, Any]:
+        """POST ``body`` as Discourse does (signed with ``secret``); the status and JSON answer."""
         from listener.connectors.discourse_webhook import signature
 
         if self.session is None:
@@ -353,38 +341,11 @@ class DiscourseWebhookHarness(Harness):
         async with self.session.post(url, data=body, headers=headers) as response:
             return response.status, await response.json(content_type=None)
 
-    async def _send(self, conn: Any, index: int) -> None:
-        try:
-            status, _ = await self.post(conn.port, self.bodies[index])
-        except aiohttp.ClientError:
-            status = 0
-        self.answers.append(status)
-        self.inflight[id(conn)].discard(index)
-        if 200 <= status < 300 or status == 400:
-            self.acked.add(index)  # a 400 is final
-
-    async def feed(self) -> None:
-        closed = [t for c in self.conns if c.closed for t in self.sending.get(id(c), ())]
-        await asyncio.gather(*closed, return_exceptions=True)  # their 503s: sent again below
-        for conn in self.conns:
-            if conn.closed:
-                continue
-            await conn.start()
-            pending = self.inflight.setdefault(id(conn), set())
-            for index in range(len(self.bodies)):
-                if index in self.acked or index in pending:
-                    continue
-                pending.add(index)
-                task = asyncio.create_task(self._send(conn, index))
-                self.tasks.add(task)
-                self.sending.setdefault(id(conn), set()).add(task)
-                task.add_done_callback(self.tasks.discard)
-        await asyncio.sleep(0.05)
+    async def deliver(self, port: int, index: int) -> int:
+        """Send event ``index`` to the endpoint on ``port``; the answer's status."""
+        status, _ = await self.send_event(port, self.bodies[index])
+        return status
 
     async def stop(self) -> None:
-        for conn in self.conns:
-            await conn.close()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        if self.session is not None:
-            await self.session.close()
+        await super().stop()
         await self.api.stop()

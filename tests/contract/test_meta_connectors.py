@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import pytest
@@ -16,6 +16,7 @@ from listener.connectors.meta_webhook import MetaWebhookConnector, sign
 from listener.errors import FatalError, RetryableError
 from listener.record import Mention
 
+from .poll_support import T, poll_round, run
 from .servers import BRANDS  # first: servers.py imports servers_meta at its end
 from .servers_meta import (
     APP_SECRET,
@@ -27,13 +28,8 @@ from .servers_meta import (
     graph_error,
 )
 
-T = TypeVar("T")
 pytestmark = pytest.mark.timeout(30)
 NOTIFICATIONS = MetaWebhookHarness().bodies
-
-
-def run(factory: Callable[[], Awaitable[T]]) -> T:
-    return asyncio.run(factory())  # type: ignore[arg-type]
 
 
 # --- meta_webhook ----------------------------------------------------------------------------
@@ -305,17 +301,9 @@ def test_signed_garbage_is_400_and_dead_lettered_and_a_bad_change_is_skipped() -
 
 async def sweep(conn: Any, cursor: str | None = None) -> tuple[list[Mention], list[Any], str]:
     """Poll until the connector says there is no more."""
-    mentions: list[Mention] = []
-    skipped: list[Any] = []
-    for _ in range(30):
-        batch = await conn.poll(cursor)
-        mentions += batch.mentions
-        skipped += batch.skipped
-        cursor = batch.cursor
-        if not batch.more:
-            break
+    batches, cursor = await poll_round(conn, cursor)
     assert cursor is not None
-    return mentions, skipped, cursor
+    return [m for b in batches for m in b.mentions], [s for b in batches for s in b.skipped], cursor
 
 
 def with_server(harness: GraphPages, fn: Callable[[Any], Awaitable[T]], **settings: Any) -> T:

@@ -3,7 +3,6 @@ brands, hostile text, ratings, ids and threads (the generic suite is test_connec
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from listener.connectors.reviews import ReviewTarget
 from listener.errors import FatalError, RetryableError
 from listener.record import Mention
 
+from .poll_support import T, poll_round, run
 from .servers import HARNESSES  # first: servers.py imports servers_reviews at its end
 from .servers_reviews import (
     REVIEW_BRANDS,
@@ -29,24 +29,15 @@ from .servers_reviews import (
     write_service_account,
 )
 
-T = TypeVar("T")
+E = TypeVar("E", bound=Exception)
 pytestmark = pytest.mark.timeout(30)
-
-
-def run(factory: Callable[[], Awaitable[T]]) -> T:
-    return asyncio.run(factory())  # type: ignore[arg-type]
 
 
 async def sweep(conn: Connector, cursor: str | None = None) -> tuple[list[Batch], str | None]:
     """Poll until a batch says there is no more; every batch, and the last cursor."""
-    batches = []
-    for _ in range(30):
-        batch = await conn.poll(cursor)
-        batches.append(batch)
-        cursor = batch.cursor
-        if not batch.more:
-            return batches, cursor
-    raise AssertionError("never caught up")
+    batches, cursor = await poll_round(conn, cursor)
+    assert not batches[-1].more, "never caught up"
+    return batches, cursor
 
 
 def mentions_of(batches: list[Batch]) -> dict[str, Mention]:
@@ -60,6 +51,24 @@ async def with_harness(name: str, body: Callable[[Any], Awaitable[T]]) -> T:
         return await body(harness)
     finally:
         await harness.stop()
+
+
+async def sweep_and_close(conn: Connector) -> tuple[list[Batch], str | None]:
+    """:func:`sweep` from no cursor, then close the connector (also when the sweep fails)."""
+    try:
+        return await sweep(conn)
+    finally:
+        await conn.close()
+
+
+async def first_poll_error(conn: Connector, kind: type[E]) -> E:
+    """The ``kind`` error the connector's first poll raises (it is closed either way)."""
+    try:
+        with pytest.raises(kind) as info:
+            await conn.poll(None)
+        return info.value
+    finally:
+        await conn.close()
 
 
 # --- paging to the end, the cursor, and what a new review does ----------------------------
@@ -104,10 +113,7 @@ def test_appstore_single_entry_feed_and_page_cap() -> None:
     async def go(h: AppStoreHarness) -> tuple[list[str], list[str]]:
         h.entries[:] = h.entries[:2]  # the app and one review: "entry" is an object
         conn = h.connector()
-        try:
-            batches, _ = await sweep(conn)
-        finally:
-            await conn.close()
+        batches, _ = await sweep_and_close(conn)
         return list(mentions_of(batches)), h.paths
 
     ids, paths = run(lambda: with_harness("appstore", go))
@@ -139,12 +145,7 @@ def test_googleplay_rejected_token_is_fatal_with_googles_message() -> None:
     async def go(h: GooglePlayHarness) -> str:
         h.token = "another"
         conn = h.connector(access_token=True)
-        try:
-            with pytest.raises(FatalError) as info:
-                await conn.poll(None)
-            return str(info.value)
-        finally:
-            await conn.close()
+        return str(await first_poll_error(conn, FatalError))
 
     message = run(lambda: with_harness("googleplay", go))
     assert "access token rejected" in message and "invalid authentication" in message
@@ -211,12 +212,8 @@ def test_googleplay_granted_token_rejected_again_is_fatal() -> None:
     async def go(h: GooglePlayHarness) -> tuple[str, int]:
         h.reject_tokens = True
         conn = h.connector()
-        try:
-            with pytest.raises(FatalError) as info:
-                await conn.poll(None)
-        finally:
-            await conn.close()
-        return str(info.value), len(h.grants)
+        message = str(await first_poll_error(conn, FatalError))
+        return message, len(h.grants)
 
     message, grants = run(lambda: with_harness("googleplay", go))
     assert grants == 2  # the grant and one renewal, no loop
@@ -229,12 +226,8 @@ def test_googleplay_wrong_key_is_fatal_with_googles_description(tmp_path: Path) 
             tmp_path / "old-key.json", rsa_key("deleted key"), h.token_uri, h.EMAIL, h.KEY_ID
         )
         conn = h.connector(key_file=other)
-        try:
-            with pytest.raises(FatalError) as info:
-                await conn.poll(None)
-        finally:
-            await conn.close()
-        return str(info.value), len(h.requests)
+        message = str(await first_poll_error(conn, FatalError))
+        return message, len(h.requests)
 
     message, requests = run(lambda: with_harness("googleplay", go))
     assert "invalid_grant: Invalid JWT Signature." in message and "HTTP 400" in message
@@ -246,12 +239,7 @@ def test_googleplay_unknown_service_account_is_fatal(tmp_path: Path) -> None:
         gone = "deleted@acme-listener.iam.gserviceaccount.com"
         key = write_service_account(tmp_path / "sa.json", rsa_key(), h.token_uri, gone, h.KEY_ID)
         conn = h.connector(key_file=key)
-        try:
-            with pytest.raises(FatalError) as info:
-                await conn.poll(None)
-        finally:
-            await conn.close()
-        return str(info.value)
+        return str(await first_poll_error(conn, FatalError))
 
     message = run(lambda: with_harness("googleplay", go))
     assert "invalid_client: The OAuth client was not found." in message
@@ -281,12 +269,7 @@ def test_googleplay_unreadable_key_file_is_fatal(tmp_path: Path) -> None:
         messages = []
         for path in (not_a_key, tmp_path / "missing.json"):
             conn = h.connector(key_file=path)
-            try:
-                with pytest.raises(FatalError) as info:
-                    await conn.poll(None)
-                messages.append(str(info.value))
-            finally:
-                await conn.close()
+            messages.append(str(await first_poll_error(conn, FatalError)))
         return messages
 
     bad, missing = run(lambda: with_harness("googleplay", go))
@@ -344,12 +327,7 @@ def test_googleplay_app_the_account_cannot_see_is_fatal() -> None:
             api_url=h.base,
         )
         conn = GooglePlayConnector(settings, REVIEW_BRANDS)
-        try:
-            with pytest.raises(FatalError) as info:
-                await conn.poll(None)
-            return str(info.value)
-        finally:
-            await conn.close()
+        return str(await first_poll_error(conn, FatalError))
 
     message = run(lambda: with_harness("googleplay", go))
     assert "PERMISSION_DENIED" in message and "View app information" in message
@@ -365,12 +343,7 @@ def test_trustpilot_invalid_key_is_fatal_with_the_apigee_fault() -> None:
             api_url=h.base,
         )
         conn = TrustpilotConnector(settings, REVIEW_BRANDS)
-        try:
-            with pytest.raises(FatalError) as info:
-                await conn.poll(None)
-            return str(info.value)
-        finally:
-            await conn.close()
+        return str(await first_poll_error(conn, FatalError))
 
     message = run(lambda: with_harness("trustpilot", go))
     assert "oauth.v2.InvalidApiKey" in message and "Invalid ApiKey" in message
@@ -387,12 +360,7 @@ def test_yelp_invalid_key_is_fatal_with_yelps_code() -> None:
             api_url=h.base,
         )
         conn = YelpConnector(settings, REVIEW_BRANDS)
-        try:
-            with pytest.raises(FatalError) as info:
-                await conn.poll(None)
-            return str(info.value)
-        finally:
-            await conn.close()
+        return str(await first_poll_error(conn, FatalError))
 
     assert "TOKEN_INVALID" in run(lambda: with_harness("yelp", go))
 
@@ -450,13 +418,8 @@ def test_yelp_per_second_limit_waits_a_second_and_the_daily_quota_until_reset() 
 def test_googleplay_quota_exhausted_is_retryable_with_retry_after() -> None:
     async def go(h: GooglePlayHarness) -> RetryableError:
         conn = h.connector()
-        try:
-            h.rate_limit_next("120")
-            with pytest.raises(RetryableError) as info:
-                await conn.poll(None)
-            return info.value
-        finally:
-            await conn.close()
+        h.rate_limit_next("120")
+        return await first_poll_error(conn, RetryableError)
 
     assert run(lambda: with_harness("googleplay", go)).after == pytest.approx(120)
 
@@ -474,10 +437,7 @@ def test_own_business_reviews_keep_the_brand_a_competitors_need_the_text() -> No
             api_url=h.base,
         )
         conn = TrustpilotConnector(settings, REVIEW_BRANDS)
-        try:
-            batches, _ = await sweep(conn)
-        finally:
-            await conn.close()
+        batches, _ = await sweep_and_close(conn)
         return [m for b in batches for m in b.mentions]
 
     raw = run(lambda: with_harness("trustpilot", go))
@@ -492,10 +452,7 @@ def test_own_business_reviews_keep_the_brand_a_competitors_need_the_text() -> No
 def test_trustpilot_review_and_company_reply() -> None:
     async def go(h: TrustpilotHarness) -> dict[str, Mention]:
         conn = h.connector()
-        try:
-            batches, _ = await sweep(conn)
-        finally:
-            await conn.close()
+        batches, _ = await sweep_and_close(conn)
         return mentions_of(batches)
 
     found = run(lambda: with_harness("trustpilot", go))
@@ -516,10 +473,7 @@ def test_trustpilot_review_and_company_reply() -> None:
 def test_appstore_fields_and_hostile_markup() -> None:
     async def go(h: AppStoreHarness) -> tuple[dict[str, Mention], list[str]]:
         conn = h.connector()
-        try:
-            batches, _ = await sweep(conn)
-        finally:
-            await conn.close()
+        batches, _ = await sweep_and_close(conn)
         return mentions_of(batches), [s.detail for b in batches for s in b.skipped]
 
     found, skipped = run(lambda: with_harness("appstore", go))
@@ -538,10 +492,7 @@ def test_appstore_fields_and_hostile_markup() -> None:
 def test_googleplay_fields_reply_and_language() -> None:
     async def go(h: GooglePlayHarness) -> tuple[dict[str, Mention], list[str]]:
         conn = h.connector()
-        try:
-            batches, _ = await sweep(conn)
-        finally:
-            await conn.close()
+        batches, _ = await sweep_and_close(conn)
         gets = [r for r in h.requests if r.method == "GET"]  # after the token grant
         return mentions_of(batches), [str(r.query.get("maxResults")) for r in gets]
 
@@ -584,10 +535,7 @@ def test_googleplay_a_new_developer_reply_is_read_on_the_next_sweep() -> None:
 def test_yelp_excerpts_in_pacific_time_and_no_script_urls() -> None:
     async def go(h: YelpHarness) -> tuple[dict[str, Mention], list[dict[str, str]]]:
         conn = h.connector()
-        try:
-            batches, _ = await sweep(conn)
-        finally:
-            await conn.close()
+        batches, _ = await sweep_and_close(conn)
         return mentions_of(batches), h.queries
 
     found, queries = run(lambda: with_harness("yelp", go))

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import pytest
@@ -23,15 +22,11 @@ from listener.record import Mention, decode_mention
 from listener.runner import Runner
 from listener.settings import KafkaSettings
 
+from .poll_support import poll_round, run
 from .servers import BRANDS  # first: servers.py imports servers_youtube_discourse at its end
 from .servers_youtube_discourse import DiscourseHarness, DiscourseWebhookHarness, YoutubeHarness
 
-T = TypeVar("T")
 pytestmark = pytest.mark.timeout(30)
-
-
-def run(factory: Callable[[], Awaitable[T]]) -> T:
-    return asyncio.run(factory())  # type: ignore[arg-type]
 
 
 async def youtube_round(
@@ -39,17 +34,10 @@ async def youtube_round(
 ) -> tuple[list[Batch], str | None]:
     """Poll one connector until its round is done (``more`` false); the batches and cursor."""
     conn: Any = h.connector(**overrides)
-    batches: list[Batch] = []
     try:
-        for _ in range(30):
-            batch = await conn.poll(cursor)
-            batches.append(batch)
-            cursor = batch.cursor
-            if not batch.more:
-                break
+        return await poll_round(conn, cursor)
     finally:
         await conn.close()
-    return batches, cursor
 
 
 def ids(batches: list[Batch]) -> list[str]:
@@ -350,17 +338,10 @@ async def discourse_drain(
     h: DiscourseHarness, cursor: str | None = None, **overrides: Any
 ) -> tuple[list[Batch], str | None]:
     conn: Any = h.connector(**overrides)
-    batches: list[Batch] = []
     try:
-        for _ in range(40):
-            batch = await conn.poll(cursor)
-            batches.append(batch)
-            cursor = batch.cursor
-            if not batch.more:
-                break
+        return await poll_round(conn, cursor, max_polls=40)
     finally:
         await conn.close()
-    return batches, cursor
 
 
 def test_discourse_reads_forward_by_id_to_the_end_and_then_nothing_old() -> None:
@@ -490,19 +471,19 @@ def test_discourse_webhook_verifies_the_signature_and_answers_after_the_kafka_ac
         try:
             post = next(p for p in h.api.posts if p["id"] == 1004)
             body = orjson.dumps({"post": post})
-            out["forged"] = await h.post(conn.port, body, secret="not-the-secret")
-            out["ping"] = await h.post(conn.port, b'{"ping": "OK"}', event="ping")
-            out["bad"] = await h.post(conn.port, b'{"topic": {}}')
+            out["forged"] = await h.send_event(conn.port, body, secret="not-the-secret")
+            out["ping"] = await h.send_event(conn.port, b'{"ping": "OK"}', event="ping")
+            out["bad"] = await h.send_event(conn.port, b'{"topic": {}}')
             out["dead"] = await conn.poll(None)  # the 400's body, for the dead-letter topic
             await conn.delivered(out["dead"], None)
-            waiting = asyncio.create_task(h.post(conn.port, body))
+            waiting = asyncio.create_task(h.send_event(conn.port, body))
             batch = await conn.poll(None)
             await asyncio.sleep(0.1)
             out["answered_before_ack"] = waiting.done()
             await conn.delivered(batch, None)
             out["accepted"] = await waiting
             out["batch"] = batch
-            failing = asyncio.create_task(h.post(conn.port, body))
+            failing = asyncio.create_task(h.send_event(conn.port, body))
             lost = await conn.poll(None)
             await conn.delivered(lost, TimeoutError("kafka"))
             out["lost"] = await failing
@@ -538,7 +519,7 @@ def test_discourse_webhook_resolves_parents_from_pushed_posts_without_base_url()
         try:
             for pid in (1001, 1003, 1004):
                 post = next(p for p in h.api.posts if p["id"] == pid)
-                sending = asyncio.create_task(h.post(conn.port, orjson.dumps({"post": post})))
+                sending = asyncio.create_task(h.send_event(conn.port, orjson.dumps({"post": post})))
                 batch = await conn.poll(None)
                 await conn.delivered(batch, None)
                 assert (await sending)[0] == 200
