@@ -76,10 +76,66 @@ YT_COMMENTS_DISABLED = {
         ],
     }
 }
+YT_COMMENT_NOT_FOUND = {
+    "error": {
+        "code": 404,
+        "message": 'The comment identified by the <code><a href="/youtube/v3/docs/comments/'
+        'list#parentId">parentId</a></code> parameter could not be found.',
+        "errors": [
+            {
+                "message": "The comment identified by the parentId parameter could not be found.",
+                "domain": "youtube.comment",
+                "reason": "commentNotFound",
+                "location": "parentId",
+                "locationType": "parameter",
+            }
+        ],
+    }
+}
+YT_BACKEND_ERROR = {
+    "error": {
+        "code": 503,
+        "message": "The service is currently unavailable.",
+        "errors": [
+            {
+                "message": "The service is currently unavailable.",
+                "domain": "global",
+                "reason": "backendError",
+            }
+        ],
+        "status": "UNAVAILABLE",
+    }
+}
+
+
+def yt_reply(thread_id: str, video: str, n: int, published: str, text: str) -> dict[str, Any]:
+    """A ``youtube#comment`` replying to the top-level comment ``thread_id``."""
+    return {
+        "kind": "youtube#comment",
+        "etag": f"r{n}",
+        "id": f"{thread_id}.9xBusyReply{n:03d}",
+        "snippet": {
+            "channelId": "UCreviewer000000000000",
+            "videoId": video,
+            "textDisplay": text,
+            "textOriginal": text,
+            "authorDisplayName": f"@replier{n}",
+            "authorChannelUrl": f"http://www.youtube.com/@replier{n}",
+            "authorChannelId": {"value": f"UCreplier{n:014d}"},
+            "parentId": thread_id,
+            "likeCount": 0,
+            "publishedAt": published,
+            "updatedAt": published,
+        },
+    }
 
 
 class YoutubeHarness(HttpHarness):
-    """``/youtube/v3/search`` and ``/youtube/v3/commentThreads`` with ``key=``, paging, quota."""
+    """``/youtube/v3/search``, ``/commentThreads`` and ``/comments`` with ``key=``, paging, quota.
+
+    Like YouTube, a thread carries at most 5 of its replies (``replies.comments``);
+    ``comments?parentId=<thread id>`` lists them all, oldest first.
+    """
 
     name = "youtube"
     KEY = "yt-key"
@@ -93,13 +149,48 @@ class YoutubeHarness(HttpHarness):
         self.threads: list[Any] = data["threads"]
         self.disabled: set[str] = set(data["comments_disabled"])
         self.channels: dict[str, list[str]] = data["channels"]
+        self.replies: dict[str, list[Any]] = {
+            t["id"]: list((t.get("replies") or {}).get("comments") or []) for t in self.threads
+        }
         self.units = 0
         self.quota_limit: int | None = None
+        self.comments_error: tuple[int, dict[str, Any]] | None = None
         self.calls: list[dict[str, str]] = []
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/youtube/v3/search", self._search)
         app.router.add_get("/youtube/v3/commentThreads", self._threads)
+        app.router.add_get("/youtube/v3/comments", self._comments)
+
+    def add_thread(
+        self, video: str, thread_id: str, published: str, replies: int, text: str = "Acme?"
+    ) -> list[str]:
+        """A thread on ``video`` with ``replies`` replies (5 carried inline); their ids."""
+        top = {
+            "kind": "youtube#comment",
+            "id": thread_id,
+            "snippet": {
+                "videoId": video,
+                "textDisplay": text,
+                "authorDisplayName": "@asker",
+                "authorChannelId": {"value": "UCask00000000000000000"},
+                "publishedAt": published,
+            },
+        }
+        every = [
+            yt_reply(thread_id, video, n, published[:14] + f"{n:02d}:00Z", f"reply {n} about acme")
+            for n in range(1, replies + 1)
+        ]
+        thread: dict[str, Any] = {
+            "kind": "youtube#commentThread",
+            "id": thread_id,
+            "snippet": {"videoId": video, "topLevelComment": top, "totalReplyCount": replies},
+        }
+        if every:
+            thread["replies"] = {"comments": every[:5]}
+        self.threads.append(thread)
+        self.replies[thread_id] = every
+        return [r["id"] for r in every]
 
     def _refuse(self, request: web.Request, cost: int) -> web.Response | None:
         self.calls.append({"path": request.path, **request.query})
@@ -174,6 +265,30 @@ class YoutubeHarness(HttpHarness):
         body: dict[str, Any] = {
             "kind": "youtube#commentThreadListResponse",
             "etag": "y",
+            "pageInfo": {"totalResults": len(found), "resultsPerPage": len(items)},
+            "items": items,
+        }
+        if following:
+            body["nextPageToken"] = following
+        return web.json_response(body)
+
+    async def _comments(self, request: web.Request) -> web.Response:
+        refused = self._refuse(request, 1)
+        if refused is not None:
+            return refused
+        if self.comments_error is not None:
+            (status, error), self.comments_error = self.comments_error, None
+            return web.json_response(error, status=status)
+        query = request.query
+        assert query.get("part") == "snippet" and query.get("textFormat") == "plainText"
+        parent = query.get("parentId")
+        if parent not in self.replies:
+            return web.json_response(YT_COMMENT_NOT_FOUND, status=404)
+        found = sorted(self.replies[parent], key=lambda r: r["snippet"]["publishedAt"])
+        items, following = self._page(found, query, 20, 100)
+        body: dict[str, Any] = {
+            "kind": "youtube#commentListResponse",
+            "etag": "z",
             "pageInfo": {"totalResults": len(found), "resultsPerPage": len(items)},
             "items": items,
         }
