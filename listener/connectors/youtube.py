@@ -1,7 +1,8 @@
 """YouTube Data API v3: new videos that match the brands, and comments on them and on channels.
 
 Docs: https://developers.google.com/youtube/v3/docs/search/list ,
-https://developers.google.com/youtube/v3/docs/commentThreads/list , quota costs
+https://developers.google.com/youtube/v3/docs/commentThreads/list ,
+https://developers.google.com/youtube/v3/docs/comments/list , quota costs
 https://developers.google.com/youtube/v3/determine_quota_cost .
 
 Auth: an API key (``key=``) and/or an OAuth 2.0 access token (``Authorization:
@@ -15,9 +16,15 @@ its ``commentThreads.list?videoId=`` is read; ``channel_ids`` (the brand's own
 channels) are read with ``allThreadsRelatedToChannelId=``. Threads come newest
 first (``order=time``) with ``part=snippet,replies`` and ``textFormat=plainText``;
 paging stops at the first thread older than the source's cursor. A thread's
-``replies`` holds at most 5 replies: a busier thread's other replies are not read.
+``replies`` carries at most 5 replies; when its ``snippet.totalReplyCount`` is
+higher, all its replies are listed with ``comments.list`` (``parentId=<thread id>``,
+``part=snippet``, ``textFormat=plainText``, ``pageToken`` paging, at most
+``max_reply_pages`` pages) and those not carried (by comment id) are added, with
+the same parent and thread as carried ones. The count is kept in the cursor: a
+thread is listed again only when its count changes. A 404 from ``comments.list``
+(the thread was deleted meanwhile) loses that thread's other replies, not the video.
 Search is YouTube's index, not a firehose: it may miss or delay some videos.
-Quota: search costs 100 units a page, commentThreads 1. ``daily_quota_units``
+Quota: search costs 100 units a page, commentThreads and comments 1. ``daily_quota_units``
 (default 10,000, YouTube's default project quota) is counted in the cursor per
 quota day. YouTube resets quotas at midnight Pacific Time, so the day here is
 UTC-8 (never earlier than Google's reset, an hour late during daylight time).
@@ -29,7 +36,8 @@ When the next call would exceed the budget, or YouTube answers 403
 Errors: 403 ``commentsDisabled`` or 404 on a video: that video is dropped (not an
 error). 429/5xx: RetryableError (with Retry-After when sent).
 Cursor (JSON): quota day and units, ``after`` (search publishedAfter), a search
-page walk in progress, tracked videos and the newest comment time per source.
+page walk in progress, tracked videos, the newest comment time per source and,
+per source, the ``totalReplyCount`` of its threads with replies not carried.
 Search indexes a video some time after it is published, so each search goes back
 ``search_overlap_minutes`` before the newest video seen; a video still tracked is not
 emitted again. Delivery: at-least-once.
@@ -54,7 +62,8 @@ from listener.retry import check_http_status
 
 log = logging.getLogger(__name__)
 
-SEARCH_COST, THREADS_COST = 100, 1
+SEARCH_COST, THREADS_COST, COMMENTS_COST = 100, 1, 1
+COSTS = {"/search": SEARCH_COST, "/commentThreads": THREADS_COST, "/comments": COMMENTS_COST}
 QUOTA_DAY = timezone(timedelta(hours=-8), "PST")
 QUOTA_REASONS = frozenset({"quotaExceeded", "dailyLimitExceeded"})
 GONE_REASONS = frozenset({"commentsDisabled", "videoNotFound", "channelNotFound"})
@@ -75,6 +84,9 @@ class YoutubeSettings(BaseModel):
     max_results: int = Field(default=50, gt=0, le=50, description="Per page (search max 50).")
     max_search_pages: int = Field(default=2, gt=0, description="Search pages per poll.")
     max_comment_pages: int = Field(default=5, gt=0, description="Thread pages per source.")
+    max_reply_pages: int = Field(
+        default=5, gt=0, description="comments.list pages per thread with uncarried replies."
+    )
     track_days: float = Field(default=7.0, ge=0, description="Read a found video's comments.")
     max_tracked_videos: int = Field(default=50, ge=0)
     lookback_hours: float = Field(default=24.0, ge=0, description="First search goes back.")
@@ -137,7 +149,7 @@ class YoutubeConnector(BaseConnector):
 
     async def _get(self, state: dict[str, Any], path: str, params: dict[str, str]) -> Any:
         """One API call, its units counted in ``state`` (an answered error costs them too)."""
-        cost = SEARCH_COST if path == "/search" else THREADS_COST
+        cost = COSTS[path]
         if state["units"] + cost > self.settings.daily_quota_units:
             raise _QuotaExhausted(f"{state['units']} units used today", ours=True)
         if self.settings.api_key is not None:
@@ -178,7 +190,7 @@ class YoutubeConnector(BaseConnector):
         except _Gone as exc:
             log.info("youtube: %s: %s; no longer read", source, exc)
             state["videos"].pop(source.removeprefix("video:"), None)
-            state["seen"].pop(source, None)
+            _forget(state, source)
         if source != "search" or "walk" not in state:
             self._round.pop(0)
         return self._batch(mentions, skipped, state)
@@ -189,7 +201,7 @@ class YoutubeConnector(BaseConnector):
         for vid, found in list(state["videos"].items()):
             if found < horizon:
                 del state["videos"][vid]
-                state["seen"].pop(f"video:{vid}", None)
+                _forget(state, f"video:{vid}")
         plan = ["search"] if self.settings.search else []
         plan += [f"video:{v}" for v in state["videos"]]
         return plan + [f"channel:{c}" for c in self.settings.channel_ids]
@@ -251,7 +263,7 @@ class YoutubeConnector(BaseConnector):
         while len(videos) > self.settings.max_tracked_videos:
             oldest = min(videos, key=lambda v: videos[v])
             del videos[oldest]
-            state["seen"].pop(f"video:{oldest}", None)
+            _forget(state, f"video:{oldest}")
 
     async def _threads(
         self, state: dict[str, Any], source: str, mentions: list[Mention], skipped: list[Skipped]
@@ -259,9 +271,11 @@ class YoutubeConnector(BaseConnector):
         kind, _, ident = source.partition(":")
         since: str = state["seen"].get(source, "")
         newest = since
+        known: dict[str, int] = state["replies"].get(source, {})
+        counted: dict[str, int] = {}  # threads with uncarried replies: their totalReplyCount
         params = {
             "part": "snippet,replies", "order": "time", "textFormat": "plainText",
-            "maxResults": str(min(100, 2 * self.settings.max_results)),
+            "maxResults": str(self._page_size()),
             ("videoId" if kind == "video" else "allThreadsRelatedToChannelId"): ident,
         }  # fmt: skip
         for _ in range(self.settings.max_comment_pages):
@@ -274,6 +288,11 @@ class YoutubeConnector(BaseConnector):
                     skipped.append(Skipped(exc.reason, str(exc), json.dumps(thread)[:10_000]))
                     continue
                 older = older or _stamp(found[0]) <= since
+                total = _reply_count(thread)
+                if total > len(found) - 1:  # more replies than the thread carries
+                    counted[thread["id"]] = total
+                    if known.get(thread["id"]) != total:
+                        found += await self._replies(state, thread, found, skipped)
                 for mention in found:
                     if _stamp(mention) > since:
                         mentions.append(mention)
@@ -284,6 +303,61 @@ class YoutubeConnector(BaseConnector):
             params["pageToken"] = token
         if newest:
             state["seen"][source] = newest
+        if counted:
+            state["replies"][source] = counted
+        else:
+            state["replies"].pop(source, None)
+
+    def _page_size(self) -> int:
+        """``maxResults`` of commentThreads.list and comments.list (both allow 1 to 100)."""
+        return min(100, 2 * self.settings.max_results)
+
+    async def _replies(
+        self,
+        state: dict[str, Any],
+        thread: dict[str, Any],
+        found: list[Mention],
+        skipped: list[Skipped],
+    ) -> list[Mention]:
+        """The thread's replies that ``found`` (its top comment and carried replies) lacks.
+
+        Read with ``comments.list?parentId=<thread id>``, page by page (at most
+        ``max_reply_pages``). A 404 (the thread was deleted meanwhile) drops this
+        thread's replies only, not the video.
+
+        Raises:
+            _QuotaExhausted, FatalError, RetryableError: As any other call (see ``_get``).
+        """
+        snippet = thread["snippet"]
+        top_id = snippet["topLevelComment"].get("id") or thread["id"]
+        vid = snippet.get("videoId")
+        root = found[0].thread_id or f"youtube:{thread['id']}"
+        have = {m.id for m in found}
+        extra: list[Mention] = []
+        params = {
+            "part": "snippet", "parentId": thread["id"], "textFormat": "plainText",
+            "maxResults": str(self._page_size()),
+        }  # fmt: skip
+        for _ in range(self.settings.max_reply_pages):
+            try:
+                body = await self._get(state, "/comments", params)
+            except _Gone as exc:
+                log.info("youtube: replies of thread %s: %s; not read", thread["id"], exc)
+                break
+            for reply in _items(body):
+                try:
+                    mention = _comment(reply, vid, root, f"youtube:{_parent_id(reply) or top_id}")
+                except SkippableError as exc:
+                    skipped.append(Skipped(exc.reason, str(exc), json.dumps(reply)[:10_000]))
+                    continue
+                if mention.id not in have:
+                    have.add(mention.id)
+                    extra.append(mention)
+            token = body.get("nextPageToken") if isinstance(body, dict) else None
+            if not token:
+                break
+            params["pageToken"] = token
+        return extra
 
     async def close(self) -> None:
         """Close the HTTP session."""
@@ -308,7 +382,14 @@ def _load(cursor: str | None, now: datetime, lookback_hours: float) -> dict[str,
     state.setdefault("after", start.strftime("%Y-%m-%dT%H:%M:%SZ"))
     state.setdefault("videos", {})
     state.setdefault("seen", {})
+    state.setdefault("replies", {})
     return state
+
+
+def _forget(state: dict[str, Any], source: str) -> None:
+    """Drop what the cursor keeps for a source no longer read."""
+    state["seen"].pop(source, None)
+    state["replies"].pop(source, None)
 
 
 def _raise_for_error(status: int, headers: Any, text: str) -> None:
@@ -343,6 +424,12 @@ def _items(body: Any) -> list[Any]:
     if not isinstance(items, list):
         raise RetryableError("youtube: answer has no 'items' list")
     return items
+
+
+def _reply_count(thread: dict[str, Any]) -> int:
+    """A thread's ``snippet.totalReplyCount`` (0 when absent or not a number)."""
+    total = thread["snippet"].get("totalReplyCount")
+    return total if isinstance(total, int) and not isinstance(total, bool) else 0
 
 
 def _stamp(mention: Mention) -> str:
@@ -398,9 +485,15 @@ def _thread(thread: Any) -> list[Mention]:
     found = [_comment(top, vid, root, None)]
     replies = (thread.get("replies") or {}).get("comments") or []
     for reply in replies:
-        parent = (reply.get("snippet") or {}).get("parentId") if isinstance(reply, dict) else None
-        found.append(_comment(reply, vid, root, f"youtube:{parent or top.get('id')}"))
+        found.append(_comment(reply, vid, root, f"youtube:{_parent_id(reply) or top.get('id')}"))
     return found
+
+
+def _parent_id(reply: Any) -> str | None:
+    """A reply's ``snippet.parentId`` (the top-level comment's id), if it has one."""
+    snippet = reply.get("snippet") if isinstance(reply, dict) else None
+    parent = snippet.get("parentId") if isinstance(snippet, dict) else None
+    return parent if isinstance(parent, str) and parent else None
 
 
 def _comment(comment: Any, vid: Any, root: str, parent: str | None) -> Mention:

@@ -24,7 +24,16 @@ from listener.settings import KafkaSettings
 
 from .poll_support import poll_round, run
 from .servers import BRANDS  # first: servers.py imports servers_youtube_discourse at its end
-from .servers_youtube_discourse import DiscourseHarness, DiscourseWebhookHarness, YoutubeHarness
+from .servers_youtube_discourse import (
+    YT_BACKEND_ERROR,
+    YT_COMMENT_NOT_FOUND,
+    YT_KEY_INVALID,
+    YT_QUOTA_EXCEEDED,
+    DiscourseHarness,
+    DiscourseWebhookHarness,
+    YoutubeHarness,
+    yt_reply,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -263,6 +272,120 @@ def test_youtube_5xx_and_429_are_retryable() -> None:
     unavailable, limited = run(go)
     assert "HTTP 503" in str(unavailable) and unavailable.after is None
     assert limited.after == pytest.approx(30.0)
+
+
+BUSY = "UgzBusy7Replies00000AaABAg"
+
+
+def comment_calls(h: YoutubeHarness) -> list[dict[str, str]]:
+    """The comments.list calls the harness answered (or refused)."""
+    return [c for c in h.calls if c["path"].endswith("/comments")]
+
+
+def test_youtube_a_thread_with_uncarried_replies_reads_them_with_comments_list() -> None:
+    async def go() -> tuple[YoutubeHarness, list[str], list[Batch], list[Batch], list[Batch], int]:
+        h = YoutubeHarness()
+        replies = h.add_thread("vidAcmeOwn01", BUSY, "2024-09-13T10:00:00Z", 7)
+        await h.start()
+        options: dict[str, Any] = {"search": False, "max_results": 3}  # 6 a page
+        try:
+            first, cursor = await youtube_round(h, **options)
+            calls = len(comment_calls(h))
+            again, cursor = await youtube_round(h, cursor, **options)
+            quiet = len(comment_calls(h)) - calls
+            late = yt_reply(BUSY, "vidAcmeOwn01", 8, "2024-09-14T08:00:00Z", "acme answered")
+            h.replies[BUSY].append(late)
+            h.threads[-1]["snippet"]["totalReplyCount"] = 8
+            newer, _ = await youtube_round(h, cursor, **options)
+        finally:
+            await h.stop()
+        return h, replies, first, again, newer, quiet
+
+    h, replies, first, again, newer, quiet = run(go)
+    read = ids(first)
+    assert [read.count(f"youtube:{r}") for r in replies] == [1] * 7, "all 7, each once"
+    calls = comment_calls(h)[:2]
+    assert [c.get("pageToken") for c in calls] == [None, "p6"], "two pages of 6"
+    assert all(c["parentId"] == BUSY and c["maxResults"] == "6" for c in calls)
+    assert all(c["part"] == "snippet" and c["textFormat"] == "plainText" for c in calls)
+    assert {c["parentId"] for c in comment_calls(h)} == {BUSY}, "UgzOwn1 carries its 1 reply"
+    assert first[-1].quota_used == 1 + 2, "one thread page, two comments.list pages"
+    by_id = {m.id: m for b in first for m in b.mentions}
+    for reply in replies:  # inline (1-5) and from comments.list (6-7) alike
+        mention = by_id[f"youtube:{reply}"]
+        assert mention.reply_to_id == f"youtube:{BUSY}"
+        assert mention.thread_id == "youtube:vidAcmeOwn01"
+        assert mention.url == f"https://www.youtube.com/watch?v=vidAcmeOwn01&lc={reply}"
+    assert by_id[f"youtube:{replies[6]}"].text == "reply 7 about acme"
+    assert ids(again) == [] and quiet == 0, "same totalReplyCount: no comments.list call"
+    assert ids(newer) == [f"youtube:{BUSY}.9xBusyReply008"], "only the new reply"
+
+
+def test_youtube_threads_carrying_all_their_replies_make_no_comments_list_call() -> None:
+    async def go() -> tuple[YoutubeHarness, list[str], list[Batch]]:
+        h = YoutubeHarness()
+        five = h.add_thread("vidAcme0001", "UgzFive000000000000AaABAg", "2024-09-10T15:00:00Z", 5)
+        h.add_thread("vidAcme0001", "UgzNone000000000000AaABAg", "2024-09-10T16:00:00Z", 0)
+        await h.start()
+        try:
+            return h, five, (await youtube_round(h))[0]
+        finally:
+            await h.stop()
+
+    h, five, batches = run(go)
+    assert comment_calls(h) == []
+    assert {f"youtube:{r}" for r in five} <= set(ids(batches))
+    assert batches[-1].quota_used == 100 + 4, "as without those threads"
+
+
+@pytest.mark.parametrize("error", ["503", "quota", "budget", "key", "404"])
+def test_youtube_comments_list_errors_are_handled_like_the_other_calls(error: str) -> None:
+    async def go() -> tuple[YoutubeHarness, list[str], Any, list[Batch]]:
+        h = YoutubeHarness()
+        video = "vidAcme0001" if error == "404" else "vidAcmeOwn01"
+        replies = h.add_thread(video, BUSY, "2024-09-13T10:00:00Z", 7)
+        answers = {
+            "503": (503, YT_BACKEND_ERROR),
+            "quota": (403, YT_QUOTA_EXCEEDED),
+            "key": (400, YT_KEY_INVALID),
+            "404": (404, YT_COMMENT_NOT_FOUND),
+        }
+        h.comments_error = answers.get(error)
+        await h.start()
+        options: dict[str, Any] = {"search": error == "404", "max_results": 3}
+        if error == "budget":
+            options["daily_quota_units"] = 2  # the thread page and one comments.list page
+        conn: Any = h.connector(**options)
+        raised: Any = None
+        try:
+            try:
+                batches, _ = await poll_round(conn)
+            except (RetryableError, FatalError) as exc:
+                raised = exc
+                batches, _ = await poll_round(conn)  # the same cursor (None) again
+        finally:
+            await conn.close()
+            await h.stop()
+        return h, replies, raised, batches
+
+    h, replies, raised, batches = run(go)
+    read = ids(batches)
+    state = json.loads(batches[-1].cursor or "{}")
+    if error == "503":
+        assert isinstance(raised, RetryableError) and "HTTP 503" in str(raised)
+        assert [read.count(f"youtube:{r}") for r in replies] == [1] * 7, "the retry reads all"
+    elif error == "key":
+        assert isinstance(raised, FatalError) and "API key" in str(raised)
+    elif error in ("quota", "budget"):
+        assert raised is None and batches[-1].paused == "quota:day"
+        assert state["units"] == (10_000 if error == "quota" else 2)
+        assert len(comment_calls(h)) == 1
+    else:  # the thread was deleted meanwhile: its other replies only are lost
+        assert raised is None and all(b.paused is None for b in batches)
+        assert "vidAcme0001" in state["videos"], "the video is still read"
+        assert {f"youtube:{r}" for r in replies[:5]} <= set(read)
+        assert f"youtube:{replies[5]}" not in read
+        assert "youtube:UgzTop1AcmeRocket0000AaABAg" in read
 
 
 class _Kafka:
