@@ -188,6 +188,9 @@ class LinkedInHarness(HttpHarness):
 
     Checks the bearer token, ``LinkedIn-Version`` and ``X-Restli-Protocol-Version``
     and answers errors with LinkedIn's ``{"status", "serviceErrorCode", "code", "message"}``.
+    As on LinkedIn, a post's URN lists its first-level comments and a comment's
+    URN (``urn:li:comment:(<activity>,<id>)``) its replies ("comments on
+    comments", with ``parentComment``); a comment's ``commentsSummary`` counts them.
     """
 
     name = "linkedin"
@@ -249,6 +252,37 @@ class LinkedInHarness(HttpHarness):
         every = self.comments[urn]
         paging = {"start": start, "count": count, "links": [], "total": len(every)}
         return web.json_response({"paging": paging, "elements": every[start : start + count]})
+
+    def add_replies(
+        self, post: str, comment_id: str, texts: list[str], start_ms: int, parent: bool = True
+    ) -> list[str]:
+        """Replies to comment ``comment_id`` of ``post``, one a minute; their comment URNs.
+
+        The comment's ``commentsSummary.aggregatedTotalComments`` is updated;
+        ``parent=False`` leaves ``parentComment`` out of the replies.
+        """
+        comment = next(c for c in self.comments[post] if c["id"] == comment_id)
+        activity = comment["object"]
+        replies = self.comments.setdefault(comment["commentUrn"], [])
+        made = []
+        for text in texts:
+            ident = str(int(comment_id) * 1000 + len(replies) + 1)
+            urn = f"urn:li:comment:({activity},{ident})"
+            when = start_ms + 60_000 * len(replies)
+            reply: dict[str, Any] = {
+                "id": ident, "commentUrn": urn, "actor": "urn:li:person:Replier",
+                "object": activity, "message": {"text": text, "attributes": []},
+                "created": {"actor": "urn:li:person:Replier", "time": when},
+                "lastModified": {"actor": "urn:li:person:Replier", "time": when},
+                "commentsSummary": {"aggregatedTotalComments": 0, "selectedComments": []},
+            }  # fmt: skip
+            if parent:
+                reply["parentComment"] = comment["commentUrn"]
+            replies.append(reply)
+            made.append(urn)
+        comment["commentsSummary"] = {"aggregatedTotalComments": len(replies),
+                                      "selectedComments": []}  # fmt: skip
+        return made
 
     def connector(self, small: bool = False, brands: BrandMatcher = BRANDS) -> Connector:
         from listener.connectors.linkedin import LinkedInConnector, LinkedInSettings
