@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import pytest
 
@@ -347,6 +348,7 @@ L_POST = "linkedin:urn:li:share:7240000000000000001"
 L_JOBS = "linkedin:urn:li:ugcPost:7240000000000000002"
 # a comment URN: the post's activity number ends in {0}, the comment number in {1}
 L_COMMENT = "linkedin:urn:li:comment:(urn:li:activity:72400000000000000{},72400000000000{})"
+L_101 = L_COMMENT.format("01", "00101").removeprefix("linkedin:")  # a comment with a reply
 
 
 def test_linkedin_reads_the_pages_posts_then_their_comments_and_resumes_from_the_cursor() -> None:
@@ -375,8 +377,13 @@ def test_linkedin_reads_the_pages_posts_then_their_comments_and_resumes_from_the
         "comment without id or created.time", "post without id"]  # fmt: skip
     assert all(r.headers["LinkedIn-Version"] == "202508" for r in h.requests)
     assert all(r.headers["X-Restli-Protocol-Version"] == "2.0.0" for r in h.requests)
-    starts = [r.query["start"] for r in h.requests if "socialActions" in r.path]
-    assert starts[:5] == ["0", "1", "2", "3", "0"], "one comment a page (page_size=1)"
+    walk = [
+        (r.path.split("/")[3], r.query["start"]) for r in h.requests if "socialActions" in r.path
+    ]
+    share, jobs = L_POST.removeprefix("linkedin:"), L_JOBS.removeprefix("linkedin:")
+    assert walk[:5] == [(share, "0"), (share, "1"), (share, "2"), (L_101, "0"), (jobs, "0")], (
+        "one comment a page (page_size=1), then the replies to 101 (its commentsSummary says 1)"
+    )
     assert ids(again) == [L_POST, L_JOBS], "the posts again (for thread context), no comment"
     late = "linkedin:urn:li:comment:(urn:li:ugcPost:7240000000000000002,7240000000000000202)"
     assert sorted(ids(newer)) == sorted([L_POST, L_JOBS, late])
@@ -448,3 +455,93 @@ def test_linkedin_errors_map_to_error_kinds(setup: str, kind: type[Exception], t
     assert text in str(error) and str(error).startswith("linkedin: HTTP")
     if kind is RetryableError:
         assert getattr(error, "after", None) == pytest.approx(3.0)
+
+
+def replies_read(h: LinkedInHarness, comment: str = L_101) -> list[str]:
+    """The ``start`` of each request for ``comment``'s replies."""
+    return [
+        r.query["start"] for r in h.requests if r.path == f"/rest/socialActions/{comment}/comments"
+    ]
+
+
+def test_linkedin_reads_replies_to_comments_that_have_them_page_by_page() -> None:
+    async def go() -> tuple[LinkedInHarness, list[str], list[str], list[Batch], list[Batch]]:
+        h = LinkedInHarness()
+        post = L_POST.removeprefix("linkedin:")
+        more = h.add_replies(post, "7240000000000000101", ["acme fixed it", "not for me"],
+                             1726137120000)  # fmt: skip
+        more += h.add_replies(post, "7240000000000000101", ["<b>acme</b> & me"], 1726137300000,
+                              parent=False)  # fmt: skip
+        await h.start()
+        conn = h.connector(small=True)
+        try:
+            first = await poll_all(conn)
+            again = await poll_all(conn, first[-1].cursor)
+            late = h.add_replies(post, "7240000000000000101", ["acme, still broken"], 1726140000000)
+            newer = await poll_all(conn, again[-1].cursor)
+        finally:
+            await conn.close()
+            await h.stop()
+        return h, more, late, first, newer
+
+    h, more, late, first, newer = run(go)
+    read = ids(first)
+    replies = [L_COMMENT.format("01", "00102"), *(f"linkedin:{urn}" for urn in more)]
+    assert [read.count(r) for r in replies] == [1, 1, 1, 1], "each reply once"
+    assert replies_read(h)[:4] == ["0", "1", "2", "3"], "4 replies, one a page"
+    targets = {r.path.split("/")[3] for r in h.requests if "socialActions" in r.path}
+    assert L_COMMENT.format("01", "00103").removeprefix("linkedin:") not in targets, "no replies"
+    by_id = {m.id: m for b in first for m in b.mentions}
+    for reply in replies:
+        assert by_id[reply].reply_to_id == f"linkedin:{L_101}"
+        assert by_id[reply].thread_id == L_POST
+    hostile = by_id[replies[-1]]  # read without parentComment: the parent is the comment read
+    assert hostile.text == "acme & me" and "<" not in hostile.text
+    assert hostile.url == (
+        "https://www.linkedin.com/feed/update/urn:li:share:7240000000000000001/?commentUrn="
+        f"{quote(L_101, safe='')}&replyUrn={quote(more[-1], safe='')}"
+    )
+    assert len(replies_read(h)) == 4 + 5, "second sweep: count unchanged, not read; then 5"
+    assert ids(newer) == [L_POST, L_JOBS, f"linkedin:{late[0]}"], "only the new reply"
+
+
+@pytest.mark.parametrize("error", ["503", "token", "deleted"])
+def test_linkedin_reply_errors_are_handled_like_the_other_calls(error: str) -> None:
+    async def go() -> tuple[Exception | None, list[Batch]]:
+        h = LinkedInHarness()
+        await h.start()
+        conn = h.connector()
+        raised: Exception | None = None
+        try:
+            posts = await conn.poll(None)
+            share = await conn.poll(posts.cursor)  # the post's comments: then 101's replies
+            assert json.loads(share.cursor or "")["sweep"]["queue"][0][0] == L_101
+            if error == "503":
+                h.fail_next = (503, "3")
+            elif error == "token":
+                h.TOKEN = "expired"
+            else:
+                del h.comments[L_101]  # the comment was deleted since
+            try:
+                batches = [await conn.poll(share.cursor)]
+            except (RetryableError, FatalError) as exc:
+                raised = exc
+                h.TOKEN = LinkedInHarness.TOKEN
+                batches = []
+            batches += await poll_all(conn, batches[-1].cursor if batches else share.cursor)
+        finally:
+            await conn.close()
+            await h.stop()
+        return raised, batches
+
+    raised, batches = run(go)
+    read = ids(batches)
+    reply = L_COMMENT.format("01", "00102")
+    if error == "503":
+        assert isinstance(raised, RetryableError) and raised.after == pytest.approx(3.0)
+        assert read.count(reply) == 1, "read when polled again from the same cursor"
+    elif error == "token":
+        assert isinstance(raised, FatalError) and "re-authorize" in str(raised)
+    else:
+        assert raised is None and reply not in read
+        assert L_COMMENT.format("02", "00201") in read, "the sweep goes on to the next post"
