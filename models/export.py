@@ -48,7 +48,7 @@ from models.runtime import OnnxIntentClassifier  # noqa: E402
 from models.serving_graph import MAX_PROB_DIFF, ClsOnlyLastLayer  # noqa: E402
 from models.train import LABELS, MAX_LENGTH, REPO_ROOT  # noqa: E402
 
-MODEL_VERSION = "2.0.0"
+MODEL_VERSION = "2.0.1"
 SPECIAL_TOKENS = ("cls_token", "sep_token", "pad_token", "unk_token", "mask_token")
 NEEDS_RESPONSE = frozenset({"complaint", "question"})
 # Copied from the training log into metrics.json (models.train and models.distill logs).
@@ -248,6 +248,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--version", default=MODEL_VERSION, help="model_version written to config")
     p.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="tokens the served tokenizer keeps per post (default: the length the checkpoint "
+        "was trained with, its train_log.json)",
+    )
+    p.add_argument(
         "--fused",
         action="store_true",
         help="quantise the ORT-fused graph (attention, layer norm, GELU) instead of the plain one",
@@ -286,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         quantize_int8(fp32_path, int8_path)
     if args.fp16:
         to_fp16(fp32_path, args.out / "model.fp16.onnx", heads, hidden)
-    max_length = trained_max_length(args.checkpoint)
+    max_length = args.max_length or trained_max_length(args.checkpoint)
     write_tokenizer(args.checkpoint, args.out, max_length)
     config["model_version"] = args.version
     (args.out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")

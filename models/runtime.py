@@ -182,7 +182,7 @@ class OnnxIntentClassifier:
             smaller batches so that every run has a share.
         max_length: Tokens kept per post (longer posts are truncated). ``None`` (the
             default) truncates where the folder's ``tokenizer.json`` does, that is as
-            the model was trained (64 tokens up to 2.0.0, 128 from 2.1.0); 64 when
+            the model was trained (trained at 64 tokens; 2.0.1 serves 128); 64 when
             the file sets no truncation.
         provider: ``"auto"`` (the default: CUDA when onnxruntime-gpu sees a GPU and
             the folder has ``model.fp16.onnx``, else CPU; see :func:`resolve_provider`),

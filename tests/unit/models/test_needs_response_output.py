@@ -88,15 +88,21 @@ def test_a_four_label_model_scores_complaint_plus_question() -> None:
 def test_truncation_follows_the_model_folders_tokenizer(model_dir: Path) -> None:
     # the tiny graph's logits scale with the tokens it sees: they show where the runtime cut
     text = " ".join(["parcel"] * 300)
-    assert OnnxIntentClassifier(model_dir, provider="cpu", threads=1).max_length == 64
-    tokenizer = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
-    tokenizer["truncation"]["max_length"] = 128
-    (model_dir / "tokenizer.json").write_text(json.dumps(tokenizer), encoding="utf-8")
-    clf = OnnxIntentClassifier(model_dir, provider="cpu", threads=1)
-    assert clf.max_length == 128
-    _, need = clf.predict_scores([text])
-    assert need[0] == pytest.approx(1 / (1 + np.exp(-128 * ROW[0, 4])), rel=1e-5)
+    path = model_dir / "tokenizer.json"
+    for length in (40, 128):
+        tokenizer = json.loads(path.read_text(encoding="utf-8"))
+        tokenizer["truncation"]["max_length"] = length
+        path.write_text(json.dumps(tokenizer), encoding="utf-8")
+        clf = OnnxIntentClassifier(model_dir, provider="cpu", threads=1)
+        assert clf.max_length == length
+        _, need = clf.predict_scores([text])
+        assert need[0] == pytest.approx(1 / (1 + np.exp(-length * ROW[0, 4])), rel=1e-5)
     # an explicit max_length still wins over the file
     forced = OnnxIntentClassifier(model_dir, provider="cpu", threads=1, max_length=32)
     _, need = forced.predict_scores([text])
     assert need[0] == pytest.approx(1 / (1 + np.exp(-32 * ROW[0, 4])), rel=1e-5)
+    # a tokenizer.json without truncation is cut at 64
+    tokenizer = json.loads(path.read_text(encoding="utf-8"))
+    tokenizer["truncation"] = None
+    path.write_text(json.dumps(tokenizer), encoding="utf-8")
+    assert OnnxIntentClassifier(model_dir, provider="cpu", threads=1).max_length == 64
