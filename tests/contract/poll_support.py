@@ -6,9 +6,12 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from listener.connectors.base import Batch
+import pytest
+
+from listener.connectors.base import Batch, Connector
 
 T = TypeVar("T")
+E = TypeVar("E", bound=Exception)
 
 
 def run(factory: Callable[[], Awaitable[T]]) -> T:
@@ -32,3 +35,13 @@ async def poll_round(
         if not batch.more:
             break
     return batches, cursor
+
+
+async def first_poll_error(conn: Connector, kind: type[E]) -> E:
+    """The ``kind`` error the connector's first poll raises (it is closed either way)."""
+    try:
+        with pytest.raises(kind) as info:
+            await conn.poll(None)
+        return info.value
+    finally:
+        await conn.close()

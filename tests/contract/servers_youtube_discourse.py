@@ -261,16 +261,7 @@ class YoutubeHarness(HttpHarness):
             key=when,
             reverse=True,
         )
-        items, following = self._page(found, query, 20, 100)
-        body: dict[str, Any] = {
-            "kind": "youtube#commentThreadListResponse",
-            "etag": "y",
-            "pageInfo": {"totalResults": len(found), "resultsPerPage": len(items)},
-            "items": items,
-        }
-        if following:
-            body["nextPageToken"] = following
-        return web.json_response(body)
+        return self._list_response("youtube#commentThreadListResponse", found, query)
 
     async def _comments(self, request: web.Request) -> web.Response:
         refused = self._refuse(request, 1)
@@ -285,10 +276,14 @@ class YoutubeHarness(HttpHarness):
         if parent not in self.replies:
             return web.json_response(YT_COMMENT_NOT_FOUND, status=404)
         found = sorted(self.replies[parent], key=lambda r: r["snippet"]["publishedAt"])
+        return self._list_response("youtube#commentListResponse", found, query)
+
+    def _list_response(self, kind: str, found: list[Any], query: Any) -> web.Response:
+        """One page of ``found`` as a Data API list response (``maxResults`` 20, at most 100)."""
         items, following = self._page(found, query, 20, 100)
         body: dict[str, Any] = {
-            "kind": "youtube#commentListResponse",
-            "etag": "z",
+            "kind": kind,
+            "etag": "y",
             "pageInfo": {"totalResults": len(found), "resultsPerPage": len(items)},
             "items": items,
         }

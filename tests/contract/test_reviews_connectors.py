@@ -7,7 +7,7 @@ import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -17,7 +17,7 @@ from listener.connectors.reviews import ReviewTarget
 from listener.errors import FatalError, RetryableError
 from listener.record import Mention
 
-from .poll_support import T, poll_round, run
+from .poll_support import T, first_poll_error, poll_round, run
 from .servers import HARNESSES  # first: servers.py imports servers_reviews at its end
 from .servers_reviews import (
     REVIEW_BRANDS,
@@ -29,7 +29,6 @@ from .servers_reviews import (
     write_service_account,
 )
 
-E = TypeVar("E", bound=Exception)
 pytestmark = pytest.mark.timeout(30)
 
 
@@ -57,16 +56,6 @@ async def sweep_and_close(conn: Connector) -> tuple[list[Batch], str | None]:
     """:func:`sweep` from no cursor, then close the connector (also when the sweep fails)."""
     try:
         return await sweep(conn)
-    finally:
-        await conn.close()
-
-
-async def first_poll_error(conn: Connector, kind: type[E]) -> E:
-    """The ``kind`` error the connector's first poll raises (it is closed either way)."""
-    try:
-        with pytest.raises(kind) as info:
-            await conn.poll(None)
-        return info.value
     finally:
         await conn.close()
 

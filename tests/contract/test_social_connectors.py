@@ -16,6 +16,7 @@ from listener.errors import FatalError, RetryableError
 from listener.own_accounts import OwnAccountSettings
 from listener.record import Mention
 
+from .poll_support import first_poll_error
 from .servers import BRANDS, HARNESSES  # first: servers.py imports servers_social at its end
 from .servers_social import FlickrHarness, LinkedInHarness, TumblrHarness
 
@@ -140,11 +141,8 @@ def test_tumblr_rejected_key_is_fatal_with_a_clear_message(mode: str) -> None:
         else:
             h.meta_error_next = True
         try:
-            with pytest.raises(FatalError) as info:
-                await conn.poll(None)
-            return info.value
+            return await first_poll_error(conn, FatalError)
         finally:
-            await conn.close()
             await h.stop()
 
     message = str(run(go))
