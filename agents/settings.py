@@ -122,6 +122,18 @@ class HealthSettings(BaseModel):
         gt=0,
         description="A partition with lag and no committed progress this long fails liveness.",
     )
+    recovery_stall_after_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A table recovery with changelog records left that reads none this long is "
+        "restarted (and fails liveness meanwhile).",
+    )
+    recovery_restarts: int = Field(
+        default=2,
+        ge=0,
+        description="Restarts of one stalled table recovery before the worker crashes to leave "
+        "the group (another member or the restarted process takes its partitions over).",
+    )
 
 
 LEGACY_NAMES: LegacyNames = {

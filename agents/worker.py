@@ -32,6 +32,7 @@ from agents.pipeline.spikes import SpikeDetector
 from agents.pipeline.tables import JsonState, Sweeper, owned_by, state_table
 from agents.pipeline.vetting import AuthorVetter, VettingSettings, register_spam_marks
 from agents.queue import corrections
+from agents.runtime import recovery_watchdog
 from agents.runtime.app import (
     Outputs,
     PipelineTopics,
@@ -110,7 +111,15 @@ def build_worker(
     route_agent = _register_routing(app, settings, topics, outputs, metrics)
     spikes = _register_spikes(app, settings, topics, outputs, metrics)
     register_views(app, registry)
-    observe.attach(app, settings, metrics, outputs)
+    health_state = observe.attach(app, settings, metrics, outputs)
+    watchdog = recovery_watchdog.register(
+        app,
+        registry,
+        interval_s=min(5.0, settings.health.recovery_stall_after_s / 4),
+        stall_after_s=settings.health.recovery_stall_after_s,
+        max_restarts=settings.health.recovery_restarts,
+    )
+    health_state.stall_checks.append(lambda: watchdog.stalled)
     corrections.register(
         app, metrics, names, settings.kafka.topic_partitions, outputs.dead_letter_batch
     )

@@ -3,7 +3,8 @@
 Liveness (``GET /health/live``, and ``GET /health`` as its alias) fails when the
 app crashed or a stream has *stalled*: a partition of the worker's group has
 lag (records past the committed offset) and its committed offset has not moved
-for ``stall_after_s``. Restarting such a worker is the right cure for a wedged
+for ``stall_after_s``, or a table recovery stopped moving
+(:mod:`agents.runtime.recovery_watchdog`). Restarting such a worker is the right cure for a wedged
 agent. Readiness (``GET /health/ready``) is 200 only once the model is loaded and
 a rebalance has completed (partitions assigned, tables recovered), and again
 after each rebalance and after a stall has cleared.
@@ -46,6 +47,8 @@ class Health:
         self.model_loaded = False
         self._clock = clock
         self._progress: dict[TopicPartition, _Progress] = {}
+        self.stall_checks: list[Callable[[], str | None]] = []
+        """More reasons to fail liveness (each returns why, or None): the recovery watchdog."""
 
     def observe(self, tp: TopicPartition, committed: int, end: int) -> None:
         """Record the committed and end offsets of one assigned partition.
@@ -72,11 +75,12 @@ class Health:
     def stalled(self) -> list[str]:
         """One line per partition with lag and no progress for ``stall_after_s``."""
         now = self._clock()
-        return [
+        lines = [
             f"{topic}[{partition}]: lag {p.lag}, no progress for {now - p.since:.0f}s"
             for (topic, partition), p in sorted(self._progress.items())
             if p.lag > 0 and now - p.since >= self.stall_after_s
         ]
+        return lines + [reason for check in self.stall_checks if (reason := check()) is not None]
 
     def live(self, crashed: str | None) -> tuple[bool, dict[str, Any]]:
         """Liveness: not crashed and no stalled partition.

@@ -49,6 +49,7 @@ from agents.delivery.metrics import create as create_sink_metrics
 from agents.inbox.auth import hash_password
 from agents.inbox.metrics import InboxMetrics
 from agents.observability.metrics import create
+from agents.runtime.recovery_watchdog import RecoveryMetrics
 from listener.kafka_local import free_port
 from listener.metrics import create as create_listener_metrics
 from listener.producer import MentionProducer
@@ -335,6 +336,7 @@ def test_dashboards_read_only_metrics_worker_and_listen_export() -> None:
     create_sink_metrics(registry)
     create_listener_metrics(registry)
     InboxMetrics(registry)
+    RecoveryMetrics.create(registry)
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
     exported = {
         family.name + suffix
