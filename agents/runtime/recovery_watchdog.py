@@ -36,6 +36,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 log = logging.getLogger(__name__)
 
+STALL_REPORT = "table recovery made no progress"
+"""How a stall report starts in the log (the chaos harness counts them)."""
+
 FEEDING_TASKS = ("_drain_messages", "_fetcher", "_slurp_changelogs", "_restart_recovery")
 """Coroutines whose stacks a stall report shows (Faust's fetch loop and its recovery)."""
 
@@ -141,7 +144,7 @@ class RecoveryWatchdog:
             return "progressing"
         stuck = sorted(remaining, key=str)
         self.stalled = (
-            f"table recovery made no progress for {now - watch.since:.0f}s "
+            f"{STALL_REPORT} for {now - watch.since:.0f}s "
             f"({sum(remaining.values())} changelog records left in {len(stuck)} partitions; "
             f"{watch.restarts} restarts)"
         )

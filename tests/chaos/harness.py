@@ -36,6 +36,7 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from agents.runtime.recovery_watchdog import STALL_REPORT
 from listener.kafka_admin import create_topics
 from listener.kafka_local import KafkaBroker, free_port, free_ports
 from listener.record import Mention, encode_mention
@@ -64,6 +65,9 @@ class Outcome:
     committed_lag: int
     stops: list[tuple[str, int, float]]
     seconds: float
+    recovery_stalls: int = 0
+    """Stall reports of the table-recovery watchdog in the workers' logs (each one restarted
+    a recovery that read nothing for ``recovery_stall_after_s``)."""
 
     def line(self) -> str:
         """One line for logs and the README."""
@@ -73,6 +77,7 @@ class Outcome:
             f"{' ' + str(self.lost[:5]) if self.lost else ''}, duplicates {self.duplicates}, "
             f"dead letters {self.dead_letters}, committed lag {self.committed_lag}, "
             f"{self.seconds:.0f}s; stops: {stops or 'none'}"
+            f"{f'; recovery stalls {self.recovery_stalls}' if self.recovery_stalls else ''}"
         )
 
 
@@ -181,8 +186,11 @@ class Worker:
             self.proc.kill()
             self.proc.wait(10)
 
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
     def tail(self, lines: int = 40) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        text = self.log_text()
         return "\n".join(text.splitlines()[-lines:])
 
 
@@ -266,6 +274,7 @@ class Run:
             lag,
             self.stops,
             time.monotonic() - self.started,
+            sum(w.log_text().count(STALL_REPORT) for w in self.workers),
         )
 
     def close(self) -> None:
