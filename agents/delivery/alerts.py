@@ -32,7 +32,7 @@ from prometheus_client import Gauge
 
 from agents.delivery.dead_letters import produce_until_acked
 from agents.delivery.ledger import KafkaLedger
-from agents.delivery.loop import group_clients, unless_stopped
+from agents.delivery.loop import commit_unless_rebalancing, group_clients, unless_stopped
 from agents.delivery.metrics import DeliveryLag
 from agents.delivery.policy import Deliverer
 from listener.dead_letter import dead_letter_record, reason_of
@@ -119,7 +119,7 @@ async def run_alert_delivery(
                         error = f"{type(failure).__name__}: {failure}"
                         await dead_letter(value, record.key, f"sink:{sink}", error)
             if batches:
-                await consumer.commit()
+                await commit_unless_rebalancing(consumer, group_id)
                 await lag.observe(consumer, {})
     finally:
         lag.clear()

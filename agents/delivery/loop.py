@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -228,6 +228,37 @@ class DeliveryLoop:
             await lane.deliverer.sink.close()
 
 
+async def commit_unless_rebalancing(
+    consumer: Any, group_id: str, offsets: Mapping[Any, int] | None = None
+) -> bool:
+    """Commit ``offsets`` (default: what was consumed) of partitions still assigned.
+
+    A rebalance can revoke a partition while its records wait for a sink (an
+    outage holds the loop in :meth:`DeliveryLoop.submit`), and aiokafka refuses
+    a commit that names an unassigned partition, or any commit while the group
+    rejoins. Skipping that commit is safe: nothing is committed past what the
+    sinks finished, the new owner reads from the group's committed offset, and
+    the ledger and the sinks' keys absorb the repeat. The next commit covers it.
+
+    Returns:
+        Whether the commit went through (False: skipped, logged).
+    """
+    from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
+
+    if offsets is not None:
+        assigned = consumer.assignment()
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        if not offsets:
+            return False
+    try:
+        await consumer.commit(offsets)
+    except (CommitFailedError, IllegalStateError, RebalanceInProgressError) as exc:
+        log.info("%s: commit skipped while the group rebalances (%s); the next one covers it",
+                 group_id, exc)  # fmt: skip
+        return False
+    return True
+
+
 def group_clients(
     kafka: KafkaConnection, group_id: str, **consumer_options: Any
 ) -> tuple[Any, Any]:
@@ -261,6 +292,7 @@ async def run_delivery(
     commit_interval_s: float = 1.0,
     *,
     lag_gauge: Gauge,
+    max_in_flight: int = 1000,
 ) -> None:
     """Consume the needs-response topic into ``loop`` until ``stop`` is set.
 
@@ -279,6 +311,8 @@ async def run_delivery(
         commit_interval_s: How often finished offsets are committed.
         lag_gauge: ``brandlistener_delivery_lag`` (:attr:`SinkMetrics.delivery_lag`), set
             for ``group_id`` and the needs-response topic.
+        max_in_flight: Items read but not finished by every sink; reading waits above it
+            (a sink outage holds the loop there).
     """
     from aiokafka import TopicPartition
     from aiokafka.abc import ConsumerRebalanceListener
@@ -290,7 +324,7 @@ async def run_delivery(
     async def commit() -> None:
         offsets = {TopicPartition(topic, p): o for p, o in loop.tracker.committable().items()}
         if offsets:
-            await consumer.commit(offsets)
+            await commit_unless_rebalancing(consumer, group_id, offsets)
 
     class Rebalance(ConsumerRebalanceListener):
         async def on_partitions_revoked(self, revoked: Any) -> None:
@@ -307,7 +341,7 @@ async def run_delivery(
         value = dead_letter_record(payload, stage=STAGE, reason=reason, error=error, origin=origin)
         await produce_until_acked(producer, topics.dead_letter, value, key)
 
-    loop = DeliveryLoop(deliverers, dead_letter, topic)
+    loop = DeliveryLoop(deliverers, dead_letter, topic, max_in_flight=max_in_flight)
     await producer.start()
     await consumer.start()
     consumer.subscribe([topic], listener=Rebalance())
@@ -318,6 +352,8 @@ async def run_delivery(
             batches = await consumer.getmany(timeout_ms=200, max_records=100)
             for tp, records in batches.items():
                 for record in records:
+                    if tp not in consumer.assignment():
+                        break  # revoked while a sink held the loop: the new owner reads it
                     value = record.value or b""
                     item = Item(tp.partition, record.offset, record.key, value)
                     if not await loop.submit(item, stop):

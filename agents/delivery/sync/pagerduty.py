@@ -30,7 +30,7 @@ from pydantic import BaseModel, ValidationError
 
 from agents.delivery.dead_letters import produce_until_acked
 from agents.delivery.ledger import KafkaLedger
-from agents.delivery.loop import group_clients
+from agents.delivery.loop import commit_unless_rebalancing, group_clients
 from agents.delivery.policy import Deliverer
 from agents.queue.actions import ItemState, decode_state
 from agents.sinks.base import DeliveryResult
@@ -152,7 +152,7 @@ async def run_pagerduty_sync(
                         )
                         await produce_until_acked(producer, topics.dead_letter, dead, record.key)
             if batches:
-                await consumer.commit()
+                await commit_unless_rebalancing(consumer, group_id)
     finally:
         await deliverer.sink.close()
         await consumer.stop()

@@ -8,7 +8,13 @@ from typing import Any, ClassVar
 from prometheus_client import CollectorRegistry
 
 from agents.delivery.ledger import MemoryLedger
-from agents.delivery.loop import DeliveryLoop, Item, OffsetTracker, unless_stopped
+from agents.delivery.loop import (
+    DeliveryLoop,
+    Item,
+    OffsetTracker,
+    commit_unless_rebalancing,
+    unless_stopped,
+)
 from agents.delivery.metrics import create
 from agents.delivery.policy import Deliverer, RetryPolicy
 from agents.sinks.base import DeliveryResult
@@ -168,5 +174,46 @@ def test_unless_stopped_returns_the_result_or_cancels_the_work() -> None:
         stop.set()
         assert await unless_stopped(forever(), stop) == (False, None)
         assert cancelled.is_set()
+
+    asyncio.run(scenario())
+
+
+class RebalancingConsumer:
+    """What ``commit_unless_rebalancing`` uses of an aiokafka consumer (a unit-test double)."""
+
+    def __init__(self, assigned: set[str], error: Exception | None = None) -> None:
+        self.assigned = assigned
+        self.error = error
+        self.commits: list[dict[str, int] | None] = []
+
+    def assignment(self) -> set[str]:
+        return set(self.assigned)
+
+    async def commit(self, offsets: dict[str, int] | None = None) -> None:
+        if self.error is not None:
+            raise self.error
+        self.commits.append(offsets)
+
+
+def test_commits_name_only_assigned_partitions_and_skip_what_a_rebalance_refuses() -> None:
+    from aiokafka.errors import CommitFailedError, IllegalStateError
+
+    async def scenario() -> None:
+        consumer = RebalancingConsumer({"q-0"})
+        assert await commit_unless_rebalancing(consumer, "g", {"q-0": 5, "q-1": 9})
+        assert consumer.commits == [{"q-0": 5}], "the revoked partition is left to its new owner"
+        assert not await commit_unless_rebalancing(consumer, "g", {"q-1": 9})
+        assert consumer.commits == [{"q-0": 5}], "nothing assigned: no commit at all"
+        for error in (CommitFailedError("rebalanced"), IllegalStateError("No partitions assigned")):
+            refused = RebalancingConsumer({"q-0"}, error)
+            assert not await commit_unless_rebalancing(refused, "g", {"q-0": 5})
+            assert not await commit_unless_rebalancing(refused, "g")
+        broken = RebalancingConsumer({"q-0"}, ValueError("not a rebalance"))
+        try:
+            await commit_unless_rebalancing(broken, "g", {"q-0": 5})
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("other errors are not swallowed")
 
     asyncio.run(scenario())
