@@ -28,7 +28,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -83,7 +83,6 @@ class _Watch:
     progress: tuple[tuple[Any, int], ...]
     since: float
     restarts: int = 0
-    reported: set[str] = field(default_factory=set)
 
 
 class RecoveryWatchdog:
