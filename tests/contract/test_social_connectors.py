@@ -307,11 +307,8 @@ def test_flickr_error_bodies_map_to_error_kinds(
         else:
             h.fail_next_code = fail
         try:
-            with pytest.raises(kind) as info:
-                await conn.poll(None)
-            return info.value
+            return await first_poll_error(conn, kind)
         finally:
-            await conn.close()
             await h.stop()
 
     error = run(go)
