@@ -439,11 +439,8 @@ def test_linkedin_errors_map_to_error_kinds(setup: str, kind: type[Exception], t
         else:
             h.fail_next = (503, "3")
         try:
-            with pytest.raises(kind) as info:
-                await conn.poll(None)
-            return info.value
+            return await first_poll_error(conn, kind)
         finally:
-            await conn.close()
             await h.stop()
 
     error = run(go)
