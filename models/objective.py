@@ -3,7 +3,10 @@
 The loss is class-weighted cross-entropy on the four labels, each example also
 weighted by its source and borderline weights (``models/data.py``), plus, for a
 model with a needs_response output, binary cross-entropy on that output against
-the posts' own needs_response.
+the posts' own needs_response. With a teacher's soft targets
+(``models/soft_targets.py``) each target is a mix: ``1 - soft_weight`` of the gold
+one and ``soft_weight`` of the teacher's (knowledge distillation, Hinton et al.
+2015, at temperature 1).
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ def batch_loss(
     class_w: torch.Tensor,
     norms: tuple[float, float],
     nr_factor: float,
+    soft: tuple[torch.Tensor, torch.Tensor | None] | None = None,
+    soft_weight: float = 0.0,
 ) -> torch.Tensor:
     """Weighted cross-entropy on the labels, plus weighted BCE on the needs_response head.
 
@@ -77,16 +82,26 @@ def batch_loss(
         class_w: Class weights.
         norms: Mean of ``weight * class weight`` and mean weight over training.
         nr_factor: Factor of the head's term.
+        soft: The teacher's label probabilities ``(batch, 4)`` and needs_response
+            probabilities ``(batch,)`` (``None`` without the head), or ``None``.
+        soft_weight: Share of the teacher's targets in each target (0 to 1).
 
     Returns:
         The scalar loss.
     """
     n = len(labels)
     ce = torch.nn.functional.cross_entropy(logits[:, : len(LABELS)], labels, reduction="none")
+    if soft is not None and soft_weight > 0:
+        log_p = torch.log_softmax(logits[:, : len(LABELS)], dim=-1)
+        soft_ce = -(soft[0] * log_p).sum(dim=-1)
+        ce = (1.0 - soft_weight) * ce + soft_weight * soft_ce
     loss = (weights * class_w[labels] * ce).sum() / (n * norms[0])
     if nr_gold is not None:
+        nr_target = nr_gold
+        if soft is not None and soft[1] is not None and soft_weight > 0:
+            nr_target = (1.0 - soft_weight) * nr_gold + soft_weight * soft[1]
         bce = torch.nn.functional.binary_cross_entropy_with_logits(
-            logits[:, len(LABELS)], nr_gold, reduction="none"
+            logits[:, len(LABELS)], nr_target, reduction="none"
         )
         loss = loss + nr_factor * (weights * bce).sum() / (n * norms[1])
     return loss

@@ -50,6 +50,7 @@ from models.clean import drop_disputed  # noqa: E402
 from models.data import load_corpus, needs_response_target, parse_weights, weigh  # noqa: E402
 from models.masking import add_masking, masking_of, save_tokenizer  # noqa: E402
 from models.objective import batch_loss, dev_figures  # noqa: E402
+from models.soft_targets import read_soft_targets, targets_for  # noqa: E402
 
 LABELS: tuple[str, ...] = ("complaint", "praise", "question", "other")
 LABEL2ID: dict[str, int] = {label: i for i, label in enumerate(LABELS)}
@@ -192,6 +193,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="with --needs-response-head: factor of its loss next to the label loss",
     )
     p.add_argument(
+        "--soft-targets",
+        type=Path,
+        default=None,
+        help="a teacher's probabilities per post (models.teacher's JSONL): each training "
+        "target becomes a mix of gold and teacher (knowledge distillation)",
+    )
+    p.add_argument(
+        "--soft-weight",
+        type=float,
+        default=0.5,
+        help="with --soft-targets: the teacher's share of each target (0 to 1)",
+    )
+    p.add_argument(
         "--init",
         type=Path,
         default=None,
@@ -282,7 +296,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 STAGE_KEYS = (
     "command data weights borderline_weight needs_response_head training_mix selected_on "
-    "seed epochs stopped_after best_epoch lr history wall_seconds note"
+    "seed epochs stopped_after best_epoch lr history wall_seconds note soft_targets"
 ).split()
 
 
@@ -342,6 +356,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     train = encode(tokenizer, train_rows, args.max_length)
     train_w = torch.tensor(item_w, dtype=torch.float32)
     train_nr = torch.tensor([float(needs_response_target(r)) for r in train_rows])
+    soft_probs: torch.Tensor | None = None
+    soft_nr: torch.Tensor | None = None
+    soft_missing = 0
+    if args.soft_targets is not None:
+        if not 0.0 < args.soft_weight <= 1.0:
+            raise SystemExit("--soft-weight must be in (0, 1]")
+        probs, nr, soft_missing = targets_for(train_rows, read_soft_targets(args.soft_targets))
+        soft_probs, soft_nr = torch.from_numpy(probs), torch.from_numpy(nr)
+        print(
+            f"soft targets: {len(train_rows) - soft_missing} of {len(train_rows)} training "
+            f"posts from {args.soft_targets} (weight {args.soft_weight}); the rest keep gold",
+            flush=True,
+        )
     dev_sets = {
         name: [r for r in rows if r.get("source") != args.exclude_source]
         for name, rows in corpus.dev.items()
@@ -400,6 +427,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 weights,
                 norms,
                 args.needs_response_loss,
+                None
+                if soft_probs is None or soft_nr is None
+                else (soft_probs[idx], soft_nr[idx] if args.needs_response_head else None),
+                args.soft_weight,
             )
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -458,6 +489,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             {"loss_factor": args.needs_response_loss} if args.needs_response_head else None
         ),
         "training_mix": mix,
+        "soft_targets": (
+            {
+                "file": str(args.soft_targets),
+                "weight": args.soft_weight,
+                "posts_without": soft_missing,
+            }
+            if args.soft_targets is not None
+            else None
+        ),
         "selected_on": select_on,
         "exclude_source": args.exclude_source,
         "dropped_disputed": (

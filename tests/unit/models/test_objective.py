@@ -75,3 +75,39 @@ def test_dev_figures_use_the_rows_own_needs_response() -> None:
     assert figures["macro_f1"] == 1.0
     assert figures["needs_response"]["precision"] == 1.0
     assert figures["needs_response"]["recall"] == 1.0
+
+
+def test_soft_targets_mix_into_the_label_and_head_targets() -> None:
+    logits = torch.tensor([[2.0, 0.0, -1.0, 0.5, 1.0]])
+    labels = torch.tensor([0])
+    cw = torch.ones(4)
+    gold_nr = torch.tensor([1.0])
+    teacher = torch.tensor([[0.2, 0.6, 0.1, 0.1]])
+    teacher_nr = torch.tensor([0.3])
+    got = batch_loss(
+        logits, labels, torch.ones(1), gold_nr, cw, (1.0, 1.0), 1.0, (teacher, teacher_nr), 0.25
+    )
+    log_p = torch.log_softmax(logits[:, :4], dim=-1)
+    target = 0.75 * torch.tensor([[1.0, 0.0, 0.0, 0.0]]) + 0.25 * teacher
+    label_term = -(target * log_p).sum()
+    head_term = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits[:, 4], 0.75 * gold_nr + 0.25 * teacher_nr
+    )
+    assert float(got) == pytest.approx(float(label_term + head_term), rel=1e-6)
+
+
+def test_a_teacher_that_agrees_with_gold_changes_nothing() -> None:
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(4, 4, generator=g)
+    labels = torch.tensor([0, 1, 2, 3])
+    cw = torch.tensor([0.5, 1.2, 1.4, 0.9])
+    one_hot = torch.nn.functional.one_hot(labels, 4).float()
+    plain = batch_loss(logits, labels, torch.ones(4), None, cw, (1.0, 1.0), 1.0)
+    taught = batch_loss(
+        logits, labels, torch.ones(4), None, cw, (1.0, 1.0), 1.0, (one_hot, None), 0.7
+    )
+    assert float(taught) == pytest.approx(float(plain), rel=1e-6)
+    disagreeing = batch_loss(
+        logits, labels, torch.ones(4), None, cw, (1.0, 1.0), 1.0, (one_hot.flip(0), None), 0.7
+    )
+    assert float(disagreeing) != pytest.approx(float(plain), rel=1e-3)
