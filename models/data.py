@@ -15,6 +15,9 @@ needs_response target is its own ``needs_response`` field where it has one, else
 "label is complaint or question" (the old data has no such field: there the two
 agree by the guideline's definition for posts addressed to the brand).
 
+Posts are dealt to folds by the SHA-1 of their text (:func:`fold_of`), for teachers
+that must score training posts they never saw.
+
 Training weights are a product of a per-source (or per-set) factor and, for rows
 marked ``borderline``, a borderline factor; a weight of 0 drops the row. Pure
 Python: the training and the evaluation code both import it.
@@ -22,7 +25,9 @@ Python: the training and the evaluation code both import it.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +38,12 @@ SPLITS = ("train", "dev")
 
 __all__ = [
     "Corpus",
+    "fold_of",
     "item_weight",
     "load_corpus",
     "load_folder",
     "needs_response_target",
+    "parse_fold",
     "parse_weights",
     "weigh",
 ]
@@ -206,3 +213,27 @@ def weigh(
             kept.append(row)
             out.append(weight)
     return kept, out
+
+
+def fold_of(text: str, folds: int) -> int:
+    """The fold (``0 .. folds-1``) of a post: SHA-1 of its text, so every tool agrees.
+
+    ``models.train --hold-out-fold`` leaves a fold out of a teacher's training, and
+    ``models.teacher --fold`` scores that fold with it: the same text always lands in
+    the same fold, whatever the row order or the other data loaded.
+    """
+    if folds < 2:
+        raise ValueError(f"folds must be >= 2, got {folds}")
+    return int(hashlib.sha1(text.encode("utf-8")).hexdigest(), 16) % folds
+
+
+def parse_fold(spec: str) -> tuple[int, int]:
+    """``K/N`` (fold K of N, counted from 0) as ``(K, N)``.
+
+    Raises:
+        ValueError: Not ``K/N`` with ``0 <= K < N`` and ``N >= 2``.
+    """
+    match = re.fullmatch(r"(\d+)/(\d+)", spec.strip())
+    if match is None or not 0 <= int(match[1]) < int(match[2]) or int(match[2]) < 2:
+        raise ValueError(f"expected K/N with 0 <= K < N and N >= 2, got {spec!r}")
+    return int(match[1]), int(match[2])

@@ -9,6 +9,8 @@ unpacked by ``make teacher-encoder``). Two ways to use it:
   It has memorised its own training rows, so ``--only-set intent`` writes soft targets
   for the rows it never saw: the old, sentiment-mapped posts get the reading of a
   model trained on guideline labels, and every other row keeps its gold label.
+  For the intent-v2 posts themselves, fine-tune one teacher per fold with
+  ``models.train --hold-out-fold K/N`` and score its fold with ``--fold K/N``.
 - otherwise a **frozen** teacher: mpnet's mean-pooled, normalised sentence embedding
   of each post (cached in ``--cache``; ~17 minutes for the ~25,700 posts on 2 cores)
   with two logistic-regression heads (the four labels, class-balanced like
@@ -46,7 +48,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
-from models.data import load_corpus, needs_response_target, parse_weights, weigh  # noqa: E402
+from models.data import (  # noqa: E402
+    fold_of,
+    load_corpus,
+    needs_response_target,
+    parse_fold,
+    parse_weights,
+    weigh,
+)
 from models.evaluation import LABELS, classification_report, pick_threshold  # noqa: E402
 from models.soft_targets import text_key, write_soft_targets  # noqa: E402
 from models.train import DEFAULT_DATA, REPO_ROOT  # noqa: E402
@@ -248,6 +257,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="soft targets only for training rows of this set or source (repeatable; "
         "default: every training row)",
     )
+    p.add_argument(
+        "--fold",
+        default=None,
+        metavar="K/N",
+        help="with --checkpoint: soft targets only for training rows of fold K of N (the "
+        "fold its models.train --hold-out-fold K/N never saw)",
+    )
     p.add_argument("--max-length", type=int, default=128, help="tokens per post (--checkpoint)")
     p.add_argument(
         "--with-model",
@@ -276,10 +292,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_rows, item_w = weigh(corpus.train, parse_weights(args.weight), args.borderline_weight)
     dev_rows = corpus.dev_rows()
     wanted = set(args.only_set)
+    held_out = parse_fold(args.fold) if args.fold else None
+    if held_out is not None and args.checkpoint is None:
+        raise SystemExit("--fold scores with a --checkpoint trained with --hold-out-fold")
     targeted = [
         i
         for i, r in enumerate(train_rows)
-        if not wanted or r.get("set") in wanted or r.get("source") in wanted
+        if (not wanted or r.get("set") in wanted or r.get("source") in wanted)
+        and (held_out is None or fold_of(str(r["text"]), held_out[1]) == held_out[0])
     ]
     scored_rows = [train_rows[i] for i in targeted] + dev_rows
     texts = [str(r["text"]) for r in scored_rows]
@@ -328,6 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "posts": written,
             "train_rows": len(train_rows),
             "only_sets": sorted(wanted),
+            "fold": args.fold,
             **fold,
             "wall_seconds": round(time.monotonic() - started, 1),
             "command": "python -m models.teacher "

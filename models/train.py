@@ -47,10 +47,17 @@ from models.batching import (  # noqa: E402
     predict_logits,
 )
 from models.clean import drop_disputed  # noqa: E402
-from models.data import load_corpus, needs_response_target, parse_weights, weigh  # noqa: E402
+from models.data import (  # noqa: E402
+    fold_of,
+    load_corpus,
+    needs_response_target,
+    parse_fold,
+    parse_weights,
+    weigh,
+)
 from models.masking import add_masking, masking_of, save_tokenizer  # noqa: E402
 from models.objective import batch_loss, dev_figures  # noqa: E402
-from models.soft_targets import read_soft_targets, targets_for  # noqa: E402
+from models.soft_targets import SoftTarget, read_soft_targets, targets_for  # noqa: E402
 
 LABELS: tuple[str, ...] = ("complaint", "praise", "question", "other")
 LABEL2ID: dict[str, int] = {label: i for i, label in enumerate(LABELS)}
@@ -195,9 +202,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--soft-targets",
         type=Path,
-        default=None,
+        action="append",
+        default=[],
         help="a teacher's probabilities per post (models.teacher's JSONL): each training "
-        "target becomes a mix of gold and teacher (knowledge distillation)",
+        "target becomes a mix of gold and teacher (knowledge distillation); repeatable "
+        "(e.g. one file per fold), a later file wins where two score the same post",
+    )
+    p.add_argument(
+        "--hold-out-fold",
+        default=None,
+        metavar="K/N",
+        help="leave out the training posts of fold K of N (models/data.py fold_of: SHA-1 "
+        "of the text): a teacher that models.teacher --fold K/N then scores on them",
     )
     p.add_argument(
         "--soft-weight",
@@ -332,6 +348,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     pad_id = int(tokenizer.pad_token_id or 0)
     corpus = load_corpus(folders)
     train_rows = [r for r in corpus.train if r.get("source") != args.exclude_source]
+    held_out_fold = parse_fold(args.hold_out_fold) if args.hold_out_fold else None
+    if held_out_fold is not None:
+        fold, folds = held_out_fold
+        before = len(train_rows)
+        train_rows = [r for r in train_rows if fold_of(str(r["text"]), folds) != fold]
+        print(
+            f"hold-out fold {fold}/{folds}: {before - len(train_rows)} of {before} training "
+            "posts left out",
+            flush=True,
+        )
     dropped: dict[str, int] = {}
     if args.drop_disputed_below > 0:
         if args.scorer is None:
@@ -359,14 +385,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     soft_probs: torch.Tensor | None = None
     soft_nr: torch.Tensor | None = None
     soft_missing = 0
-    if args.soft_targets is not None:
+    if args.soft_targets:
         if not 0.0 < args.soft_weight <= 1.0:
             raise SystemExit("--soft-weight must be in (0, 1]")
-        probs, nr, soft_missing = targets_for(train_rows, read_soft_targets(args.soft_targets))
+        soft: dict[str, SoftTarget] = {}
+        for path in args.soft_targets:
+            soft.update(read_soft_targets(path))
+        probs, nr, soft_missing = targets_for(train_rows, soft)
         soft_probs, soft_nr = torch.from_numpy(probs), torch.from_numpy(nr)
         print(
             f"soft targets: {len(train_rows) - soft_missing} of {len(train_rows)} training "
-            f"posts from {args.soft_targets} (weight {args.soft_weight}); the rest keep gold",
+            f"posts from {', '.join(map(str, args.soft_targets))} "
+            f"(weight {args.soft_weight}); the rest keep gold",
             flush=True,
         )
     dev_sets = {
@@ -495,15 +525,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "training_mix": mix,
         "soft_targets": (
             {
-                "file": str(args.soft_targets),
+                "files": [str(path) for path in args.soft_targets],
                 "weight": args.soft_weight,
                 "posts_without": soft_missing,
             }
-            if args.soft_targets is not None
+            if args.soft_targets
             else None
         ),
         "selected_on": select_on,
         "exclude_source": args.exclude_source,
+        "hold_out_fold": args.hold_out_fold,
         "dropped_disputed": (
             {"below": args.drop_disputed_below, "scorer": str(args.scorer), "dropped": dropped}
             if args.drop_disputed_below > 0

@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 
 from models.data import (
+    fold_of,
     item_weight,
     load_corpus,
     load_folder,
     needs_response_target,
+    parse_fold,
     parse_weights,
     weigh,
 )
@@ -119,3 +121,27 @@ def test_weigh_drops_zero_weights_and_refuses_unknown_names(folders: tuple[Path,
     assert "down again" not in [r["text"] for r in rows]
     with pytest.raises(ValueError, match="unknown"):
         weigh(corpus.train, {"airlines": 0.5})
+
+
+def test_folds_follow_the_text_alone_and_split_posts_about_evenly() -> None:
+    texts = [f"post number {i} about @Brand" for i in range(2000)]
+    first = [fold_of(t, 2) for t in texts]
+    assert first == [fold_of(t, 2) for t in reversed(texts)][::-1]  # order does not matter
+    assert 900 < first.count(0) < 1100
+    three = [fold_of(t, 3) for t in texts]
+    assert set(three) == {0, 1, 2}
+    # the same text in another row (another source, another label) is in the same fold
+    assert fold_of("Thanks @Brand!", 5) == fold_of("Thanks @Brand!", 5)
+    with pytest.raises(ValueError, match=">= 2"):
+        fold_of("x", 1)
+
+
+@pytest.mark.parametrize("spec", ["2/2", "0/1", "-1/2", "a/b", "1", "1/2/3", ""])
+def test_parse_fold_refuses_folds_outside_their_count(spec: str) -> None:
+    with pytest.raises(ValueError, match="K/N"):
+        parse_fold(spec)
+
+
+def test_parse_fold_reads_fold_and_count() -> None:
+    assert parse_fold("0/2") == (0, 2)
+    assert parse_fold(" 4/5 ") == (4, 5)
