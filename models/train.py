@@ -236,6 +236,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output dir (best/ + log)")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--seed", type=int, default=20261123)
+    p.add_argument(
+        "--head-seed",
+        type=int,
+        default=None,
+        help="seed of the new classifier head's starting weights only (default: --seed); "
+        "students that share it differ in data order and dropout alone, and stay close "
+        "enough for models.soup to average",
+    )
     p.add_argument("--lr", type=float, default=6e-5)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--warmup", type=float, default=0.06, help="warm-up fraction of all steps")
@@ -338,6 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.mask_links or args.mask_handles:
         add_masking(tokenizer.backend_tokenizer, links=args.mask_links, handles=args.mask_handles)
     outputs = list(LABELS) + ([NEEDS_RESPONSE_OUTPUT] if args.needs_response_head else [])
+    if args.head_seed is not None:
+        torch.manual_seed(args.head_seed)
     model = AutoModelForSequenceClassification.from_pretrained(
         base,
         num_labels=len(outputs),
@@ -345,6 +355,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         label2id={name: i for i, name in enumerate(outputs)},
         attn_implementation="eager",
     )
+    if args.head_seed is not None:
+        torch.manual_seed(args.seed)
     pad_id = int(tokenizer.pad_token_id or 0)
     corpus = load_corpus(folders)
     train_rows = [r for r in corpus.train if r.get("source") != args.exclude_source]
@@ -535,6 +547,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "selected_on": select_on,
         "exclude_source": args.exclude_source,
         "hold_out_fold": args.hold_out_fold,
+        "head_seed": args.head_seed,
         "dropped_disputed": (
             {"below": args.drop_disputed_below, "scorer": str(args.scorer), "dropped": dropped}
             if args.drop_disputed_below > 0
