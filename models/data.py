@@ -45,6 +45,7 @@ __all__ = [
     "needs_response_target",
     "parse_fold",
     "parse_weights",
+    "text_key",
     "weigh",
 ]
 
@@ -215,6 +216,11 @@ def weigh(
     return kept, out
 
 
+def text_key(text: str) -> str:
+    """The key of a post's text: SHA-1 of its UTF-8 bytes (soft targets, folds)."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
 def fold_of(text: str, folds: int) -> int:
     """The fold (``0 .. folds-1``) of a post: SHA-1 of its text, so every tool agrees.
 
@@ -224,7 +230,7 @@ def fold_of(text: str, folds: int) -> int:
     """
     if folds < 2:
         raise ValueError(f"folds must be >= 2, got {folds}")
-    return int(hashlib.sha1(text.encode("utf-8")).hexdigest(), 16) % folds
+    return int(text_key(text), 16) % folds
 
 
 def parse_fold(spec: str) -> tuple[int, int]:

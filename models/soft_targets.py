@@ -12,7 +12,6 @@ post with no entry keeps its gold label as its target (:func:`targets_for`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,17 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from models.data import needs_response_target
+from models.data import needs_response_target, text_key
 from models.evaluation import LABELS
 
 __all__ = ["SoftTarget", "read_soft_targets", "targets_for", "text_key", "write_soft_targets"]
 
 SoftTarget = tuple[tuple[float, ...], float]
-
-
-def text_key(text: str) -> str:
-    """The key of a post in a soft-targets file: SHA-1 of its UTF-8 text."""
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
 def write_soft_targets(
