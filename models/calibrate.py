@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from models.offsets import apply_offsets
+from models.post_kind import post_kind_of_row
 
 __all__ = ["GRID", "apply_offsets", "cross_validate", "fit_label_offsets", "macro_f1"]
 
@@ -137,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = load_labelled(args.input, args.labels)
     clf = OnnxIntentClassifier(args.model_dir, provider="cpu", label_offsets={})
     labels = list(clf.labels)
-    probs = clf.predict_proba([row["text"] for row in rows])
+    probs = clf.predict_proba([row["text"] for row in rows], [post_kind_of_row(r) for r in rows])
     gold = np.array([labels.index(row["label"]) for row in rows])
     reference = labels.index("other") if "other" in labels else len(labels) - 1
     cv = cross_validate(probs, gold, reference, folds=args.folds)

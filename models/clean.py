@@ -20,7 +20,10 @@ from typing import Any
 
 import numpy as np
 
-Scorer = Callable[[Sequence[str]], np.ndarray]
+from models.post_kind import post_kind_of_row
+
+# (texts, post kinds) -> probabilities, e.g. OnnxIntentClassifier.predict_proba
+Scorer = Callable[[Sequence[str], Sequence[str]], np.ndarray]
 """Texts -> probabilities, one row per text, columns in ``labels`` order."""
 
 
@@ -54,7 +57,7 @@ def drop_disputed(
     unknown = {r["label"] for r in rows} - set(column)
     if unknown:
         raise ValueError(f"labels unknown to the scorer: {sorted(unknown)}")
-    probs = np.asarray(score([r["text"] for r in rows]))
+    probs = np.asarray(score([r["text"] for r in rows], [post_kind_of_row(r) for r in rows]))
     if probs.shape != (len(rows), len(labels)):
         expected = (len(rows), len(labels))
         raise ValueError(f"scorer returned shape {probs.shape}, expected {expected}")

@@ -14,6 +14,8 @@ from typing import IO, Any
 
 import orjson
 
+from models.post_kind import post_kind_of_row
+
 CHUNK = 512  # posts read, classified and written at a time by --input
 
 
@@ -34,7 +36,9 @@ def register_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "Classify each TEXT with the intent model and print its label and scores, or "
             "classify a JSONL file (--input) into another (--output), keeping every input "
             'field and adding "label", "scores" and "needs_response" (an input line\'s own '
-            '"label" etc. is kept as "input_label" etc.).'
+            '"label" etc. is kept as "input_label" etc.). A model that reads where a post '
+            'sits in its thread gets it from the line ("post_kind", "thread", "note", or a '
+            'Mention\'s "source" and "reply_to_id"; see models/post_kind.py).'
         ),
     )
     parser.add_argument("texts", nargs="*", metavar="TEXT", help="post text (quote it)")
@@ -197,7 +201,9 @@ def _classify_file(classifier: Any, args: argparse.Namespace) -> int:
                     )
                     return 2
                 rows.append(row)
-            predictions = classifier.predict([row["text"] for row in rows])
+            predictions = classifier.predict(
+                [row["text"] for row in rows], [post_kind_of_row(row) for row in rows]
+            )
             for row, pred in zip(rows, predictions, strict=True):
                 _keep_input_fields(row, renamed)
                 row["label"] = pred.label
@@ -238,7 +244,9 @@ def eval_command(args: argparse.Namespace) -> int:
     classifier = _load(args, "eval", args.threshold)
     if classifier is None:
         return 2
-    predictions = classifier.predict([row["text"] for row in rows])
+    predictions = classifier.predict(
+        [row["text"] for row in rows], [post_kind_of_row(row) for row in rows]
+    )
     gold_needs = None
     if all(isinstance(row.get("needs_response"), bool) for row in rows):
         gold_needs = [bool(row["needs_response"]) for row in rows]

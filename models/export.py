@@ -43,6 +43,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer  # no
 from models.data import load_corpus  # noqa: E402
 from models.masking import save_tokenizer  # noqa: E402
 from models.optimize import fuse, to_fp16  # noqa: E402
+from models.post_kind import model_input, post_kind_of_row  # noqa: E402
 from models.report import carry_over_evaluation  # noqa: E402
 from models.runtime import OnnxIntentClassifier  # noqa: E402
 from models.serving_graph import MAX_PROB_DIFF, ClsOnlyLastLayer  # noqa: E402
@@ -303,10 +304,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     corpus = load_corpus(args.data or [REPO_ROOT.parent / "shared" / "data" / "intent"])
     rows = corpus.dev_rows()
     texts = [row["text"] for row in rows]
+    kinds = [post_kind_of_row(row) for row in rows]
     fp32 = OnnxIntentClassifier(args.out, model_file=str(fp32_path.resolve()), threads=args.threads)
     int8 = OnnxIntentClassifier(args.out, provider="cpu", threads=args.threads)
-    p32, nr32 = fp32.predict_scores(texts)
-    p8, nr8 = int8.predict_scores(texts)
+    p32, nr32 = fp32.predict_scores(texts, kinds)
+    p8, nr8 = int8.predict_scores(texts, kinds)
     if tuple(fp32.labels) != LABELS:
         raise RuntimeError(f"label order mismatch: {fp32.labels} != {LABELS}")
     by_set: dict[str, dict[str, list[Any]]] = {}
@@ -317,7 +319,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         part["p32"].append(LABELS[int(p32[i].argmax())])
         part["p8"].append(LABELS[int(p8[i].argmax())])
 
-    torch_check = check_against_torch(args.checkpoint, texts[:64], p32[:64], nr32[:64], max_length)
+    read = [model_input(t, k) for t, k in zip(texts, kinds, strict=True)]
+    torch_check = check_against_torch(
+        args.checkpoint,
+        (read if fp32.reads_post_kind else texts)[:64],
+        p32[:64],
+        nr32[:64],
+        max_length,
+    )
     if torch_check > MAX_PROB_DIFF:
         print(
             f"the exported fp32 graph differs from the torch model by {torch_check} "

@@ -40,8 +40,14 @@ class IntentClassifier(Protocol):
         """The labels this model scores, in score order."""
         ...
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        """Classify ``texts``; returns one Prediction per text, in input order."""
+    def predict(
+        self, texts: Sequence[str], kinds: Sequence[str | None] | None = None
+    ) -> list[Prediction]:
+        """Classify ``texts``; returns one Prediction per text, in input order.
+
+        ``kinds`` gives each post's place in its thread (``models/post_kind.py``:
+        review, post, reply, unknown) to a model that reads it; others ignore it.
+        """
         ...
 
 

@@ -37,6 +37,7 @@ from models.evaluation import (
     load_labelled,
     pick_threshold,
 )
+from models.post_kind import post_kind_of_row
 from models.runtime import DEFAULT_MODEL_DIR, OnnxIntentClassifier
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +67,9 @@ def score_set(
         and the needs_response scores, rows in input order. The report adds
         ``praise_as_complaint`` (share of gold praise predicted complaint).
     """
-    probs, need_score = clf.predict_scores([r["text"] for r in rows])
+    probs, need_score = clf.predict_scores(
+        [r["text"] for r in rows], [post_kind_of_row(r) for r in rows]
+    )
     cols = [clf.labels.index(label) for label in LABELS]
     probs = probs[:, cols]
     pred = [LABELS[i] for i in probs.argmax(1)]

@@ -32,6 +32,7 @@ from models.evaluation import NEEDS_RESPONSE_LABELS
 from models.evaluation import needs_response as _needs_response
 from models.interface import Prediction
 from models.offsets import apply_offsets
+from models.post_kind import INPUT_PREFIX_KEY, POST_KIND_PREFIX, model_input
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +279,14 @@ class OnnxIntentClassifier:
         offsets = np.array([float(label_offsets.get(label, 0.0)) for label in self._labels])
         self._offsets = offsets if offsets.any() else None
 
+        prefix = config.get(INPUT_PREFIX_KEY)
+        if prefix not in (None, POST_KIND_PREFIX):
+            raise ValueError(
+                f"config.json {INPUT_PREFIX_KEY} {prefix!r}: this runtime knows only "
+                f"{POST_KIND_PREFIX!r}"
+            )
+        self._reads_post_kind = prefix == POST_KIND_PREFIX
+
         self._tokenizer = Tokenizer.from_file(str(self._dir / "tokenizer.json"))
         self._tokenizer.no_padding()
         if max_length is None:
@@ -370,6 +379,11 @@ class OnnxIntentClassifier:
         return self._has_head
 
     @property
+    def reads_post_kind(self) -> bool:
+        """Whether the model reads each post's kind (``models/post_kind.py``) before its text."""
+        return self._reads_post_kind
+
+    @property
     def label_offsets(self) -> dict[str, float]:
         """Per-label log-score offsets used to pick the label; empty: plain argmax."""
         if self._offsets is None:
@@ -390,11 +404,16 @@ class OnnxIntentClassifier:
             return prediction.needs_response_score >= self._threshold
         return _needs_response(prediction.scores, self._threshold)
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+    def predict(
+        self, texts: Sequence[str], kinds: Sequence[str | None] | None = None
+    ) -> list[Prediction]:
         """Classify ``texts``.
 
         Args:
             texts: Post texts; an empty sequence gives an empty list.
+            kinds: Each post's kind (``review``, ``post``, ``reply``, ``unknown``;
+                ``None`` or no list: unknown), for a model that
+                :attr:`reads_post_kind`; other models ignore it.
 
         Returns:
             One Prediction per text, in input order: the label (the most probable,
@@ -406,8 +425,9 @@ class OnnxIntentClassifier:
 
         Raises:
             TypeError: ``texts`` is a bare string or holds a non-string.
+            ValueError: ``kinds`` is not one per text or names an unknown kind.
         """
-        probs, need = self.predict_scores(texts)
+        probs, need = self.predict_scores(texts, kinds)
         if self._offsets is None:
             chosen = probs.argmax(axis=-1)
         else:
@@ -426,11 +446,14 @@ class OnnxIntentClassifier:
             )
         return predictions
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+    def predict_proba(
+        self, texts: Sequence[str], kinds: Sequence[str | None] | None = None
+    ) -> np.ndarray:
         """Label probabilities as an array of shape ``(len(texts), len(labels))``.
 
         Args:
             texts: Post texts, in any order.
+            kinds: Each post's kind, as for :meth:`predict`.
 
         Returns:
             float32 softmax probabilities, rows in input order.
@@ -438,13 +461,16 @@ class OnnxIntentClassifier:
         Raises:
             TypeError: ``texts`` is a bare string or holds a non-string.
         """
-        return self.predict_scores(texts)[0]
+        return self.predict_scores(texts, kinds)[0]
 
-    def predict_scores(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    def predict_scores(
+        self, texts: Sequence[str], kinds: Sequence[str | None] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Label probabilities and the needs_response score of every text.
 
         Args:
             texts: Post texts, in any order.
+            kinds: Each post's kind, as for :meth:`predict`.
 
         Returns:
             ``(probabilities, needs_response_score)``: float32 arrays of shapes
@@ -454,6 +480,7 @@ class OnnxIntentClassifier:
 
         Raises:
             TypeError: ``texts`` is a bare string or holds a non-string.
+            ValueError: ``kinds`` is not one per text or names an unknown kind.
         """
         if isinstance(texts, str):
             raise TypeError("predict() takes a sequence of texts, not a single string")
@@ -461,6 +488,11 @@ class OnnxIntentClassifier:
         for i, text in enumerate(items):
             if not isinstance(text, str):
                 raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str")
+        if kinds is not None and len(kinds) != len(items):
+            raise ValueError(f"{len(kinds)} kinds for {len(items)} texts")
+        if self._reads_post_kind:
+            given = kinds if kinds is not None else [None] * len(items)
+            items = [model_input(text, kind) for text, kind in zip(items, given, strict=True)]
         out = np.empty((len(items), len(self._labels)), dtype=np.float32)
         need = np.empty(len(items), dtype=np.float32)
         if not items:

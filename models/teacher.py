@@ -57,6 +57,12 @@ from models.data import (  # noqa: E402
     weigh,
 )
 from models.evaluation import LABELS, classification_report, pick_threshold  # noqa: E402
+from models.post_kind import (  # noqa: E402
+    INPUT_PREFIX_KEY,
+    POST_KIND_PREFIX,
+    model_texts,
+    post_kind_of_row,
+)
 from models.soft_targets import text_key, write_soft_targets  # noqa: E402
 from models.train import DEFAULT_DATA, REPO_ROOT  # noqa: E402
 
@@ -202,12 +208,14 @@ def dev_figures(
     }
 
 
-def onnx_scores(model_dir: Path, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def onnx_scores(model_dir: Path, rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     """A fine-tuned model's label probabilities (``LABELS`` order) and needs_response scores."""
     from models.runtime import OnnxIntentClassifier
 
     model = OnnxIntentClassifier(model_dir, provider="cpu")
-    probs, nr = model.predict_scores(list(texts))
+    probs, nr = model.predict_scores(
+        [str(r["text"]) for r in rows], [post_kind_of_row(r) for r in rows]
+    )
     cols = [model.labels.index(label) for label in LABELS]
     return probs[:, cols].astype(np.float64), nr.astype(np.float64)
 
@@ -227,8 +235,10 @@ def checkpoint_scores(
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     model = AutoModelForSequenceClassification.from_pretrained(checkpoint)
     pad_id = int(tokenizer.pad_token_id or 0)
+    reads_kind = getattr(model.config, INPUT_PREFIX_KEY, None) == POST_KIND_PREFIX
+    texts = model_texts(rows, post_kind=reads_kind)
     with torch.inference_mode():
-        logits = predict_logits(model, encode(tokenizer, rows, max_length), pad_id)
+        logits = predict_logits(model, encode(tokenizer, rows, max_length, texts), pad_id)
     z = logits[:, : len(LABELS)] - logits[:, : len(LABELS)].max(axis=1, keepdims=True)
     probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
     return probs.astype(np.float64), needs_response_scores(logits)
@@ -327,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             np.concatenate([train_nr[targeted], dev_nr]),
         )
     for model_dir in args.with_model:
-        members[str(model_dir)] = onnx_scores(model_dir, texts)
+        members[str(model_dir)] = onnx_scores(model_dir, scored_rows)
     probs, nr = ensemble(list(members.values()))
     n_train = len(targeted)
     written = write_soft_targets(args.out, texts[:n_train], probs[:n_train], nr[:n_train])

@@ -57,6 +57,7 @@ from models.data import (  # noqa: E402
 )
 from models.masking import add_masking, masking_of, save_tokenizer  # noqa: E402
 from models.objective import batch_loss, dev_figures  # noqa: E402
+from models.post_kind import INPUT_PREFIX_KEY, POST_KIND_PREFIX, model_texts  # noqa: E402
 from models.soft_targets import SoftTarget, read_soft_targets, targets_for  # noqa: E402
 
 LABELS: tuple[str, ...] = ("complaint", "praise", "question", "other")
@@ -106,6 +107,7 @@ def encode(
     tokenizer: PreTrainedTokenizerBase,
     rows: Sequence[dict[str, Any]],
     max_length: int = MAX_LENGTH,
+    texts: Sequence[str] | None = None,
 ) -> list[Example]:
     """Tokenise rows (truncated, unpadded) and map their labels to ids.
 
@@ -113,12 +115,16 @@ def encode(
         tokenizer: The base model's fast tokenizer.
         rows: Rows with ``text`` and ``label``.
         max_length: Tokens kept per post, [CLS] and [SEP] included.
+        texts: What to tokenise for each row (default: its ``text``).
 
     Returns:
         ``(input_ids, label_id)`` pairs in row order.
     """
     enc = tokenizer(
-        [row["text"] for row in rows], truncation=True, max_length=max_length, padding=False
+        [row["text"] for row in rows] if texts is None else list(texts),
+        truncation=True,
+        max_length=max_length,
+        padding=False,
     )
     return [(ids, LABEL2ID[row["label"]]) for ids, row in zip(enc["input_ids"], rows, strict=True)]
 
@@ -248,6 +254,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--warmup", type=float, default=0.06, help="warm-up fraction of all steps")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--post-kind",
+        action="store_true",
+        help="prefix each post with where it sits in its thread, [review] / [post] / [reply] / "
+        "[unknown] (models/post_kind.py: from the rows' thread, platform or note); the model's "
+        "config.json says so and the runtime adds the same prefix",
+    )
+    p.add_argument(
+        "--post-kind-dropout",
+        type=float,
+        default=0.2,
+        help="with --post-kind: share of training posts of a known kind shown as [unknown] "
+        "(fixed by the text's SHA-1), so unknown stays a fair default (default 0.2)",
+    )
     p.add_argument(
         "--exclude-source",
         default=None,
@@ -391,7 +411,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"augment: rewrote {augmented} of {len(train_rows)} training posts", flush=True)
     source_weights = parse_weights(args.weight)
     train_rows, item_w = weigh(train_rows, source_weights, args.borderline_weight)
-    train = encode(tokenizer, train_rows, args.max_length)
+    if args.post_kind and not 0.0 <= args.post_kind_dropout < 1.0:
+        raise SystemExit("--post-kind-dropout must be in [0, 1)")
+    if args.post_kind:
+        model.config.update({INPUT_PREFIX_KEY: POST_KIND_PREFIX})
+    train_texts = model_texts(train_rows, args.post_kind, args.post_kind_dropout)
+    train = encode(tokenizer, train_rows, args.max_length, train_texts)
+    kinds: dict[str, int] = {}
+    if args.post_kind:
+        for text in train_texts:
+            kind = text[1 : text.index("]")]
+            kinds[kind] = kinds.get(kind, 0) + 1
+        print(f"post kinds in training: {kinds}", flush=True)
     train_w = torch.tensor(item_w, dtype=torch.float32)
     train_nr = torch.tensor([float(needs_response_target(r)) for r in train_rows])
     soft_probs: torch.Tensor | None = None
@@ -419,7 +450,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     select_on = args.select_on or next(iter(dev_sets))
     if select_on not in dev_sets:
         raise SystemExit(f"--select-on {select_on}: dev sets are {sorted(dev_sets)}")
-    dev = {name: encode(tokenizer, rows, args.max_length) for name, rows in dev_sets.items()}
+    dev = {
+        name: encode(tokenizer, rows, args.max_length, model_texts(rows, args.post_kind))
+        for name, rows in dev_sets.items()
+    }
     weights = class_weights([label for _, label in train], item_w)
     norms = (
         float((train_w * weights[torch.tensor([label for _, label in train])]).mean()),
@@ -548,6 +582,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "exclude_source": args.exclude_source,
         "hold_out_fold": args.hold_out_fold,
         "head_seed": args.head_seed,
+        "post_kind": (
+            {"dropout": args.post_kind_dropout, "training_kinds": kinds} if args.post_kind else None
+        ),
         "dropped_disputed": (
             {"below": args.drop_disputed_below, "scorer": str(args.scorer), "dropped": dropped}
             if args.drop_disputed_below > 0

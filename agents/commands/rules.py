@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from agents.pipeline.classify import classification_of
+from agents.pipeline.classify import classification_of, post_kind
 from agents.pipeline.rules import route
 from agents.pipeline.rules_file import RulesError
 from agents.settings import AgentSettings
@@ -64,7 +64,8 @@ def classified(classifier: IntentClassifier, posts: list[Mention]) -> Iterator[M
     """Each post with the model's classification, in batches."""
     for start in range(0, len(posts), BATCH):
         chunk = posts[start : start + BATCH]
-        for post, p in zip(chunk, classifier.predict([m.text for m in chunk]), strict=True):
+        predictions = classifier.predict([m.text for m in chunk], [post_kind(m) for m in chunk])
+        for post, p in zip(chunk, predictions, strict=True):
             yield post.with_stage(
                 "classified", classification=classification_of(p, classifier.name)
             )

@@ -17,6 +17,7 @@ duplicates are absorbed downstream by ``Mention.id``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -38,6 +39,7 @@ from listener.record import (
 )
 from listener.topics import TopicNames
 from models.interface import IntentClassifier, Prediction
+from models.post_kind import post_kind_of_mention
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +89,9 @@ class ClassifyStage:
         outgoing: list[Outgoing] = []
         classified: list[Mention] = []
         if decoded:
-            predictions = await self._predict([m.text for _, m in decoded], decoded, failures)
+            predictions = await self._predict(
+                [m.text for _, m in decoded], [post_kind(m) for _, m in decoded], decoded, failures
+            )
             for (event, mention), prediction in zip(decoded, predictions, strict=False):
                 try:
                     done = self._classified(mention, prediction)
@@ -110,6 +114,7 @@ class ClassifyStage:
     async def _predict(
         self,
         texts: list[str],
+        kinds: list[str],
         decoded: list[tuple[EventT, Mention]],
         failures: list[Failure],
     ) -> list[Prediction]:
@@ -118,7 +123,7 @@ class ClassifyStage:
         started = time.perf_counter()
         try:
             predictions = await loop.run_in_executor(
-                self._executor, self._classifier.predict, texts
+                self._executor, functools.partial(self._classifier.predict, texts, kinds)
             )
             if len(predictions) != len(texts):
                 raise RuntimeError(
@@ -135,6 +140,15 @@ class ClassifyStage:
     def _classified(self, mention: Mention, prediction: Prediction) -> Mention:
         classification = classification_of(prediction, self._classifier.name)
         return mention.with_stage("classified", classification=classification)
+
+
+def post_kind(mention: Mention) -> str:
+    """Where ``mention`` sits in its thread, as the model reads it (``models/post_kind.py``).
+
+    ``reply`` when it names a parent, ``review`` for a review source's post,
+    ``post`` for a thread opener of a source that reports replies, else ``unknown``.
+    """
+    return post_kind_of_mention(mention.source, mention.reply_to_id)
 
 
 def classification_of(prediction: Prediction, model: str) -> Classification:

@@ -30,9 +30,13 @@ class KeywordClassifier:
     def __init__(self, fail_on: str | None = None) -> None:
         self.fail_on = fail_on
         self.calls: list[list[str]] = []
+        self.kinds: list[list[str | None] | None] = []
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+    def predict(
+        self, texts: Sequence[str], kinds: Sequence[str | None] | None = None
+    ) -> list[Prediction]:
         self.calls.append(list(texts))
+        self.kinds.append(None if kinds is None else list(kinds))
         if self.fail_on is not None and any(self.fail_on in t for t in texts):
             raise RuntimeError("model exploded")
         return [self._one(t.lower()) for t in texts]

@@ -20,7 +20,8 @@ SCORES = {
 }
 
 
-def score(texts: Sequence[str]) -> np.ndarray:
+def score(texts: Sequence[str], kinds: Sequence[str]) -> np.ndarray:
+    assert len(kinds) == len(texts)  # each post's kind goes with it
     return np.array([SCORES[t] for t in texts])
 
 
@@ -61,4 +62,4 @@ def test_bad_arguments_are_rejected() -> None:
     with pytest.raises(ValueError, match="unknown"):
         drop_disputed([{"text": "lost my bag again", "label": "rant"}], score, LABELS, 0.1)
     with pytest.raises(ValueError, match="shape"):
-        drop_disputed(ROWS, lambda texts: np.zeros((1, 4)), LABELS, 0.1)
+        drop_disputed(ROWS, lambda texts, kinds: np.zeros((1, 4)), LABELS, 0.1)

@@ -5,10 +5,10 @@ from collections.abc import Sequence
 
 import orjson
 
-from agents.pipeline.classify import classification_of
+from agents.pipeline.classify import classification_of, post_kind
 from agents.pipeline.rules import LABEL_FROM_SCORES
 from listener.dead_letter import MAX_RECORD_BYTES
-from listener.record import LABELS, decode_mention, encode_mention
+from listener.record import LABELS, Mention, decode_mention, encode_mention
 from models.interface import Prediction
 
 
@@ -50,6 +50,40 @@ def test_good_batch_is_classified_and_keyed_by_id(build, sender, make_mention, w
     )
     assert get("brandlistener_classifier_batch_size_sum") == 5
     assert get("brandlistener_stage_latency_seconds_count", {"stage": "classified"}) == 5
+
+
+def test_the_model_is_told_where_each_post_sits_in_its_thread(
+    build, sender, keyword_classifier, wait_until
+):
+    classifier = keyword_classifier()
+    pipeline, _ = build(classifier)
+    topics = pipeline.topics
+    posts = [
+        Mention.create(source="bluesky", native_id="a", text="app is broken"),
+        Mention.create(source="bluesky", native_id="b", text="same here", reply_to_id="bluesky:a"),
+        Mention.create(source="trustpilot", native_id="r", text="two weeks, no refund"),
+        Mention.create(source="rss", native_id="f", text="a blog post about the app"),
+    ]
+
+    async def scenario() -> None:
+        async with pipeline.classify_agent.test_context() as agent:
+            for post in posts:
+                await agent.put(encode_mention(post), key=post.id.encode())
+            await wait_until(lambda: len(sender.on(topics.classified.get_topic_name())) == 4)
+
+    asyncio.run(scenario())
+    told = {
+        text: kind
+        for texts, kinds in zip(classifier.calls, classifier.kinds, strict=True)
+        for text, kind in zip(texts, kinds or [], strict=True)
+    }
+    assert told == {
+        "app is broken": "post",
+        "same here": "reply",
+        "two weeks, no refund": "review",
+        "a blog post about the app": "unknown",
+    }
+    assert [post_kind(p) for p in posts] == ["post", "reply", "review", "unknown"]
 
 
 def test_poison_values_are_dead_lettered_and_the_next_event_still_processed(
@@ -174,7 +208,9 @@ class CalibratedClassifier:
     name = "calibrated@test"
     labels = LABELS
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+    def predict(
+        self, texts: Sequence[str], kinds: Sequence[str | None] | None = None
+    ) -> list[Prediction]:
         return [Prediction("other", dict(SPLIT), True, 0.55) for _ in texts]
 
 

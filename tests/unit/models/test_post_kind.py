@@ -1,0 +1,183 @@
+"""Where a post sits in its thread: from labelled rows, from Mentions, and in the runtime."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.post_kind import (
+    POST_KINDS,
+    model_input,
+    model_texts,
+    post_kind_of_mention,
+    post_kind_of_row,
+    with_kind_dropped,
+)
+
+# Notes and fields as ../shared/data/intent-v2 writes them.
+ROWS = [
+    ({"note": "tweet mentioning Microsoft; thread position unknown"}, "unknown"),
+    ({"note": "tweet about an internet provider (cox); thread position unknown"}, "unknown"),
+    (
+        {"note": "Reddit comment in r/UPS (reply inside a thread, not addressed to the brand)"},
+        "reply",
+    ),
+    ({"note": "Reddit post in r/dhl (opens a thread)"}, "post"),
+    ({"note": "Trustpilot review of pet insurer figo (1 star)"}, "review"),
+    ({"platform": "bluesky", "thread": "opens"}, "post"),
+    ({"platform": "mastodon", "thread": "reply"}, "reply"),
+    ({"platform": "review", "thread": "opens"}, "review"),
+    ({"platform": "review", "thread": "reply"}, "reply"),  # the brand answering a review
+    ({"post_kind": "review", "note": "Reddit comment in r/UPS"}, "review"),  # its own field wins
+    ({"post_kind": "sideways", "thread": "opens"}, "post"),  # not a kind: ignored
+    ({"source": "airline"}, "unknown"),  # the old tweet sets say nothing
+    ({"id": "3mgy", "source": "bluesky"}, "post"),  # a Mention-shaped row (listener/samples)
+    ({"id": "3mgy", "source": "bluesky", "reply_to_id": "bluesky:3mgx"}, "reply"),
+    ({"id": "9", "source": "rss"}, "unknown"),
+]
+
+
+@pytest.mark.parametrize(("fields", "kind"), ROWS)
+def test_a_rows_kind_comes_from_its_fields_or_its_note(fields: dict[str, str], kind: str) -> None:
+    assert post_kind_of_row({"text": "t", "label": "other", **fields}) == kind
+
+
+@pytest.mark.parametrize(
+    ("source", "reply_to_id", "kind"),
+    [
+        ("bluesky", None, "post"),
+        ("reddit", "reddit:t1_abc", "reply"),
+        ("x", None, "post"),
+        ("trustpilot", None, "review"),
+        ("googleplay", "googleplay:r1", "reply"),  # the brand's answer to a review
+        ("rss", None, "unknown"),
+        ("webhook", None, "unknown"),  # a sender that gave no thread fields
+        ("webhook", "webhook:forum/12", "reply"),
+    ],
+)
+def test_a_mentions_kind_comes_from_its_source_and_parent(
+    source: str, reply_to_id: str | None, kind: str
+) -> None:
+    assert post_kind_of_mention(source, reply_to_id) == kind
+
+
+def test_the_model_reads_the_kind_in_brackets_before_the_text() -> None:
+    assert model_input("where is my parcel?", "reply") == "[reply] where is my parcel?"
+    assert model_input("<b>hi</b>", None) == "[unknown] <b>hi</b>"
+    with pytest.raises(ValueError, match="not one of review, post, reply, unknown"):
+        model_input("x", "thread")
+
+
+def test_hiding_kinds_is_fixed_by_the_text_and_close_to_the_rate() -> None:
+    texts = [f"post number {i}" for i in range(4000)]
+    hidden = [with_kind_dropped(t, "reply", 0.2) for t in texts]
+    assert hidden == [with_kind_dropped(t, "reply", 0.2) for t in texts]  # same on a rerun
+    assert set(hidden) == {"reply", "unknown"}
+    assert 0.17 < hidden.count("unknown") / len(texts) < 0.23
+    assert all(with_kind_dropped(t, "reply", 0.0) == "reply" for t in texts)
+    assert with_kind_dropped("anything", "unknown", 0.9) == "unknown"
+
+
+def test_model_texts_prefix_only_when_asked() -> None:
+    rows = [
+        {"text": "lost my parcel", "note": "Reddit comment in r/UPS"},
+        {"text": "love it", "platform": "review", "thread": "opens"},
+    ]
+    assert model_texts(rows, post_kind=False) == ["lost my parcel", "love it"]
+    assert model_texts(rows, post_kind=True) == ["[reply] lost my parcel", "[review] love it"]
+
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper  # noqa: E402
+
+from models.runtime import DEFAULT_MODEL_DIR, OnnxIntentClassifier  # noqa: E402
+
+LABELS = ("complaint", "praise", "question", "other")
+ROW = np.array([[0.1, 0.0, -0.1, 0.05, 0.2]], dtype=np.float32)
+
+
+def token_count_model(path: Path) -> None:
+    """logits = (tokens in the post) * ROW: the output shows what the model was fed."""
+    ids = helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"])
+    mask = helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])
+    out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 5])
+    row = helper.make_tensor("row", TensorProto.FLOAT, [1, 5], ROW.ravel().tolist())
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    nodes = [
+        helper.make_node("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["m", "axes"], ["n"], keepdims=1),
+        helper.make_node("MatMul", ["n", "row"], ["logits"]),
+    ]
+    graph = helper.make_graph(nodes, "tiny", [ids, mask], [out], initializer=[row, axes])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def model_folder(path: Path, input_prefix: str | None) -> Path:
+    token_count_model(path / "model.int8.onnx")
+    shutil.copy(DEFAULT_MODEL_DIR / "tokenizer.json", path / "tokenizer.json")
+    outputs = [*LABELS, "needs_response"]
+    config: dict[str, object] = {
+        "id2label": {str(i): name for i, name in enumerate(outputs)},
+        "pad_token_id": 0,
+    }
+    if input_prefix is not None:
+        config["input_prefix"] = input_prefix
+    (path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    (path / "metrics.json").write_text(json.dumps({"version": "0.0.1"}), encoding="utf-8")
+    return path
+
+
+def fed_tokens(clf: OnnxIntentClassifier, need: np.ndarray) -> list[int]:
+    """Token counts the model saw, read back from its needs_response output."""
+    logit = np.log(need / (1 - need))
+    return [round(float(x) / float(ROW[0, 4])) for x in logit]
+
+
+def test_a_post_kind_model_is_fed_the_kind_before_the_text(tmp_path: Path) -> None:
+    clf = OnnxIntentClassifier(model_folder(tmp_path, "post_kind"), provider="cpu", threads=1)
+    assert clf.reads_post_kind
+    texts = ["my parcel is lost", "same", "ok"]
+    _, need = clf.predict_scores(texts, ["reply", None, "review"])
+    expected = [
+        len(clf._tokenizer.encode(model_input(t, k)).ids)
+        for t, k in zip(texts, ["reply", "unknown", "review"], strict=True)
+    ]
+    assert fed_tokens(clf, need) == expected
+    # no kinds at all: every post is unknown
+    _, need = clf.predict_scores(texts)
+    assert fed_tokens(clf, need) == [
+        len(clf._tokenizer.encode(model_input(t, "unknown")).ids) for t in texts
+    ]
+    with pytest.raises(ValueError, match="2 kinds for 3 texts"):
+        clf.predict(texts, ["reply", "post"])
+    with pytest.raises(ValueError, match="not one of"):
+        clf.predict(["x"], ["thread"])
+
+
+def test_other_models_ignore_kinds(tmp_path: Path) -> None:
+    clf = OnnxIntentClassifier(model_folder(tmp_path, None), provider="cpu", threads=1)
+    assert not clf.reads_post_kind
+    _, with_kinds = clf.predict_scores(["my parcel is lost"], ["reply"])
+    _, without = clf.predict_scores(["my parcel is lost"])
+    assert fed_tokens(clf, with_kinds) == fed_tokens(clf, without)
+    assert fed_tokens(clf, without) == [len(clf._tokenizer.encode("my parcel is lost").ids)]
+
+
+def test_a_model_with_an_input_prefix_this_runtime_does_not_know_is_refused(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ValueError, match="input_prefix 'thread_summary'"):
+        OnnxIntentClassifier(model_folder(tmp_path, "thread_summary"), provider="cpu")
+
+
+def test_every_kind_is_a_word_the_tokenizer_keeps_whole() -> None:
+    clf = OnnxIntentClassifier(DEFAULT_MODEL_DIR, provider="cpu", threads=1)
+    for kind in POST_KINDS:
+        tokens = clf._tokenizer.encode(model_input("x", kind)).tokens
+        assert tokens[1:4] == ["[", kind, "]"]
