@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,12 +94,20 @@ def praise_as_complaint(report: dict[str, Any]) -> float | None:
 
 
 def per_source(
-    rows: Sequence[dict[str, Any]], probs: np.ndarray, need: np.ndarray, threshold: float | None
+    rows: Sequence[dict[str, Any]],
+    probs: np.ndarray,
+    need: np.ndarray,
+    threshold: float | None,
+    group: Callable[[dict[str, Any]], str] = lambda row: str(row["source"]),
 ) -> dict[str, Any]:
-    """Macro-F1, accuracy and needs_response P/R per ``source`` (labels present there only)."""
+    """Macro-F1, accuracy and needs_response P/R per ``source`` (labels present there only).
+
+    ``group`` names another grouping, e.g. :func:`models.post_kind.post_kind_of_row`.
+    """
     out: dict[str, Any] = {}
-    for source in sorted({str(r["source"]) for r in rows}):
-        idx = [i for i, r in enumerate(rows) if r["source"] == source]
+    names = [group(r) for r in rows]
+    for source in sorted(set(names)):
+        idx = [i for i, name in enumerate(names) if name == source]
         gold = [rows[i]["label"] for i in idx]
         pred = [LABELS[j] for j in probs[idx].argmax(1)]
         pred_needs = (
@@ -143,6 +151,7 @@ def evaluate_dev(
     """One dev set's report at ``threshold``, per source and, where marked, by borderline."""
     rep, probs, need = score_set(clf, rows, threshold)
     rep["per_source"] = per_source(rows, probs, need, threshold)
+    rep["per_post_kind"] = per_source(rows, probs, need, threshold, post_kind_of_row)
     rep["needs_response_top_label"] = score_set(clf, rows, None)[0]["needs_response"]
     if any("borderline" in r for r in rows):
         for flag in (False, True):
@@ -152,7 +161,18 @@ def evaluate_dev(
             rep[key] = {k: sub[k] for k in ("n", "macro_f1", "accuracy", "needs_response")}
     print(format_report(rep, f"== {name}, needs_response at {threshold}"))
     print(f"praise predicted complaint: {rep['praise_as_complaint']}")
+    print_per_kind(rep)
     return rep
+
+
+def print_per_kind(rep: dict[str, Any]) -> None:
+    """One line per post kind of a report's ``per_post_kind``."""
+    for kind, part in rep["per_post_kind"].items():
+        nr = part["needs_response"]
+        print(
+            f"  post kind {kind:<8} n {part['n']:>5}  macro-F1 {part['macro_f1']:.4f}  "
+            f"needs_response P {nr['precision']:.4f} R {nr['recall']:.4f}"
+        )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -185,10 +205,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
     }
     samples = load_labelled(SAMPLES, SAMPLE_LABELS)
-    samples_rep, _, _ = score_set(clf, samples, threshold)
+    samples_rep, probs, need = score_set(clf, samples, threshold)
     samples_rep["needs_response_top_label"] = score_set(clf, samples, None)[0]["needs_response"]
+    samples_rep["per_post_kind"] = per_source(samples, probs, need, threshold, post_kind_of_row)
     result["samples"] = samples_rep
     print(format_report(samples_rep, f"== samples (out of domain), needs_response at {threshold}"))
+    print_per_kind(samples_rep)
     if args.cross_source_model is not None:
         result["cross_source"] = cross_source(args, corpus.dev[next(iter(corpus.dev))])
     if args.baselines is not None:
