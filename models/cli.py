@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import orjson
 
-from models.post_kind import post_kind_of_row
+from models.post_kind import POST_KINDS, post_kind_of_row
 
 CHUNK = 512  # posts read, classified and written at a time by --input
 
@@ -47,6 +47,13 @@ def register_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument(
         "--output", type=Path, default=None, help='JSONL written in input order ("-": stdout)'
+    )
+    parser.add_argument(
+        "--post-kind",
+        choices=POST_KINDS,
+        default=None,
+        help="where the TEXT posts sit in their thread, for a model that reads it (default "
+        "unknown; --input lines carry their own)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--json", action="store_true", help="print one JSON object per text")
@@ -109,7 +116,7 @@ def classify_command(args: argparse.Namespace) -> int:
         return 2
     if args.input is not None:
         return _classify_file(classifier, args)
-    predictions = classifier.predict(args.texts)
+    predictions = classifier.predict(args.texts, [args.post_kind] * len(args.texts))
     out = sys.stdout
     for text, prediction in zip(args.texts, predictions, strict=True):
         if args.json:

@@ -1,4 +1,4 @@
-"""Where a post sits in its thread, as a model input: ``review``, ``post``, ``reply``, ``unknown``.
+"""Where a post sits in its thread, as a model input: review, post, reply to brand, unknown.
 
 The guideline's needs_response depends on context the text alone does not carry:
 a complaint in a Reddit comment between users needs no answer from the brand, the
@@ -7,19 +7,26 @@ labellers of the intent-v2 posts saw that context (each row's ``note``: "Reddit
 comment in r/UPS", "Trustpilot review of ...", "thread position unknown"), and the
 connectors see it too (``Mention.reply_to_id``, review signals). A model trained
 with ``models.train --post-kind`` reads it as a short prefix of its input,
-``"[reply] <text>"``, and says so in its ``config.json`` (``input_prefix``:
+``"[reply to brand] <text>"``, and says so in its ``config.json`` (``input_prefix``:
 ``"post_kind"``), so the runtime adds the same prefix in serving.
 
 Four kinds, the same for every platform, so a source the training data never had
-still maps onto one the model knows:
+still maps onto one the model knows, and only what the connectors can tell in
+serving (a kind the runtime could not give would teach the model something it
+never sees there):
 
 - ``review``: a review of the brand's product or business (it opens a thread
   addressed to the company);
 - ``post``: opens a thread (a Reddit submission, a Bluesky post that replies to
   nothing, a Hacker News story);
-- ``reply``: answers another post or comment (a Reddit comment, a Bluesky reply);
-- ``unknown``: the source does not say (tweets of the old data and of
-  ``twitter2020``/``isp_tweets``, RSS items, webhooks without thread fields).
+- ``reply_to_brand``: answers one of the brand's own posts (a customer's follow-up
+  in a support thread: "still broken", "any update?", "thanks, sorted");
+- ``unknown``: anything else: the source does not say (tweets of the old data and of
+  ``twitter2020``/``isp_tweets``, RSS items, webhooks without thread fields), or the
+  post replies to someone not known to be the brand (a Reddit comment between
+  users). Serving cannot tell "replies to a user" from "replies to a brand post
+  this process never saw" (the thread memory forgets on restart), so such replies
+  are not a kind of their own: the model reads their text as it reads a tweet's.
 
 Pure Python: the training, evaluation and serving code all import it.
 """
@@ -30,7 +37,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-POST_KINDS = ("review", "post", "reply", "unknown")
+POST_KINDS = ("review", "post", "reply_to_brand", "unknown")
 UNKNOWN = "unknown"
 # config.json key naming the input prefix a model was trained with, and its value.
 INPUT_PREFIX_KEY = "input_prefix"
@@ -41,6 +48,7 @@ __all__ = [
     "POST_KINDS",
     "POST_KIND_PREFIX",
     "REVIEW_SOURCES",
+    "SUPPORT_THREAD_CASES",
     "THREADED_SOURCES",
     "UNKNOWN",
     "model_input",
@@ -75,28 +83,56 @@ THREADED_SOURCES = frozenset(
 # to one is a reply).
 REVIEW_SOURCES = frozenset({"appstore", "googleplay", "trustpilot", "yelp"})
 
+# Cases of synthetic.jsonl replies that answer the brand's own post (follow-ups in a
+# support thread, by their case names); its other replies answer users, or are the
+# brand's own answers (brand_agent_reply, agent_reply), whose parent is a customer.
+SUPPORT_THREAD_CASES = frozenset(
+    {
+        "ack_only",
+        "acknowledge_reply",
+        "acknowledgement",
+        "any_update",
+        "any_update_followup",
+        "followup_any_update",
+        "check_dm",
+        "check_dm_followup",
+        "detail_only_reply",
+        "details_only",
+        "details_only_reply",
+        "passed_around",
+        "question_plus_thanks",
+        "resolved_mixed_thanks",
+        "resolved_thanks",
+        "thanks_agent",
+        "thanks_agent_short",
+        "thanks_still_broken",
+    }
+)
 # The thread field of synthetic.jsonl rows, and the words of a row's ``note`` that name
 # where the labeller saw it (../shared/data/intent-v2/README.md), first match wins.
-_THREAD_FIELD = {"opens": "post", "reply": "reply"}
+_THREAD_FIELD = {"opens": "post", "reply": UNKNOWN}
 _NOTE_WORDS = (
     ("review", "review"),
-    ("comment", "reply"),
-    ("reply", "reply"),
+    ("comment", UNKNOWN),  # "Reddit comment in r/UPS (reply inside a thread, not to the brand)"
     ("post in", "post"),
     ("submission", "post"),
 )
 
 
-def post_kind_of_mention(source: str, reply_to_id: str | None) -> str:
+def post_kind_of_mention(
+    source: str, reply_to_id: str | None, replies_to_brand: bool = False
+) -> str:
     """The kind of a post a connector read: from its source and its parent, if any.
 
-    A reply (``reply_to_id`` set, on any source) is ``reply``; else a review
-    source's post is ``review``, a threaded source's post opens a thread
-    (``post``), and anything else (rss, a webhook without thread fields) is
-    ``unknown``.
+    A reply (``reply_to_id`` set, on any source) is ``reply_to_brand`` when its
+    parent is the brand's own post (``replies_to_brand``: the listener's
+    ``signals["reply_to_own_account"]``), else ``unknown``; a post that is no reply
+    is ``review`` on a review source, ``post`` (opens a thread) on a source that
+    reports replies, and ``unknown`` anywhere else (rss, a webhook without thread
+    fields).
     """
     if reply_to_id:
-        return "reply"
+        return "reply_to_brand" if replies_to_brand else UNKNOWN
     if source in REVIEW_SOURCES:
         return "review"
     if source in THREADED_SOURCES:
@@ -108,11 +144,12 @@ def post_kind_of_row(row: Mapping[str, Any]) -> str:
     """The kind of a labelled row: its own ``post_kind``, else from its fields or note.
 
     In order: a ``post_kind`` field naming one of :data:`POST_KINDS`; a ``thread``
-    of ``reply`` (a brand's answer to a review is a reply); a ``platform`` of
-    ``review``; a ``thread`` of ``opens`` (post); the
-    words of ``note`` ("Trustpilot review ..." -> review, "Reddit comment ..." ->
-    reply, "Reddit post in ..." -> post; "thread position unknown" and anything
-    else -> unknown); a Mention-shaped row (``id`` and ``source``, e.g. the demo's
+    of ``reply`` (``reply_to_brand`` for a synthetic case of
+    :data:`SUPPORT_THREAD_CASES`, else unknown; a brand's answer to a review is such a
+    reply); a ``platform`` of ``review``; a ``thread`` of ``opens`` (post); the
+    words of ``note`` ("Trustpilot review ..." -> review, "Reddit post in ..." ->
+    post; "Reddit comment ...", "thread position unknown" and anything else ->
+    unknown); a Mention-shaped row (``id`` and ``source``, e.g. the demo's
     sample stream) by :func:`post_kind_of_mention`. Rows with none of these (the
     old tweet sets) are unknown.
     """
@@ -121,7 +158,7 @@ def post_kind_of_row(row: Mapping[str, Any]) -> str:
         return own
     thread = row.get("thread")
     if thread == "reply":
-        return "reply"
+        return "reply_to_brand" if row.get("case") in SUPPORT_THREAD_CASES else UNKNOWN
     if row.get("platform") == "review":
         return "review"
     if isinstance(thread, str) and thread in _THREAD_FIELD:
@@ -138,12 +175,19 @@ def post_kind_of_row(row: Mapping[str, Any]) -> str:
     source, post_id = row.get("source"), row.get("id")
     if isinstance(source, str) and isinstance(post_id, str):
         reply_to = row.get("reply_to_id")
-        return post_kind_of_mention(source, reply_to if isinstance(reply_to, str) else None)
+        signals = row.get("signals")
+        to_brand = isinstance(signals, Mapping) and bool(signals.get("reply_to_own_account"))
+        return post_kind_of_mention(
+            source, reply_to if isinstance(reply_to, str) else None, to_brand
+        )
     return UNKNOWN
 
 
 def model_input(text: str, kind: str | None) -> str:
     """The text a ``post_kind`` model reads: ``"[<kind>] <text>"`` (``None``: unknown).
+
+    The kind is written in words (``[reply to brand] ...``), as the encoder read
+    them in pre-training.
 
     Raises:
         ValueError: ``kind`` is not one of :data:`POST_KINDS`.
@@ -151,7 +195,7 @@ def model_input(text: str, kind: str | None) -> str:
     kind = kind or UNKNOWN
     if kind not in POST_KINDS:
         raise ValueError(f"post kind {kind!r} is not one of {', '.join(POST_KINDS)}")
-    return f"[{kind}] {text}"
+    return f"[{kind.replace('_', ' ')}] {text}"
 
 
 def with_kind_dropped(text: str, kind: str, rate: float) -> str:

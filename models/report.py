@@ -37,13 +37,14 @@ from models.evaluation import (
     load_labelled,
     pick_threshold,
 )
-from models.post_kind import post_kind_of_row
+from models.post_kind import post_kind_of_mention, post_kind_of_row
 from models.runtime import DEFAULT_MODEL_DIR, OnnxIntentClassifier
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "intent"
 SAMPLES = REPO_ROOT / "listener" / "samples" / "brand_posts.jsonl"
 SAMPLE_LABELS = REPO_ROOT / "listener" / "samples" / "brand_posts.labels.jsonl"
+SAMPLE_BRANDS = REPO_ROOT / "listener" / "samples" / "brands.yaml"
 HELD_OUT_SOURCE = "complaints19"
 
 
@@ -204,7 +205,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             name: evaluate_dev(clf, name, rows, threshold) for name, rows in corpus.dev.items()
         },
     }
-    samples = load_labelled(SAMPLES, SAMPLE_LABELS)
+    samples = with_serving_kinds(load_labelled(SAMPLES, SAMPLE_LABELS))
     samples_rep, probs, need = score_set(clf, samples, threshold)
     samples_rep["needs_response_top_label"] = score_set(clf, samples, None)[0]["needs_response"]
     samples_rep["per_post_kind"] = per_source(samples, probs, need, threshold, post_kind_of_row)
@@ -216,6 +217,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.baselines is not None:
         result["baselines"] = json.loads(args.baselines.read_text(encoding="utf-8"))
     return {"threshold": threshold, "evaluation": result}
+
+
+def with_serving_kinds(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The sample rows, each with the ``post_kind`` the pipeline would give it.
+
+    The whole sample stream goes through the brand matcher of ``brands.yaml`` in
+    file order, as the demo's replay does, so a reply to a brand's own post (seen
+    earlier in the file) is ``reply_to_brand`` exactly as in serving.
+    """
+    from listener.replay import load_brands, parse_line
+
+    matcher = load_brands(SAMPLE_BRANDS)
+    kinds: dict[str, str] = {}
+    with SAMPLES.open("rb") as fh:
+        for line_no, raw in enumerate(fh, start=1):
+            if raw.strip():
+                mention = matcher.annotate(parse_line(raw, line_no))
+                kinds[mention.id] = post_kind_of_mention(
+                    mention.source,
+                    mention.reply_to_id,
+                    replies_to_brand=bool(mention.signals.get("reply_to_own_account")),
+                )
+    return [dict(row, post_kind=kinds[f"{row['source']}:{row['id']}"]) for row in rows]
 
 
 def cross_source(args: argparse.Namespace, dev: Sequence[dict[str, Any]]) -> dict[str, Any]:

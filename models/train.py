@@ -420,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     kinds: dict[str, int] = {}
     if args.post_kind:
         for text in train_texts:
-            kind = text[1 : text.index("]")]
+            kind = text[1 : text.index("]")].replace(" ", "_")
             kinds[kind] = kinds.get(kind, 0) + 1
         print(f"post kinds in training: {kinds}", flush=True)
     train_w = torch.tensor(item_w, dtype=torch.float32)

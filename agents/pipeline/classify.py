@@ -145,10 +145,16 @@ class ClassifyStage:
 def post_kind(mention: Mention) -> str:
     """Where ``mention`` sits in its thread, as the model reads it (``models/post_kind.py``).
 
-    ``reply`` when it names a parent, ``review`` for a review source's post,
-    ``post`` for a thread opener of a source that reports replies, else ``unknown``.
+    ``reply_to_brand`` when it answers one of the brand's own posts (the listener's
+    ``signals["reply_to_own_account"]``), ``review`` for a review source's post,
+    ``post`` for a thread opener of a source that reports replies, else ``unknown``
+    (other replies included).
     """
-    return post_kind_of_mention(mention.source, mention.reply_to_id)
+    return post_kind_of_mention(
+        mention.source,
+        mention.reply_to_id,
+        replies_to_brand=bool(mention.signals.get("reply_to_own_account")),
+    )
 
 
 def classification_of(prediction: Prediction, model: str) -> Classification:

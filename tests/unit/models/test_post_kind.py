@@ -22,21 +22,32 @@ from models.post_kind import (
 ROWS = [
     ({"note": "tweet mentioning Microsoft; thread position unknown"}, "unknown"),
     ({"note": "tweet about an internet provider (cox); thread position unknown"}, "unknown"),
+    # a reply between users: serving cannot tell it from a reply to a brand post it never saw
     (
         {"note": "Reddit comment in r/UPS (reply inside a thread, not addressed to the brand)"},
-        "reply",
+        "unknown",
     ),
     ({"note": "Reddit post in r/dhl (opens a thread)"}, "post"),
     ({"note": "Trustpilot review of pet insurer figo (1 star)"}, "review"),
     ({"platform": "bluesky", "thread": "opens"}, "post"),
-    ({"platform": "mastodon", "thread": "reply"}, "reply"),
+    ({"platform": "mastodon", "thread": "reply", "case": "advice_to_user"}, "unknown"),
+    ({"platform": "bluesky", "thread": "reply", "case": "thanks_still_broken"}, "reply_to_brand"),
     ({"platform": "review", "thread": "opens"}, "review"),
-    ({"platform": "review", "thread": "reply"}, "reply"),  # the brand answering a review
+    ({"platform": "review", "thread": "reply", "case": "brand_agent_reply"}, "unknown"),
     ({"post_kind": "review", "note": "Reddit comment in r/UPS"}, "review"),  # its own field wins
     ({"post_kind": "sideways", "thread": "opens"}, "post"),  # not a kind: ignored
     ({"source": "airline"}, "unknown"),  # the old tweet sets say nothing
     ({"id": "3mgy", "source": "bluesky"}, "post"),  # a Mention-shaped row (listener/samples)
-    ({"id": "3mgy", "source": "bluesky", "reply_to_id": "bluesky:3mgx"}, "reply"),
+    ({"id": "3mgy", "source": "bluesky", "reply_to_id": "bluesky:3mgx"}, "unknown"),
+    (
+        {
+            "id": "3mgz",
+            "source": "bluesky",
+            "reply_to_id": "bluesky:3mgx",
+            "signals": {"reply_to_own_account": ["Acme"]},
+        },
+        "reply_to_brand",
+    ),
     ({"id": "9", "source": "rss"}, "unknown"),
 ]
 
@@ -47,48 +58,51 @@ def test_a_rows_kind_comes_from_its_fields_or_its_note(fields: dict[str, str], k
 
 
 @pytest.mark.parametrize(
-    ("source", "reply_to_id", "kind"),
+    ("source", "reply_to_id", "to_brand", "kind"),
     [
-        ("bluesky", None, "post"),
-        ("reddit", "reddit:t1_abc", "reply"),
-        ("x", None, "post"),
-        ("trustpilot", None, "review"),
-        ("googleplay", "googleplay:r1", "reply"),  # the brand's answer to a review
-        ("rss", None, "unknown"),
-        ("webhook", None, "unknown"),  # a sender that gave no thread fields
-        ("webhook", "webhook:forum/12", "reply"),
+        ("bluesky", None, False, "post"),
+        ("reddit", "reddit:t1_abc", False, "unknown"),
+        ("reddit", "reddit:t1_abc", True, "reply_to_brand"),
+        ("x", None, False, "post"),
+        ("trustpilot", None, False, "review"),
+        ("googleplay", "googleplay:r1", False, "unknown"),  # the brand's answer to a review
+        ("rss", None, False, "unknown"),
+        ("webhook", None, False, "unknown"),  # a sender that gave no thread fields
+        ("webhook", "webhook:forum/12", True, "reply_to_brand"),
     ],
 )
 def test_a_mentions_kind_comes_from_its_source_and_parent(
-    source: str, reply_to_id: str | None, kind: str
+    source: str, reply_to_id: str | None, to_brand: bool, kind: str
 ) -> None:
-    assert post_kind_of_mention(source, reply_to_id) == kind
+    assert post_kind_of_mention(source, reply_to_id, replies_to_brand=to_brand) == kind
 
 
 def test_the_model_reads_the_kind_in_brackets_before_the_text() -> None:
-    assert model_input("where is my parcel?", "reply") == "[reply] where is my parcel?"
+    assert model_input("where is my parcel?", "reply_to_brand") == (
+        "[reply to brand] where is my parcel?"
+    )
     assert model_input("<b>hi</b>", None) == "[unknown] <b>hi</b>"
-    with pytest.raises(ValueError, match="not one of review, post, reply, unknown"):
-        model_input("x", "thread")
+    with pytest.raises(ValueError, match="not one of review, post, reply_to_brand, unknown"):
+        model_input("x", "reply")
 
 
 def test_hiding_kinds_is_fixed_by_the_text_and_close_to_the_rate() -> None:
     texts = [f"post number {i}" for i in range(4000)]
-    hidden = [with_kind_dropped(t, "reply", 0.2) for t in texts]
-    assert hidden == [with_kind_dropped(t, "reply", 0.2) for t in texts]  # same on a rerun
-    assert set(hidden) == {"reply", "unknown"}
+    hidden = [with_kind_dropped(t, "post", 0.2) for t in texts]
+    assert hidden == [with_kind_dropped(t, "post", 0.2) for t in texts]  # same on a rerun
+    assert set(hidden) == {"post", "unknown"}
     assert 0.17 < hidden.count("unknown") / len(texts) < 0.23
-    assert all(with_kind_dropped(t, "reply", 0.0) == "reply" for t in texts)
+    assert all(with_kind_dropped(t, "post", 0.0) == "post" for t in texts)
     assert with_kind_dropped("anything", "unknown", 0.9) == "unknown"
 
 
 def test_model_texts_prefix_only_when_asked() -> None:
     rows = [
-        {"text": "lost my parcel", "note": "Reddit comment in r/UPS"},
+        {"text": "lost my parcel", "note": "Reddit post in r/UPS"},
         {"text": "love it", "platform": "review", "thread": "opens"},
     ]
     assert model_texts(rows, post_kind=False) == ["lost my parcel", "love it"]
-    assert model_texts(rows, post_kind=True) == ["[reply] lost my parcel", "[review] love it"]
+    assert model_texts(rows, post_kind=True) == ["[post] lost my parcel", "[review] love it"]
 
 
 onnx = pytest.importorskip("onnx")
@@ -143,11 +157,12 @@ def test_a_post_kind_model_is_fed_the_kind_before_the_text(tmp_path: Path) -> No
     clf = OnnxIntentClassifier(model_folder(tmp_path, "post_kind"), provider="cpu", threads=1)
     assert clf.reads_post_kind
     texts = ["my parcel is lost", "same", "ok"]
-    _, need = clf.predict_scores(texts, ["reply", None, "review"])
+    _, need = clf.predict_scores(texts, ["reply_to_brand", None, "review"])
     expected = [
         len(clf._tokenizer.encode(model_input(t, k)).ids)
-        for t, k in zip(texts, ["reply", "unknown", "review"], strict=True)
+        for t, k in zip(texts, ["reply_to_brand", "unknown", "review"], strict=True)
     ]
+    assert expected[0] == len(clf._tokenizer.encode("my parcel is lost").ids) + 5
     assert fed_tokens(clf, need) == expected
     # no kinds at all: every post is unknown
     _, need = clf.predict_scores(texts)
@@ -155,15 +170,15 @@ def test_a_post_kind_model_is_fed_the_kind_before_the_text(tmp_path: Path) -> No
         len(clf._tokenizer.encode(model_input(t, "unknown")).ids) for t in texts
     ]
     with pytest.raises(ValueError, match="2 kinds for 3 texts"):
-        clf.predict(texts, ["reply", "post"])
+        clf.predict(texts, ["review", "post"])
     with pytest.raises(ValueError, match="not one of"):
-        clf.predict(["x"], ["thread"])
+        clf.predict(["x"], ["reply"])
 
 
 def test_other_models_ignore_kinds(tmp_path: Path) -> None:
     clf = OnnxIntentClassifier(model_folder(tmp_path, None), provider="cpu", threads=1)
     assert not clf.reads_post_kind
-    _, with_kinds = clf.predict_scores(["my parcel is lost"], ["reply"])
+    _, with_kinds = clf.predict_scores(["my parcel is lost"], ["reply_to_brand"])
     _, without = clf.predict_scores(["my parcel is lost"])
     assert fed_tokens(clf, with_kinds) == fed_tokens(clf, without)
     assert fed_tokens(clf, without) == [len(clf._tokenizer.encode("my parcel is lost").ids)]
@@ -180,4 +195,5 @@ def test_every_kind_is_a_word_the_tokenizer_keeps_whole() -> None:
     clf = OnnxIntentClassifier(DEFAULT_MODEL_DIR, provider="cpu", threads=1)
     for kind in POST_KINDS:
         tokens = clf._tokenizer.encode(model_input("x", kind)).tokens
-        assert tokens[1:4] == ["[", kind, "]"]
+        words = kind.split("_")
+        assert tokens[1 : len(words) + 3] == ["[", *words, "]"]

@@ -35,7 +35,7 @@ def test_write_replaces_recomputed_blocks_and_keeps_the_others(tmp_path: Path) -
     (model / "metrics.json").write_text(json.dumps(metrics))
     data = tmp_path / "data"
     data.mkdir()
-    notes = ["Reddit comment in r/UPS", "Trustpilot review of UPS", None, None, None, None]
+    notes = ["Reddit post in r/UPS", "Trustpilot review of UPS", None, None, None, None]
     rows = [
         dict(row, source="sanders", **({"note": note} if note else {}))
         for row, note in zip(DEV_ROWS, notes, strict=True)
@@ -50,8 +50,11 @@ def test_write_replaces_recomputed_blocks_and_keeps_the_others(tmp_path: Path) -
     assert evaluation["dev_sets"]["data"]["n"] == len(DEV_ROWS)
     assert 0.0 <= evaluation["dev_sets"]["data"]["macro_f1"] <= 1.0
     by_kind = evaluation["dev_sets"]["data"]["per_post_kind"]
-    assert {k: v["n"] for k, v in by_kind.items()} == {"reply": 1, "review": 1, "unknown": 4}
-    assert evaluation["samples"]["per_post_kind"]["post"]["n"] > 0  # bluesky, reddit... openers
+    assert {k: v["n"] for k, v in by_kind.items()} == {"post": 1, "review": 1, "unknown": 4}
+    samples_by_kind = evaluation["samples"]["per_post_kind"]
+    assert samples_by_kind["post"]["n"] > 0  # bluesky, reddit... openers
+    # replies to the brands' own posts earlier in the stream, found as the pipeline finds them
+    assert samples_by_kind["reply_to_brand"]["n"] > 0
     assert evaluation["dev"] == {"macro_f1": -1.0}  # an earlier layout's block is not recomputed
     assert evaluation["cross_source"] == {"marker": "from an earlier held-out run"}
     assert evaluation["baselines"] == {"marker": "from models.baselines"}

@@ -61,6 +61,13 @@ def test_the_model_is_told_where_each_post_sits_in_its_thread(
     posts = [
         Mention.create(source="bluesky", native_id="a", text="app is broken"),
         Mention.create(source="bluesky", native_id="b", text="same here", reply_to_id="bluesky:a"),
+        Mention.create(
+            source="bluesky",
+            native_id="c",
+            text="still broken",
+            reply_to_id="bluesky:brand-answer",
+            signals={"reply_to_own_account": ["Acme"]},
+        ),
         Mention.create(source="trustpilot", native_id="r", text="two weeks, no refund"),
         Mention.create(source="rss", native_id="f", text="a blog post about the app"),
     ]
@@ -69,7 +76,7 @@ def test_the_model_is_told_where_each_post_sits_in_its_thread(
         async with pipeline.classify_agent.test_context() as agent:
             for post in posts:
                 await agent.put(encode_mention(post), key=post.id.encode())
-            await wait_until(lambda: len(sender.on(topics.classified.get_topic_name())) == 4)
+            await wait_until(lambda: len(sender.on(topics.classified.get_topic_name())) == 5)
 
     asyncio.run(scenario())
     told = {
@@ -79,11 +86,18 @@ def test_the_model_is_told_where_each_post_sits_in_its_thread(
     }
     assert told == {
         "app is broken": "post",
-        "same here": "reply",
+        "same here": "unknown",  # a reply, not known to answer the brand
+        "still broken": "reply_to_brand",
         "two weeks, no refund": "review",
         "a blog post about the app": "unknown",
     }
-    assert [post_kind(p) for p in posts] == ["post", "reply", "review", "unknown"]
+    assert [post_kind(p) for p in posts] == [
+        "post",
+        "unknown",
+        "reply_to_brand",
+        "review",
+        "unknown",
+    ]
 
 
 def test_poison_values_are_dead_lettered_and_the_next_event_still_processed(
