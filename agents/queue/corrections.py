@@ -35,6 +35,7 @@ from listener.kafka_admin import COMPACTED, create_topics
 from listener.record import RESPONSE_LABELS, Label, Mention, describe_validation_error
 from listener.settings import KafkaConnection
 from listener.topics import TopicNames
+from models.post_kind import post_kind_of_mention
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,10 @@ class Correction(BaseModel):
         default=None, description='"reply" or "opens" where the post says, else None.'
     )
     model: str | None = Field(default=None, description="name@version that gave old_label.")
+    post_kind: str | None = Field(
+        default=None,
+        description="Where the post sat in its thread as the model read it (models/post_kind.py).",
+    )
 
     @field_validator("text")
     @classmethod
@@ -103,9 +108,14 @@ class Correction(BaseModel):
             ValueError: A label is not one of the four, or there is no text.
         """
         classification = mention.classification if mention is not None else None
-        thread = None
+        thread = post_kind = None
         if mention is not None:
             thread = "reply" if mention.reply_to_id else "opens"
+            post_kind = post_kind_of_mention(
+                mention.source,
+                mention.reply_to_id,
+                replies_to_brand=bool(mention.signals.get("reply_to_own_account")),
+            )
         fields: dict[str, Any] = {
             "id": mention_id,
             "text": text if text is not None else (mention.text if mention else ""),
@@ -121,6 +131,7 @@ class Correction(BaseModel):
             "lang": mention.lang if mention else None,
             "thread": thread,
             "model": classification.model if classification else None,
+            "post_kind": post_kind,
         }
         try:
             return cls.model_validate(fields)
@@ -152,7 +163,8 @@ def training_row(correction: Correction) -> dict[str, Any]:
     ``text``, ``label``, ``needs_response`` and ``source`` (``"corrections"``)
     are the fields the training data has; ``split`` is ``"train"``; the rest
     say where the row came from (``id``, ``platform``, ``brand``, ``thread``,
-    ``old_label``, ``model``, ``corrected_by``, ``corrected_at``).
+    ``old_label``, ``model``, ``corrected_by``, ``corrected_at``); ``post_kind``,
+    where the record has it, is what a post-kind model read (training uses it).
     """
     row: dict[str, Any] = {
         "text": correction.text,
@@ -169,6 +181,8 @@ def training_row(correction: Correction) -> dict[str, Any]:
         "corrected_by": correction.by,
         "corrected_at": datetime.fromtimestamp(correction.at, UTC).isoformat(),
     }
+    if correction.post_kind is not None:
+        row["post_kind"] = correction.post_kind
     return row
 
 

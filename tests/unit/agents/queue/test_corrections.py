@@ -12,6 +12,7 @@ import pytest
 from agents.commands.cli import main
 from agents.queue.corrections import Correction, decode_correction, training_row
 from listener.record import LABELS, Classification, Mention
+from models.post_kind import post_kind_of_row
 
 TRAIN = Path("/work/shared/data/intent/train.jsonl")
 
@@ -94,6 +95,17 @@ def test_training_row_has_the_training_data_fields() -> None:
     }
     assert row["corrected_at"] == "1970-01-01T00:00:00+00:00"
     assert (row["old_label"], row["platform"], row["brand"]) == ("complaint", "bluesky", "Flyaway")
+    # the kind the model read (a reply not known to answer the brand) trains with the row
+    assert row["post_kind"] == "unknown" and post_kind_of_row(row) == "unknown"
+    to_brand = _queued().model_copy(update={"signals": {"reply_to_own_account": ["Flyaway"]}})
+    row = training_row(Correction.of(to_brand, mention_id="bluesky:p1", new_label="praise"))
+    assert post_kind_of_row(row) == "reply_to_brand"
+    review = Mention.create(source="trustpilot", native_id="r1", text="Two weeks and no refund")
+    row = training_row(Correction.of(review, mention_id="trustpilot:r1", new_label="complaint"))
+    assert post_kind_of_row(row) == "review"
+    # a correction without its post (only an id and text) trains as unknown
+    bare = training_row(Correction.of(None, mention_id="x:1", new_label="question", text="how?"))
+    assert "post_kind" not in bare and post_kind_of_row(bare) == "unknown"
     if TRAIN.is_file():  # the shared training data: every field it requires is here
         with TRAIN.open() as fh:
             first = json.loads(fh.readline())
