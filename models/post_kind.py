@@ -7,8 +7,9 @@ labellers of the intent-v2 posts saw that context (each row's ``note``: "Reddit
 comment in r/UPS", "Trustpilot review of ...", "thread position unknown"), and the
 connectors see it too (``Mention.reply_to_id``, review signals). A model trained
 with ``models.train --post-kind`` reads it as a short prefix of its input,
-``"[reply to brand] <text>"``, and says so in its ``config.json`` (``input_prefix``:
-``"post_kind"``), so the runtime adds the same prefix in serving.
+``"[reply to brand] <text>"`` (nothing for ``unknown``), and says so in its
+``config.json`` (``input_prefix``: ``"post_kind"``), so the runtime adds the same
+prefix in serving.
 
 Four kinds, the same for every platform, so a source the training data never had
 still maps onto one the model knows, and only what the connectors can tell in
@@ -184,10 +185,13 @@ def post_kind_of_row(row: Mapping[str, Any]) -> str:
 
 
 def model_input(text: str, kind: str | None) -> str:
-    """The text a ``post_kind`` model reads: ``"[<kind>] <text>"`` (``None``: unknown).
+    """The text a ``post_kind`` model reads: ``"[<kind>] <text>"``, or the bare text if unknown.
 
     The kind is written in words (``[reply to brand] ...``), as the encoder read
-    them in pre-training.
+    them in pre-training. ``unknown`` (and ``None``) adds nothing: most posts
+    (every old training tweet, RSS items, other replies) cost no extra tokens, and
+    a caller that passes no kinds feeds the model exactly what it trained on for
+    posts of unknown place.
 
     Raises:
         ValueError: ``kind`` is not one of :data:`POST_KINDS`.
@@ -195,6 +199,8 @@ def model_input(text: str, kind: str | None) -> str:
     kind = kind or UNKNOWN
     if kind not in POST_KINDS:
         raise ValueError(f"post kind {kind!r} is not one of {', '.join(POST_KINDS)}")
+    if kind == UNKNOWN:
+        return text
     return f"[{kind.replace('_', ' ')}] {text}"
 
 
@@ -214,7 +220,7 @@ def with_kind_dropped(text: str, kind: str, rate: float) -> str:
 def model_texts(
     rows: Sequence[Mapping[str, Any]], post_kind: bool, kind_dropout: float = 0.0
 ) -> list[str]:
-    """What a model reads of each labelled row: its text, or ``"[<kind>] <text>"``.
+    """What a model reads of each labelled row: its text, or :func:`model_input`'s.
 
     Args:
         rows: Rows with ``text`` (and the fields :func:`post_kind_of_row` reads).

@@ -57,7 +57,13 @@ from models.data import (  # noqa: E402
 )
 from models.masking import add_masking, masking_of, save_tokenizer  # noqa: E402
 from models.objective import batch_loss, dev_figures  # noqa: E402
-from models.post_kind import INPUT_PREFIX_KEY, POST_KIND_PREFIX, model_texts  # noqa: E402
+from models.post_kind import (  # noqa: E402
+    INPUT_PREFIX_KEY,
+    POST_KIND_PREFIX,
+    model_texts,
+    post_kind_of_row,
+    with_kind_dropped,
+)
 from models.soft_targets import SoftTarget, read_soft_targets, targets_for  # noqa: E402
 
 LABELS: tuple[str, ...] = ("complaint", "praise", "question", "other")
@@ -257,15 +263,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--post-kind",
         action="store_true",
-        help="prefix each post with where it sits in its thread, [review] / [post] / [reply] / "
-        "[unknown] (models/post_kind.py: from the rows' thread, platform or note); the model's "
-        "config.json says so and the runtime adds the same prefix",
+        help="prefix each post with where it sits in its thread, [review] / [post] / "
+        "[reply to brand] (nothing when unknown; models/post_kind.py: from the rows' thread, "
+        "platform or note); the model's config.json says so and the runtime adds the same prefix",
     )
     p.add_argument(
         "--post-kind-dropout",
         type=float,
         default=0.2,
-        help="with --post-kind: share of training posts of a known kind shown as [unknown] "
+        help="with --post-kind: share of training posts of a known kind shown as unknown "
         "(fixed by the text's SHA-1), so unknown stays a fair default (default 0.2)",
     )
     p.add_argument(
@@ -419,8 +425,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     train = encode(tokenizer, train_rows, args.max_length, train_texts)
     kinds: dict[str, int] = {}
     if args.post_kind:
-        for text in train_texts:
-            kind = text[1 : text.index("]")].replace(" ", "_")
+        for row in train_rows:
+            text = str(row["text"])
+            kind = with_kind_dropped(text, post_kind_of_row(row), args.post_kind_dropout)
             kinds[kind] = kinds.get(kind, 0) + 1
         print(f"post kinds in training: {kinds}", flush=True)
     train_w = torch.tensor(item_w, dtype=torch.float32)

@@ -81,7 +81,9 @@ def test_the_model_reads_the_kind_in_brackets_before_the_text() -> None:
     assert model_input("where is my parcel?", "reply_to_brand") == (
         "[reply to brand] where is my parcel?"
     )
-    assert model_input("<b>hi</b>", None) == "[unknown] <b>hi</b>"
+    # unknown (or no kind at all) adds nothing: the bare text, as the old tweets trained
+    assert model_input("<b>hi</b>", None) == "<b>hi</b>"
+    assert model_input("<b>hi</b>", "unknown") == "<b>hi</b>"
     with pytest.raises(ValueError, match="not one of review, post, reply_to_brand, unknown"):
         model_input("x", "reply")
 
@@ -164,11 +166,9 @@ def test_a_post_kind_model_is_fed_the_kind_before_the_text(tmp_path: Path) -> No
     ]
     assert expected[0] == len(clf._tokenizer.encode("my parcel is lost").ids) + 5
     assert fed_tokens(clf, need) == expected
-    # no kinds at all: every post is unknown
+    # no kinds at all: every post is unknown, fed as its bare text
     _, need = clf.predict_scores(texts)
-    assert fed_tokens(clf, need) == [
-        len(clf._tokenizer.encode(model_input(t, "unknown")).ids) for t in texts
-    ]
+    assert fed_tokens(clf, need) == [len(clf._tokenizer.encode(t).ids) for t in texts]
     with pytest.raises(ValueError, match="2 kinds for 3 texts"):
         clf.predict(texts, ["review", "post"])
     with pytest.raises(ValueError, match="not one of"):
@@ -195,5 +195,8 @@ def test_every_kind_is_a_word_the_tokenizer_keeps_whole() -> None:
     clf = OnnxIntentClassifier(DEFAULT_MODEL_DIR, provider="cpu", threads=1)
     for kind in POST_KINDS:
         tokens = clf._tokenizer.encode(model_input("x", kind)).tokens
+        if kind == "unknown":
+            assert tokens == ["[CLS]", "x", "[SEP]"]
+            continue
         words = kind.split("_")
         assert tokens[1 : len(words) + 3] == ["[", *words, "]"]
