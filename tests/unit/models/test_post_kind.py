@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -200,3 +201,22 @@ def test_every_kind_is_a_word_the_tokenizer_keeps_whole() -> None:
             continue
         words = kind.split("_")
         assert tokens[1 : len(words) + 3] == ["[", *words, "]"]
+
+
+def test_the_source_lists_follow_the_connectors_thread_table() -> None:
+    from models.post_kind import REVIEW_SOURCES, THREADED_SOURCES
+
+    readme = Path(__file__).resolve().parents[3] / "listener" / "connectors" / "README.md"
+    table = readme.read_text(encoding="utf-8").split("## Threads", 1)[1].split("\n\n")[2]
+    rows = [line.split("|")[1:3] for line in table.splitlines()[2:]]
+    assert len(rows) > 10
+    for names, reply_to in rows:
+        for name in re.findall(r"`([a-z_]+)`", names):  # "`meta_webhook`, `meta_graph` (...)"
+            if name == "webhook":
+                continue  # its sender says, or not: a post without reply_to_id is unknown
+            if name in ("appstore", "googleplay", "trustpilot", "yelp"):
+                assert name in REVIEW_SOURCES
+            elif reply_to.strip() == "none":
+                assert name not in THREADED_SOURCES, name  # rss: a post is not known to open
+            else:
+                assert name in THREADED_SOURCES, name
