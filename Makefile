@@ -98,11 +98,11 @@ teacher: teacher-encoder ## Fine-tune the mpnet teacher on intent-v2 (~25 min on
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m models.teacher $(EVAL_DATA) --checkpoint build/teacher-mpnet/best \
 		--only-set intent --out build/teacher/soft-targets.jsonl --report build/teacher/report.json
 
-train: teacher ## Train intent-minilm 2.1.0 (distilled from the mpnet teacher) on intent + intent-v2 (+ CORRECTIONS=file), export int8 into models/intent-minilm, score it
+train: teacher ## Train intent-minilm 2.2.0 (reads the post kind; distilled from the mpnet teacher) on intent + intent-v2 (+ CORRECTIONS=file), export int8 into models/intent-minilm, score it
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m models.train $(EVAL_DATA) $(if $(CORRECTIONS),--data $(CORRECTIONS)) \
 		--weight intent-v2/real=2 --weight intent-v2/synthetic=2 --borderline-weight 0.5 \
-		--needs-response-head --mask-links --select-on intent-v2/real \
-		--soft-targets build/teacher/soft-targets.jsonl --soft-weight 0.5 \
+		--needs-response-head --mask-links --select-on intent-v2/real --post-kind \
+		--soft-targets build/teacher/soft-targets.jsonl --soft-weight 0.3 \
 		--epochs 3 --stop-after 2 --seed 20261123 --out build/intent-minilm
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m models.export --checkpoint build/intent-minilm/best $(EVAL_DATA) \
 		--max-length 128 --out models/intent-minilm
@@ -112,6 +112,7 @@ train: teacher ## Train intent-minilm 2.1.0 (distilled from the mpnet teacher) o
 
 bench: train-env ## Classifier and end-to-end benchmarks, with baselines measured in the same run
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) tests/perf/bench_classifier.py
+	$(TRAIN_PY) tests/perf/bench_post_kind.py
 	$(TRAIN_PY) tests/perf/bench_pipeline.py
 
 clean: ## Remove local state (.demo, caches); keeps the venvs

@@ -49,7 +49,7 @@ from models.runtime import OnnxIntentClassifier  # noqa: E402
 from models.serving_graph import MAX_PROB_DIFF, ClsOnlyLastLayer  # noqa: E402
 from models.train import LABELS, MAX_LENGTH, REPO_ROOT  # noqa: E402
 
-MODEL_VERSION = "2.1.0"
+MODEL_VERSION = "2.2.0"
 SPECIAL_TOKENS = ("cls_token", "sep_token", "pad_token", "unk_token", "mask_token")
 NEEDS_RESPONSE = frozenset({"complaint", "question"})
 # Copied from the training log into metrics.json (models.train and models.distill logs).
@@ -57,7 +57,8 @@ TRAINING_KEYS = (
     "recipe layers teachers init stages data weights borderline_weight needs_response_head "
     "training_mix selected_on exclude_source augment masking alpha temperature seed epochs "
     "epochs_requested best_epoch lr batch_size max_length warmup_fraction class_weights threads "
-    "history wall_seconds command torch stopped_after note soft_targets"
+    "history wall_seconds command torch stopped_after note soft_targets post_kind head_seed "
+    "hold_out_fold"
 ).split()
 DEFAULT_CHECKPOINT = REPO_ROOT / "build" / "intent-minilm" / "best"
 DEFAULT_OUT = REPO_ROOT / "models" / "intent-minilm"

@@ -167,3 +167,14 @@ def test_eval_on_the_bundled_samples_joins_the_labels_file(
     assert report["n"] == 718
     assert report["needs_response"]["support"] == 361
     assert report["macro_f1"] > 0.5  # out of domain; the card has the figure
+
+
+def test_classify_tells_the_model_where_the_texts_sit(capsys: pytest.CaptureFixture[str]) -> None:
+    text = "I've DMed twice already today and no reply"
+    assert run(["classify", "--json", text]) == 0
+    plain = orjson.loads(capsys.readouterr().out)
+    assert run(["classify", "--json", "--post-kind", "reply_to_brand", text]) == 0
+    to_brand = orjson.loads(capsys.readouterr().out)
+    assert to_brand["scores"] != plain["scores"]
+    with pytest.raises(SystemExit):
+        run(["classify", "--post-kind", "reply", text])  # not a kind the model knows

@@ -344,3 +344,19 @@ def test_the_default_provider_here_is_the_cpu(classifier: OnnxIntentClassifier) 
         pytest.skip("this onnxruntime has a CUDA provider")
     assert classifier.provider == "cpu"
     assert classifier.parallel_runs == available_cores()
+
+
+def test_the_shipped_model_reads_where_a_post_sits_in_its_thread(
+    classifier: OnnxIntentClassifier,
+) -> None:
+    # intent-minilm 2.2.0 reads the post kind (models/post_kind.py) before the text
+    assert classifier.reads_post_kind
+    follow_ups = [
+        "I've DMed twice already today and no reply",  # still waiting: needs an answer
+        "order 40018273, Lakewood store",  # only the details the brand asked for
+        "thanks, that sorted it!",  # resolved
+    ]
+    to_brand = classifier.predict(follow_ups, ["reply_to_brand"] * 3)
+    assert [p.needs_response for p in to_brand] == [True, False, False]
+    unknown = classifier.predict(follow_ups)
+    assert to_brand[0].needs_response_score != pytest.approx(unknown[0].needs_response_score)
