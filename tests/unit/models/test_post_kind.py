@@ -108,31 +108,12 @@ def test_model_texts_prefix_only_when_asked() -> None:
     assert model_texts(rows, post_kind=True) == ["[post] lost my parcel", "[review] love it"]
 
 
-onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper  # noqa: E402
+pytest.importorskip("onnx")
+from tiny_onnx import ROW, token_count_model  # noqa: E402
 
 from models.runtime import DEFAULT_MODEL_DIR, OnnxIntentClassifier  # noqa: E402
 
 LABELS = ("complaint", "praise", "question", "other")
-ROW = np.array([[0.1, 0.0, -0.1, 0.05, 0.2]], dtype=np.float32)
-
-
-def token_count_model(path: Path) -> None:
-    """logits = (tokens in the post) * ROW: the output shows what the model was fed."""
-    ids = helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"])
-    mask = helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])
-    out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 5])
-    row = helper.make_tensor("row", TensorProto.FLOAT, [1, 5], ROW.ravel().tolist())
-    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
-    nodes = [
-        helper.make_node("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT),
-        helper.make_node("ReduceSum", ["m", "axes"], ["n"], keepdims=1),
-        helper.make_node("MatMul", ["n", "row"], ["logits"]),
-    ]
-    graph = helper.make_graph(nodes, "tiny", [ids, mask], [out], initializer=[row, axes])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
 
 
 def model_folder(path: Path, input_prefix: str | None) -> Path:
