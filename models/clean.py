@@ -22,9 +22,9 @@ import numpy as np
 
 from models.post_kind import post_kind_of_row
 
-# (texts, post kinds) -> probabilities, e.g. OnnxIntentClassifier.predict_proba
 Scorer = Callable[[Sequence[str], Sequence[str]], np.ndarray]
-"""Texts -> probabilities, one row per text, columns in ``labels`` order."""
+"""(Texts, post kinds) -> probabilities, one row per text, columns in ``labels`` order
+(e.g. ``OnnxIntentClassifier.predict_proba``)."""
 
 
 def drop_disputed(

@@ -411,8 +411,8 @@ class OnnxIntentClassifier:
 
         Args:
             texts: Post texts; an empty sequence gives an empty list.
-            kinds: Each post's kind (``review``, ``post``, ``reply``, ``unknown``;
-                ``None`` or no list: unknown), for a model that
+            kinds: Each post's kind (``review``, ``post``, ``reply_to_brand``,
+                ``unknown``; ``None`` or no list: unknown), for a model that
                 :attr:`reads_post_kind`; other models ignore it.
 
         Returns:

@@ -426,8 +426,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     kinds: dict[str, int] = {}
     if args.post_kind:
         for row in train_rows:
-            text = str(row["text"])
-            kind = with_kind_dropped(text, post_kind_of_row(row), args.post_kind_dropout)
+            kind = with_kind_dropped(
+                str(row["text"]), post_kind_of_row(row), args.post_kind_dropout
+            )
             kinds[kind] = kinds.get(kind, 0) + 1
         print(f"post kinds in training: {kinds}", flush=True)
     train_w = torch.tensor(item_w, dtype=torch.float32)
