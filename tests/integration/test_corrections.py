@@ -90,7 +90,9 @@ def test_corrections_are_written_compacted_and_exported_latest_first(
         "model": "intent-minilm@1.1.0",
         "corrected_by": "alice",
         "corrected_at": None,
+        "post_kind": "post",  # a Bluesky post that opens its thread, as the model read it
     }
+    assert "post_kind" not in rows["hn:9"]  # corrected by id and text: no post to read it from
     assert rows["bluesky:p2"]["text"] == reply.text  # hostile text kept verbatim, as data
     assert (rows["bluesky:p2"]["label"], rows["bluesky:p2"]["old_label"]) == ("other", "question")
     assert (rows["hn:9"]["needs_response"], rows["hn:9"]["old_label"]) == (False, "other")
