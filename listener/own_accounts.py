@@ -24,7 +24,9 @@ of recent own posts and the threads they were in (bounded, newest kept), so
 that a later reply to an own post gets ``signals["reply_to_own_account"]`` and
 a later post in such a thread ``signals["thread_answered_by_brand"]`` (both
 lists of brand names). It forgets on restart and only knows the own posts this
-process ingested; see ``listener/connectors/README.md``.
+process ingested; see ``listener/connectors/README.md``. A Bluesky reply needs no
+memory: its parent's id names the parent's author (``bluesky:<did>/<rkey>``), so
+:meth:`OwnAccounts.brands_of_parent` finds a reply to a listed DID at any time.
 
 All input here is untrusted text: it is only compared, never interpreted.
 """
@@ -182,6 +184,20 @@ class OwnAccounts:
         """The brands whose own account wrote ``mention`` (configuration order)."""
         return tuple(b.name for b in self._brands if b.owns(mention))
 
+    def brands_of_parent(self, mention: Mention) -> tuple[str, ...]:
+        """The brands whose own account wrote the post ``mention`` replies to, where its id says.
+
+        A Bluesky post id names its author (``bluesky:<did>/<rkey>``), so a reply to
+        a brand's own post is known as one without having seen that post (after a
+        restart, or when the brand's post never matched). Other sources' ids do not
+        name the author: ``()`` (the thread memory may still know).
+        """
+        parent = mention.reply_to_id
+        if mention.source != "bluesky" or not parent or not parent.startswith("bluesky:did:"):
+            return ()
+        did = parent.removeprefix("bluesky:").rpartition("/")[0].lower()
+        return tuple(b.name for b in self._brands if did in b.by_source.get("bluesky", ()))
+
 
 @dataclass(frozen=True, slots=True)
 class ThreadContext:
@@ -189,6 +205,17 @@ class ThreadContext:
 
     reply_to_own_account: tuple[str, ...] = ()
     thread_answered_by_brand: tuple[str, ...] = ()
+
+    def with_parent_owned_by(self, brands: Sequence[str]) -> ThreadContext:
+        """This context plus ``brands`` as the parent's (and so the thread's) owners."""
+        if not brands:
+            return self
+        return ThreadContext(
+            reply_to_own_account=tuple(dict.fromkeys((*self.reply_to_own_account, *brands))),
+            thread_answered_by_brand=tuple(
+                dict.fromkeys((*self.thread_answered_by_brand, *brands))
+            ),
+        )
 
     def signals(self) -> dict[str, list[str]]:
         """The signals to add to the Mention (only the non-empty ones)."""

@@ -134,6 +134,31 @@ def test_reply_to_an_own_post_gets_thread_signals() -> None:
     assert other.signals["thread_answered_by_brand"] == ["acme"]
 
 
+def test_a_bluesky_reply_to_the_brands_did_is_known_without_the_brands_post() -> None:
+    # A fresh matcher, as after a restart: it never saw the brand's answer, but a
+    # Bluesky id names its author (bluesky:<did>/<rkey>), so the reply is to the brand.
+    matcher = acme_matcher()
+    follow_up = post(
+        "bluesky",
+        "did:plc:cust/3k2",
+        "still nothing. it has been 8 days",
+        author=Author(id="did:plc:cust"),
+        reply_to_id="bluesky:did:plc:ACME123/3k1",
+        thread_id="bluesky:did:plc:cust/3k0",
+    )
+    got = matcher.apply(follow_up)
+    assert got is not None and got.brands == ("acme",)
+    assert got.signals["reply_to_own_account"] == ["acme"]
+    assert got.signals["thread_answered_by_brand"] == ["acme"]
+    # a reply to someone else's DID, or a source whose ids do not name the author: nothing
+    for other in (
+        post("bluesky", "b", "acme too", reply_to_id="bluesky:did:plc:someone/1"),
+        post("x", "c", "acme too", reply_to_id="x:did:plc:acme123/1"),
+    ):
+        marked = matcher.apply(other)
+        assert marked is not None and "reply_to_own_account" not in marked.signals
+
+
 def test_unmatched_post_in_an_answered_thread_is_not_taken() -> None:
     matcher = acme_matcher()
     matcher.apply(post("x", "1", "hi", author=Author(handle="acmesupport")))
