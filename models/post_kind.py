@@ -54,6 +54,7 @@ __all__ = [
     "UNKNOWN",
     "model_input",
     "model_texts",
+    "row_kinds",
     "post_kind_of_mention",
     "post_kind_of_row",
     "with_kind_dropped",
@@ -217,22 +218,22 @@ def with_kind_dropped(text: str, kind: str, rate: float) -> str:
     return UNKNOWN if int.from_bytes(digest[:4], "big") / 2**32 < rate else kind
 
 
-def model_texts(
-    rows: Sequence[Mapping[str, Any]], post_kind: bool, kind_dropout: float = 0.0
-) -> list[str]:
-    """What a model reads of each labelled row: its text, or :func:`model_input`'s.
+def row_kinds(rows: Sequence[Mapping[str, Any]], kind_dropout: float = 0.0) -> list[str]:
+    """Each labelled row's kind (:func:`post_kind_of_row`).
 
-    Args:
-        rows: Rows with ``text`` (and the fields :func:`post_kind_of_row` reads).
-        post_kind: Prefix each text with its kind.
-        kind_dropout: Share of known kinds shown as ``unknown`` (training rows only;
-            see :func:`with_kind_dropped`).
+    A share ``kind_dropout`` of the known ones is shown as unknown (training rows
+    only; see :func:`with_kind_dropped`).
     """
-    if not post_kind:
+    return [
+        with_kind_dropped(str(row["text"]), post_kind_of_row(row), kind_dropout) for row in rows
+    ]
+
+
+def model_texts(rows: Sequence[Mapping[str, Any]], kinds: Sequence[str] | None) -> list[str]:
+    """What a model reads of each row: :func:`model_input` of its text and kind.
+
+    ``kinds`` ``None`` (a model that does not read kinds) gives the bare texts.
+    """
+    if kinds is None:
         return [str(row["text"]) for row in rows]
-    texts = []
-    for row in rows:
-        text = str(row["text"])
-        kind = with_kind_dropped(text, post_kind_of_row(row), kind_dropout)
-        texts.append(model_input(text, kind))
-    return texts
+    return [model_input(str(row["text"]), kind) for row, kind in zip(rows, kinds, strict=True)]

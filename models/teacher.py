@@ -62,6 +62,7 @@ from models.post_kind import (  # noqa: E402
     POST_KIND_PREFIX,
     model_texts,
     post_kind_of_row,
+    row_kinds,
 )
 from models.soft_targets import text_key, write_soft_targets  # noqa: E402
 from models.train import DEFAULT_DATA, REPO_ROOT  # noqa: E402
@@ -236,7 +237,7 @@ def checkpoint_scores(
     model = AutoModelForSequenceClassification.from_pretrained(checkpoint)
     pad_id = int(tokenizer.pad_token_id or 0)
     reads_kind = getattr(model.config, INPUT_PREFIX_KEY, None) == POST_KIND_PREFIX
-    texts = model_texts(rows, post_kind=reads_kind)
+    texts = model_texts(rows, row_kinds(rows) if reads_kind else None)
     with torch.inference_mode():
         logits = predict_logits(model, encode(tokenizer, rows, max_length, texts), pad_id)
     z = logits[:, : len(LABELS)] - logits[:, : len(LABELS)].max(axis=1, keepdims=True)

@@ -24,6 +24,7 @@ import os
 import random
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -61,8 +62,7 @@ from models.post_kind import (  # noqa: E402
     INPUT_PREFIX_KEY,
     POST_KIND_PREFIX,
     model_texts,
-    post_kind_of_row,
-    with_kind_dropped,
+    row_kinds,
 )
 from models.soft_targets import SoftTarget, read_soft_targets, targets_for  # noqa: E402
 
@@ -421,15 +421,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit("--post-kind-dropout must be in [0, 1)")
     if args.post_kind:
         model.config.update({INPUT_PREFIX_KEY: POST_KIND_PREFIX})
-    train_texts = model_texts(train_rows, args.post_kind, args.post_kind_dropout)
-    train = encode(tokenizer, train_rows, args.max_length, train_texts)
-    kinds: dict[str, int] = {}
+    train_kinds = row_kinds(train_rows, args.post_kind_dropout) if args.post_kind else None
+    train = encode(tokenizer, train_rows, args.max_length, model_texts(train_rows, train_kinds))
+    kinds = dict(Counter(train_kinds or []))
     if args.post_kind:
-        for row in train_rows:
-            kind = with_kind_dropped(
-                str(row["text"]), post_kind_of_row(row), args.post_kind_dropout
-            )
-            kinds[kind] = kinds.get(kind, 0) + 1
         print(f"post kinds in training: {kinds}", flush=True)
     train_w = torch.tensor(item_w, dtype=torch.float32)
     train_nr = torch.tensor([float(needs_response_target(r)) for r in train_rows])
@@ -459,7 +454,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if select_on not in dev_sets:
         raise SystemExit(f"--select-on {select_on}: dev sets are {sorted(dev_sets)}")
     dev = {
-        name: encode(tokenizer, rows, args.max_length, model_texts(rows, args.post_kind))
+        name: encode(
+            tokenizer,
+            rows,
+            args.max_length,
+            model_texts(rows, row_kinds(rows) if args.post_kind else None),
+        )
         for name, rows in dev_sets.items()
     }
     weights = class_weights([label for _, label in train], item_w)

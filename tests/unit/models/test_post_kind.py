@@ -16,6 +16,7 @@ from models.post_kind import (
     model_texts,
     post_kind_of_mention,
     post_kind_of_row,
+    row_kinds,
     with_kind_dropped,
 )
 
@@ -104,8 +105,8 @@ def test_model_texts_prefix_only_when_asked() -> None:
         {"text": "lost my parcel", "note": "Reddit post in r/UPS"},
         {"text": "love it", "platform": "review", "thread": "opens"},
     ]
-    assert model_texts(rows, post_kind=False) == ["lost my parcel", "love it"]
-    assert model_texts(rows, post_kind=True) == ["[post] lost my parcel", "[review] love it"]
+    assert model_texts(rows, None) == ["lost my parcel", "love it"]
+    assert model_texts(rows, row_kinds(rows)) == ["[post] lost my parcel", "[review] love it"]
 
 
 pytest.importorskip("onnx")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
@@ -10,6 +11,19 @@ from agents.pipeline.rules import LABEL_FROM_SCORES
 from listener.dead_letter import MAX_RECORD_BYTES
 from listener.record import LABELS, Mention, decode_mention, encode_mention
 from models.interface import Prediction
+
+
+def classify_all(pipeline: Any, sender: Any, wait_until: Any, posts: list[Mention]) -> None:
+    """Put ``posts`` on the classify agent and wait until each one is classified."""
+    classified = pipeline.topics.classified.get_topic_name()
+
+    async def scenario() -> None:
+        async with pipeline.classify_agent.test_context() as agent:
+            for post in posts:
+                await agent.put(encode_mention(post), key=post.id.encode())
+            await wait_until(lambda: len(sender.on(classified)) == len(posts))
+
+    asyncio.run(scenario())
 
 
 def test_good_batch_is_classified_and_keyed_by_id(build, sender, make_mention, wait_until):
@@ -23,13 +37,7 @@ def test_good_batch_is_classified_and_keyed_by_id(build, sender, make_mention, w
         make_mention("5", "total outage downtown"),
     ]
 
-    async def scenario() -> None:
-        async with pipeline.classify_agent.test_context() as agent:
-            for post in posts:
-                await agent.put(encode_mention(post), key=post.id.encode())
-            await wait_until(lambda: len(sender.on(topics.classified.get_topic_name())) == 5)
-
-    asyncio.run(scenario())
+    classify_all(pipeline, sender, wait_until, posts)
     out = sender.on(topics.classified.get_topic_name())
     assert [k for k, _ in out] == [p.id.encode() for p in posts]
     decoded = [decode_mention(v) for _, v in out]
@@ -57,7 +65,6 @@ def test_the_model_is_told_where_each_post_sits_in_its_thread(
 ):
     classifier = keyword_classifier()
     pipeline, _ = build(classifier)
-    topics = pipeline.topics
     posts = [
         Mention.create(source="bluesky", native_id="a", text="app is broken"),
         Mention.create(source="bluesky", native_id="b", text="same here", reply_to_id="bluesky:a"),
@@ -72,13 +79,7 @@ def test_the_model_is_told_where_each_post_sits_in_its_thread(
         Mention.create(source="rss", native_id="f", text="a blog post about the app"),
     ]
 
-    async def scenario() -> None:
-        async with pipeline.classify_agent.test_context() as agent:
-            for post in posts:
-                await agent.put(encode_mention(post), key=post.id.encode())
-            await wait_until(lambda: len(sender.on(topics.classified.get_topic_name())) == 5)
-
-    asyncio.run(scenario())
+    classify_all(pipeline, sender, wait_until, posts)
     told = {
         text: kind
         for texts, kinds in zip(classifier.calls, classifier.kinds, strict=True)
