@@ -30,12 +30,12 @@ from faust.types import EventT, StreamT
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agents.observability.metrics import AgentMetrics
+from agents.pipeline.classify import post_kind as post_kind_of
 from agents.runtime.batches import DeadLetterBatch, run_events
 from listener.kafka_admin import COMPACTED, create_topics
 from listener.record import RESPONSE_LABELS, Label, Mention, describe_validation_error
 from listener.settings import KafkaConnection
 from listener.topics import TopicNames
-from models.post_kind import post_kind_of_mention
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +111,7 @@ class Correction(BaseModel):
         thread = post_kind = None
         if mention is not None:
             thread = "reply" if mention.reply_to_id else "opens"
-            post_kind = post_kind_of_mention(
-                mention.source,
-                mention.reply_to_id,
-                replies_to_brand=bool(mention.signals.get("reply_to_own_account")),
-            )
+            post_kind = post_kind_of(mention)
         fields: dict[str, Any] = {
             "id": mention_id,
             "text": text if text is not None else (mention.text if mention else ""),
