@@ -396,9 +396,9 @@ class BrandMatcher:
 
         ``own_account_of`` gets the brands whose own account wrote the post;
         ``signals["reply_to_own_account"]`` and ``signals["thread_answered_by_brand"]``
-        the brands whose own post (seen earlier by this matcher, or named by the
-        parent's id: a Bluesky id carries its author's DID) is the parent, or is in
-        the thread. Those brands are added to ``brands``. An own post is
+        the brands whose own post (seen earlier by this matcher, or written by
+        ``reply_to_author``, where the connector recorded the parent's author) is
+        the parent, or is in the thread. Those brands are added to ``brands``. An own post is
         remembered for the posts after it. Used by :meth:`apply`, and as is by
         ``replay --brands`` (whose lines carry their brands).
         """

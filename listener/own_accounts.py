@@ -24,9 +24,11 @@ of recent own posts and the threads they were in (bounded, newest kept), so
 that a later reply to an own post gets ``signals["reply_to_own_account"]`` and
 a later post in such a thread ``signals["thread_answered_by_brand"]`` (both
 lists of brand names). It forgets on restart and only knows the own posts this
-process ingested; see ``listener/connectors/README.md``. A Bluesky reply needs no
-memory: its parent's id names the parent's author (``bluesky:<did>/<rkey>``), so
-:meth:`OwnAccounts.brands_of_parent` finds a reply to a listed DID at any time.
+process ingested; see ``listener/connectors/README.md``. Where the source names
+the parent's author (``Mention.reply_to_author``: Bluesky, Mastodon, X, Reddit
+comments on a submission, YouTube replies, Discourse), a reply needs no memory:
+:meth:`OwnAccounts.brands_of_parent` compares that author with the same lists,
+the same way, at any time.
 
 All input here is untrusted text: it is only compared, never interpreted.
 """
@@ -40,7 +42,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from listener.record import Mention
+from listener.record import Author, Mention
 
 DEFAULT_MEMORY = 50_000
 """Own posts (and threads) remembered by default; older ones are forgotten first."""
@@ -113,16 +115,18 @@ def _host(url: str | None) -> str:
     return host.lower().removeprefix("www.")
 
 
-def author_keys(mention: Mention) -> set[str]:
-    """The normalised identities of ``mention``'s author that own-account entries are compared to.
+def author_keys(mention: Mention, author: Author | None = None) -> set[str]:
+    """The normalised identities of a post's author that own-account entries are compared to.
 
     Args:
         mention: Any post.
+        author: Someone else on ``mention``'s source and platform (its parent's
+            author, ``mention.reply_to_author``); default ``mention.author``.
 
     Returns:
         Lower-case keys; empty when the source tells nothing about the author.
     """
-    author = mention.author
+    author = mention.author if author is None else author
     keys = {normalise_handle(v) for v in (author.handle, author.id) if v}
     if mention.source == "mastodon" and author.handle:
         acct = normalise_handle(author.handle)
@@ -145,13 +149,14 @@ class _BrandAccounts:
     name: str
     by_source: dict[str, frozenset[str]]
 
-    def owns(self, mention: Mention) -> bool:
+    def owns(self, mention: Mention, author: Author | None = None) -> bool:
+        """Whether ``author`` (default: the post's own) is one of this brand's accounts."""
         wanted = self.by_source.get(mention.source)
         if not wanted:
             return False
         if mention.source == "rss":
-            return _on_domain(_host(mention.author.url), wanted)
-        return not author_keys(mention).isdisjoint(wanted)
+            return _on_domain(_host((author or mention.author).url), wanted)
+        return not author_keys(mention, author).isdisjoint(wanted)
 
 
 class OwnAccounts:
@@ -185,18 +190,19 @@ class OwnAccounts:
         return tuple(b.name for b in self._brands if b.owns(mention))
 
     def brands_of_parent(self, mention: Mention) -> tuple[str, ...]:
-        """The brands whose own account wrote the post ``mention`` replies to, where its id says.
+        """The brands whose own account wrote the post ``mention`` replies to, if the source says.
 
-        A Bluesky post id names its author (``bluesky:<did>/<rkey>``), so a reply to
-        a brand's own post is known as one without having seen that post (after a
-        restart, or when the brand's post never matched). Other sources' ids do not
-        name the author: ``()`` (the thread memory may still know).
+        The connector records the parent's author as ``mention.reply_to_author``
+        where the source names it (a Bluesky parent's DID, a Mastodon status's
+        ``in_reply_to_account_id``, an X tweet's ``in_reply_to_user_id``, ...), so a
+        reply to a brand's own post is known as one without having seen that post
+        (after a restart, or when the brand's post never matched). ``()`` when the
+        source does not say (the thread memory may still know).
         """
-        parent = mention.reply_to_id
-        if mention.source != "bluesky" or not parent or not parent.startswith("bluesky:did:"):
+        parent = mention.reply_to_author
+        if parent is None or not mention.reply_to_id:
             return ()
-        did = parent.removeprefix("bluesky:").rpartition("/")[0].lower()
-        return tuple(b.name for b in self._brands if did in b.by_source.get("bluesky", ()))
+        return tuple(b.name for b in self._brands if b.owns(mention, parent))
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,9 +20,10 @@ SCHEMA_VERSION = 1
 """Bumped on any incompatible change; decoders reject versions newer than they know.
 
 A new optional field (``Routing.sinks``, ``Classification.needs_response``,
-``Mention.own_account_of``) is not a bump: older records decode with its
-default. Builds from before the field reject records that carry it (unknown
-fields are forbidden), so upgrade the readers of a topic before its writers.
+``Mention.own_account_of``, ``Mention.reply_to_author``) is not a bump: older
+records decode with its default. Builds from before the field reject records
+that carry it (unknown fields are forbidden), so upgrade the readers of a topic
+before its writers.
 """
 
 LABELS: tuple[str, ...] = ("complaint", "praise", "question", "other")
@@ -133,6 +134,11 @@ class Mention(BaseModel):
     )
     thread_id: str | None = Field(
         default=None, description="The thread's first post's Mention id, where the source says."
+    )
+    reply_to_author: Author | None = Field(
+        default=None,
+        description="Who wrote the parent post, where the source says (a Mastodon status's "
+        "in_reply_to_account_id, an X tweet's in_reply_to_user_id, a Bluesky parent's DID, ...).",
     )
     own_account_of: tuple[str, ...] = Field(
         default=(),

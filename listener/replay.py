@@ -4,7 +4,8 @@ Each line is one JSON object. Only ``text`` is required; the other keys are
 ``id``, ``source``, ``author`` (an object with id/handle/name/followers/url/
 verified, or a handle string), ``created_at`` (ISO 8601, or unix seconds),
 ``url``, ``lang``, ``brands`` (a list, or one string), ``reply_to_id``,
-``thread_id`` and ``own_account_of`` (the brands whose own account wrote the
+``reply_to_author`` (the parent's author, as ``author``), ``thread_id`` and
+``own_account_of`` (the brands whose own account wrote the
 post: a list, or one string). Unknown keys are ignored, so a dump of
 ``Mention`` records replays too. Blank lines are skipped.
 
@@ -54,8 +55,8 @@ DEFAULT_SOURCE = "replay"
 _DESCRIPTION = (
     "Replay a JSON Lines file of posts into mentions.raw (keyed by Mention id). Each line is "
     'a JSON object with at least "text"; optional: id, source, author (object or handle), '
-    "created_at (ISO 8601 or unix seconds), url, lang, brands, reply_to_id, thread_id, "
-    "own_account_of. With --brands, posts by the brands' own_accounts (and replies to "
+    "created_at (ISO 8601 or unix seconds), url, lang, brands, reply_to_id, reply_to_author, "
+    "thread_id, own_account_of. With --brands, posts by the brands' own_accounts (and replies to "
     "them) are marked as listen marks them. "
     "A line without an id gets a stable one (a hash of source, line number and text), so "
     "replaying the same file twice produces the same ids. Bad lines are reported on stderr "
@@ -94,7 +95,7 @@ def _created_at(value: Any) -> datetime | None:
     raise SkippableError("validation", "created_at: expected ISO 8601 text or unix seconds")
 
 
-def _author(value: Any) -> dict[str, Any] | None:
+def _author(value: Any, field: str = "author") -> dict[str, Any] | None:
     if value is None:
         return None
     if isinstance(value, str):
@@ -102,7 +103,7 @@ def _author(value: Any) -> dict[str, Any] | None:
     if isinstance(value, dict):
         known = ("id", "handle", "name", "followers", "url", "verified")
         return {k: value[k] for k in known if k in value}
-    raise SkippableError("validation", "author: expected an object or a handle string")
+    raise SkippableError("validation", f"{field}: expected an object or a handle string")
 
 
 def _native_id(value: Any, source: str, line_no: int, text: str) -> str:
@@ -149,9 +150,10 @@ def parse_line(raw: bytes | str, line_no: int, *, default_source: str = DEFAULT_
     if not isinstance(source, str):
         raise SkippableError("validation", "source: expected a string")
     fields: dict[str, Any] = {k: obj[k] for k in _OPTIONAL_STR_FIELDS if obj.get(k) is not None}
-    author = _author(obj.get("author"))
-    if author is not None:
-        fields["author"] = author
+    for key in ("author", "reply_to_author"):
+        author = _author(obj.get(key), key)
+        if author is not None:
+            fields[key] = author
     for key in ("brands", "own_account_of"):
         value = obj.get(key)
         if value is not None:

@@ -136,12 +136,24 @@ class BlueskyConnector(BaseConnector):
             await ws.close()
 
 
-def _post_ref(uri: Any) -> str | None:
-    """``at://<did>/app.bsky.feed.post/<rkey>`` -> ``bluesky:<did>/<rkey>``."""
+def _post_parts(uri: Any) -> tuple[str, str] | None:
+    """``at://<did>/app.bsky.feed.post/<rkey>`` -> ``(did, rkey)``."""
     if not isinstance(uri, str) or not uri.startswith("at://"):
         return None
     parts = uri[5:].split("/")
-    return f"bluesky:{parts[0]}/{parts[-1]}" if len(parts) == 3 else None
+    return (parts[0], parts[-1]) if len(parts) == 3 and parts[0] and parts[-1] else None
+
+
+def _post_ref(uri: Any) -> str | None:
+    """``at://<did>/app.bsky.feed.post/<rkey>`` -> ``bluesky:<did>/<rkey>``."""
+    parts = _post_parts(uri)
+    return f"bluesky:{parts[0]}/{parts[1]}" if parts else None
+
+
+def _post_author(uri: Any) -> Author | None:
+    """The author of the post at ``uri``: an at:// URI names its repository's DID."""
+    parts = _post_parts(uri)
+    return Author(id=parts[0], url=f"https://bsky.app/profile/{parts[0]}") if parts else None
 
 
 def _links(record: dict[str, Any]) -> list[str]:
@@ -189,6 +201,7 @@ def _to_mention(event: dict[str, Any]) -> Mention | None:
         lang=langs[0] if isinstance(langs, list) and langs and isinstance(langs[0], str) else None,
         author=Author(id=did, url=f"https://bsky.app/profile/{did}"),
         reply_to_id=_post_ref((reply.get("parent") or {}).get("uri")),
+        reply_to_author=_post_author((reply.get("parent") or {}).get("uri")),
         thread_id=_post_ref((reply.get("root") or {}).get("uri")),
         signals={"links": _links(record)} if _links(record) else {},
     )

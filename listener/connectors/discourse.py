@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -64,6 +64,13 @@ class DiscourseSettings(BaseModel):
     timeout_s: float = Field(default=30.0, gt=0)
 
 
+class PostRef(NamedTuple):
+    """A post known by its topic and number: its id and its author's username."""
+
+    id: int
+    username: str | None
+
+
 class DiscourseApi:
     """Requests to one forum, with its error kinds, and a cache of (topic, number) -> post id.
 
@@ -90,8 +97,8 @@ class DiscourseApi:
             self.headers |= {"Api-Key": api_key.get_secret_value(), "Api-Username": api_username}
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.lookups = bool(self.base_url)
-        """Whether :meth:`post_id` may ask the forum (else only posts seen are known)."""
-        self.numbers: OrderedDict[tuple[int, int], int | None] = OrderedDict()
+        """Whether :meth:`post_ref` may ask the forum (else only posts seen are known)."""
+        self.numbers: OrderedDict[tuple[int, int], PostRef | None] = OrderedDict()
         self._session: aiohttp.ClientSession | None = None
 
     async def get(self, path: str, params: dict[str, str] | None = None) -> Any:
@@ -126,16 +133,19 @@ class DiscourseApi:
         check_http_status(self.source, status, headers, detail)
 
     def remember(self, post: dict[str, Any]) -> None:
-        """Cache one post's (topic, number) -> id."""
+        """Cache one post's (topic, number) -> id and author."""
         key = (post.get("topic_id"), post.get("post_number"))
         if isinstance(key[0], int) and isinstance(key[1], int) and isinstance(post.get("id"), int):
-            self.numbers[(key[0], key[1])] = post["id"]
+            username = post.get("username")
+            self.numbers[(key[0], key[1])] = PostRef(
+                post["id"], username if isinstance(username, str) and username else None
+            )
             self.numbers.move_to_end((key[0], key[1]))
             while len(self.numbers) > 10_000:
                 self.numbers.popitem(last=False)
 
-    async def post_id(self, topic: int, number: int) -> int | None:
-        """The id of post ``number`` of ``topic`` (None if deleted or not visible)."""
+    async def post_ref(self, topic: int, number: int) -> PostRef | None:
+        """Id and author of post ``number`` of ``topic`` (None if deleted or not visible)."""
         if (topic, number) not in self.numbers and self.lookups:
             post = await self.get(f"/posts/by_number/{topic}/{number}.json")
             if isinstance(post, dict) and isinstance(post.get("id"), int):
@@ -165,11 +175,11 @@ class DiscourseApi:
         created = parse_time(post.get("created_at"))
         if not isinstance(topic, int) or not isinstance(number, int) or created is None:
             raise SkippableError("validation", "post without topic_id/post_number/created_at")
-        first = await self.post_id(topic, 1) if number > 1 else None
+        first = await self.post_ref(topic, 1) if number > 1 else None
         parent_number = post.get("reply_to_post_number")
         parent = first
         if isinstance(parent_number, int) and number > 1:
-            parent = await self.post_id(topic, parent_number)
+            parent = await self.post_ref(topic, parent_number)
         body, links = html_to_text(str(post.get("cooked") or ""))
         title = html_to_text(str(post.get("topic_title") or ""))[0]
         text = f"{title}\n\n{body}" if number == 1 and title else body
@@ -181,14 +191,14 @@ class DiscourseApi:
             text=text,
             created_at=created,
             url=f"{self.base_url}/t/{slug}/{topic}/{number}" if self.base_url else None,
-            author=Author(
+            author=self._author(
+                username,
                 id=str(post["user_id"]) if isinstance(post.get("user_id"), int) else None,
-                handle=username,
                 name=post.get("name") if isinstance(post.get("name"), str) else None,
-                url=f"{self.base_url}/u/{username}" if username and self.base_url else None,
             ),
-            reply_to_id=f"{self.source}:{parent}" if parent is not None else None,
-            thread_id=f"{self.source}:{first}" if first is not None else None,
+            reply_to_id=f"{self.source}:{parent.id}" if parent else None,
+            reply_to_author=self._author(parent.username) if parent and parent.username else None,
+            thread_id=f"{self.source}:{first.id}" if first else None,
             signals={
                 "links": links,
                 "topic_id": topic,
@@ -197,6 +207,11 @@ class DiscourseApi:
                 "category_id": post.get("category_id"),
             },
         )
+
+    def _author(self, username: str | None, **fields: Any) -> Author:
+        """An author known by username (the profile URL needs ``base_url``)."""
+        url = f"{self.base_url}/u/{username}" if username and self.base_url else None
+        return Author(handle=username, url=url, **fields)
 
     async def close(self) -> None:
         """Close the HTTP session."""

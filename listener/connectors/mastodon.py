@@ -364,5 +364,30 @@ def _to_mention(host: str, status: Any) -> Mention | None:
             url=account.get("url"),
         ),
         reply_to_id=f"mastodon:{host}/{reply}" if reply else None,
+        reply_to_author=_parent_author(status, account) if reply else None,
         signals={"links": links, "bot": bool(account.get("bot"))},
     )
+
+
+def _parent_author(status: dict[str, Any], account: dict[str, Any]) -> Author | None:
+    """Who wrote the status this one replies to, from ``in_reply_to_account_id``.
+
+    That id is local to the instance read; its ``acct`` (what own accounts list)
+    comes from the status's own account (a thread of one's own posts) or from its
+    ``mentions``, which name the account replied to. An id found in neither is
+    kept alone (it matches an own-account entry only if that entry is the id).
+    """
+    parent_id = status.get("in_reply_to_account_id")
+    if not isinstance(parent_id, str) or not parent_id:
+        return None
+    mentions = status.get("mentions")
+    mentioned: list[Any] = mentions if isinstance(mentions, list) else []
+    for who in (account, *mentioned):
+        if isinstance(who, dict) and str(who.get("id")) == parent_id:
+            acct, url = who.get("acct"), who.get("url")
+            return Author(
+                id=parent_id,
+                handle=acct if isinstance(acct, str) and acct else None,
+                url=url if isinstance(url, str) and url else None,
+            )
+    return Author(id=parent_id)

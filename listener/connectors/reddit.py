@@ -227,6 +227,21 @@ def _thing_ref(fullname: Any) -> str | None:
     return f"reddit:{fullname}" if isinstance(fullname, str) and fullname else None
 
 
+def _parent_author(comment: dict[str, Any]) -> Author | None:
+    """Who wrote the thing a comment answers, where the listing says.
+
+    A comment directly under the submission (``parent_id`` ``t3_...``) answers
+    ``link_author``, which comment listings carry; a reply to another comment
+    names only that comment, not its author: ``None``.
+    """
+    parent, author = comment.get("parent_id"), comment.get("link_author")
+    if not (isinstance(parent, str) and parent.startswith("t3_")):
+        return None
+    if not isinstance(author, str) or not author or author == "[deleted]":
+        return None
+    return Author(handle=author, url=f"https://www.reddit.com/user/{author}")
+
+
 def _to_mention(child: Any) -> Mention:
     """A listing child (``t3`` link/self post or ``t1`` comment) as a Mention.
 
@@ -259,6 +274,7 @@ def _to_mention(child: Any) -> Mention:
             url=f"https://www.reddit.com/user/{author}" if author else None,
         ),
         reply_to_id=_thing_ref(data.get("parent_id")),
+        reply_to_author=_parent_author(data) if child["kind"] == "t1" else None,
         thread_id=_thing_ref(data.get("link_id")) if child["kind"] == "t1" else None,
         signals={
             "subreddit": data.get("subreddit"),

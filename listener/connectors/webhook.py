@@ -27,10 +27,13 @@ Answers (what the sender sees):
 Payload: the Standard Webhooks envelope ``{"type": ..., "timestamp": ...,
 "data": POST | [POST, ...]}`` where a POST is ``{"id", "text", "created_at",
 "url", "lang", "platform", "author": {"id", "handle", "name", "followers",
-"url"}, "reply_to_id", "thread_id"}`` (``id`` and ``text`` required). Mention ids are
-``webhook:<platform>/<id>`` (``webhook:<id>`` without a platform); ``reply_to_id``
-(the parent post) and ``thread_id`` (the thread's first post) are native ids on
-the same platform and are recorded the same way, so they name the parent's Mention.
+"url"}, "reply_to_id", "reply_to_author", "thread_id"}`` (``id`` and ``text``
+required). Mention ids are ``webhook:<platform>/<id>`` (``webhook:<id>`` without
+a platform); ``reply_to_id`` (the parent post) and ``thread_id`` (the thread's
+first post) are native ids on the same platform and are recorded the same way, so
+they name the parent's Mention. ``reply_to_author`` (the parent's author, shaped
+as ``author``) lets a reply to a brand's own account be known as one
+(``own_accounts``) without the listener having seen the parent.
 Rate limits: none applied here; put the endpoint behind a proxy that limits.
 Cursor: none (a push source); progress is each sender's own retry queue.
 Delivery: at-least-once: 2xx is sent only after the runner's ``delivered``
@@ -201,6 +204,24 @@ def _post_ref(platform: Any, native: Any) -> str | None:
     )
 
 
+def _author(post: dict[str, Any], key: str, where: str) -> Author | None:
+    """``post[key]`` (``author``, ``reply_to_author``) as an Author; None when absent.
+
+    Raises:
+        SkippableError: A field of the wrong type (e.g. negative ``followers``).
+    """
+    value = post.get(key)
+    if not isinstance(value, dict):
+        return None
+    fields = {k: value.get(k) for k in ("id", "handle", "name", "followers", "url")}
+    if fields["id"] is not None:
+        fields["id"] = str(fields["id"])
+    try:
+        return Author(**fields)
+    except ValueError as exc:
+        raise SkippableError("validation", f"{where}.{key}: {exc}") from exc
+
+
 def _to_mention(post: Any, n: int) -> Mention:
     """One pushed post as a Mention.
 
@@ -222,14 +243,6 @@ def _to_mention(post: Any, n: int) -> Mention:
             raise SkippableError("validation", f"{where}.created_at: not a time")
     platform = post.get("platform")
     native = f"{platform}/{pid}" if isinstance(platform, str) and platform else str(pid)
-    author: dict[str, Any] = post["author"] if isinstance(post.get("author"), dict) else {}
-    fields = {k: author.get(k) for k in ("id", "handle", "name", "followers", "url")}
-    if fields["id"] is not None:
-        fields["id"] = str(fields["id"])
-    try:
-        author_ = Author(**fields)
-    except ValueError as exc:
-        raise SkippableError("validation", f"{where}.author: {exc}") from exc
     reply = _post_ref(platform, post.get("reply_to_id"))
     thread = _post_ref(platform, post.get("thread_id"))
     return Mention.create(
@@ -239,8 +252,9 @@ def _to_mention(post: Any, n: int) -> Mention:
         created_at=created,
         url=post.get("url") if isinstance(post.get("url"), str) else None,
         lang=post.get("lang") if isinstance(post.get("lang"), str) else None,
-        author=author_,
+        author=_author(post, "author", where) or Author(),
         reply_to_id=reply,
+        reply_to_author=_author(post, "reply_to_author", where) if reply else None,
         thread_id=thread,
         signals={"platform": platform} if isinstance(platform, str) and platform else {},
     )

@@ -47,8 +47,10 @@ from listener.record import Author, Mention
 
 TAG_PREFIX = "brand-listener:"
 FIELDS = {
-    "tweet.fields": "created_at,lang,author_id,conversation_id,referenced_tweets,entities",
-    "expansions": "author_id",
+    "tweet.fields": (
+        "created_at,lang,author_id,conversation_id,referenced_tweets,entities,in_reply_to_user_id"
+    ),
+    "expansions": "author_id,in_reply_to_user_id",
     "user.fields": "username,name,public_metrics,verified",
 }
 
@@ -338,7 +340,7 @@ def _to_mention(message: Any) -> Mention:
         raise SkippableError("validation", "tweet without id or text")
     created = parse_time(tweet.get("created_at")) or datetime.now(UTC)
     users = (message.get("includes") or {}).get("users") or []
-    user: dict[str, Any] = next((u for u in users if u.get("id") == tweet.get("author_id")), {})
+    user = _user(users, tweet.get("author_id"))
     handle = user.get("username")
     followers = (user.get("public_metrics") or {}).get("followers_count")
     refs = {r.get("type"): r.get("id") for r in tweet.get("referenced_tweets") or []}
@@ -361,8 +363,27 @@ def _to_mention(message: Any) -> Mention:
         ),
         reply_to_id=f"x:{refs['replied_to']}" if refs.get("replied_to") else None,
         thread_id=f"x:{tweet['conversation_id']}" if tweet.get("conversation_id") else None,
+        reply_to_author=_parent_author(users, tweet) if refs.get("replied_to") else None,
         signals={
             "links": links,
             "matching_rules": [r.get("tag") for r in message.get("matching_rules") or []],
         },
+    )
+
+
+def _user(users: list[Any], user_id: Any) -> dict[str, Any]:
+    """The ``includes.users`` entry of ``user_id`` (``{}`` when not expanded)."""
+    return next((u for u in users if isinstance(u, dict) and u.get("id") == user_id), {})
+
+
+def _parent_author(users: list[Any], tweet: dict[str, Any]) -> Author | None:
+    """Who wrote the tweet replied to: ``in_reply_to_user_id``, expanded to its username."""
+    parent_id = tweet.get("in_reply_to_user_id")
+    if not isinstance(parent_id, str) or not parent_id:
+        return None
+    handle = _user(users, parent_id).get("username")
+    return Author(
+        id=parent_id,
+        handle=handle if isinstance(handle, str) else None,
+        url=f"https://x.com/{handle}" if isinstance(handle, str) else None,
     )

@@ -329,7 +329,6 @@ class YoutubeConnector(BaseConnector):
             _QuotaExhausted, FatalError, RetryableError: As any other call (see ``_get``).
         """
         snippet = thread["snippet"]
-        top_id = snippet["topLevelComment"].get("id") or thread["id"]
         vid = snippet.get("videoId")
         root = found[0].thread_id or f"youtube:{thread['id']}"
         have = {m.id for m in found}
@@ -346,7 +345,7 @@ class YoutubeConnector(BaseConnector):
                 break
             for reply in _items(body):
                 try:
-                    mention = _comment(reply, vid, root, f"youtube:{_parent_id(reply) or top_id}")
+                    mention = _reply(reply, vid, root, found[0])
                 except SkippableError as exc:
                     skipped.append(Skipped(exc.reason, str(exc), json.dumps(reply)[:10_000]))
                     continue
@@ -485,8 +484,14 @@ def _thread(thread: Any) -> list[Mention]:
     found = [_comment(top, vid, root, None)]
     replies = (thread.get("replies") or {}).get("comments") or []
     for reply in replies:
-        found.append(_comment(reply, vid, root, f"youtube:{_parent_id(reply) or top.get('id')}"))
+        found.append(_reply(reply, vid, root, found[0]))
     return found
+
+
+def _reply(reply: Any, vid: Any, root: str, top: Mention) -> Mention:
+    """A reply in ``top``'s thread: its parent is the top-level comment, whose author is known."""
+    parent = f"youtube:{_parent_id(reply)}" if _parent_id(reply) else top.id
+    return _comment(reply, vid, root, parent, top.author if parent == top.id else None)
 
 
 def _parent_id(reply: Any) -> str | None:
@@ -496,7 +501,9 @@ def _parent_id(reply: Any) -> str | None:
     return parent if isinstance(parent, str) and parent else None
 
 
-def _comment(comment: Any, vid: Any, root: str, parent: str | None) -> Mention:
+def _comment(
+    comment: Any, vid: Any, root: str, parent: str | None, parent_author: Author | None = None
+) -> Mention:
     """One ``youtube#comment`` (top-level when ``parent`` is None).
 
     Raises:
@@ -525,6 +532,7 @@ def _comment(comment: Any, vid: Any, root: str, parent: str | None) -> Mention:
             url=profile if isinstance(profile, str) else None,
         ),
         reply_to_id=parent,
+        reply_to_author=parent_author,
         thread_id=root,
         signals={"kind": "comment", "likes": snippet.get("likeCount")},
     )

@@ -249,6 +249,18 @@ THREADS: dict[str, tuple[str, str, str | None]] = {
         "discourse_webhook:1001",
     ),
 }
+PARENT_AUTHORS: dict[str, tuple[str | None, str | None]] = {
+    # connector: the (id, handle) its THREADS reply records as reply_to_author
+    "bluesky": ("did:plc:eclio37ymobqex2ncko63h4r", None),  # the parent URI's DID
+    "mastodon": ("109000000000001", "user1"),  # in_reply_to_account_id, its acct from mentions
+    "x": ("2244", "wile_e"),  # in_reply_to_user_id, its username from includes.users
+    "reddit": (None, "road_runner"),  # link_author: the comment answers the submission
+    "youtube": ("UCwile00000000000000000", "@wile"),  # the top-level comment's author
+    "discourse": (None, "bob"),  # the parent post's username
+    "discourse_webhook": (None, "bob"),
+    "webhook": (None, "road.runner"),  # the sender's reply_to_author
+}
+"""Sources that name a reply's parent author; the other THREADS connectors record none."""
 THREAD_ROOTS = {"appstore", "yelp"}
 """Sources whose every post opens a thread (reviews) and that give no replies."""
 
@@ -280,6 +292,11 @@ def test_reply_and_thread_ids_where_the_source_gives_them(name: str) -> None:
         assert reply.thread_id is None
     else:
         assert reply.thread_id == thread
+    if name in PARENT_AUTHORS:
+        assert reply.reply_to_author is not None
+        assert (reply.reply_to_author.id, reply.reply_to_author.handle) == PARENT_AUTHORS[name]
+    else:
+        assert reply.reply_to_author is None
     # A parent named by a reply has the same form as the Mention ids of this source.
     if name != "mastodon":
         assert reply.reply_to_id.split(":", 1)[1].count("/") == reply.id.split(":", 1)[1].count("/")

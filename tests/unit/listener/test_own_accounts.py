@@ -134,29 +134,66 @@ def test_reply_to_an_own_post_gets_thread_signals() -> None:
     assert other.signals["thread_answered_by_brand"] == ["acme"]
 
 
-def test_a_bluesky_reply_to_the_brands_did_is_known_without_the_brands_post() -> None:
-    # A fresh matcher, as after a restart: it never saw the brand's answer, but a
-    # Bluesky id names its author (bluesky:<did>/<rkey>), so the reply is to the brand.
+@pytest.mark.parametrize(
+    ("source", "parent_author"),
+    [
+        ("bluesky", Author(id="did:plc:ACME123")),  # a parent at:// URI names its DID
+        ("mastodon", Author(id="7", handle="acme", url="https://mastodon.example/@acme")),
+        ("mastodon", Author(id="7", handle="acme@mastodon.example")),
+        ("x", Author(id="2244", handle="AcmeSupport")),
+        ("reddit", Author(handle="Acme_Official")),
+        ("replay", Author(handle="@acmecare")),
+    ],
+)
+def test_a_reply_to_an_own_account_is_known_from_the_parents_author(
+    source: str, parent_author: Author
+) -> None:
+    # A fresh matcher, as after a restart: it never saw the brand's answer, but the
+    # connector recorded who wrote the parent, compared as the post's own author is.
     matcher = acme_matcher()
     follow_up = post(
-        "bluesky",
-        "did:plc:cust/3k2",
+        source,
+        "2",
         "still nothing. it has been 8 days",
-        author=Author(id="did:plc:cust"),
-        reply_to_id="bluesky:did:plc:ACME123/3k1",
-        thread_id="bluesky:did:plc:cust/3k0",
+        author=Author(id="cust", handle="cust"),
+        reply_to_id=f"{source}:1",
+        reply_to_author=parent_author,
     )
     got = matcher.apply(follow_up)
     assert got is not None and got.brands == ("acme",)
+    assert got.own_account_of == ()
     assert got.signals["reply_to_own_account"] == ["acme"]
     assert got.signals["thread_answered_by_brand"] == ["acme"]
-    # a reply to someone else's DID, or a source whose ids do not name the author: nothing
-    for other in (
-        post("bluesky", "b", "acme too", reply_to_id="bluesky:did:plc:someone/1"),
-        post("x", "c", "acme too", reply_to_id="x:did:plc:acme123/1"),
-    ):
-        marked = matcher.apply(other)
-        assert marked is not None and "reply_to_own_account" not in marked.signals
+    assert got.signals["matched_terms"] == {"acme": ["reply_to_own_account"]}
+
+
+@pytest.mark.parametrize(
+    ("source", "parent_author", "reply_to_id"),
+    [
+        ("bluesky", Author(id="did:plc:someone"), "bluesky:did:plc:someone/1"),
+        # an instance-local account id alone is not the user@instance listed
+        ("mastodon", Author(id="7"), "mastodon:mastodon.example/1"),
+        ("mastodon", Author(handle="acme", url="https://other.example/@acme"), "mastodon:o/1"),
+        # the brand's handle on another source is someone else
+        ("x", Author(handle="Acme_Official"), "x:1"),
+        # a parent author without a parent id is not a reply
+        ("x", Author(handle="AcmeSupport"), None),
+    ],
+)
+def test_a_reply_to_anyone_else_is_not_a_reply_to_the_brand(
+    source: str, parent_author: Author, reply_to_id: str | None
+) -> None:
+    matcher = acme_matcher()
+    reply = post(source, "2", "acme too", reply_to_id=reply_to_id, reply_to_author=parent_author)
+    marked = matcher.apply(reply)
+    assert marked is not None and marked.brands == ("acme",)
+    assert "reply_to_own_account" not in marked.signals
+    assert "thread_answered_by_brand" not in marked.signals
+
+
+def test_the_parents_author_survives_the_codec() -> None:
+    reply = post("x", "2", "hi", reply_to_id="x:1", reply_to_author=Author(id="9", handle="a"))
+    assert decode_mention(encode_mention(reply)).reply_to_author == Author(id="9", handle="a")
 
 
 def test_unmatched_post_in_an_answered_thread_is_not_taken() -> None:

@@ -48,6 +48,7 @@ def test_full_line() -> None:
         lang="en",
         brands=["Quillbank"],
         reply_to_id="reddit:post-40",
+        reply_to_author="QuillbankHelp",
         thread_id="reddit:post-1",
         label="complaint",  # unknown keys are ignored
     )
@@ -56,6 +57,7 @@ def test_full_line() -> None:
     assert m.author.followers == 40 and m.author.handle == "u/ledger"
     assert m.created_at == datetime(2026, 5, 2, 6, 15, tzinfo=UTC)
     assert m.brands == ("Quillbank",)
+    assert m.reply_to_author is not None and m.reply_to_author.handle == "QuillbankHelp"
     assert (m.url, m.lang, m.reply_to_id, m.thread_id) == (
         "https://reddit.example/r/banking/41",
         "en",
@@ -120,6 +122,7 @@ def test_missing_ids_are_stable_and_distinct() -> None:
         (b'{"text": "t", "author": 5}', "validation", "author"),
         (b'{"text": "t", "author": {"followers": -2}}', "validation", "author.followers"),
         (b'{"text": "t", "author": {"followers": "lots"}}', "validation", "author.followers"),
+        (b'{"text": "t", "reply_to_author": 5}', "validation", "reply_to_author"),
         (b'{"text": "t", "created_at": "yesterday"}', "validation", "created_at"),
         (b'{"text": "t", "created_at": true}', "validation", "created_at"),
         (b'{"text": "t", "created_at": 1e20}', "validation", "created_at"),

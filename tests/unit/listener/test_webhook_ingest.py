@@ -160,6 +160,11 @@ def test_oversize_body_is_413() -> None:
         (b'{"type": "x"}', "'data'"),
         (b'{"type": "x", "data": {"id": "1"}}', "data[0].text"),
         (b'{"type": "x", "data": {"id": "1", "text": "a", "created_at": "nope"}}', "created_at"),
+        (
+            b'{"type": "x", "data": {"id": "2", "text": "a", "reply_to_id": "1",'
+            b' "reply_to_author": {"followers": -1}}}',
+            "data[0].reply_to_author",
+        ),
     ],
 )
 def test_invalid_payload_is_400_with_a_reason_and_dead_lettered(body: bytes, reason: str) -> None:
