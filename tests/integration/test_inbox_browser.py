@@ -301,7 +301,12 @@ def test_login_csrf_and_hostile_markup(
         HOSTILE_TEXT,
         author=Author(name='<img src=x onerror="window.__pwned=2">Eve', handle="eve<script>"),
         url="javascript:window.__pwned=3",
-        signals={"vetting": {"note": "<script>window.__pwned=4</script>"}},
+        reply_to_id="bluesky:xss-0",
+        reply_to_author=Author(handle="<img src=x onerror=\"window.__pwned=5\">acme"),
+        signals={
+            "vetting": {"note": "<script>window.__pwned=4</script>"},
+            "reply_to_own_account": ["AcmeBank"],
+        },
     )
     send(kafka_bootstrap, topics, hostile)
     inbox = Inbox(tmp_path, kafka_bootstrap, topics).start()
@@ -337,6 +342,10 @@ def test_login_csrf_and_hostile_markup(
         assert ann.locator("#post-text").inner_text() == HOSTILE_TEXT
         assert ann.locator(".author-line .author").inner_text().startswith("<img src=x")
         assert ann.locator("#source-url").inner_text() == "javascript:window.__pwned=3"
+        assert ann.locator("#reply-to-author").inner_text() == (
+            '<img src=x onerror="window.__pwned=5">acme (own account of AcmeBank)'
+        )
+        shoot(ann, tmp_path, "inbox-item-hostile.png")
         assert ann.locator("#source-link").count() == 0
         hrefs = ann.eval_on_selector_all("a", "els => els.map(e => e.getAttribute('href'))")
         assert not [h for h in hrefs if h and h.strip().lower().startswith("javascript")], hrefs

@@ -30,6 +30,8 @@ def hostile_mention() -> Mention:
         text=HOSTILE,
         url="javascript:alert(1)",
         author=Author(name='<img src=x onerror="alert(1)">', url="javascript:alert(2)"),
+        reply_to_id="itest:parent",
+        reply_to_author=Author(handle=HOSTILE),
         created_at=now,
         ingested_at=now,
         routing=Routing(needs_response=True, priority="P1", sla_due_at=now + timedelta(hours=1)),
@@ -132,6 +134,7 @@ def test_hostile_post_renders_as_text_and_pages_forbid_inline_script() -> None:
             assert "script-src 'self'" in response.headers["Content-Security-Policy"]
             assert 'href="javascript:' not in html.lower()
         assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in html
+        assert '<dd id="reply-to-author">&lt;script&gt;window.pwned=1' in html  # the parent's author
         assert 'id="source-url"' in html and "javascript:alert(1)" in html  # shown as text
 
     run(check)
