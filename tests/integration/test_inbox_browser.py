@@ -302,7 +302,7 @@ def test_login_csrf_and_hostile_markup(
         author=Author(name='<img src=x onerror="window.__pwned=2">Eve', handle="eve<script>"),
         url="javascript:window.__pwned=3",
         reply_to_id="bluesky:xss-0",
-        reply_to_author=Author(handle="<img src=x onerror=\"window.__pwned=5\">acme"),
+        reply_to_author=Author(handle='<img src=x onerror="window.__pwned=5">acme'),
         signals={
             "vetting": {"note": "<script>window.__pwned=4</script>"},
             "reply_to_own_account": ["AcmeBank"],
