@@ -3,9 +3,10 @@
 Sets: every dev set of the ``--data`` folders (``models/data.py``: e.g.
 ``intent`` and ``intent-v2/real``, ``intent-v2/synthetic``), each with
 per-source figures; ``samples`` (listener/samples, hand labelled, out of
-domain); and, with ``--cross-source-model``, ``cross-source`` (every
-``complaints19`` post, scored by a model of the same recipe trained without
-that source). The needs_response threshold is chosen on one dev set
+domain); and, with ``--cross-source-model``, ``cross-source`` (every post of
+``--held-out-source``, default ``complaints19``, train and dev, scored by a model
+of the same recipe trained without that source, its threshold chosen on the
+threshold set without that source). The needs_response threshold is chosen on one dev set
 (``--threshold-set``): the highest one that keeps recall >= ``--min-recall``;
 it is then applied unchanged to the other sets. The score is the model's own
 needs_response output when it has one, else ``P(complaint) + P(question)``.
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from models.data import load_corpus, needs_response_target
+from models.data import Corpus, load_corpus, needs_response_target
 from models.evaluation import (
     LABELS,
     NEEDS_RESPONSE_LABELS,
@@ -46,6 +47,7 @@ SAMPLES = REPO_ROOT / "listener" / "samples" / "brand_posts.jsonl"
 SAMPLE_LABELS = REPO_ROOT / "listener" / "samples" / "brand_posts.labels.jsonl"
 SAMPLE_BRANDS = REPO_ROOT / "listener" / "samples" / "brands.yaml"
 HELD_OUT_SOURCE = "complaints19"
+"""The source of the 1.x held-out run (``--held-out-source``'s default)."""
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
@@ -213,7 +215,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(format_report(samples_rep, f"== samples (out of domain), needs_response at {threshold}"))
     print_per_kind(samples_rep)
     if args.cross_source_model is not None:
-        result["cross_source"] = cross_source(args, corpus.dev[next(iter(corpus.dev))])
+        result["cross_source"] = cross_source(args, corpus, threshold_set)
     if args.baselines is not None:
         result["baselines"] = json.loads(args.baselines.read_text(encoding="utf-8"))
     return {"threshold": threshold, "evaluation": result}
@@ -242,25 +244,38 @@ def with_serving_kinds(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [dict(row, post_kind=kinds[f"{row['source']}:{row['id']}"]) for row in rows]
 
 
-def cross_source(args: argparse.Namespace, dev: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The held-out run's figures on complaints19 (train + dev of the first folder)."""
+def cross_source(args: argparse.Namespace, corpus: Corpus, threshold_set: str) -> dict[str, Any]:
+    """A held-out run's figures on every post of the source it was trained without.
+
+    Args:
+        args: ``cross_source_model`` (the held-out run's model folder),
+            ``held_out_source`` and ``min_recall``.
+        corpus: The data; the source's posts are taken from train and every dev set.
+        threshold_set: The dev set the threshold is chosen on, without the source.
+
+    Raises:
+        SystemExit: No post of the source is in the data.
+    """
+    source = args.held_out_source
     xs = OnnxIntentClassifier(
         args.cross_source_model, provider="cpu", needs_response_threshold=None
     )
-    train = _rows((args.data or [DEFAULT_DATA])[0] / "train.jsonl")
-    held = [r for r in train + list(dev) if r["source"] == HELD_OUT_SOURCE]
-    dev_in = [r for r in dev if r["source"] != HELD_OUT_SOURCE]
+    held = [r for r in [*corpus.train, *corpus.dev_rows()] if r["source"] == source]
+    if not held:
+        raise SystemExit(f"--held-out-source {source!r}: no post of that source in the data")
+    dev_in = [r for r in corpus.dev[threshold_set] if r["source"] != source]
     _, _, in_need = score_set(xs, dev_in, None)
     xs_pick = pick_threshold([needs_response_target(r) for r in dev_in], in_need, args.min_recall)
     xs_rep, _, _ = score_set(xs, held, xs_pick["threshold"])
-    held_dev = [r for r in dev if r["source"] == HELD_OUT_SOURCE]
+    held_dev = [r for r in corpus.dev_rows() if r["source"] == source]
     xs_dev_rep, _, _ = score_set(xs, held_dev, xs_pick["threshold"])
     xs_in_rep, _, _ = score_set(xs, dev_in, xs_pick["threshold"])
-    print(format_report(xs_rep, f"== cross-source: {HELD_OUT_SOURCE} (train+dev), held-out run"))
+    print(format_report(xs_rep, f"== cross-source: {source} (train+dev), held-out run"))
+    print(format_report(xs_dev_rep, f"== cross-source: {source} (dev part), held-out run"))
     return {
-        "held_out_source": HELD_OUT_SOURCE,
+        "held_out_source": source,
         "model": str(args.cross_source_model),
-        "threshold_selection": {"set": "dev without complaints19", **xs_pick},
+        "threshold_selection": {"set": f"{threshold_set} without {source}", **xs_pick},
         "all": xs_rep,
         "dev_part_only": xs_dev_rep,
         "in_source_dev": xs_in_rep,
@@ -283,13 +298,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="dev set the needs_response threshold is chosen on (default: the first)",
     )
-    p.add_argument("--cross-source-model", type=Path, default=None)
+    p.add_argument(
+        "--cross-source-model",
+        type=Path,
+        default=None,
+        help="model folder of a run trained without --held-out-source: scored on all its posts",
+    )
+    p.add_argument(
+        "--held-out-source",
+        default=HELD_OUT_SOURCE,
+        help=f"the source that run left out (default {HELD_OUT_SOURCE})",
+    )
     p.add_argument("--baselines", type=Path, default=None, help="JSON of models.baselines")
     p.add_argument("--min-recall", type=float, default=0.95)
     p.add_argument("--threshold", type=float, default=None, help="override the chosen threshold")
     p.add_argument("--write", action="store_true", help="update <model-dir>/metrics.json")
+    p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = p.parse_args(argv)
     out = run(args)
+    if args.json is not None:
+        args.json.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     if args.write:
         path = args.model_dir / "metrics.json"
         metrics = json.loads(path.read_text(encoding="utf-8"))

@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from models.report import carry_over_evaluation
 from models.report import main as report_main
 from models.runtime import DEFAULT_MODEL_DIR
@@ -84,3 +86,29 @@ def test_a_reexport_keeps_the_evaluation_only_of_the_same_artefact(tmp_path: Pat
     fresh = {"artefact": {"sha256": "aaa"}}
     carry_over_evaluation(fresh, tmp_path / "none.json")
     assert fresh == {"artefact": {"sha256": "aaa"}}
+
+
+def test_cross_source_scores_every_post_of_the_held_out_source(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    sources = ["sanders", "airline"] * 3
+    rows = [dict(row, source=src) for row, src in zip(DEV_ROWS, sources, strict=True)]
+    (data / "dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    train = [dict(row, source="sanders") for row in DEV_ROWS[:4]]
+    (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train))
+    out = tmp_path / "report.json"
+    args = ["--model-dir", str(DEFAULT_MODEL_DIR), "--data", str(data)]
+    held_out = ["--cross-source-model", str(DEFAULT_MODEL_DIR), "--held-out-source", "sanders"]
+
+    assert report_main([*args, *held_out, "--json", str(out)]) == 0
+
+    cross = json.loads(out.read_text())["evaluation"]["cross_source"]
+    assert cross["held_out_source"] == "sanders"
+    assert cross["all"]["n"] == 3 + 4  # its dev and train posts
+    assert cross["dev_part_only"]["n"] == 3
+    assert cross["in_source_dev"]["n"] == 3  # the threshold set without it: the airline posts
+    assert cross["threshold_selection"]["set"] == "data without sanders"
+    with pytest.raises(SystemExit, match="no post of that source"):
+        report_main(
+            [*args, "--cross-source-model", str(DEFAULT_MODEL_DIR), "--held-out-source", "x"]
+        )
