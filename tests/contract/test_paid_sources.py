@@ -43,7 +43,9 @@ def test_x_rules_reconciled_and_backfill_asked_on_reconnect() -> None:
     assert len(h.rule_posts) == 2, "second connect: rules already in step"
     assert "backfill_minutes" not in h.stream_params[0]
     assert h.stream_params[1]["backfill_minutes"] == "2"
-    assert "author_id" in h.stream_params[0]["expansions"]
+    expansions = h.stream_params[0]["expansions"].split(",")
+    assert "author_id" in expansions and "in_reply_to_user_id" in expansions
+    assert "in_reply_to_user_id" in h.stream_params[0]["tweet.fields"].split(",")
 
 
 def test_reddit_429_waits_for_x_ratelimit_reset_and_401_renews_the_token() -> None:
