@@ -78,6 +78,24 @@ class ModelSettings(BaseModel):
             "top-label confidence go to the queue."
         ),
     )
+    needs_response_threshold_by_source: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Source name (Mention.source) -> the needs_response threshold for its posts, "
+            "in place of the model's calibrated one: for a source whose posts the model "
+            "scores differently from its training data, e.g. a platform it was not trained "
+            "on. `brand-listener eval --by-source` picks one from labelled posts of the "
+            "source. Only for a model with a calibrated decision (metrics.json)."
+        ),
+    )
+
+    @field_validator("needs_response_threshold_by_source")
+    @classmethod
+    def _thresholds_are_probabilities(cls, value: dict[str, float]) -> dict[str, float]:
+        for source, threshold in value.items():
+            if not 0.0 <= threshold <= 1.0:
+                raise ValueError(f"threshold for source {source!r} must be within 0..1")
+        return value
 
 
 class BatchingSettings(BaseModel):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -104,7 +105,14 @@ def build_worker(
     classify_agent = classify.register(
         app,
         topics.raw,
-        classify.ClassifyStage(classifier, outputs, metrics, executor, names),
+        classify.ClassifyStage(
+            classifier,
+            outputs,
+            metrics,
+            executor,
+            names,
+            settings.model.needs_response_threshold_by_source,
+        ),
         batch_size=settings.batching.size,
         batch_window_s=settings.batching.window_s,
     )
@@ -309,12 +317,16 @@ def classifier_device(classifier: IntentClassifier) -> str:
     return str(getattr(classifier, "provider", "unknown"))
 
 
-def decision(classifier: IntentClassifier, fallback: float) -> str:
+def decision(
+    classifier: IntentClassifier, fallback: float, by_source: Mapping[str, float] | None = None
+) -> str:
     """How needs_response is decided, for the start-up log line."""
     calibrated = getattr(classifier, "needs_response_threshold", None)
-    if calibrated is not None:
-        return f"P(complaint)+P(question) >= {calibrated:.4f} (the model's, calibrated)"
-    return f"top-label confidence >= {fallback:.2f} (the model has no calibrated threshold)"
+    if calibrated is None:
+        return f"top-label confidence >= {fallback:.2f} (the model has no calibrated threshold)"
+    sources = ", ".join(f"{s} {t:.4f}" for s, t in sorted((by_source or {}).items()))
+    per_source = f"; per source: {sources}" if sources else ""
+    return f"score >= {calibrated:.4f} (the model's, calibrated){per_source}"
 
 
 def run_worker(settings: AgentSettings) -> int:
@@ -343,7 +355,11 @@ def run_worker(settings: AgentSettings) -> int:
         settings.kafka.security_protocol,
         classifier.name,
         classifier_device(classifier),
-        decision(classifier, settings.model.needs_response_threshold),
+        decision(
+            classifier,
+            settings.model.needs_response_threshold,
+            settings.model.needs_response_threshold_by_source,
+        ),
         settings.batching.size,
         settings.batching.window_s,
         settings.health.web_port,

@@ -96,6 +96,20 @@ def register_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=None,
         help="needs_response threshold on P(complaint)+P(question) (default: the model's)",
     )
+    ev.add_argument(
+        "--by-source",
+        action="store_true",
+        help="also per source (each line's \"source\"): needs_response at the model's threshold, "
+        "and the threshold that keeps --min-recall on that source's own posts, printed as "
+        "worker.yaml's model.needs_response_threshold_by_source (give a random labelled "
+        "sample of each source's posts, named as the connector names them: reddit, x, ...)",
+    )
+    ev.add_argument(
+        "--min-recall",
+        type=float,
+        default=0.9,
+        help="needs_response recall a per-source threshold keeps (default 0.9, as the model's)",
+    )
     ev.set_defaults(func=eval_command)
 
 
@@ -241,7 +255,14 @@ def eval_command(args: argparse.Namespace) -> int:
     Returns:
         0 on success, 2 on unreadable input or model.
     """
-    from models.evaluation import classification_report, format_report, load_labelled
+    from models.evaluation import (
+        NEEDS_RESPONSE_LABELS,
+        classification_report,
+        format_report,
+        load_labelled,
+        needs_response_score,
+        thresholds_by_source,
+    )
 
     try:
         rows = load_labelled(args.input, args.labels)
@@ -266,11 +287,60 @@ def eval_command(args: argparse.Namespace) -> int:
     report["model"] = classifier.name
     report["needs_response_threshold"] = classifier.needs_response_threshold
     report["label_offsets"] = classifier.label_offsets
+    if args.by_source:
+        report["by_source"] = thresholds_by_source(
+            [str(row.get("source") or "-") for row in rows],
+            gold_needs or [row["label"] in NEEDS_RESPONSE_LABELS for row in rows],
+            [
+                needs_response_score(p.scores)
+                if p.needs_response_score is None
+                else p.needs_response_score
+                for p in predictions
+            ],  # fmt: skip
+            classifier.needs_response_threshold,
+            args.min_recall,
+        )
     if args.json:
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         threshold = classifier.needs_response_threshold
-        rule = "top label" if threshold is None else f"P(complaint)+P(question) >= {threshold}"
+        rule = "top label" if threshold is None else f"score >= {threshold}"
         title = f"{classifier.name} on {args.input} ({len(rows)} posts; needs_response: {rule})"
         print(format_report(report, title))
+        if args.by_source:
+            print(format_by_source(report["by_source"], threshold, args.min_recall))
     return 0
+
+
+def format_by_source(
+    by_source: dict[str, dict[str, Any]], threshold: float | None, min_recall: float
+) -> str:
+    """The ``--by-source`` table, then the worker.yaml lines for the picked thresholds."""
+    model = f"at the model's {threshold}" if threshold is not None else "at the model's"
+    width = max([len("source"), *map(len, by_source)])
+    lines = [
+        "",
+        f"needs_response by source: P / R {model}, and the threshold that keeps recall "
+        f">= {min_recall} on the source's own posts",
+        f"{'source':<{width}} {'posts':>6} {'need':>5}  {'model P / R':>15}  {'picked':>7}  "
+        f"{'P / R there':>15}",
+    ]
+    picked: dict[str, float] = {}
+    for source, row in by_source.items():
+        at = row.get("at_model_threshold")
+        at_text = f"{at['precision']:.3f} / {at['recall']:.3f}" if at else "-"
+        pick = row["picked"]
+        if pick is None:
+            pick_text = f"{'-':>7}  {'(too few posts needing an answer)':>15}"
+        else:
+            picked[source] = pick["threshold"]
+            pick_text = f"{pick['threshold']:>7.4f}  {pick['precision']:.3f} / {pick['recall']:.3f}"
+        lines.append(
+            f"{source:<{width}} {row['posts']:>6} {row['need_answer']:>5}  {at_text:>15}  "
+            f"{pick_text}"
+        )
+    if picked:
+        lines += ["", "worker.yaml, to use the picked thresholds:"]
+        lines += ["model:", "  needs_response_threshold_by_source:"]
+        lines += [f"    {source}: {value}" for source, value in picked.items()]
+    return "\n".join(lines)

@@ -27,7 +27,11 @@ __all__ = [
     "needs_response",
     "needs_response_score",
     "pick_threshold",
+    "thresholds_by_source",
 ]
+
+MIN_POSITIVES_FOR_A_THRESHOLD = 15
+"""Posts needing an answer a source must have before a threshold is picked on it."""
 
 
 def needs_response_score(scores: Mapping[str, float]) -> float:
@@ -167,7 +171,9 @@ def classification_report(
 
 
 def pick_threshold(
-    gold: Sequence[bool], score: Sequence[float] | np.ndarray, min_recall: float = 0.95
+    gold: Sequence[bool] | np.ndarray,
+    score: Sequence[float] | np.ndarray,
+    min_recall: float = 0.95,
 ) -> dict[str, float]:
     """The highest score threshold whose recall is at least ``min_recall``.
 
@@ -193,6 +199,51 @@ def pick_threshold(
         "precision": float(report["precision"]),
         "recall": float(report["recall"]),
     }
+
+
+def thresholds_by_source(
+    sources: Sequence[str],
+    gold: Sequence[bool],
+    score: Sequence[float] | np.ndarray,
+    model_threshold: float | None,
+    min_recall: float = 0.9,
+    min_positives: int = MIN_POSITIVES_FOR_A_THRESHOLD,
+) -> dict[str, dict[str, Any]]:
+    """Per source: how the model's threshold does there, and the one that source would want.
+
+    For a source the model scores unlike its training data (a platform it was not
+    trained on), the model's calibrated threshold can queue far more, or far
+    fewer, posts than wanted; a threshold picked on a labelled sample of that
+    source's own posts fixes the trade-off there (``--min-recall``, as the model's
+    own was picked). The sample must be a random one of the source's posts (not,
+    e.g., label corrections, which are mostly posts the model queued).
+
+    Args:
+        sources: Each post's source.
+        gold: Whether each post needs an answer.
+        score: Each post's needs_response score.
+        model_threshold: The model's calibrated threshold (None: not reported).
+        min_recall: Recall the picked threshold must keep on the source.
+        min_positives: Fewer posts needing an answer than this: no threshold is picked.
+
+    Returns:
+        Source -> ``posts``, ``need_answer``, ``at_model_threshold`` (a
+        :func:`binary_report`, when ``model_threshold`` is given) and ``picked``
+        (:func:`pick_threshold`'s answer, or None with too few positives).
+    """
+    src = np.asarray(sources)
+    g = np.asarray(gold, dtype=bool)
+    s = np.asarray(score, dtype=np.float64)
+    out: dict[str, dict[str, Any]] = {}
+    for source in sorted(set(src.tolist())):
+        mask = src == source
+        row: dict[str, Any] = {"posts": int(mask.sum()), "need_answer": int(g[mask].sum())}
+        if model_threshold is not None:
+            row["at_model_threshold"] = binary_report(g[mask], s[mask] >= model_threshold)
+        enough = row["need_answer"] >= min_positives
+        row["picked"] = pick_threshold(g[mask], s[mask], min_recall) if enough else None
+        out[source] = row
+    return out
 
 
 def format_report(report: Mapping[str, Any], title: str = "") -> str:

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
 
-from agents.pipeline.classify import classification_of, post_kind
+from agents.pipeline.classify import classification_of, decided_at, post_kind
 from agents.pipeline.rules import route
 from agents.pipeline.rules_file import RulesError
 from agents.settings import AgentSettings
@@ -60,14 +60,20 @@ def read_posts(path: Path, out: TextIO, brands: BrandMatcher | None = None) -> l
     return posts
 
 
-def classified(classifier: IntentClassifier, posts: list[Mention]) -> Iterator[Mention]:
-    """Each post with the model's classification, in batches."""
+def classified(
+    classifier: IntentClassifier,
+    posts: list[Mention],
+    thresholds_by_source: Mapping[str, float] | None = None,
+) -> Iterator[Mention]:
+    """Each post with the model's classification, in batches, as the classify agent gives it."""
+    by_source = thresholds_by_source or {}
     for start in range(0, len(posts), BATCH):
         chunk = posts[start : start + BATCH]
         predictions = classifier.predict([m.text for m in chunk], [post_kind(m) for m in chunk])
         for post, p in zip(chunk, predictions, strict=True):
+            decided = decided_at(p, by_source.get(post.source))
             yield post.with_stage(
-                "classified", classification=classification_of(p, classifier.name)
+                "classified", classification=classification_of(decided, classifier.name)
             )
 
 
@@ -123,7 +129,8 @@ def run(
     """Route every post and print it; returns how many would be queued."""
     rules, sla = routing_rules(settings)
     queued = 0
-    for mention in classified(classifier, list(posts)):
+    by_source = settings.model.needs_response_threshold_by_source
+    for mention in classified(classifier, list(posts), by_source):
         routed = mention.with_stage(
             "routed", routing=route(mention, settings.model.needs_response_threshold, rules, sla)
         )

@@ -20,7 +20,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 
 import faust
@@ -56,6 +56,8 @@ class ClassifyStage:
         executor: Runs inference off the event loop (one thread: the model
             parallelises internally).
         topics: Topic names.
+        thresholds_by_source: Source -> needs_response threshold replacing the
+            model's for that source's posts (:func:`decided_at`).
     """
 
     def __init__(
@@ -65,12 +67,14 @@ class ClassifyStage:
         metrics: AgentMetrics,
         executor: Executor,
         topics: TopicNames,
+        thresholds_by_source: Mapping[str, float] | None = None,
     ) -> None:
         self._classifier = classifier
         self._outputs = outputs
         self._metrics = metrics
         self._executor = executor
         self._topics = topics
+        self._thresholds = dict(thresholds_by_source or {})
 
     @property
     def outputs(self) -> Outputs:
@@ -138,8 +142,24 @@ class ClassifyStage:
         return predictions
 
     def _classified(self, mention: Mention, prediction: Prediction) -> Mention:
-        classification = classification_of(prediction, self._classifier.name)
+        decided = decided_at(prediction, self._thresholds.get(mention.source))
+        classification = classification_of(decided, self._classifier.name)
         return mention.with_stage("classified", classification=classification)
+
+
+def decided_at(prediction: Prediction, threshold: float | None) -> Prediction:
+    """``prediction`` with its needs_response decision taken at ``threshold`` instead.
+
+    A source's own threshold (``model.needs_response_threshold_by_source``)
+    replaces the model's calibrated one; a prediction without a calibrated
+    decision, or without a score, is left as it is (the router then uses its
+    confidence fallback), and so is every prediction when ``threshold`` is None.
+    """
+    if threshold is None or prediction.needs_response is None:
+        return prediction
+    if prediction.needs_response_score is None:
+        return prediction
+    return prediction._replace(needs_response=prediction.needs_response_score >= threshold)
 
 
 def post_kind(mention: Mention) -> str:

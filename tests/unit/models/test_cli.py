@@ -156,6 +156,27 @@ def test_eval_prints_per_class_and_needs_response(
     assert "needs_response precision" in text
 
 
+def test_eval_by_source_prints_each_sources_threshold_as_worker_yaml(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    samples = Path(__file__).resolve().parents[3] / "listener" / "samples"
+    argv = ["eval", "--input", str(samples / "brand_posts.jsonl"), "--by-source"]
+    argv += ["--labels", str(samples / "brand_posts.labels.jsonl")]
+    assert run([*argv, "--json"]) == 0
+    by_source = orjson.loads(capsys.readouterr().out)["by_source"]
+    assert sum(row["posts"] for row in by_source.values()) == 718
+    bluesky = by_source["bluesky"]
+    assert bluesky["picked"]["recall"] >= 0.9
+    assert 0 < bluesky["picked"]["threshold"] < 1
+    assert 0 <= bluesky["at_model_threshold"]["precision"] <= 1
+    assert run(argv) == 0
+    text = capsys.readouterr().out
+    assert "needs_response by source" in text
+    yaml_part = text.split("worker.yaml, to use the picked thresholds:\n", 1)[1]
+    assert yaml_part.startswith("model:\n  needs_response_threshold_by_source:\n")
+    assert f"    bluesky: {bluesky['picked']['threshold']}" in yaml_part.splitlines()
+
+
 def test_eval_on_the_bundled_samples_joins_the_labels_file(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

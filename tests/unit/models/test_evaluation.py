@@ -14,6 +14,7 @@ from models.evaluation import (
     needs_response,
     needs_response_score,
     pick_threshold,
+    thresholds_by_source,
 )
 
 SCORES = {"complaint": 0.3, "praise": 0.05, "question": 0.25, "other": 0.4}
@@ -57,6 +58,22 @@ def test_pick_threshold_keeps_the_recall() -> None:
     assert picked["recall"] >= 0.95
     assert picked["threshold"] == pytest.approx(0.3)
     assert picked["precision"] == pytest.approx(19 / 19)
+
+
+def test_thresholds_by_source_pick_each_sources_own() -> None:
+    # "new" scores every post high: the model's 0.5 queues all of it; its own pick keeps
+    # recall 0.9 and drops the posts needing no answer. "few" has too few positives.
+    sources = ["known"] * 40 + ["new"] * 40 + ["few"] * 4
+    gold = [True] * 20 + [False] * 20 + [True] * 20 + [False] * 20 + [True, False] * 2
+    score = [0.9] * 20 + [0.1] * 20 + [0.95] * 20 + [0.8] * 20 + [0.7, 0.2] * 2
+    out = thresholds_by_source(sources, gold, score, 0.5, min_recall=0.9, min_positives=15)
+    assert list(out) == ["few", "known", "new"]
+    assert out["new"]["posts"] == 40 and out["new"]["need_answer"] == 20
+    assert out["new"]["at_model_threshold"]["precision"] == 0.5
+    assert out["new"]["picked"] == {"threshold": 0.95, "precision": 1.0, "recall": 1.0}
+    assert out["known"]["at_model_threshold"]["precision"] == 1.0
+    assert out["few"]["picked"] is None
+    assert "at_model_threshold" not in thresholds_by_source(sources, gold, score, None)["new"]
 
 
 def test_load_labelled_joins_posts_with_a_labels_file(tmp_path: Path) -> None:

@@ -5,9 +5,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+import pytest
+from pydantic import ValidationError
 
-from agents.pipeline.classify import classification_of, post_kind
+from agents.pipeline.classify import classification_of, decided_at, post_kind
 from agents.pipeline.rules import LABEL_FROM_SCORES
+from agents.settings import ModelSettings
 from listener.dead_letter import MAX_RECORD_BYTES
 from listener.record import LABELS, Mention, decode_mention, encode_mention
 from models.interface import Prediction
@@ -241,6 +244,39 @@ def test_classification_carries_the_model_needs_response_decision() -> None:
     # a classifier without a calibrated decision leaves both unset
     plain = classification_of(Prediction("other", dict(SPLIT)), "m@1")
     assert (plain.needs_response, plain.needs_response_score) == (None, None)
+
+
+def test_a_sources_own_threshold_replaces_the_models_decision() -> None:
+    calibrated = Prediction("other", dict(SPLIT), True, 0.55)
+    assert decided_at(calibrated, None) is calibrated
+    assert decided_at(calibrated, 0.6).needs_response is False
+    assert decided_at(calibrated, 0.55).needs_response is True  # inclusive, as the model's
+    assert decided_at(Prediction("other", dict(SPLIT), False, 0.55), 0.5).needs_response is True
+    # no calibrated decision or no score: left to the router's confidence fallback
+    assert decided_at(Prediction("other", dict(SPLIT)), 0.1).needs_response is None
+    assert decided_at(Prediction("other", dict(SPLIT), True, None), 0.9).needs_response is True
+
+
+def test_the_classify_agent_decides_at_each_sources_threshold(
+    build, sender, make_mention, wait_until
+):
+    by_source = {"bluesky": 0.6, "mastodon": 0.1}
+    pipeline, _ = build(
+        CalibratedClassifier(),
+        model=ModelSettings(needs_response_threshold_by_source=by_source),
+    )
+    post = make_mention("1", "where do I report this?")  # bluesky: 0.55 < 0.6
+    other = post.model_copy(update={"id": "x:2", "source": "x"})  # not listed: the model's
+    classify_all(pipeline, sender, wait_until, [post, other])
+    records = sender.on(pipeline.topics.classified.get_topic_name())
+    classified = [decode_mention(value) for _, value in records]
+    decided = {m.source: m.classification.needs_response for m in classified if m.classification}
+    assert decided == {"bluesky": False, "x": True}
+
+
+def test_source_thresholds_must_be_probabilities() -> None:
+    with pytest.raises(ValidationError, match="reddit"):
+        ModelSettings(needs_response_threshold_by_source={"reddit": 1.5})
 
 
 def test_split_post_is_classified_then_queued_by_the_model_decision(
