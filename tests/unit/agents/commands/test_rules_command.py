@@ -89,6 +89,17 @@ def test_rules_test_routes_by_the_model_needs_response_like_the_worker(tmp_path:
     assert "rules=complaint,needs_response.label_from_scores" in line
 
 
+def test_rules_test_decides_a_listed_source_at_its_own_threshold(tmp_path: Path) -> None:
+    # replay lines are source "replay": its own 0.6 is over the score 0.55, so not queued
+    settings = AgentSettings(model={"needs_response_threshold_by_source": {"replay": 0.6}})
+    out = io.StringIO()
+    posts = read_posts(_posts(tmp_path), io.StringIO())[1:2]
+    assert run(posts, settings, SplitClassifier(), out) == 0
+    assert "other@0.45  nr=0.55-  -" in out.getvalue()
+    other = AgentSettings(model={"needs_response_threshold_by_source": {"x": 0.6}})
+    assert run(posts, other, SplitClassifier(), io.StringIO()) == 1
+
+
 def test_rules_test_without_the_model_decision_shows_no_score(
     tmp_path: Path, keyword_classifier: type
 ) -> None:
