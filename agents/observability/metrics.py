@@ -116,10 +116,16 @@ class AgentMetrics:
                     brand=self.brands(brand), source=self.sources(mention.source)
                 ).inc()
 
-    def count_correction(self, old_label: str, new_label: str) -> None:
-        """Count one label correction (a label outside the four intents counts as ``unknown``)."""
+    def count_correction(self, old_label: str, new_label: str, source: str | None) -> None:
+        """Count one label correction, by the model's label, the right one and the source.
+
+        A label outside the four intents counts as ``unknown``, and so does a
+        correction that does not name its post's source.
+        """
         self.label_corrections.labels(
-            old_label=_intent(old_label), new_label=_intent(new_label)
+            old_label=_intent(old_label),
+            new_label=_intent(new_label),
+            source=self.sources(source or "unknown"),
         ).inc()
 
 
@@ -265,8 +271,8 @@ def create(
         label_corrections=Counter(
             "brandlistener_label_corrections_total",
             "Label corrections by support staff read from mentions.corrections, by the model's "
-            "label and the corrected one ('unknown': no model label was known).",
-            ("old_label", "new_label"),
+            "label, the corrected one ('unknown': no model label was known) and the post's source.",
+            ("old_label", "new_label", "source"),
             registry=registry,
         ),
         sources=LabelCap(source_limit),

@@ -10,7 +10,9 @@ fields as ``../shared/data/intent/*.jsonl`` plus where each row came from.
 
 Each worker runs ``count_corrections`` (:func:`register`), which counts every
 correction it reads in ``brandlistener_label_corrections_total{old_label,
-new_label}``: the support dashboard's view of where the model is wrong. Like
+new_label,source}``: the support dashboard's view of where the model is wrong,
+and on which source (a source corrected far more than the others may want its
+own needs_response threshold: ``model.needs_response_threshold_by_source``). Like
 every agent it reads as the worker group, so each correction is counted by one
 worker (again after a crash before its offset was committed; a new app id
 counts the whole topic again). The counter starts at zero on every start;
@@ -239,7 +241,8 @@ def register(
         except ValueError as exc:
             log.warning("skipping a record of %s: %s", topics.corrections, exc)
             return
-        metrics.count_correction(correction.old_label or "", correction.new_label)
+        old = correction.old_label or ""
+        metrics.count_correction(old, correction.new_label, correction.source)
 
     async def count_corrections(stream: StreamT) -> None:
         await run_events(stream, stage="corrections", handle=count, dead_letter=dead_letter)

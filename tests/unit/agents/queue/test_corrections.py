@@ -128,14 +128,14 @@ def test_worker_counts_corrections_by_old_and_new_label(build: Any, wait_until: 
             await wait_until(
                 lambda: (
                     registry.get_sample_value(
-                        metric, {"old_label": "unknown", "new_label": "other"}
+                        metric, {"old_label": "unknown", "new_label": "other", "source": "x"}
                     )
                     == 1
                 )
             )
 
     asyncio.run(scenario())
-    pair = {"old_label": "complaint", "new_label": "praise"}
+    pair = {"old_label": "complaint", "new_label": "praise", "source": "bluesky"}
     assert registry.get_sample_value(metric, pair) == 1
 
 
