@@ -245,11 +245,12 @@ def with_serving_kinds(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def cross_source(args: argparse.Namespace, corpus: Corpus, threshold_set: str) -> dict[str, Any]:
-    """A held-out run's figures on every post of the source it was trained without.
+    """A held-out run's figures on every post of the source(s) it was trained without.
 
     Args:
         args: ``cross_source_model`` (the held-out run's model folder),
-            ``held_out_source`` and ``min_recall``.
+            ``held_out_source`` (one source, or several joined by commas: a
+            platform of several sets) and ``min_recall``.
         corpus: The data; the source's posts are taken from train and every dev set.
         threshold_set: The dev set the threshold is chosen on, without the source.
 
@@ -257,17 +258,18 @@ def cross_source(args: argparse.Namespace, corpus: Corpus, threshold_set: str) -
         SystemExit: No post of the source is in the data.
     """
     source = args.held_out_source
+    names = set(source.split(","))
     xs = OnnxIntentClassifier(
         args.cross_source_model, provider="cpu", needs_response_threshold=None
     )
-    held = [r for r in [*corpus.train, *corpus.dev_rows()] if r["source"] == source]
+    held = [r for r in [*corpus.train, *corpus.dev_rows()] if r["source"] in names]
     if not held:
         raise SystemExit(f"--held-out-source {source!r}: no post of that source in the data")
-    dev_in = [r for r in corpus.dev[threshold_set] if r["source"] != source]
+    dev_in = [r for r in corpus.dev[threshold_set] if r["source"] not in names]
     _, _, in_need = score_set(xs, dev_in, None)
     xs_pick = pick_threshold([needs_response_target(r) for r in dev_in], in_need, args.min_recall)
     xs_rep, _, _ = score_set(xs, held, xs_pick["threshold"])
-    held_dev = [r for r in corpus.dev_rows() if r["source"] == source]
+    held_dev = [r for r in corpus.dev_rows() if r["source"] in names]
     xs_dev_rep, _, _ = score_set(xs, held_dev, xs_pick["threshold"])
     xs_in_rep, _, _ = score_set(xs, dev_in, xs_pick["threshold"])
     print(format_report(xs_rep, f"== cross-source: {source} (train+dev), held-out run"))
@@ -307,7 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--held-out-source",
         default=HELD_OUT_SOURCE,
-        help=f"the source that run left out (default {HELD_OUT_SOURCE})",
+        help=f"the source that run left out, or several joined by commas "
+        f"(default {HELD_OUT_SOURCE})",
     )
     p.add_argument("--baselines", type=Path, default=None, help="JSON of models.baselines")
     p.add_argument("--min-recall", type=float, default=0.95)

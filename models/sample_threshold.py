@@ -94,17 +94,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model-dir", type=Path, required=True)
     p.add_argument("--data", type=Path, action="append", required=True, help="repeatable")
     p.add_argument("--threshold-set", required=True, help="dev set of the model's threshold")
-    p.add_argument("--source", required=True, help="the source to study")
+    p.add_argument(
+        "--source", required=True, help="the source to study, or several joined by commas"
+    )
     p.add_argument("--sample", type=int, default=71, help="labelled posts picking a threshold")
     p.add_argument("--draws", type=int, default=200)
     p.add_argument("--min-recall", type=float, default=0.9)
     p.add_argument("--seed", type=int, default=20261206)
     args = p.parse_args(argv)
     corpus = load_corpus(args.data)
-    rows = [r for r in [*corpus.train, *corpus.dev_rows()] if r["source"] == args.source]
+    names = set(args.source.split(","))
+    rows = [r for r in [*corpus.train, *corpus.dev_rows()] if r["source"] in names]
     if len(rows) <= args.sample:
         raise SystemExit(f"{args.source!r}: {len(rows)} posts, not more than --sample")
-    others = [r for r in corpus.dev[args.threshold_set] if r["source"] != args.source]
+    others = [r for r in corpus.dev[args.threshold_set] if r["source"] not in names]
     clf = OnnxIntentClassifier(args.model_dir, provider="cpu", needs_response_threshold=None)
 
     def scored(some: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:

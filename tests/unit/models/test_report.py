@@ -108,6 +108,10 @@ def test_cross_source_scores_every_post_of_the_held_out_source(tmp_path: Path) -
     assert cross["dev_part_only"]["n"] == 3
     assert cross["in_source_dev"]["n"] == 3  # the threshold set without it: the airline posts
     assert cross["threshold_selection"]["set"] == "data without sanders"
+    # several sources, joined by commas, make one held-out platform
+    several = ["--cross-source-model", str(DEFAULT_MODEL_DIR), "--held-out-source", "sanders,x"]
+    assert report_main([*args, *several, "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["evaluation"]["cross_source"]["all"]["n"] == 7
     with pytest.raises(SystemExit, match="no post of that source"):
         report_main(
             [*args, "--cross-source-model", str(DEFAULT_MODEL_DIR), "--held-out-source", "x"]
