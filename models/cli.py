@@ -288,15 +288,16 @@ def eval_command(args: argparse.Namespace) -> int:
     report["needs_response_threshold"] = classifier.needs_response_threshold
     report["label_offsets"] = classifier.label_offsets
     if args.by_source:
+        scores = [
+            needs_response_score(p.scores)
+            if p.needs_response_score is None
+            else p.needs_response_score
+            for p in predictions
+        ]
         report["by_source"] = thresholds_by_source(
             [str(row.get("source") or "-") for row in rows],
             gold_needs or [row["label"] in NEEDS_RESPONSE_LABELS for row in rows],
-            [
-                needs_response_score(p.scores)
-                if p.needs_response_score is None
-                else p.needs_response_score
-                for p in predictions
-            ],  # fmt: skip
+            scores,
             classifier.needs_response_threshold,
             args.min_recall,
         )

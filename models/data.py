@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,10 @@ class Corpus:
     def dev_rows(self) -> list[dict[str, Any]]:
         """Every dev row, set by set in load order."""
         return [row for rows in self.dev.values() for row in rows]
+
+    def rows_of(self, sources: Collection[str]) -> list[dict[str, Any]]:
+        """Every row (train, then dev) of ``sources``: a held-out platform's posts."""
+        return [row for row in [*self.train, *self.dev_rows()] if row.get("source") in sources]
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -262,7 +262,7 @@ def cross_source(args: argparse.Namespace, corpus: Corpus, threshold_set: str) -
     xs = OnnxIntentClassifier(
         args.cross_source_model, provider="cpu", needs_response_threshold=None
     )
-    held = [r for r in [*corpus.train, *corpus.dev_rows()] if r["source"] in names]
+    held = corpus.rows_of(names)
     if not held:
         raise SystemExit(f"--held-out-source {source!r}: no post of that source in the data")
     dev_in = [r for r in corpus.dev[threshold_set] if r["source"] not in names]

@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     corpus = load_corpus(args.data)
     names = set(args.source.split(","))
-    rows = [r for r in [*corpus.train, *corpus.dev_rows()] if r["source"] in names]
+    rows = corpus.rows_of(names)
     if len(rows) <= args.sample:
         raise SystemExit(f"{args.source!r}: {len(rows)} posts, not more than --sample")
     others = [r for r in corpus.dev[args.threshold_set] if r["source"] not in names]
