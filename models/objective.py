@@ -67,6 +67,7 @@ def batch_loss(
     nr_factor: float,
     soft: tuple[torch.Tensor, torch.Tensor | None] | None = None,
     soft_weight: float = 0.0,
+    nr_soft_weight: float | None = None,
 ) -> torch.Tensor:
     """Weighted cross-entropy on the labels, plus weighted BCE on the needs_response head.
 
@@ -85,6 +86,10 @@ def batch_loss(
         soft: The teacher's label probabilities ``(batch, 4)`` and needs_response
             probabilities ``(batch,)`` (``None`` without the head), or ``None``.
         soft_weight: Share of the teacher's targets in each target (0 to 1).
+        nr_soft_weight: Share of the teacher's needs_response in that target, where it
+            differs from ``soft_weight`` (``None``: the same). 1 trains the head on the
+            teacher's judgement alone for the posts it scored: the old posts, whose
+            needs_response is only derived from their sentiment-mapped label.
 
     Returns:
         The scalar loss.
@@ -98,8 +103,9 @@ def batch_loss(
     loss = (weights * class_w[labels] * ce).sum() / (n * norms[0])
     if nr_gold is not None:
         nr_target = nr_gold
-        if soft is not None and soft[1] is not None and soft_weight > 0:
-            nr_target = (1.0 - soft_weight) * nr_gold + soft_weight * soft[1]
+        nr_share = soft_weight if nr_soft_weight is None else nr_soft_weight
+        if soft is not None and soft[1] is not None and nr_share > 0:
+            nr_target = (1.0 - nr_share) * nr_gold + nr_share * soft[1]
         bce = torch.nn.functional.binary_cross_entropy_with_logits(
             logits[:, len(LABELS)], nr_target, reduction="none"
         )

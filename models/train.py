@@ -234,6 +234,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="with --soft-targets: the teacher's share of each target (0 to 1)",
     )
     p.add_argument(
+        "--needs-response-soft-weight",
+        type=float,
+        default=None,
+        help="with --soft-targets and --needs-response-head: the teacher's share of the "
+        "needs_response target where it differs from --soft-weight (1: the teacher's "
+        "judgement alone for the posts it scored, whose needs_response is otherwise only "
+        "derived from their label)",
+    )
+    p.add_argument(
         "--init",
         type=Path,
         default=None,
@@ -434,6 +443,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.soft_targets:
         if not 0.0 < args.soft_weight <= 1.0:
             raise SystemExit("--soft-weight must be in (0, 1]")
+        if args.needs_response_soft_weight is None:
+            args.needs_response_soft_weight = args.soft_weight
+        if not 0.0 <= args.needs_response_soft_weight <= 1.0:
+            raise SystemExit("--needs-response-soft-weight must be in [0, 1]")
         soft: dict[str, SoftTarget] = {}
         for path in args.soft_targets:
             soft.update(read_soft_targets(path))
@@ -442,7 +455,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"soft targets: {len(train_rows) - soft_missing} of {len(train_rows)} training "
             f"posts from {', '.join(map(str, args.soft_targets))} "
-            f"(weight {args.soft_weight}); the rest keep gold",
+            f"(weight {args.soft_weight}, needs_response {args.needs_response_soft_weight}); "
+            "the rest keep gold",
             flush=True,
         )
     dev_sets = {
@@ -515,6 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if soft_probs is None or soft_nr is None
                 else (soft_probs[idx], soft_nr[idx] if args.needs_response_head else None),
                 args.soft_weight,
+                args.needs_response_soft_weight,
             )
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -581,6 +596,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             {
                 "files": [str(path) for path in args.soft_targets],
                 "weight": args.soft_weight,
+                "needs_response_weight": args.needs_response_soft_weight,
                 "posts_without": soft_missing,
             }
             if args.soft_targets

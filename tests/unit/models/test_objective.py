@@ -96,6 +96,26 @@ def test_soft_targets_mix_into_the_label_and_head_targets() -> None:
     assert float(got) == pytest.approx(float(label_term + head_term), rel=1e-6)
 
 
+def test_the_head_can_take_its_own_share_of_the_teacher() -> None:
+    logits = torch.tensor([[2.0, 0.0, -1.0, 0.5, 1.0]])
+    labels = torch.tensor([0])
+    cw = torch.ones(4)
+    gold_nr = torch.tensor([1.0])
+    teacher = torch.tensor([[0.2, 0.6, 0.1, 0.1]])
+    teacher_nr = torch.tensor([0.3])
+    soft = (teacher, teacher_nr)
+    args = (logits, labels, torch.ones(1), gold_nr, cw, (1.0, 1.0), 1.0, soft, 0.25)
+    label_only = batch_loss(logits, labels, torch.ones(1), None, cw, (1.0, 1.0), 1.0, soft, 0.25)
+    teacher_alone = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 4], teacher_nr)
+    got = batch_loss(*args, nr_soft_weight=1.0)
+    assert float(got - label_only) == pytest.approx(float(teacher_alone), rel=1e-6)
+    # None keeps the label's share; 0 keeps the gold needs_response
+    assert float(batch_loss(*args, nr_soft_weight=None)) == pytest.approx(float(batch_loss(*args)))
+    gold_alone = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 4], gold_nr)
+    got = batch_loss(*args, nr_soft_weight=0.0)
+    assert float(got - label_only) == pytest.approx(float(gold_alone), rel=1e-6)
+
+
 def test_a_teacher_that_agrees_with_gold_changes_nothing() -> None:
     g = torch.Generator().manual_seed(2)
     logits = torch.randn(4, 4, generator=g)
