@@ -47,6 +47,9 @@ SAMPLES = REPO_ROOT / "listener" / "samples" / "brand_posts.jsonl"
 SAMPLE_LABELS = REPO_ROOT / "listener" / "samples" / "brand_posts.labels.jsonl"
 SAMPLE_BRANDS = REPO_ROOT / "listener" / "samples" / "brands.yaml"
 HELD_OUT_SOURCE = "complaints19"
+# recalls at which each dev set's needs_response precision is reported (the trade-off
+# around the operating point; the threshold itself is picked at --min-recall)
+CURVE_RECALLS = (0.80, 0.85, 0.90, 0.95)
 """The source of the 1.x held-out run (``--held-out-source``'s default)."""
 
 
@@ -156,6 +159,10 @@ def evaluate_dev(
     rep["per_source"] = per_source(rows, probs, need, threshold)
     rep["per_post_kind"] = per_source(rows, probs, need, threshold, post_kind_of_row)
     rep["needs_response_top_label"] = score_set(clf, rows, None)[0]["needs_response"]
+    gold = [needs_response_target(r) for r in rows]
+    rep["needs_response_at_recall"] = {
+        f"{recall:.2f}": pick_threshold(gold, need, recall) for recall in CURVE_RECALLS
+    }
     if any("borderline" in r for r in rows):
         for flag in (False, True):
             part = [r for r in rows if bool(r.get("borderline")) is flag]
@@ -164,6 +171,11 @@ def evaluate_dev(
             rep[key] = {k: sub[k] for k in ("n", "macro_f1", "accuracy", "needs_response")}
     print(format_report(rep, f"== {name}, needs_response at {threshold}"))
     print(f"praise predicted complaint: {rep['praise_as_complaint']}")
+    curve = rep["needs_response_at_recall"]
+    print(
+        f"needs_response precision at recall {' / '.join(curve)}: "
+        + " / ".join(f"{point['precision']:.4f}" for point in curve.values())
+    )
     print_per_kind(rep)
     return rep
 

@@ -53,6 +53,12 @@ def test_write_replaces_recomputed_blocks_and_keeps_the_others(tmp_path: Path) -
     assert 0.0 <= evaluation["dev_sets"]["data"]["macro_f1"] <= 1.0
     by_kind = evaluation["dev_sets"]["data"]["per_post_kind"]
     assert {k: v["n"] for k, v in by_kind.items()} == {"post": 1, "review": 1, "unknown": 4}
+    # the precision / recall trade-off around the operating point, each at its own threshold
+    curve = evaluation["dev_sets"]["data"]["needs_response_at_recall"]
+    assert list(curve) == ["0.80", "0.85", "0.90", "0.95"]
+    assert all(point["recall"] >= float(recall) for recall, point in curve.items())
+    thresholds = [point["threshold"] for point in curve.values()]
+    assert thresholds == sorted(thresholds, reverse=True)  # more recall, lower threshold
     samples_by_kind = evaluation["samples"]["per_post_kind"]
     assert samples_by_kind["post"]["n"] > 0  # bluesky, reddit... openers
     # replies to the brands' own posts earlier in the stream, found as the pipeline finds them
