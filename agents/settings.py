@@ -78,6 +78,18 @@ class ModelSettings(BaseModel):
             "top-label confidence go to the queue."
         ),
     )
+    needs_response_decision_threshold: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description=(
+            "The needs_response score at or above which a post goes to the queue, in "
+            "place of the model's calibrated threshold (metrics.json), for every source "
+            "not listed in needs_response_threshold_by_source. Raise it to queue fewer "
+            "posts that need no answer at the cost of missing more that do (the model "
+            "card's needs_response trade-off); unset: the model's own."
+        ),
+    )
     needs_response_threshold_by_source: dict[str, float] = Field(
         default_factory=dict,
         description=(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +44,7 @@ from agents.runtime.app import (
 )
 from agents.runtime.faust_worker import QuietWorker
 from agents.runtime.shutdown import ShutdownDeadline
-from agents.settings import AgentSettings
+from agents.settings import AgentSettings, ModelSettings
 from listener.kafka_admin import check_security
 from listener.logs import logging_config
 from models.interface import IntentClassifier
@@ -309,6 +308,8 @@ def load_classifier(settings: AgentSettings) -> IntentClassifier:
     }
     if settings.model.batch_size is not None:
         options["batch_size"] = settings.model.batch_size
+    if settings.model.needs_response_decision_threshold is not None:
+        options["needs_response_threshold"] = settings.model.needs_response_decision_threshold
     return OnnxIntentClassifier(settings.model.dir, **options)
 
 
@@ -317,16 +318,23 @@ def classifier_device(classifier: IntentClassifier) -> str:
     return str(getattr(classifier, "provider", "unknown"))
 
 
-def decision(
-    classifier: IntentClassifier, fallback: float, by_source: Mapping[str, float] | None = None
-) -> str:
+def decision(classifier: IntentClassifier, model: ModelSettings) -> str:
     """How needs_response is decided, for the start-up log line."""
-    calibrated = getattr(classifier, "needs_response_threshold", None)
-    if calibrated is None:
-        return f"top-label confidence >= {fallback:.2f} (the model has no calibrated threshold)"
-    sources = ", ".join(f"{s} {t:.4f}" for s, t in sorted((by_source or {}).items()))
+    threshold = getattr(classifier, "needs_response_threshold", None)
+    if threshold is None:
+        return (
+            f"top-label confidence >= {model.needs_response_threshold:.2f} "
+            "(the model has no calibrated threshold)"
+        )
+    by_source = model.needs_response_threshold_by_source
+    sources = ", ".join(f"{s} {t:.4f}" for s, t in sorted(by_source.items()))
     per_source = f"; per source: {sources}" if sources else ""
-    return f"score >= {calibrated:.4f} (the model's, calibrated){per_source}"
+    whose = (
+        "the model's, calibrated"
+        if model.needs_response_decision_threshold is None
+        else "model.needs_response_decision_threshold"
+    )
+    return f"score >= {threshold:.4f} ({whose}){per_source}"
 
 
 def run_worker(settings: AgentSettings) -> int:
@@ -355,11 +363,7 @@ def run_worker(settings: AgentSettings) -> int:
         settings.kafka.security_protocol,
         classifier.name,
         classifier_device(classifier),
-        decision(
-            classifier,
-            settings.model.needs_response_threshold,
-            settings.model.needs_response_threshold_by_source,
-        ),
+        decision(classifier, settings.model),
         settings.batching.size,
         settings.batching.window_s,
         settings.health.web_port,

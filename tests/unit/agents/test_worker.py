@@ -70,3 +70,24 @@ def test_the_worker_says_which_model_runs_where() -> None:
     labels = {"model": classifier.name, "provider": "cpu", "parallel_runs": "2"}
     assert registry.get_sample_value("brandlistener_classifier_info", labels) == 1
     assert classifier.name.startswith("intent-minilm@")
+
+
+def test_a_decision_threshold_replaces_the_models_own_everywhere_it_is_loaded() -> None:
+    from agents.worker import decision, load_classifier
+
+    shipped = load_classifier(AgentSettings())
+    calibrated = shipped.needs_response_threshold
+    assert calibrated is not None
+    assert decision(shipped, AgentSettings().model).endswith("(the model's, calibrated)")
+    settings = AgentSettings(model={"needs_response_decision_threshold": 0.95})
+    stricter = load_classifier(settings)  # what the worker and `rules test` load
+    assert stricter.needs_response_threshold == 0.95 != calibrated
+    text = "the app keeps crashing since the update, support never replies"
+    (before,), (after,) = shipped.predict([text]), stricter.predict([text])
+    assert before.needs_response_score == pytest.approx(after.needs_response_score)
+    assert calibrated <= before.needs_response_score < 0.95
+    assert (before.needs_response, after.needs_response) == (True, False)
+    line = decision(stricter, settings.model)
+    assert line == "score >= 0.9500 (model.needs_response_decision_threshold)"
+    with pytest.raises(ValueError):
+        AgentSettings(model={"needs_response_decision_threshold": 1.2})
