@@ -77,13 +77,16 @@ def test_dev_figures_use_the_rows_own_needs_response() -> None:
     assert figures["needs_response"]["recall"] == 1.0
 
 
-def test_soft_targets_mix_into_the_label_and_head_targets() -> None:
+def _complaint_read_as_praise() -> tuple[torch.Tensor, ...]:
+    """One complaint needing an answer: logits (4 labels + needs_response), label id, class
+    weights, gold needs_response, and a teacher reading it as praise needing none."""
     logits = torch.tensor([[2.0, 0.0, -1.0, 0.5, 1.0]])
-    labels = torch.tensor([0])
-    cw = torch.ones(4)
-    gold_nr = torch.tensor([1.0])
-    teacher = torch.tensor([[0.2, 0.6, 0.1, 0.1]])
-    teacher_nr = torch.tensor([0.3])
+    teacher, teacher_nr = torch.tensor([[0.2, 0.6, 0.1, 0.1]]), torch.tensor([0.3])
+    return logits, torch.tensor([0]), torch.ones(4), torch.tensor([1.0]), teacher, teacher_nr
+
+
+def test_soft_targets_mix_into_the_label_and_head_targets() -> None:
+    logits, labels, cw, gold_nr, teacher, teacher_nr = _complaint_read_as_praise()
     got = batch_loss(
         logits, labels, torch.ones(1), gold_nr, cw, (1.0, 1.0), 1.0, (teacher, teacher_nr), 0.25
     )
@@ -97,12 +100,7 @@ def test_soft_targets_mix_into_the_label_and_head_targets() -> None:
 
 
 def test_the_head_can_take_its_own_share_of_the_teacher() -> None:
-    logits = torch.tensor([[2.0, 0.0, -1.0, 0.5, 1.0]])
-    labels = torch.tensor([0])
-    cw = torch.ones(4)
-    gold_nr = torch.tensor([1.0])
-    teacher = torch.tensor([[0.2, 0.6, 0.1, 0.1]])
-    teacher_nr = torch.tensor([0.3])
+    logits, labels, cw, gold_nr, teacher, teacher_nr = _complaint_read_as_praise()
     soft = (teacher, teacher_nr)
     args = (logits, labels, torch.ones(1), gold_nr, cw, (1.0, 1.0), 1.0, soft, 0.25)
     label_only = batch_loss(logits, labels, torch.ones(1), None, cw, (1.0, 1.0), 1.0, soft, 0.25)
