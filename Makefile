@@ -113,6 +113,7 @@ train: teacher ## Train intent-minilm 2.2.0 (reads the post kind; distilled from
 bench: train-env ## Classifier and end-to-end benchmarks, with baselines measured in the same run
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) tests/perf/bench_classifier.py
 	$(TRAIN_PY) tests/perf/bench_post_kind.py
+	$(TRAIN_PY) tests/perf/bench_brand_matcher.py
 	$(TRAIN_PY) tests/perf/bench_pipeline.py
 
 clean: ## Remove local state (.demo, caches); keeps the venvs
