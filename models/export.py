@@ -43,13 +43,21 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer  # no
 from models.data import load_corpus  # noqa: E402
 from models.masking import save_tokenizer  # noqa: E402
 from models.optimize import fuse, to_fp16  # noqa: E402
-from models.post_kind import model_input, post_kind_of_row  # noqa: E402
+from models.post_kind import (  # noqa: E402
+    INPUT_PREFIX_KEY,
+    POST_KIND_PREFIX,
+    POST_KINDS,
+    POST_KINDS_KEY,
+    UNKNOWN,
+    model_input,
+    post_kind_of_row,
+)
 from models.report import carry_over_evaluation  # noqa: E402
 from models.runtime import OnnxIntentClassifier  # noqa: E402
 from models.serving_graph import MAX_PROB_DIFF, ClsOnlyLastLayer  # noqa: E402
 from models.train import LABELS, MAX_LENGTH, REPO_ROOT  # noqa: E402
 
-MODEL_VERSION = "2.2.0"
+MODEL_VERSION = "2.3.0"
 SPECIAL_TOKENS = ("cls_token", "sep_token", "pad_token", "unk_token", "mask_token")
 NEEDS_RESPONSE = frozenset({"complaint", "question"})
 # Copied from the training log into metrics.json (models.train and models.distill logs).
@@ -139,6 +147,25 @@ def trained_max_length(checkpoint: Path) -> int:
     if log.is_file():
         return int(json.loads(log.read_text(encoding="utf-8")).get("max_length", MAX_LENGTH))
     return MAX_LENGTH
+
+
+def trained_post_kinds(checkpoint: Path) -> list[str] | None:
+    """The post kinds the checkpoint was trained with (its ``train_log.json``), unknown included.
+
+    ``None`` when the log does not say (no log, or trained without ``--post-kind``).
+    Checkpoints from before ``models.train`` wrote ``post_kinds`` into their
+    config.json get it from here at export, so the runtime feeds them only kinds
+    they know.
+    """
+    log = checkpoint.parent / "train_log.json"
+    if not log.is_file():
+        return None
+    seen = (json.loads(log.read_text(encoding="utf-8")).get("post_kind") or {}).get(
+        "training_kinds"
+    )
+    if not seen:
+        return None
+    return [kind for kind in POST_KINDS if kind in seen or kind == UNKNOWN]
 
 
 def write_tokenizer(checkpoint: Path, out: Path, max_length: int = MAX_LENGTH) -> None:
@@ -298,6 +325,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     max_length = args.max_length or trained_max_length(args.checkpoint)
     write_tokenizer(args.checkpoint, args.out, max_length)
     config["model_version"] = args.version
+    if config.get(INPUT_PREFIX_KEY) == POST_KIND_PREFIX and POST_KINDS_KEY not in config:
+        trained_kinds = trained_post_kinds(args.checkpoint)
+        if trained_kinds is not None:
+            config[POST_KINDS_KEY] = trained_kinds
     (args.out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     save_fp16_checkpoint(args.checkpoint, args.out / "checkpoint")
     print(f"exported in {time.monotonic() - started:.0f}s", flush=True)

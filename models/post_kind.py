@@ -1,17 +1,18 @@
-"""Where a post sits in its thread, as a model input: review, post, reply to brand, unknown.
+"""Where a post sits in its thread, as model input: review, post, reply to brand, comment.
 
 The guideline's needs_response depends on context the text alone does not carry:
 a complaint in a Reddit comment between users needs no answer from the brand, the
 same words opening a thread (or a review addressed to the company) do. The
 labellers of the intent-v2 posts saw that context (each row's ``note``: "Reddit
 comment in r/UPS", "Trustpilot review of ...", "thread position unknown"), and the
-connectors see it too (``Mention.reply_to_id``, review signals). A model trained
-with ``models.train --post-kind`` reads it as a short prefix of its input,
-``"[reply to brand] <text>"`` (nothing for ``unknown``), and says so in its
-``config.json`` (``input_prefix``: ``"post_kind"``), so the runtime adds the same
+connectors see it too (``Mention.reply_to_id``, ``reply_to_author``, review
+signals). A model trained with ``models.train --post-kind`` reads it as a short
+prefix of its input, ``"[reply to brand] <text>"`` (nothing for ``unknown``), and
+says so in its ``config.json`` (``input_prefix``: ``"post_kind"``, and
+``post_kinds``: the kinds it was trained with), so the runtime adds the same
 prefix in serving.
 
-Four kinds, the same for every platform, so a source the training data never had
+Five kinds, the same for every platform, so a source the training data never had
 still maps onto one the model knows, and only what the connectors can tell in
 serving (a kind the runtime could not give would teach the model something it
 never sees there):
@@ -22,12 +23,22 @@ never sees there):
   nothing, a Hacker News story);
 - ``reply_to_brand``: answers one of the brand's own posts (a customer's follow-up
   in a support thread: "still broken", "any update?", "thanks, sorted");
-- ``unknown``: anything else: the source does not say (tweets of the old data and of
-  ``twitter2020``/``isp_tweets``, RSS items, webhooks without thread fields), or the
-  post replies to someone not known to be the brand (a Reddit comment between
-  users). Serving cannot tell "replies to a user" from "replies to a brand post
-  this process never saw" (the thread memory forgets on restart), so such replies
-  are not a kind of their own: the model reads their text as it reads a tweet's.
+- ``comment``: answers a post not known to be the brand's: talk between users (a
+  Reddit comment, a tweet answering another user's tweet, advice to another
+  customer), which the guideline routes only when it is the author's own ongoing
+  failure. A reply to a brand post the listener cannot attribute (a Hacker News
+  reply, whose parent's author the API does not give, to a brand account's comment
+  the thread memory never saw) is read as one too. Written ``[comment]``, not
+  ``[reply]``: a word of its own keeps it apart from ``[reply to brand]``, whose
+  follow-ups need an answer far more often (with ``[reply]`` the model found fewer
+  of them; see the card's *Post kind*);
+- ``unknown``: the source does not say (tweets of the old data, tweets of
+  ``twitter2020``/``isp_tweets`` that answer no one or the brand, RSS items,
+  webhooks without thread fields).
+
+Models trained before ``comment`` existed (2.2.0 and older: no ``post_kinds`` in
+their config) read a ``comment`` as ``unknown``, as they were trained
+(:func:`readable_kind`).
 
 Pure Python: the training, evaluation and serving code all import it.
 """
@@ -35,18 +46,27 @@ Pure Python: the training, evaluation and serving code all import it.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-POST_KINDS = ("review", "post", "reply_to_brand", "unknown")
+from models.masking import HANDLE_PATTERN
+
+POST_KINDS = ("review", "post", "reply_to_brand", "comment", "unknown")
 UNKNOWN = "unknown"
+# The kinds of a model whose config.json names no post_kinds (trained before ``comment``).
+KINDS_BEFORE_COMMENT = ("review", "post", "reply_to_brand", "unknown")
 # config.json key naming the input prefix a model was trained with, and its value.
 INPUT_PREFIX_KEY = "input_prefix"
 POST_KIND_PREFIX = "post_kind"
+# config.json key listing the kinds a post_kind model was trained with.
+POST_KINDS_KEY = "post_kinds"
 
 __all__ = [
     "INPUT_PREFIX_KEY",
+    "KINDS_BEFORE_COMMENT",
     "POST_KINDS",
+    "POST_KINDS_KEY",
     "POST_KIND_PREFIX",
     "REVIEW_SOURCES",
     "SUPPORT_THREAD_CASES",
@@ -57,6 +77,8 @@ __all__ = [
     "row_kinds",
     "post_kind_of_mention",
     "post_kind_of_row",
+    "readable_kind",
+    "tweet_answers_someone_else",
     "with_kind_dropped",
 ]
 
@@ -112,13 +134,69 @@ SUPPORT_THREAD_CASES = frozenset(
 )
 # The thread field of synthetic.jsonl rows, and the words of a row's ``note`` that name
 # where the labeller saw it (../shared/data/intent-v2/README.md), first match wins.
-_THREAD_FIELD = {"opens": "post", "reply": UNKNOWN}
+_THREAD_FIELD = {"opens": "post", "reply": "comment"}
 _NOTE_WORDS = (
     ("review", "review"),
-    ("comment", UNKNOWN),  # "Reddit comment in r/UPS (reply inside a thread, not to the brand)"
+    ("comment", "comment"),  # "Reddit comment in r/UPS (reply inside a thread, not to the brand)"
     ("post in", "post"),
     ("submission", "post"),
 )
+
+
+# Tweets of the data (``note``: "tweet mentioning Xbox(Xseries); thread position
+# unknown", "tweet about an internet provider (cox internet); ...") say whom they
+# answer only by their leading @handles; the note names the brand. A leading handle
+# is taken for the brand's own account when it holds a word of the brand's name, or
+# a word companies put in their handles (support, help, care, ...).
+_LEADING_HANDLES = re.compile(r"^\s*((?:@\w+\s*)+)")
+_HANDLE = re.compile(HANDLE_PATTERN)
+_COMPANY_HANDLE_WORDS = re.compile(
+    r"support|help|care|team|official|service|games?$|studios?|hq$|news$|cs$|_ng$|us$|uk$"
+    r"|mobile|cable|internet|broadband|connect|fiber|fibre|tech$|esports"
+)
+_NOTE_BRAND = (
+    re.compile(r"mentioning (\S+?)(?:;|$)"),
+    re.compile(r"provider \(([^)]*)\)"),
+)
+_CAMEL_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+_NOT_NAME_WORDS = frozenset({"internet", "the", "and", "of", ""})
+# The data's notes spell Spectranet "sprectranet" in some rows.
+_NOTE_SPELLINGS = {"sprectranet": "spectranet"}
+
+
+def _brand_words(note: str) -> set[str]:
+    """Lower-case words of the brand a tweet's ``note`` names ("Xbox(Xseries)": xbox, xseries)."""
+    for pattern in _NOTE_BRAND:
+        found = pattern.search(note)
+        if found:
+            break
+    else:
+        return set()
+    name = found.group(1)
+    words = {w.lower() for w in _CAMEL_WORDS.findall(name) if len(w) >= 3}
+    words |= {w.lower() for w in re.split(r"[^A-Za-z0-9]+", name) if len(w) >= 3}
+    words.add(re.sub(r"[^a-z0-9]", "", name.lower()))
+    words |= {_NOTE_SPELLINGS[w] for w in words if w in _NOTE_SPELLINGS}
+    return words - _NOT_NAME_WORDS
+
+
+def tweet_answers_someone_else(text: str, note: str) -> bool:
+    """Whether a tweet of the data answers someone other than the brand its ``note`` names.
+
+    A tweet that starts with @handles answers the first of them. It answers the
+    brand when that handle holds a word of the brand's name (``@Spectranet_NG`` for
+    Spectranet) or a company word (``@EAHelp``, ``@RockstarSupport``); otherwise a
+    user (``@Peterhenryok @tizeti i hope you have been refunded?``). In serving the
+    connector says whom a reply answers (``reply_to_author``); this reads it off the
+    text for the labelled tweets, which carry no thread fields.
+    """
+    leading = _LEADING_HANDLES.match(text)
+    if not leading:
+        return False
+    handle = _HANDLE.findall(leading.group(1))[0].lower().lstrip("@")
+    if any(word in handle for word in _brand_words(note)):
+        return False
+    return not _COMPANY_HANDLE_WORDS.search(handle)
 
 
 def post_kind_of_mention(
@@ -128,13 +206,13 @@ def post_kind_of_mention(
 
     A reply (``reply_to_id`` set, on any source) is ``reply_to_brand`` when its
     parent is the brand's own post (``replies_to_brand``: the listener's
-    ``signals["reply_to_own_account"]``), else ``unknown``; a post that is no reply
+    ``signals["reply_to_own_account"]``), else ``reply``; a post that is no reply
     is ``review`` on a review source, ``post`` (opens a thread) on a source that
     reports replies, and ``unknown`` anywhere else (rss, a webhook without thread
     fields).
     """
     if reply_to_id:
-        return "reply_to_brand" if replies_to_brand else UNKNOWN
+        return "reply_to_brand" if replies_to_brand else "comment"
     if source in REVIEW_SOURCES:
         return "review"
     if source in THREADED_SOURCES:
@@ -147,20 +225,22 @@ def post_kind_of_row(row: Mapping[str, Any]) -> str:
 
     In order: a ``post_kind`` field naming one of :data:`POST_KINDS`; a ``thread``
     of ``reply`` (``reply_to_brand`` for a synthetic case of
-    :data:`SUPPORT_THREAD_CASES`, else unknown; a brand's answer to a review is such a
-    reply); a ``platform`` of ``review``; a ``thread`` of ``opens`` (post); the
-    words of ``note`` ("Trustpilot review ..." -> review, "Reddit post in ..." ->
-    post; "Reddit comment ...", "thread position unknown" and anything else ->
-    unknown); a Mention-shaped row (``id`` and ``source``, e.g. the demo's
-    sample stream) by :func:`post_kind_of_mention`. Rows with none of these (the
-    old tweet sets) are unknown.
+    :data:`SUPPORT_THREAD_CASES`, else ``reply``; a brand's answer to a review is
+    such a reply); a ``platform`` of ``review``; a ``thread`` of ``opens`` (post);
+    the words of ``note`` ("Trustpilot review ..." -> review, "Reddit post in ..."
+    -> post, "Reddit comment ..." -> reply; a tweet of "thread position unknown"
+    -> reply when it answers someone other than the brand
+    (:func:`tweet_answers_someone_else`), else unknown; anything else unknown); a
+    Mention-shaped row (``id`` and ``source``, e.g. the demo's sample stream) by
+    :func:`post_kind_of_mention`. Rows with none of these (the old tweet sets) are
+    unknown.
     """
     own = row.get("post_kind")
     if isinstance(own, str) and own in POST_KINDS:
         return own
     thread = row.get("thread")
     if thread == "reply":
-        return "reply_to_brand" if row.get("case") in SUPPORT_THREAD_CASES else UNKNOWN
+        return "reply_to_brand" if row.get("case") in SUPPORT_THREAD_CASES else "comment"
     if row.get("platform") == "review":
         return "review"
     if isinstance(thread, str) and thread in _THREAD_FIELD:
@@ -169,6 +249,8 @@ def post_kind_of_row(row: Mapping[str, Any]) -> str:
     if isinstance(note, str):
         lowered = note.lower()
         if "position unknown" in lowered:
+            if lowered.startswith("tweet") and tweet_answers_someone_else(str(row["text"]), note):
+                return "comment"
             return UNKNOWN
         for words, kind in _NOTE_WORDS:
             if words in lowered:
@@ -183,6 +265,18 @@ def post_kind_of_row(row: Mapping[str, Any]) -> str:
             source, reply_to if isinstance(reply_to, str) else None, to_brand
         )
     return UNKNOWN
+
+
+def readable_kind(kind: str | None, known: Sequence[str]) -> str:
+    """``kind`` as a model trained with the kinds ``known`` reads it: ``unknown`` if not among them.
+
+    Raises:
+        ValueError: ``kind`` is not one of :data:`POST_KINDS`.
+    """
+    kind = kind or UNKNOWN
+    if kind not in POST_KINDS:
+        raise ValueError(f"post kind {kind!r} is not one of {', '.join(POST_KINDS)}")
+    return kind if kind in known else UNKNOWN
 
 
 def model_input(text: str, kind: str | None) -> str:

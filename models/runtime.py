@@ -32,7 +32,14 @@ from models.evaluation import NEEDS_RESPONSE_LABELS
 from models.evaluation import needs_response as _needs_response
 from models.interface import Prediction
 from models.offsets import apply_offsets
-from models.post_kind import INPUT_PREFIX_KEY, POST_KIND_PREFIX, model_input
+from models.post_kind import (
+    INPUT_PREFIX_KEY,
+    KINDS_BEFORE_COMMENT,
+    POST_KIND_PREFIX,
+    POST_KINDS_KEY,
+    model_input,
+    readable_kind,
+)
 
 log = logging.getLogger(__name__)
 
@@ -286,6 +293,7 @@ class OnnxIntentClassifier:
                 f"{POST_KIND_PREFIX!r}"
             )
         self._reads_post_kind = prefix == POST_KIND_PREFIX
+        self._post_kinds = tuple(config.get(POST_KINDS_KEY) or KINDS_BEFORE_COMMENT)
 
         self._tokenizer = Tokenizer.from_file(str(self._dir / "tokenizer.json"))
         self._tokenizer.no_padding()
@@ -384,6 +392,11 @@ class OnnxIntentClassifier:
         return self._reads_post_kind
 
     @property
+    def post_kinds(self) -> tuple[str, ...]:
+        """The kinds the model was trained with; any other kind is read as ``unknown``."""
+        return self._post_kinds
+
+    @property
     def label_offsets(self) -> dict[str, float]:
         """Per-label log-score offsets used to pick the label; empty: plain argmax."""
         if self._offsets is None:
@@ -412,8 +425,9 @@ class OnnxIntentClassifier:
         Args:
             texts: Post texts; an empty sequence gives an empty list.
             kinds: Each post's kind (``review``, ``post``, ``reply_to_brand``,
-                ``unknown``; ``None`` or no list: unknown), for a model that
-                :attr:`reads_post_kind`; other models ignore it.
+                ``comment``, ``unknown``; ``None`` or no list: unknown), for a model
+                that :attr:`reads_post_kind` (a kind it was not trained with,
+                :attr:`post_kinds`, is read as unknown); other models ignore it.
 
         Returns:
             One Prediction per text, in input order: the label (the most probable,
@@ -492,7 +506,10 @@ class OnnxIntentClassifier:
             raise ValueError(f"{len(kinds)} kinds for {len(items)} texts")
         if self._reads_post_kind:
             given = kinds if kinds is not None else [None] * len(items)
-            items = [model_input(text, kind) for text, kind in zip(items, given, strict=True)]
+            items = [
+                model_input(text, readable_kind(kind, self._post_kinds))
+                for text, kind in zip(items, given, strict=True)
+            ]
         out = np.empty((len(items), len(self._labels)), dtype=np.float32)
         need = np.empty(len(items), dtype=np.float32)
         if not items:

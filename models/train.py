@@ -61,6 +61,9 @@ from models.objective import batch_loss, dev_figures  # noqa: E402
 from models.post_kind import (  # noqa: E402
     INPUT_PREFIX_KEY,
     POST_KIND_PREFIX,
+    POST_KINDS,
+    POST_KINDS_KEY,
+    UNKNOWN,
     model_texts,
     row_kinds,
 )
@@ -272,7 +275,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--post-kind",
         action="store_true",
-        help="prefix each post with where it sits in its thread, [review] / [post] / "
+        help="prefix each post with where it sits in its thread, [review] / [post] / [comment] / "
         "[reply to brand] (nothing when unknown; models/post_kind.py: from the rows' thread, "
         "platform or note); the model's config.json says so and the runtime adds the same prefix",
     )
@@ -435,6 +438,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     kinds = dict(Counter(train_kinds or []))
     if args.post_kind:
         print(f"post kinds in training: {kinds}", flush=True)
+        # The runtime reads any other kind as unknown (models/post_kind.py, readable_kind).
+        model.config.update({POST_KINDS_KEY: [k for k in POST_KINDS if k in kinds or k == UNKNOWN]})
     train_w = torch.tensor(item_w, dtype=torch.float32)
     train_nr = torch.tensor([float(needs_response_target(r)) for r in train_rows])
     soft_probs: torch.Tensor | None = None

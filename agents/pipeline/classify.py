@@ -166,9 +166,10 @@ def post_kind(mention: Mention) -> str:
     """Where ``mention`` sits in its thread, as the model reads it (``models/post_kind.py``).
 
     ``reply_to_brand`` when it answers one of the brand's own posts (the listener's
-    ``signals["reply_to_own_account"]``), ``review`` for a review source's post,
-    ``post`` for a thread opener of a source that reports replies, else ``unknown``
-    (other replies included).
+    ``signals["reply_to_own_account"]``), ``comment`` when it answers any other post,
+    ``review`` for a review source's post, ``post`` for a thread opener of a source
+    that reports replies, else ``unknown``. A model trained without a kind reads it
+    as unknown.
     """
     return post_kind_of_mention(
         mention.source,

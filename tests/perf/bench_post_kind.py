@@ -3,8 +3,9 @@
 Run with ``make bench`` (or ``python tests/perf/bench_post_kind.py``). The posts are
 the labelled sample stream (``listener/samples``) four times over, each with the kind
 the pipeline gives it (``models.report.with_serving_kinds``: most are thread openers,
-``[post] ...``; replies to the brands' own posts are ``[reply to brand] ...``; the
-rest are unknown and read bare). The baseline is the same model on the same texts
+``[post] ...``; replies to the brands' own posts are ``[reply to brand] ...``, other
+replies ``[comment] ...`` for a model trained with that kind; the rest are unknown
+and read bare). The baseline is the same model on the same texts
 without kinds (every post read bare), measured in the same run, alternating.
 """
 

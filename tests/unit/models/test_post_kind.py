@@ -24,23 +24,23 @@ from models.post_kind import (
 ROWS = [
     ({"note": "tweet mentioning Microsoft; thread position unknown"}, "unknown"),
     ({"note": "tweet about an internet provider (cox); thread position unknown"}, "unknown"),
-    # a reply between users: serving cannot tell it from a reply to a brand post it never saw
+    # talk between users
     (
         {"note": "Reddit comment in r/UPS (reply inside a thread, not addressed to the brand)"},
-        "unknown",
+        "comment",
     ),
     ({"note": "Reddit post in r/dhl (opens a thread)"}, "post"),
     ({"note": "Trustpilot review of pet insurer figo (1 star)"}, "review"),
     ({"platform": "bluesky", "thread": "opens"}, "post"),
-    ({"platform": "mastodon", "thread": "reply", "case": "advice_to_user"}, "unknown"),
+    ({"platform": "mastodon", "thread": "reply", "case": "advice_to_user"}, "comment"),
     ({"platform": "bluesky", "thread": "reply", "case": "thanks_still_broken"}, "reply_to_brand"),
     ({"platform": "review", "thread": "opens"}, "review"),
-    ({"platform": "review", "thread": "reply", "case": "brand_agent_reply"}, "unknown"),
+    ({"platform": "review", "thread": "reply", "case": "brand_agent_reply"}, "comment"),
     ({"post_kind": "review", "note": "Reddit comment in r/UPS"}, "review"),  # its own field wins
     ({"post_kind": "sideways", "thread": "opens"}, "post"),  # not a kind: ignored
     ({"source": "airline"}, "unknown"),  # the old tweet sets say nothing
     ({"id": "3mgy", "source": "bluesky"}, "post"),  # a Mention-shaped row (listener/samples)
-    ({"id": "3mgy", "source": "bluesky", "reply_to_id": "bluesky:3mgx"}, "unknown"),
+    ({"id": "3mgy", "source": "bluesky", "reply_to_id": "bluesky:3mgx"}, "comment"),
     (
         {
             "id": "3mgz",
@@ -59,15 +59,50 @@ def test_a_rows_kind_comes_from_its_fields_or_its_note(fields: dict[str, str], k
     assert post_kind_of_row({"text": "t", "label": "other", **fields}) == kind
 
 
+def tweet(text: str, brand: str = "tweet about an internet provider (tizeti)") -> dict[str, str]:
+    return {"text": text, "label": "complaint", "note": f"{brand}; thread position unknown"}
+
+
+@pytest.mark.parametrize(
+    ("row", "kind"),
+    [
+        (tweet("@Peterhenryok @tizeti i hope you have been refunded?"), "comment"),  # a user
+        (tweet("@tizeti poor service like always"), "unknown"),  # the brand, by name
+        (tweet("@wifisupport1 @tizeti fix the internet"), "unknown"),  # a company's account
+        (tweet("Tizeti is down again, third time this week"), "unknown"),  # answers no one
+        (
+            tweet(
+                "@Spectranet_NG have you fixed up?",
+                "tweet about an internet provider (sprectranet)",
+            ),
+            "unknown",
+        ),
+        (tweet("@EAHelp half my team is gone from my club", "tweet mentioning FIFA"), "unknown"),
+        (
+            tweet("@JamesLantern2 Spectranet?", "tweet about an internet provider (sprectranet)"),
+            "comment",
+        ),
+        (tweet("@CSGO when is the next major?", "tweet mentioning CS-GO"), "unknown"),
+        (tweet("@PlayStation i love it", "tweet mentioning PlayStation5(PS5)"), "unknown"),
+        # a tweet of no stated brand answers whoever its handle is, unless a company's
+        (tweet("@someone ugh", "tweet"), "comment"),
+    ],
+)
+def test_a_tweet_that_answers_someone_other_than_the_brand_is_a_reply(
+    row: dict[str, str], kind: str
+) -> None:
+    assert post_kind_of_row(row) == kind
+
+
 @pytest.mark.parametrize(
     ("source", "reply_to_id", "to_brand", "kind"),
     [
         ("bluesky", None, False, "post"),
-        ("reddit", "reddit:t1_abc", False, "unknown"),
+        ("reddit", "reddit:t1_abc", False, "comment"),
         ("reddit", "reddit:t1_abc", True, "reply_to_brand"),
         ("x", None, False, "post"),
         ("trustpilot", None, False, "review"),
-        ("googleplay", "googleplay:r1", False, "unknown"),  # the brand's answer to a review
+        ("googleplay", "googleplay:r1", False, "comment"),  # the brand's answer to a review
         ("rss", None, False, "unknown"),
         ("webhook", None, False, "unknown"),  # a sender that gave no thread fields
         ("webhook", "webhook:forum/12", True, "reply_to_brand"),
@@ -86,8 +121,10 @@ def test_the_model_reads_the_kind_in_brackets_before_the_text() -> None:
     # unknown (or no kind at all) adds nothing: the bare text, as the old tweets trained
     assert model_input("<b>hi</b>", None) == "<b>hi</b>"
     assert model_input("<b>hi</b>", "unknown") == "<b>hi</b>"
-    with pytest.raises(ValueError, match="not one of review, post, reply_to_brand, unknown"):
-        model_input("x", "reply")
+    assert model_input("same here", "comment") == "[comment] same here"
+    kinds = "review, post, reply_to_brand, comment, unknown"
+    with pytest.raises(ValueError, match=f"not one of {kinds}"):
+        model_input("x", "reply_to_user")
 
 
 def test_hiding_kinds_is_fixed_by_the_text_and_close_to_the_rate() -> None:
@@ -117,7 +154,8 @@ from models.runtime import DEFAULT_MODEL_DIR, OnnxIntentClassifier  # noqa: E402
 LABELS = ("complaint", "praise", "question", "other")
 
 
-def model_folder(path: Path, input_prefix: str | None) -> Path:
+def model_folder(path: Path, input_prefix: str | None, post_kinds: list[str] | None = None) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
     token_count_model(path / "model.int8.onnx")
     shutil.copy(DEFAULT_MODEL_DIR / "tokenizer.json", path / "tokenizer.json")
     outputs = [*LABELS, "needs_response"]
@@ -127,6 +165,8 @@ def model_folder(path: Path, input_prefix: str | None) -> Path:
     }
     if input_prefix is not None:
         config["input_prefix"] = input_prefix
+    if post_kinds is not None:
+        config["post_kinds"] = post_kinds
     (path / "config.json").write_text(json.dumps(config), encoding="utf-8")
     (path / "metrics.json").write_text(json.dumps({"version": "0.0.1"}), encoding="utf-8")
     return path
@@ -155,7 +195,33 @@ def test_a_post_kind_model_is_fed_the_kind_before_the_text(tmp_path: Path) -> No
     with pytest.raises(ValueError, match="2 kinds for 3 texts"):
         clf.predict(texts, ["review", "post"])
     with pytest.raises(ValueError, match="not one of"):
-        clf.predict(["x"], ["reply"])
+        clf.predict(["x"], ["reply_to_user"])
+
+
+def test_a_model_reads_only_the_kinds_it_was_trained_with(tmp_path: Path) -> None:
+    texts = ["same, mine is stuck too", "still broken"]
+    kinds = ["comment", "reply_to_brand"]
+    # config.json without post_kinds: trained before "comment" existed (2.2.0)
+    before = OnnxIntentClassifier(
+        model_folder(tmp_path / "before", "post_kind"), provider="cpu", threads=1
+    )
+    assert "comment" not in before.post_kinds
+    _, need = before.predict_scores(texts, kinds)
+    assert fed_tokens(before, need) == [
+        len(before._tokenizer.encode(texts[0]).ids),  # read bare, as it trained on such posts
+        len(before._tokenizer.encode(model_input(texts[1], "reply_to_brand")).ids),
+    ]
+    after = OnnxIntentClassifier(
+        model_folder(tmp_path / "after", "post_kind", ["post", "comment", "unknown"]),
+        provider="cpu",
+        threads=1,
+    )
+    _, need = after.predict_scores(texts, kinds)
+    assert fed_tokens(after, need) == [
+        len(after._tokenizer.encode(model_input(texts[0], "comment")).ids),
+        len(after._tokenizer.encode(texts[1]).ids),  # reply_to_brand: not among its kinds
+    ]
+    assert fed_tokens(after, need)[0] == len(after._tokenizer.encode(texts[0]).ids) + 3
 
 
 def test_other_models_ignore_kinds(tmp_path: Path) -> None:

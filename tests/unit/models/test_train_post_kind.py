@@ -1,4 +1,4 @@
-"""models.train --post-kind: the checkpoint says it reads the kind, the log counts the kinds."""
+"""models.train --post-kind: the checkpoint says it reads kinds, and which; the log counts them."""
 
 from __future__ import annotations
 
@@ -37,8 +37,15 @@ def test_a_post_kind_run_writes_the_prefix_into_the_config(tmp_path: Path) -> No
     assert main([*argv, "--batch-size", "4", "--max-length", "32", "--out", str(out)]) == 0
     config = json.loads((out / "best" / "config.json").read_text())
     assert config["input_prefix"] == "post_kind"
+    # the kinds it saw (no reply_to_brand among these rows): the runtime reads others as unknown
+    assert config["post_kinds"] == ["review", "post", "comment", "unknown"]
     log = json.loads((out / "train_log.json").read_text())
     assert log["post_kind"] == {
         "dropout": 0.0,
-        "training_kinds": {"review": 2, "post": 1, "unknown": 3},
+        "training_kinds": {"review": 2, "post": 1, "comment": 1, "unknown": 2},
     }
+    # a checkpoint whose config predates post_kinds gets them from its log at export
+    from models.export import trained_post_kinds
+
+    assert trained_post_kinds(out / "best") == config["post_kinds"]
+    assert trained_post_kinds(tmp_path / "nowhere" / "best") is None

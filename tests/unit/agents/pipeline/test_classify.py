@@ -90,14 +90,14 @@ def test_the_model_is_told_where_each_post_sits_in_its_thread(
     }
     assert told == {
         "app is broken": "post",
-        "same here": "unknown",  # a reply, not known to answer the brand
+        "same here": "comment",  # a reply, not known to answer the brand
         "still broken": "reply_to_brand",
         "two weeks, no refund": "review",
         "a blog post about the app": "unknown",
     }
     assert [post_kind(p) for p in posts] == [
         "post",
-        "unknown",
+        "comment",
         "reply_to_brand",
         "review",
         "unknown",

@@ -95,8 +95,8 @@ def test_training_row_has_the_training_data_fields() -> None:
     }
     assert row["corrected_at"] == "1970-01-01T00:00:00+00:00"
     assert (row["old_label"], row["platform"], row["brand"]) == ("complaint", "bluesky", "Flyaway")
-    # the kind the model read (a reply not known to answer the brand) trains with the row
-    assert row["post_kind"] == "unknown" and post_kind_of_row(row) == "unknown"
+    # where the post sat (a reply not known to answer the brand) trains with the row
+    assert row["post_kind"] == "comment" and post_kind_of_row(row) == "comment"
     to_brand = _queued().model_copy(update={"signals": {"reply_to_own_account": ["Flyaway"]}})
     row = training_row(Correction.of(to_brand, mention_id="bluesky:p1", new_label="praise"))
     assert post_kind_of_row(row) == "reply_to_brand"
