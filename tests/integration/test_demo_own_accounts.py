@@ -103,9 +103,10 @@ def test_demo_queue_shows_the_customer_not_the_brand_reply(tmp_path: Path) -> No
     queued = [line for line in out.splitlines() if re.match(r"P\d  ", line)]
     assert len(queued) == 2, out
     assert any("my parcel never arrived" in line for line in queued), out
-    # intent-minilm 2.2.0 reads the follow-up as a reply to the brand (the listener marks
-    # it reply_to_own_account): "still nothing" under the brand's answer is queued, read
-    # bare it would not be (needs_response 0.23 < 0.26); the details-only reply is not
+    # intent-minilm 2.3.0 reads the follow-up as a reply to the brand (the listener marks
+    # it reply_to_own_account): "still nothing" under the brand's answer is queued
+    # (needs_response 0.96), read as a reply to anyone else it would not be (0.19 < 0.433);
+    # the details-only reply is not
     assert any("still nothing. it has been 8 days" in line for line in queued), out
     assert "emailed the tracking number" not in "\n".join(queued), out
     assert "very sorry" not in out

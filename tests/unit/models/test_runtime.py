@@ -141,8 +141,11 @@ def test_batch_size_invariance(classifier: OnnxIntentClassifier, batch_size: int
     reference = classifier.predict_proba(TEXTS)
     other = OnnxIntentClassifier(batch_size=batch_size).predict_proba(TEXTS)
     # int8 activation scales are per run: borderline posts move most, labels barely.
+    # "Flight 2h late but the crew is GREAT" (three labels near 0.3) moves 0.24 in a
+    # batch of 3 under 2.3.0, about as far as int8 moves any dev post from fp32
+    # (metrics.json int8_vs_fp32.max_abs_prob_diff 0.27).
     diff = np.abs(other - reference)
-    assert diff.max() < 0.2
+    assert diff.max() < 0.3
     assert diff.mean() < 0.02
     assert np.mean(other.argmax(1) == reference.argmax(1)) >= 0.9
 
@@ -349,7 +352,7 @@ def test_the_default_provider_here_is_the_cpu(classifier: OnnxIntentClassifier) 
 def test_the_shipped_model_reads_where_a_post_sits_in_its_thread(
     classifier: OnnxIntentClassifier,
 ) -> None:
-    # intent-minilm 2.2.0 reads the post kind (models/post_kind.py) before the text
+    # intent-minilm 2.x reads the post kind (models/post_kind.py) before the text
     assert classifier.reads_post_kind
     follow_ups = [
         "I've DMed twice already today and no reply",  # still waiting: needs an answer
