@@ -98,7 +98,7 @@ teacher: teacher-encoder ## Fine-tune the mpnet teacher on intent-v2 (~25 min on
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m models.teacher $(EVAL_DATA) --checkpoint build/teacher-mpnet/best \
 		--only-set intent --out build/teacher/soft-targets.jsonl --report build/teacher/report.json
 
-train: teacher ## Train intent-minilm 2.2.0 (reads the post kind; distilled from the mpnet teacher) on intent + intent-v2 (+ CORRECTIONS=file), export int8 into models/intent-minilm, score it
+train: teacher ## Train intent-minilm 2.3.0 (reads the post kind; distilled from the mpnet teacher) on intent + intent-v2 (+ CORRECTIONS=file), export int8 into models/intent-minilm, score it
 	HF_HUB_OFFLINE=1 $(TRAIN_PY) -m models.train $(EVAL_DATA) $(if $(CORRECTIONS),--data $(CORRECTIONS)) \
 		--weight intent-v2/real=2 --weight intent-v2/synthetic=2 --borderline-weight 0.5 \
 		--needs-response-head --mask-links --select-on intent-v2/real --post-kind \
