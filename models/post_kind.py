@@ -206,7 +206,7 @@ def post_kind_of_mention(
 
     A reply (``reply_to_id`` set, on any source) is ``reply_to_brand`` when its
     parent is the brand's own post (``replies_to_brand``: the listener's
-    ``signals["reply_to_own_account"]``), else ``reply``; a post that is no reply
+    ``signals["reply_to_own_account"]``), else ``comment``; a post that is no reply
     is ``review`` on a review source, ``post`` (opens a thread) on a source that
     reports replies, and ``unknown`` anywhere else (rss, a webhook without thread
     fields).
@@ -225,11 +225,11 @@ def post_kind_of_row(row: Mapping[str, Any]) -> str:
 
     In order: a ``post_kind`` field naming one of :data:`POST_KINDS`; a ``thread``
     of ``reply`` (``reply_to_brand`` for a synthetic case of
-    :data:`SUPPORT_THREAD_CASES`, else ``reply``; a brand's answer to a review is
+    :data:`SUPPORT_THREAD_CASES`, else ``comment``; a brand's answer to a review is
     such a reply); a ``platform`` of ``review``; a ``thread`` of ``opens`` (post);
     the words of ``note`` ("Trustpilot review ..." -> review, "Reddit post in ..."
-    -> post, "Reddit comment ..." -> reply; a tweet of "thread position unknown"
-    -> reply when it answers someone other than the brand
+    -> post, "Reddit comment ..." -> comment; a tweet of "thread position unknown"
+    -> comment when it answers someone other than the brand
     (:func:`tweet_answers_someone_else`), else unknown; anything else unknown); a
     Mention-shaped row (``id`` and ``source``, e.g. the demo's sample stream) by
     :func:`post_kind_of_mention`. Rows with none of these (the old tweet sets) are
