@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from listener.brands import BrandMatcher, BrandSettings, QuerySyntaxError, parse_query
+from listener.brands import (
+    BrandMatcher,
+    BrandSettings,
+    QuerySyntaxError,
+    compile_term,
+    parse_query,
+)
 from listener.errors import FatalError
 from listener.record import Mention
 
@@ -157,3 +163,39 @@ def test_apply_keeps_a_brand_the_source_names() -> None:
     assert out.signals["matched_terms"] == {"globex": ["globex"], "acme": ["source"]}
     unnamed = Mention.create(source="appstore", native_id="2", text="Crashes on start.")
     assert m.apply(unnamed) is None, "without the source's brand the text decides"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "Flyaway",
+        "fly away",
+        "@Flyaway",
+        "#FlyawayFail",
+        "domain:flyaway.example",
+        "Café",
+        "Sky",
+        "Kelvin",
+    ],
+)
+def test_the_literal_prefilter_never_changes_what_a_term_matches(raw: str) -> None:
+    term = compile_term(raw)
+    texts = [
+        "FLYAWAY lost my bag",
+        "fly\n  AWAY again",
+        "@FLYAWAY help",
+        "#flyawayfail trending",
+        "see https://www.FlyAway.example/refunds",
+        "café crème at the airport",
+        "CAFÉ closed",
+        "flyaways",  # not a word match
+        "ﬂyaway",  # the fi-ligature: not ASCII, so the pattern alone decides
+        "\u017fky high prices",  # long s: IGNORECASE matches it to s, lower() leaves it
+        "\u212aelvin support",  # the Kelvin sign, likewise for k
+        "nothing to see here",
+    ]
+    for text in texts:
+        assert term.hits(text) == (term.pattern.search(text) is not None), (raw, text)
+    assert any(term.hits(text) for text in texts), raw
+    if raw in ("Sky", "Kelvin"):  # found only through a non-ASCII spelling: the pattern's call
+        assert term.hits("\u017fky high prices" if raw == "Sky" else "\u212aelvin support")
