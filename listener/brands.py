@@ -79,10 +79,18 @@ class Term:
     pattern: re.Pattern[str] = field(compare=False, repr=False)
     literal: str | None = field(default=None, compare=False, repr=False)
 
-    def hits(self, text: str) -> bool:
-        """Whether the term occurs in ``text``."""
-        if self.literal is not None and text.isascii() and self.literal not in text.lower():
-            return False
+    def hits(self, text: str, folded: str | None = None) -> bool:
+        """Whether the term occurs in ``text``.
+
+        ``folded`` is ``text.lower()`` when the caller has it for an ASCII text (the
+        matcher folds each post once for all its brands' terms); else it is worked
+        out here.
+        """
+        if self.literal is not None:
+            if folded is None and text.isascii():
+                folded = text.lower()
+            if folded is not None and self.literal not in folded:
+                return False
         return self.pattern.search(text) is not None
 
 
@@ -174,18 +182,18 @@ class Node:
     children: tuple[Node, ...] = ()
     term: Term | None = None
 
-    def evaluate(self, hits: dict[str, bool], text: str) -> bool:
-        """Evaluate against ``text``; ``hits`` memoises term results."""
+    def evaluate(self, hits: dict[str, bool], text: str, folded: str | None = None) -> bool:
+        """Evaluate against ``text``; ``hits`` memoises term results (``folded``: Term.hits)."""
         if self.op == "term":
             assert self.term is not None
             if self.term.text not in hits:
-                hits[self.term.text] = self.term.hits(text)
+                hits[self.term.text] = self.term.hits(text, folded)
             return hits[self.term.text]
         if self.op == "not":
-            return not self.children[0].evaluate(hits, text)
+            return not self.children[0].evaluate(hits, text, folded)
         if self.op == "and":
-            return all(c.evaluate(hits, text) for c in self.children)
-        return any(c.evaluate(hits, text) for c in self.children)
+            return all(c.evaluate(hits, text, folded) for c in self.children)
+        return any(c.evaluate(hits, text, folded) for c in self.children)
 
     def positive_terms(self) -> Iterable[Term]:
         """Terms outside any NOT: the ones worth reporting as matched."""
@@ -288,19 +296,19 @@ class _Brand:
     exclude: tuple[Term, ...]
     languages: frozenset[str]
 
-    def match(self, text: str, lang: str | None) -> tuple[str, ...]:
+    def match(self, text: str, lang: str | None, folded: str | None = None) -> tuple[str, ...]:
         if self.languages and lang and _primary(lang) not in self.languages:
             return ()
         hits: dict[str, bool] = {}
-        found = [t.text for t in self.terms if t.hits(text)]
-        if self.query is not None and self.query.evaluate(hits, text):
+        found = [t.text for t in self.terms if t.hits(text, folded)]
+        if self.query is not None and self.query.evaluate(hits, text, folded):
             for term in self.query.positive_terms():
-                hit = hits[term.text] if term.text in hits else term.hits(text)
+                hit = hits[term.text] if term.text in hits else term.hits(text, folded)
                 if hit and term.text not in found:
                     found.append(term.text)
             if not found:  # a query such as "NOT foo" matches with no positive term
                 found.append("query")
-        if not found or any(t.hits(text) for t in self.exclude):
+        if not found or any(t.hits(text, folded) for t in self.exclude):
             return ()
         return tuple(found)
 
@@ -375,8 +383,9 @@ class BrandMatcher:
             lang: The post's language code, if the source gives it.
         """
         terms: dict[str, tuple[str, ...]] = {}
+        folded = text.lower() if text.isascii() else None  # once for every brand's terms
         for brand in self._brands:
-            found = brand.match(text, lang)
+            found = brand.match(text, lang, folded)
             if found:
                 terms[brand.name] = found
         return BrandMatch(tuple(terms), terms)
