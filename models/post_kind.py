@@ -132,9 +132,8 @@ SUPPORT_THREAD_CASES = frozenset(
         "thanks_still_broken",
     }
 )
-# The thread field of synthetic.jsonl rows, and the words of a row's ``note`` that name
-# where the labeller saw it (../shared/data/intent-v2/README.md), first match wins.
-_THREAD_FIELD = {"opens": "post", "reply": "comment"}
+# The words of a row's ``note`` that name where the labeller saw it
+# (../shared/data/intent-v2/README.md), first match wins.
 _NOTE_WORDS = (
     ("review", "review"),
     ("comment", "comment"),  # "Reddit comment in r/UPS (reply inside a thread, not to the brand)"
@@ -243,8 +242,8 @@ def post_kind_of_row(row: Mapping[str, Any]) -> str:
         return "reply_to_brand" if row.get("case") in SUPPORT_THREAD_CASES else "comment"
     if row.get("platform") == "review":
         return "review"
-    if isinstance(thread, str) and thread in _THREAD_FIELD:
-        return _THREAD_FIELD[thread]
+    if thread == "opens":
+        return "post"
     note = row.get("note")
     if isinstance(note, str):
         lowered = note.lower()
