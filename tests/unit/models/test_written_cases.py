@@ -26,8 +26,8 @@ SHARED = REPO.parent / "shared" / "data"
 
 
 def normalised(text: str) -> str:
-    """Lower case, letters, digits and single spaces: the shared data's own overlap rule."""
-    return " ".join(re.sub(r"[^a-z0-9 ]", " ", text.lower()).split())
+    """Lower-cased, punctuation removed, spaces collapsed: the shared data's own overlap rule."""
+    return " ".join(re.sub(r"[^\w\s]", "", text.lower()).split())
 
 
 def rows() -> list[dict[str, Any]]:
