@@ -35,14 +35,13 @@ import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 import onnxruntime  # noqa: E402
 import torch  # noqa: E402
-from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: E402
 from sklearn.metrics import f1_score, precision_recall_fscore_support  # noqa: E402
 from tokenizers import Tokenizer  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
 from models.data import load_corpus  # noqa: E402
 from models.masking import save_tokenizer  # noqa: E402
-from models.optimize import fuse, to_fp16  # noqa: E402
+from models.optimize import fuse, quantize_int8, to_fp16  # noqa: E402
 from models.post_kind import (  # noqa: E402
     INPUT_PREFIX_KEY,
     POST_KIND_PREFIX,
@@ -119,22 +118,6 @@ def export_fp32(checkpoint: Path, target: Path, cls_only_last_layer: bool = True
             dynamo=False,
         )
     onnx.checker.check_model(str(target))
-
-
-def quantize_int8(source: Path, target: Path) -> None:
-    """Int8 dynamic quantisation, per-channel weight scales (per-tensor flips ~13% of labels).
-
-    Args:
-        source: fp32 ONNX file.
-        target: int8 ONNX file to write.
-    """
-    quantize_dynamic(
-        source,
-        target,
-        per_channel=True,
-        weight_type=QuantType.QInt8,
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
 
 
 def trained_max_length(checkpoint: Path) -> int:

@@ -51,7 +51,7 @@ def fuse(source: Path, target: Path, num_heads: int = 12, hidden_size: int = 384
 
 
 def quantize_int8(source: Path, target: Path) -> None:
-    """Int8 dynamic quantisation with per-channel weight scales.
+    """Int8 dynamic quantisation with per-channel weight scales (per-tensor flips ~13% of labels).
 
     Args:
         source: fp32 ONNX file (fused or not).
