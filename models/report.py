@@ -99,6 +99,46 @@ def praise_as_complaint(report: dict[str, Any]) -> float | None:
     return round(row[labels.index("complaint")] / total, 4) if total else None
 
 
+def batch_consistency(
+    clf: OnnxIntentClassifier,
+    rows: Sequence[dict[str, Any]],
+    threshold: float,
+    probs: np.ndarray,
+    need: np.ndarray,
+) -> dict[str, Any]:
+    """How many posts get another label or queue decision when scored alone.
+
+    The int8 graph quantises activations with one scale per run, so a post's
+    batch-mates can move a borderline score: the pipeline (batches) and
+    ``brand-listener classify`` (one post) can then disagree.
+
+    Args:
+        clf: The classifier.
+        rows: The posts, as scored in batches into ``probs`` and ``need``.
+        threshold: The needs_response threshold.
+        probs: Batched label probabilities, columns in ``LABELS`` order.
+        need: Batched needs_response scores.
+
+    Returns:
+        ``n``, ``label_differs`` and ``needs_response_differs`` (posts whose top
+        label / decision at ``threshold`` changes alone) and ``max_score_change``.
+    """
+    cols = [clf.labels.index(label) for label in LABELS]
+    alone_probs = np.empty_like(probs)
+    alone_need = np.empty_like(need)
+    for i, row in enumerate(rows):
+        p, n = clf.predict_scores([row["text"]], [post_kind_of_row(row)])
+        alone_probs[i] = p[0, cols]
+        alone_need[i] = n[0]
+    change = max(float(np.abs(alone_probs - probs).max()), float(np.abs(alone_need - need).max()))
+    return {
+        "n": len(rows),
+        "label_differs": int((alone_probs.argmax(1) != probs.argmax(1)).sum()),
+        "needs_response_differs": int(((alone_need >= threshold) != (need >= threshold)).sum()),
+        "max_score_change": round(change, 4),
+    }
+
+
 def per_source(
     rows: Sequence[dict[str, Any]],
     probs: np.ndarray,
@@ -159,6 +199,7 @@ def evaluate_dev(
     rep["per_source"] = per_source(rows, probs, need, threshold)
     rep["per_post_kind"] = per_source(rows, probs, need, threshold, post_kind_of_row)
     rep["needs_response_top_label"] = score_set(clf, rows, None)[0]["needs_response"]
+    rep["batch_consistency"] = batch_consistency(clf, rows, threshold, probs, need)
     gold = [needs_response_target(r) for r in rows]
     rep["needs_response_at_recall"] = {
         f"{recall:.2f}": pick_threshold(gold, need, recall) for recall in CURVE_RECALLS
@@ -175,6 +216,12 @@ def evaluate_dev(
     print(
         f"needs_response precision at recall {' / '.join(curve)}: "
         + " / ".join(f"{point['precision']:.4f}" for point in curve.values())
+    )
+    alone = rep["batch_consistency"]
+    print(
+        f"scored alone instead of in batches: label differs for {alone['label_differs']}, "
+        f"needs_response for {alone['needs_response_differs']} of {alone['n']} posts "
+        f"(largest score change {alone['max_score_change']})"
     )
     print_per_kind(rep)
     return rep

@@ -6,9 +6,10 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from models.report import carry_over_evaluation
+from models.report import batch_consistency, carry_over_evaluation
 from models.report import main as report_main
 from models.runtime import DEFAULT_MODEL_DIR
 
@@ -59,6 +60,9 @@ def test_write_replaces_recomputed_blocks_and_keeps_the_others(tmp_path: Path) -
     assert all(point["recall"] >= float(recall) for recall, point in curve.items())
     thresholds = [point["threshold"] for point in curve.values()]
     assert thresholds == sorted(thresholds, reverse=True)  # more recall, lower threshold
+    alone = evaluation["dev_sets"]["data"]["batch_consistency"]
+    assert alone["n"] == len(DEV_ROWS)
+    assert 0 <= alone["label_differs"] <= len(DEV_ROWS)
     samples_by_kind = evaluation["samples"]["per_post_kind"]
     assert samples_by_kind["post"]["n"] > 0  # bluesky, reddit... openers
     # replies to the brands' own posts earlier in the stream, found as the pipeline finds them
@@ -122,3 +126,33 @@ def test_cross_source_scores_every_post_of_the_held_out_source(tmp_path: Path) -
         report_main(
             [*args, "--cross-source-model", str(DEFAULT_MODEL_DIR), "--held-out-source", "x"]
         )
+
+
+class BatchSensitiveClassifier:
+    """Scores a post starting "edge" 0.1 higher for complaint when it shares its run."""
+
+    labels = ("complaint", "praise", "question", "other")
+
+    def predict_scores(
+        self, texts: list[str], kinds: list[str | None] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        shift = 0.1 if len(texts) > 1 else 0.0
+        complaint = [0.45 + shift if t.startswith("edge") else 0.9 for t in texts]
+        probs = np.array([[c, 1.0 - c, 0.0, 0.0] for c in complaint], dtype=np.float32)
+        return probs, np.array(complaint, dtype=np.float32)
+
+
+def test_batch_consistency_counts_the_posts_whose_outcome_moves_with_their_batch_mates() -> None:
+    clf = BatchSensitiveClassifier()
+    rows = [{"text": t} for t in ("edge of a complaint", "a clear complaint", "another one")]
+    probs, need = clf.predict_scores([r["text"] for r in rows])
+
+    moved = batch_consistency(clf, rows, 0.5, probs, need)  # type: ignore[arg-type]
+
+    # the borderline post flips from complaint to praise alone, and out of the queue
+    assert moved["n"] == 3
+    assert moved["label_differs"] == 1
+    assert moved["needs_response_differs"] == 1
+    assert moved["max_score_change"] == pytest.approx(0.1, abs=1e-4)
+    # above the moved scores, the decision holds
+    assert batch_consistency(clf, rows, 0.4, probs, need)["needs_response_differs"] == 0  # type: ignore[arg-type]
