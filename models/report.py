@@ -123,6 +123,8 @@ def batch_consistency(
         ``n``, ``label_differs`` and ``needs_response_differs`` (posts whose top
         label / decision at ``threshold`` changes alone) and ``max_score_change``.
     """
+    if not rows:
+        return {"n": 0, "label_differs": 0, "needs_response_differs": 0, "max_score_change": 0.0}
     cols = [clf.labels.index(label) for label in LABELS]
     alone_probs = np.empty_like(probs)
     alone_need = np.empty_like(need)

@@ -156,3 +156,5 @@ def test_batch_consistency_counts_the_posts_whose_outcome_moves_with_their_batch
     assert moved["max_score_change"] == pytest.approx(0.1, abs=1e-4)
     # above the moved scores, the decision holds
     assert batch_consistency(clf, rows, 0.4, probs, need)["needs_response_differs"] == 0  # type: ignore[arg-type]
+    empty = batch_consistency(clf, [], 0.5, probs[:0], need[:0])  # type: ignore[arg-type]
+    assert empty["n"] == empty["label_differs"] == empty["needs_response_differs"] == 0
